@@ -1,0 +1,63 @@
+//! The ingress API (axum): authenticates, validates, persists through [`agentyard_store`] and
+//! publishes through [`agentyard_bus`]. Handlers stay thin; the run logic is in [`service`].
+//!
+//! Layout:
+//! - [`error`]: the JSON error shape and body parsing.
+//! - [`auth`]: bearer tokens to principals (with a short cache), scopes.
+//! - [`service`]: creating, waiting for, cancelling and streaming runs.
+//! - [`routes`]: the HTTP handlers, annotated for OpenAPI ([`openapi`]).
+
+pub mod auth;
+pub mod error;
+pub mod openapi;
+pub mod routes;
+pub mod service;
+mod sse;
+
+use std::sync::Arc;
+
+use agentyard_bus::{Bus, Outbox};
+use agentyard_runtime::Settings;
+use agentyard_store::Store;
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+
+pub use error::ApiError;
+
+/// Everything a handler may use; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub bus: Bus,
+    pub outbox: Outbox,
+    pub settings: Arc<Settings>,
+    pub auth: Arc<auth::AuthCache>,
+}
+
+impl AppState {
+    /// Builds the state and starts its background tasks (outbox relay, auth invalidation).
+    pub fn new(settings: Settings, store: Store, bus: Bus, shutdown: CancellationToken) -> Self {
+        let outbox = Outbox::start(bus.clone(), store.clone(), shutdown);
+        let auth = Arc::new(auth::AuthCache::default());
+        Self { store, bus, outbox, settings: Arc::new(settings), auth }
+    }
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    routes::router(state)
+}
+
+/// Serves `router(state)` on `listener` until `shutdown`.
+///
+/// # Errors
+/// When the listener fails.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}

@@ -1,0 +1,46 @@
+//! The OpenAPI document, generated from the route annotations, at `/openapi.json`, and a
+//! browsable reference at `/docs`.
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_scalar::{Scalar, Servable};
+
+use crate::routes::{runs, threads};
+use crate::AppState;
+
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The API description.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "agentyard", description = "Run AI agents behind a message queue."),
+    modifiers(&Bearer),
+    paths(
+        crate::routes::health::healthz, crate::routes::health::readyz,
+        threads::create, threads::get, threads::messages,
+        runs::create_on_thread, runs::create, runs::get, runs::events, runs::cancel,
+    ),
+    components(schemas(crate::error::ErrorBody, agentyard_core::run::Run))
+)]
+pub struct ApiDoc;
+
+/// `GET /openapi.json`.
+pub(crate) async fn spec() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// `GET /docs`.
+pub(crate) fn docs() -> axum::Router<AppState> {
+    Scalar::with_url("/docs", ApiDoc::openapi()).into()
+}

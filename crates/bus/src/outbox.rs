@@ -1,0 +1,100 @@
+//! The outbox dispatcher: publishes the rows a transaction wrote, right after its commit, then
+//! deletes them in batches (one `DELETE` for many rows); and the relay, which re-publishes rows
+//! a crash left behind. Every row carries a `Nats-Msg-Id`, so a second publish is harmless.
+
+use std::time::Duration;
+
+use agentyard_store::{OutboxRow, Store};
+use async_nats::jetstream::message::PublishMessage;
+use futures::future::join_all;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Bus, BusError};
+
+/// Rows older than this are the relay's.
+const RELAY_MIN_AGE_MS: i64 = 3_000;
+const RELAY_EVERY: Duration = Duration::from_secs(1);
+const DELETE_BATCH: usize = 512;
+
+/// Publishes outbox rows; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Outbox {
+    bus: Bus,
+    deletes: mpsc::UnboundedSender<i64>,
+}
+
+impl Outbox {
+    /// Starts the batch deleter and the relay; both stop when `shutdown` is cancelled.
+    pub fn start(bus: Bus, store: Store, shutdown: CancellationToken) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(delete_loop(store.clone(), rx));
+        let outbox = Self { bus, deletes: tx };
+        tokio::spawn(outbox.clone().relay_loop(store, shutdown));
+        outbox
+    }
+
+    /// Publishes `rows` in order (pipelined: all are sent before any ack is awaited) and queues
+    /// the acked ones for deletion. Rows that fail stay for the relay.
+    ///
+    /// # Errors
+    /// The first publish failure (after every row was tried).
+    pub async fn dispatch(&self, rows: &[OutboxRow]) -> Result<(), BusError> {
+        let mut acks = Vec::with_capacity(rows.len());
+        for row in rows {
+            let payload = serde_json::to_vec(&row.payload).map_err(BusError::Encode)?;
+            let publish = PublishMessage::build().payload(payload.into()).message_id(&row.msg_id);
+            let sent = self.bus.js.send_publish(row.subject.clone(), publish).await;
+            acks.push((row, sent));
+        }
+        let mut first_err = None;
+        let waits = acks.into_iter().map(|(row, sent)| async move {
+            let res = match sent {
+                Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.into()),
+                Err(e) => Err(e.into()),
+            };
+            (row, res)
+        });
+        for (row, res) in join_all(waits).await {
+            match res {
+                Ok(()) => {
+                    let _ = self.deletes.send(row.id);
+                }
+                Err(source) => {
+                    tracing::warn!(subject = %row.subject, msg_id = %row.msg_id, error = %source,
+                        "publish failed; the outbox relay will retry");
+                    first_err.get_or_insert(BusError::Publish { subject: row.subject.clone(), source });
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    async fn relay_loop(self, store: Store, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(RELAY_EVERY) => {}
+            }
+            match store.outbox_stale(RELAY_MIN_AGE_MS, 1000).await {
+                Ok(rows) if !rows.is_empty() => {
+                    tracing::info!(rows = rows.len(), "relaying unsent outbox rows");
+                    let _ = self.dispatch(&rows).await;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "outbox relay cannot read the outbox"),
+            }
+        }
+    }
+}
+
+async fn delete_loop(store: Store, mut rx: mpsc::UnboundedReceiver<i64>) {
+    let mut batch = Vec::with_capacity(DELETE_BATCH);
+    while rx.recv_many(&mut batch, DELETE_BATCH).await > 0 {
+        // Rows not deleted now are published again by the relay and dropped by dedupe.
+        if let Err(e) = store.outbox_delete(&batch).await {
+            tracing::warn!(error = %e, rows = batch.len(), "cannot delete published outbox rows");
+        }
+        batch.clear();
+    }
+}

@@ -1,0 +1,228 @@
+//! `agentyard dev`: the whole system in one process. NATS and Postgres are used at their URLs
+//! when they answer; otherwise private instances are started from the installed binaries under
+//! `AY_HOME` (default `./.agentyard`). Then: migrate, a dev organization and token (reused by
+//! the next `dev` on the same database), the model (scripted when none is configured), the API
+//! and the agent worker.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use agentyard_bus::Bus;
+use agentyard_llm::Provider;
+use agentyard_runtime::Settings;
+use agentyard_store::orgs::ORG_SCOPES;
+use agentyard_store::Store;
+use anyhow::{bail, Context};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::ConnectOptions;
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+use crate::roles;
+
+const DEV_ORG: &str = "dev";
+
+/// Runs everything until `shutdown`.
+///
+/// # Errors
+/// When a dependency can neither be reached nor started.
+pub async fn run(mut settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&settings.home)
+        .with_context(|| format!("cannot create AY_HOME {}", settings.home.display()))?;
+    let home = std::fs::canonicalize(&settings.home)?;
+    let mut children: Vec<Child> = Vec::new();
+
+    if Bus::probe(&settings.nats_url, Duration::from_secs(1)).await.is_err() {
+        let (child, url) = start_nats(&home).await?;
+        eprintln!("NATS at {} did not answer: started a private nats-server at {url}", settings.nats_url);
+        children.push(child);
+        settings.nats_url = url;
+    }
+    if !postgres_answers(&settings.database_url).await {
+        let (child, url) = start_postgres(&home).await?;
+        eprintln!(
+            "Postgres at {} did not answer: started a private one at {url}",
+            roles::redact(&settings.database_url)
+        );
+        children.push(child);
+        settings.database_url = url;
+    }
+
+    let store = roles::connect_store(&settings, true).await?;
+    let bus = roles::connect_bus(&settings).await?;
+    let token = dev_token(&store, &home).await?;
+
+    let provider = match Provider::from_settings(
+        settings.openai_base_url.as_deref(),
+        settings.openai_api_key.as_deref(),
+        settings.model.as_deref(),
+    )
+    .await
+    {
+        Some(p) => p,
+        None => {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let base = format!("http://{}/v1", listener.local_addr()?);
+            let options = agentyard_scripted_llm::Options::default();
+            tokio::spawn(agentyard_scripted_llm::serve(listener, options, shutdown.clone()));
+            Provider::scripted(base, settings.model.as_deref())
+        }
+    };
+    print_banner(&settings, &provider, &token, &home);
+
+    let worker = roles::run_agent_worker(
+        settings.clone(),
+        store.clone(),
+        bus.clone(),
+        &provider,
+        shutdown.clone(),
+    );
+    let api = roles::serve_api(settings, store, bus, shutdown.clone());
+    let res = tokio::try_join!(api, worker);
+    shutdown.cancel();
+    for mut c in children {
+        let _ = c.kill().await;
+    }
+    res.map(|_| ())
+}
+
+fn print_banner(settings: &Settings, provider: &Provider, token: &str, home: &Path) {
+    let url = format!("http://{}", settings.http_addr);
+    let token_file = home.join("dev-token");
+    eprintln!(
+        "\nagentyard dev is up\n  API:   {url}  (reference: {url}/docs)\n  {}\n  token: {token}\n         \
+         (saved in {})\n\ntry:\n  curl -s -X POST {url}/v1/runs -H \"Authorization: Bearer $(cat {})\" \\\n    \
+         -H 'Content-Type: application/json' -d '{{\"input\": \"Hello!\"}}'\n  cargo run --release -- chat \"Hello!\"\n",
+        provider.banner(),
+        token_file.display(),
+        token_file.display(),
+    );
+}
+
+/// The dev org's token: the saved one while it still works, else a new one.
+async fn dev_token(store: &Store, home: &Path) -> anyhow::Result<String> {
+    let path = home.join("dev-token");
+    let org = store.find_org_by_name(DEV_ORG).await?;
+    if let (Some(org), Ok(saved)) = (org, std::fs::read_to_string(&path)) {
+        if let Some(p) = store.authenticate(saved.trim()).await? {
+            if p.org_id == org {
+                return Ok(saved.trim().to_owned());
+            }
+        }
+    }
+    let token = match org {
+        Some(org) => {
+            let scopes: Vec<String> = ORG_SCOPES.iter().map(|s| (*s).to_owned()).collect();
+            store.create_token(org, "dev", &scopes).await?.secret
+        }
+        None => store.create_org(DEV_ORG).await?.token.secret,
+    };
+    std::fs::write(&path, format!("{token}\n"))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(token)
+}
+
+async fn postgres_answers(url: &str) -> bool {
+    let Ok(opts) = url.parse::<PgConnectOptions>() else { return false };
+    let opts = opts.database("postgres");
+    matches!(tokio::time::timeout(Duration::from_secs(2), opts.connect()).await, Ok(Ok(_)))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+async fn start_nats(home: &Path) -> anyhow::Result<(Child, String)> {
+    let port = free_port()?;
+    let store_dir = home.join("nats");
+    let child = Command::new("nats-server")
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(&store_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("NATS is not reachable and nats-server could not be started (is it installed?)")?;
+    let url = format!("nats://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if Bus::probe(&url, Duration::from_millis(200)).await.is_ok() {
+            return Ok((child, url));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("the private nats-server did not start on {url}")
+}
+
+/// Finds an installed Postgres binary (`initdb`, `postgres`).
+fn pg_binary(name: &str) -> PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file());
+    let versioned = || {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("bin").join(name))
+            .filter(|p| p.is_file())
+            .collect();
+        dirs.sort();
+        dirs.pop()
+    };
+    on_path.or_else(versioned).unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// Postgres refuses to run as root: run it as the `postgres` user then.
+fn pg_command(bin: &Path) -> Command {
+    let is_root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if is_root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    }
+}
+
+async fn start_postgres(home: &Path) -> anyhow::Result<(Child, String)> {
+    let data = home.join("pg");
+    if !data.join("PG_VERSION").is_file() {
+        std::fs::create_dir_all(&data)?;
+        let _ = std::process::Command::new("chown").args(["-R", "postgres"]).arg(&data).status();
+        let status = pg_command(&pg_binary("initdb"))
+            .args(["-U", "postgres", "--auth=trust", "-D"])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .status()
+            .await
+            .context("Postgres is not reachable and initdb could not be run (is it installed?)")?;
+        if !status.success() {
+            bail!("initdb failed for {}", data.display());
+        }
+    }
+    let port = free_port()?;
+    let child = pg_command(&pg_binary("postgres"))
+        .arg("-D")
+        .arg(&data)
+        .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k"])
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start the private postgres")?;
+    let url = format!("postgres://postgres@127.0.0.1:{port}/agentyard");
+    for _ in 0..150 {
+        if postgres_answers(&url).await {
+            return Ok((child, url));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("the private postgres did not start on port {port}")
+}

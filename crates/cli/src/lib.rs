@@ -1,0 +1,121 @@
+//! The `agentyard` command: `dev | api | worker agent | migrate | admin | chat | scripted-llm`.
+//!
+//! Layout:
+//! - [`roles`]: connecting and running the API and the agent worker (shared by `dev`).
+//! - [`dev`]: everything in one process, starting private NATS/Postgres when none answer.
+//! - [`admin`]: organizations and tokens.
+//! - [`chat`]: a terminal client that streams a reply.
+
+pub mod admin;
+pub mod chat;
+pub mod dev;
+pub mod roles;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use agentyard_runtime::Settings;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+/// Run AI agents behind a message queue.
+#[derive(Debug, Parser)]
+#[command(name = "agentyard", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to run.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// API + agent worker (+ the scripted model when no real one is configured) in one process;
+    /// starts private NATS and Postgres when none answer.
+    Dev,
+    /// The ingress API.
+    Api,
+    /// A worker.
+    Worker {
+        #[command(subcommand)]
+        kind: WorkerKind,
+    },
+    /// Apply database migrations (creating the database when missing).
+    Migrate,
+    /// Organizations and tokens.
+    Admin {
+        #[command(subcommand)]
+        command: admin::AdminCommand,
+    },
+    /// Post a message and print the reply as it streams.
+    Chat(chat::ChatArgs),
+    /// The scripted OpenAI-compatible model server (tests, demos, benchmarks).
+    ScriptedLlm {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        addr: String,
+        /// Delay before the first token.
+        #[arg(long, default_value_t = 0)]
+        first_token_ms: u64,
+        /// Delay between tokens.
+        #[arg(long, default_value_t = 0)]
+        token_delay_ms: u64,
+        /// A YAML script of rules (see crates/scripted-llm/examples/script.yaml).
+        #[arg(long)]
+        script: Option<PathBuf>,
+    },
+}
+
+/// Worker kinds.
+#[derive(Debug, Subcommand)]
+pub enum WorkerKind {
+    /// Consumes agent steps: calls the model, streams deltas, completes runs.
+    Agent,
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+    let runtime = match runtime {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one command.
+///
+/// # Errors
+/// Whatever stopped the command, with context.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // One rustls crypto provider for the whole process (HTTPS model servers).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let settings = Settings::from_env()?;
+    agentyard_runtime::telemetry::init(settings.log.as_deref());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(agentyard_runtime::signal::cancel_on_signal(shutdown.clone()));
+    match cli.command {
+        Command::Dev => dev::run(settings, shutdown).await,
+        Command::Api => roles::api(settings, shutdown).await,
+        Command::Worker { kind: WorkerKind::Agent } => roles::agent_worker(settings, shutdown).await,
+        Command::Migrate => {
+            roles::connect_store(&settings, true).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Admin { command } => admin::run(&settings, command).await,
+        Command::Chat(args) => chat::run(&settings, args).await,
+        Command::ScriptedLlm { addr, first_token_ms, token_delay_ms, script } => {
+            roles::scripted_llm(&addr, first_token_ms, token_delay_ms, script, shutdown).await
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Connecting to the infrastructure and running each role; `dev` runs several of these in one
+//! process, production runs each as its own process.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use agentyard_bus::{Bus, BusSettings};
+use agentyard_llm::{Llm, Provider};
+use agentyard_runtime::Settings;
+use agentyard_store::Store;
+use anyhow::Context;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::ConnectOptions;
+use tokio_util::sync::CancellationToken;
+
+/// Connects to Postgres; with `migrate`, creates the database when missing and migrates.
+///
+/// # Errors
+/// When Postgres cannot be reached or migrated.
+pub async fn connect_store(settings: &Settings, migrate: bool) -> anyhow::Result<Store> {
+    if migrate {
+        create_database_if_missing(&settings.database_url).await?;
+    }
+    let store =
+        Store::connect(&settings.database_url, settings.db_pool_size, &settings.subject_prefix)
+            .await
+            .with_context(|| format!("cannot connect to Postgres (DATABASE_URL={})", redact(&settings.database_url)))?;
+    if migrate {
+        store.migrate().await.context("cannot migrate the database")?;
+    }
+    Ok(store)
+}
+
+/// Creates the database named in `url` when the server has no such database.
+///
+/// # Errors
+/// When the server cannot be reached.
+pub async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
+    let opts: PgConnectOptions = url.parse().context("DATABASE_URL is not a valid URL")?;
+    let Some(name) = opts.get_database().map(str::to_owned) else { return Ok(()) };
+    let mut admin = opts
+        .clone()
+        .database("postgres")
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to Postgres at {}", redact(url)))?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&name)
+        .fetch_one(&mut admin)
+        .await?;
+    if !exists {
+        let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+        // Another process may create it at the same moment: that is fine.
+        if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await {
+            let dup = e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "42P04");
+            if !dup {
+                return Err(e).context("cannot create the database");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Hides the password of a connection URL.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Connects to NATS and provisions streams and consumers.
+///
+/// # Errors
+/// When NATS cannot be reached or JetStream refuses the configuration.
+pub async fn connect_bus(settings: &Settings) -> anyhow::Result<Bus> {
+    agentyard_bus::Bus::probe(&settings.nats_url, Duration::from_secs(5))
+        .await
+        .with_context(|| format!("cannot connect to NATS (NATS_URL={})", settings.nats_url))?;
+    let bus = Bus::connect(&settings.nats_url, &settings.subject_prefix).await?;
+    bus.provision(&BusSettings {
+        events_max_age: settings.events_max_age,
+        ack_wait: settings.ack_wait,
+        max_deliver: settings.max_attempts + 1,
+    })
+    .await
+    .context("cannot provision JetStream (is it enabled? nats-server -js)")?;
+    Ok(bus)
+}
+
+/// `agentyard api`.
+///
+/// # Errors
+/// When a dependency is unreachable or the address cannot be bound.
+pub async fn api(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let store = connect_store(&settings, false).await?;
+    let bus = connect_bus(&settings).await?;
+    serve_api(settings, store, bus, shutdown).await
+}
+
+/// Binds `AY_HTTP_ADDR` and serves the API until `shutdown`.
+///
+/// # Errors
+/// When the address cannot be bound.
+pub async fn serve_api(
+    settings: Settings,
+    store: Store,
+    bus: Bus,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(settings.http_addr)
+        .await
+        .with_context(|| format!("cannot listen on AY_HTTP_ADDR={}", settings.http_addr))?;
+    tracing::info!(addr = %listener.local_addr()?, "API listening");
+    let state = agentyard_api::AppState::new(settings, store, bus, shutdown.clone());
+    agentyard_api::serve(listener, state, shutdown).await?;
+    Ok(())
+}
+
+/// `agentyard worker agent`: needs a configured model (OPENAI_BASE_URL, OPENAI_API_KEY or a
+/// local Ollama).
+///
+/// # Errors
+/// When no model is configured or a dependency is unreachable.
+pub async fn agent_worker(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let provider = Provider::from_settings(
+        settings.openai_base_url.as_deref(),
+        settings.openai_api_key.as_deref(),
+        settings.model.as_deref(),
+    )
+    .await
+    .context(
+        "no model configured: set OPENAI_BASE_URL (e.g. to `agentyard scripted-llm`'s \
+         http://127.0.0.1:8090/v1) or OPENAI_API_KEY",
+    )?;
+    eprintln!("{}", provider.banner());
+    let store = connect_store(&settings, false).await?;
+    let bus = connect_bus(&settings).await?;
+    run_agent_worker(settings, store, bus, &provider, shutdown).await
+}
+
+/// Runs the agent worker with `provider` until `shutdown`.
+///
+/// # Errors
+/// When the bus fails for good.
+pub async fn run_agent_worker(
+    settings: Settings,
+    store: Store,
+    bus: Bus,
+    provider: &Provider,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let llm = Llm::new(provider, settings.llm_timeout);
+    agentyard_agent_worker::run(settings, store, bus, llm, shutdown).await?;
+    Ok(())
+}
+
+/// `agentyard scripted-llm`.
+///
+/// # Errors
+/// When the script is invalid or the address cannot be bound.
+pub async fn scripted_llm(
+    addr: &str,
+    first_token_ms: u64,
+    token_delay_ms: u64,
+    script: Option<PathBuf>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let script = match script {
+        Some(p) => agentyard_scripted_llm::Script::from_file(&p)?,
+        None => agentyard_scripted_llm::Script::default(),
+    };
+    let options = agentyard_scripted_llm::Options {
+        first_token_ms,
+        token_delay_ms,
+        script,
+        ..Default::default()
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    eprintln!("scripted model listening on http://{}/v1", listener.local_addr()?);
+    agentyard_scripted_llm::serve(listener, options, shutdown).await?;
+    Ok(())
+}

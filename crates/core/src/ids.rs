@@ -1,0 +1,56 @@
+//! Typed ids: uuid v7 newtypes, so ids sort by creation time and keep indexes warm, and a
+//! `RunId` can never be passed where a `ThreadId` is expected.
+
+macro_rules! id_type {
+    ($($(#[$doc:meta])* $name:ident),+ $(,)?) => {$(
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema, utoipa::ToSchema)]
+        #[serde(transparent)]
+        pub struct $name(pub uuid::Uuid);
+
+        impl $name {
+            /// A new, time-ordered id.
+            #[allow(clippy::new_without_default)]
+            pub fn new() -> Self {
+                Self(uuid::Uuid::now_v7())
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                uuid::Uuid::parse_str(s).map(Self)
+            }
+        }
+
+        impl From<uuid::Uuid> for $name {
+            fn from(u: uuid::Uuid) -> Self {
+                Self(u)
+            }
+        }
+    )+};
+}
+
+id_type!(
+    /// An organization: the unit of isolation.
+    OrgId,
+    /// A user inside an organization.
+    UserId,
+    /// An API token (its id, never its secret).
+    TokenId,
+    /// An agent of an organization.
+    AgentId,
+    /// A conversation.
+    ThreadId,
+    /// A message of a thread.
+    MessageId,
+    /// One execution of an agent on a thread.
+    RunId,
+);

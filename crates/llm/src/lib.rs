@@ -1,0 +1,211 @@
+//! The model client: any OpenAI-compatible Chat Completions endpoint through async-openai, with
+//! streaming, tool-call accumulation, usage (estimated when the server sends none) and errors
+//! classified for retry.
+//!
+//! Compatibility with self-hosted servers (llama.cpp, vLLM, Ollama): we send `max_tokens`
+//! (some ignore `max_completion_tokens`), send `content: ""` on assistant messages that carry
+//! tool calls, accept tool-call chunks that repeat `id` and `name`, and estimate usage when none
+//! is reported.
+
+pub mod error;
+pub mod provider;
+mod stream;
+
+use std::time::Duration;
+
+use async_openai::config::OpenAIConfig;
+use async_openai::error::OpenAIError;
+use async_openai::middleware::HttpRequestFactory;
+use async_openai::types::chat::{
+    ChatCompletionMessageToolCall, ChatCompletionMessageToolCalls,
+    ChatCompletionRequestAssistantMessage, ChatCompletionRequestAssistantMessageContent,
+    ChatCompletionRequestMessage, ChatCompletionRequestSystemMessage,
+    ChatCompletionRequestToolMessage, ChatCompletionRequestUserMessage,
+    ChatCompletionStreamOptions, CreateChatCompletionRequest, FunctionCall,
+};
+
+pub use error::{HttpStatusError, LlmError};
+pub use provider::{Provider, ProviderKind};
+pub use stream::{ChatStream, Completion, ToolCall};
+
+/// Who wrote a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+    Tool,
+}
+
+impl Role {
+    /// Parses a stored role name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "system" => Some(Self::System),
+            "user" => Some(Self::User),
+            "assistant" => Some(Self::Assistant),
+            "tool" => Some(Self::Tool),
+            _ => None,
+        }
+    }
+}
+
+/// One message of the conversation sent to the model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+    /// Calls an assistant message made.
+    pub tool_calls: Vec<ToolCall>,
+    /// The call a tool message answers.
+    pub tool_call_id: Option<String>,
+}
+
+impl ChatMessage {
+    /// A plain message.
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        Self { role, content: content.into(), tool_calls: Vec::new(), tool_call_id: None }
+    }
+}
+
+/// One model call.
+#[derive(Clone, Debug)]
+pub struct ChatRequest {
+    pub messages: Vec<ChatMessage>,
+    pub temperature: Option<f32>,
+    pub max_tokens: u32,
+}
+
+/// A configured model endpoint.
+#[derive(Clone, Debug)]
+pub struct Llm {
+    client: async_openai::Client<OpenAIConfig>,
+    model: String,
+    timeout: Duration,
+}
+
+impl Llm {
+    /// A client of `provider`; `timeout` bounds the wait for the response and for each chunk.
+    pub fn new(provider: &Provider, timeout: Duration) -> Self {
+        let mut config = OpenAIConfig::new().with_api_base(provider.base_url.clone());
+        if let Some(key) = &provider.api_key {
+            config = config.with_api_key(key.clone());
+        }
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(4096)
+            .connect_timeout(timeout)
+            .build()
+            .unwrap_or_default();
+        let service = tower::service_fn(move |factory: HttpRequestFactory| {
+            let http = http.clone();
+            async move { execute(http, factory, timeout).await }
+        });
+        let client = async_openai::Client::with_config(config).with_http_service(service);
+        Self { client, model: provider.model.clone(), timeout }
+    }
+
+    /// The model name sent with every request.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// Starts a streaming completion. Read it with [`ChatStream::next_delta`].
+    ///
+    /// # Errors
+    /// When the server refuses or cannot be reached (see [`LlmError::is_transient`]).
+    pub async fn stream_chat(&self, req: &ChatRequest) -> Result<ChatStream, LlmError> {
+        let prompt_chars = req.messages.iter().map(|m| m.content.len()).sum();
+        let body = self.request(req);
+        let chat = self.client.chat();
+        let inner = match tokio::time::timeout(self.timeout, chat.create_stream(body)).await {
+            Ok(r) => r.map_err(LlmError::from_openai)?,
+            Err(_) => return Err(LlmError::Timeout(self.timeout)),
+        };
+        Ok(ChatStream::new(inner, self.timeout, prompt_chars))
+    }
+
+    #[allow(deprecated)] // `max_tokens`: deprecated by OpenAI, the one self-hosted servers read
+    fn request(&self, req: &ChatRequest) -> CreateChatCompletionRequest {
+        CreateChatCompletionRequest {
+            model: self.model.clone(),
+            messages: req.messages.iter().map(to_openai).collect(),
+            stream: Some(true),
+            stream_options: Some(ChatCompletionStreamOptions {
+                include_usage: Some(true),
+                include_obfuscation: None,
+            }),
+            max_tokens: Some(req.max_tokens),
+            temperature: req.temperature,
+            ..Default::default()
+        }
+    }
+}
+
+/// Sends the request and turns every non-2xx answer into an [`HttpStatusError`] carrying the
+/// status, `Retry-After` and body, which async-openai's own error would drop.
+async fn execute(
+    http: reqwest::Client,
+    factory: HttpRequestFactory,
+    timeout: Duration,
+) -> Result<reqwest::Response, OpenAIError> {
+    let request = factory.build().await?;
+    let response = http.execute(request).await.map_err(OpenAIError::Reqwest)?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| Duration::from_secs_f64(s.min(3600.0)));
+    let body = match tokio::time::timeout(timeout, response.text()).await {
+        Ok(Ok(b)) => b.chars().take(500).collect(),
+        _ => String::new(),
+    };
+    Err(OpenAIError::Boxed(Box::new(HttpStatusError { status: status.as_u16(), retry_after, body })))
+}
+
+fn to_openai(m: &ChatMessage) -> ChatCompletionRequestMessage {
+    match m.role {
+        Role::System => ChatCompletionRequestMessage::System(ChatCompletionRequestSystemMessage {
+            content: m.content.clone().into(),
+            name: None,
+        }),
+        Role::User => ChatCompletionRequestMessage::User(ChatCompletionRequestUserMessage {
+            content: m.content.clone().into(),
+            name: None,
+        }),
+        Role::Assistant => {
+            let tool_calls = (!m.tool_calls.is_empty()).then(|| {
+                m.tool_calls
+                    .iter()
+                    .map(|c| {
+                        ChatCompletionMessageToolCalls::Function(ChatCompletionMessageToolCall {
+                            id: c.id.clone(),
+                            function: FunctionCall {
+                                name: c.name.clone(),
+                                arguments: c.arguments.clone(),
+                            },
+                        })
+                    })
+                    .collect()
+            });
+            // Some servers reject an assistant message without `content`: always send it.
+            #[allow(deprecated)]
+            ChatCompletionRequestMessage::Assistant(ChatCompletionRequestAssistantMessage {
+                content: Some(ChatCompletionRequestAssistantMessageContent::Text(
+                    m.content.clone(),
+                )),
+                tool_calls,
+                ..Default::default()
+            })
+        }
+        Role::Tool => ChatCompletionRequestMessage::Tool(ChatCompletionRequestToolMessage {
+            content: m.content.clone().into(),
+            tool_call_id: m.tool_call_id.clone().unwrap_or_default(),
+        }),
+    }
+}

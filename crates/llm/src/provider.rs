@@ -1,0 +1,97 @@
+//! Which model server to use: `OPENAI_BASE_URL`, else `OPENAI_API_KEY` (OpenAI), else a local
+//! Ollama that answers, else the scripted model (started by the caller).
+
+use std::time::Duration;
+
+/// Where a provider came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// `OPENAI_BASE_URL`: any OpenAI-compatible server.
+    Configured,
+    /// `OPENAI_API_KEY` without a base URL.
+    OpenAi,
+    /// A local Ollama found on 127.0.0.1:11434.
+    Ollama,
+    /// The built-in scripted model.
+    Scripted,
+}
+
+/// A model endpoint.
+#[derive(Clone, Debug)]
+pub struct Provider {
+    pub kind: ProviderKind,
+    /// Base URL including `/v1`.
+    pub base_url: String,
+    pub api_key: Option<String>,
+    pub model: String,
+}
+
+/// Default local Ollama endpoint.
+pub const OLLAMA_URL: &str = "http://127.0.0.1:11434/v1";
+
+impl Provider {
+    /// Resolves the configured provider; None means "use the scripted model".
+    pub async fn from_settings(
+        base_url: Option<&str>,
+        api_key: Option<&str>,
+        model: Option<&str>,
+    ) -> Option<Self> {
+        if let Some(url) = base_url {
+            return Some(Self {
+                kind: ProviderKind::Configured,
+                base_url: url.to_owned(),
+                api_key: api_key.map(str::to_owned),
+                model: model.unwrap_or("gpt-4o-mini").to_owned(),
+            });
+        }
+        if let Some(key) = api_key {
+            return Some(Self {
+                kind: ProviderKind::OpenAi,
+                base_url: "https://api.openai.com/v1".to_owned(),
+                api_key: Some(key.to_owned()),
+                model: model.unwrap_or("gpt-4o-mini").to_owned(),
+            });
+        }
+        let first_model = probe_models(OLLAMA_URL).await?;
+        Some(Self {
+            kind: ProviderKind::Ollama,
+            base_url: OLLAMA_URL.to_owned(),
+            api_key: None,
+            model: model.map(str::to_owned).or(first_model).unwrap_or_else(|| "llama3.2".into()),
+        })
+    }
+
+    /// The scripted model at `base_url`.
+    pub fn scripted(base_url: String, model: Option<&str>) -> Self {
+        Self {
+            kind: ProviderKind::Scripted,
+            base_url,
+            api_key: None,
+            model: model.unwrap_or("scripted").to_owned(),
+        }
+    }
+
+    /// One line for the start banner.
+    pub fn banner(&self) -> String {
+        let what = match self.kind {
+            ProviderKind::Configured => "the OpenAI-compatible server at OPENAI_BASE_URL",
+            ProviderKind::OpenAi => "OpenAI (OPENAI_API_KEY)",
+            ProviderKind::Ollama => "a local Ollama",
+            ProviderKind::Scripted => {
+                "the SCRIPTED demo model (set OPENAI_BASE_URL or OPENAI_API_KEY for a real one)"
+            }
+        };
+        format!("model: {} via {what} at {}", self.model, self.base_url)
+    }
+}
+
+/// `Some(first model id)` when an OpenAI-compatible server answers `/models` quickly.
+async fn probe_models(base_url: &str) -> Option<Option<String>> {
+    let client = reqwest::Client::builder().timeout(Duration::from_millis(500)).build().ok()?;
+    let resp = client.get(format!("{base_url}/models")).send().await.ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    let v: serde_json::Value = resp.json().await.ok()?;
+    Some(v["data"][0]["id"].as_str().map(str::to_owned))
+}

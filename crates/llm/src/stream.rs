@@ -1,0 +1,172 @@
+//! Reading a streamed completion: content deltas (coalesced when several chunks are already
+//! buffered, so a fast model does not cost one event per token), tool calls accumulated by
+//! index, and usage.
+
+use std::time::Duration;
+
+use agentyard_core::run::Usage;
+use async_openai::types::chat::{CreateChatCompletionStreamResponse, FinishReason};
+use async_openai::types::stream::StreamResponse;
+use futures::{FutureExt, StreamExt};
+
+use crate::LlmError;
+
+/// A tool call the model asked for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    /// JSON text, as the model wrote it.
+    pub arguments: String,
+}
+
+/// The whole answer once the stream ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Completion {
+    pub content: String,
+    pub tool_calls: Vec<ToolCall>,
+    pub usage: Usage,
+    pub finish_reason: Option<String>,
+}
+
+/// A completion being streamed.
+pub struct ChatStream {
+    inner: StreamResponse<CreateChatCompletionStreamResponse>,
+    timeout: Duration,
+    prompt_chars: usize,
+    content: String,
+    tool_calls: Vec<ToolCall>,
+    usage: Option<Usage>,
+    finish_reason: Option<String>,
+    ended: bool,
+}
+
+impl std::fmt::Debug for ChatStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatStream").field("content_len", &self.content.len()).finish()
+    }
+}
+
+impl ChatStream {
+    pub(crate) fn new(
+        inner: StreamResponse<CreateChatCompletionStreamResponse>,
+        timeout: Duration,
+        prompt_chars: usize,
+    ) -> Self {
+        Self {
+            inner,
+            timeout,
+            prompt_chars,
+            content: String::new(),
+            tool_calls: Vec::new(),
+            usage: None,
+            finish_reason: None,
+            ended: false,
+        }
+    }
+
+    /// The next piece of content: every chunk that is ready now, joined. None at the end.
+    ///
+    /// # Errors
+    /// When the stream breaks or stalls longer than the timeout.
+    pub async fn next_delta(&mut self) -> Result<Option<String>, LlmError> {
+        let mut delta = String::new();
+        while !self.ended {
+            let chunk = if delta.is_empty() {
+                match tokio::time::timeout(self.timeout, self.inner.next()).await {
+                    Ok(c) => c,
+                    Err(_) => return Err(LlmError::Timeout(self.timeout)),
+                }
+            } else {
+                match self.inner.next().now_or_never() {
+                    Some(c) => c,
+                    None => break,
+                }
+            };
+            match chunk {
+                None => self.ended = true,
+                Some(Err(e)) => return Err(LlmError::from_openai(e)),
+                Some(Ok(chunk)) => self.absorb(chunk, &mut delta),
+            }
+        }
+        Ok((!delta.is_empty()).then_some(delta))
+    }
+
+    fn absorb(&mut self, chunk: CreateChatCompletionStreamResponse, delta: &mut String) {
+        if let Some(u) = chunk.usage {
+            self.usage = Some(Usage {
+                prompt_tokens: u.prompt_tokens,
+                completion_tokens: u.completion_tokens,
+                total_tokens: u.total_tokens,
+                estimated: false,
+            });
+        }
+        for choice in chunk.choices.into_iter().filter(|c| c.index == 0) {
+            if let Some(text) = choice.delta.content {
+                delta.push_str(&text);
+                self.content.push_str(&text);
+            }
+            for tc in choice.delta.tool_calls.unwrap_or_default() {
+                let i = tc.index as usize;
+                if self.tool_calls.len() <= i {
+                    self.tool_calls.resize_with(i + 1, ToolCall::default);
+                }
+                let call = &mut self.tool_calls[i];
+                // Some servers repeat id and name on every chunk: set, never append.
+                if let Some(id) = tc.id.filter(|s| !s.is_empty()) {
+                    call.id = id;
+                }
+                if let Some(f) = tc.function {
+                    if let Some(name) = f.name.filter(|s| !s.is_empty()) {
+                        call.name = name;
+                    }
+                    if let Some(args) = f.arguments {
+                        call.arguments.push_str(&args);
+                    }
+                }
+            }
+            if let Some(reason) = choice.finish_reason {
+                self.finish_reason = Some(finish_name(reason).to_owned());
+            }
+        }
+    }
+
+    /// Drains what is left and returns the whole answer. Usage is estimated (4 characters a
+    /// token, `estimated: true`) when the server reported none.
+    ///
+    /// # Errors
+    /// As [`ChatStream::next_delta`].
+    pub async fn finish(mut self) -> Result<Completion, LlmError> {
+        while self.next_delta().await?.is_some() {}
+        let usage = self.usage.unwrap_or_else(|| {
+            let prompt = estimate_tokens(self.prompt_chars);
+            let completion = estimate_tokens(self.content.len());
+            Usage {
+                prompt_tokens: prompt,
+                completion_tokens: completion,
+                total_tokens: prompt + completion,
+                estimated: true,
+            }
+        });
+        Ok(Completion {
+            content: self.content,
+            tool_calls: self.tool_calls,
+            usage,
+            finish_reason: self.finish_reason,
+        })
+    }
+}
+
+fn estimate_tokens(chars: usize) -> u32 {
+    u32::try_from(chars.div_ceil(4)).unwrap_or(u32::MAX)
+}
+
+fn finish_name(r: FinishReason) -> &'static str {
+    match r {
+        FinishReason::Stop => "stop",
+        FinishReason::Length => "length",
+        FinishReason::ToolCalls => "tool_calls",
+        FinishReason::ContentFilter => "content_filter",
+        FinishReason::FunctionCall => "function_call",
+    }
+}

@@ -1,0 +1,201 @@
+//! Configuration, read once at start from environment variables (and `./.env` when present).
+//! Every `AY_*` variable must be one we know: a typo fails at start instead of being ignored.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A variable that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{var}: {problem}")]
+    Invalid { var: String, problem: String },
+    #[error("unknown configuration variable {var} (known: {known})")]
+    Unknown { var: String, known: String },
+}
+
+/// Everything a process of agentyard can be configured with. See the README's table.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub database_url: String,
+    pub nats_url: String,
+    pub http_addr: SocketAddr,
+    pub subject_prefix: String,
+    pub openai_base_url: Option<String>,
+    pub openai_api_key: Option<String>,
+    pub model: Option<String>,
+    pub max_input_bytes: usize,
+    pub events_max_age: Duration,
+    pub agent_concurrency: usize,
+    /// Deliveries of a job before its run fails and the job goes to the DLQ.
+    pub max_attempts: i64,
+    pub ack_wait: Duration,
+    pub llm_timeout: Duration,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    pub history_tokens: usize,
+    pub max_tokens: u32,
+    pub db_pool_size: u32,
+    pub home: PathBuf,
+    pub log: Option<String>,
+}
+
+/// The `AY_*` variables we read (others are rejected).
+pub const KNOWN_AY_VARS: &[&str] = &[
+    "AY_HTTP_ADDR",
+    "AY_SUBJECT_PREFIX",
+    "AY_MODEL",
+    "AY_MAX_INPUT_BYTES",
+    "AY_EVENTS_MAX_AGE",
+    "AY_AGENT_CONCURRENCY",
+    "AY_MAX_ATTEMPTS",
+    "AY_ACK_WAIT",
+    "AY_LLM_TIMEOUT",
+    "AY_RETRY_BASE",
+    "AY_RETRY_MAX",
+    "AY_HISTORY_TOKENS",
+    "AY_MAX_TOKENS",
+    "AY_DB_POOL_SIZE",
+    "AY_HOME",
+    "AY_LOG",
+];
+
+impl Settings {
+    /// Reads `./.env` (never overriding the real environment), then the environment.
+    ///
+    /// # Errors
+    /// The first invalid or unknown variable.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Self::from_vars(std::env::vars().collect())
+    }
+
+    /// Builds settings from a map of variables (tests build them in code).
+    ///
+    /// # Errors
+    /// The first invalid or unknown variable.
+    pub fn from_vars(vars: HashMap<String, String>) -> Result<Self, ConfigError> {
+        if let Some(var) = vars
+            .keys()
+            .filter(|k| k.starts_with("AY_") && !KNOWN_AY_VARS.contains(&k.as_str()))
+            .min()
+        {
+            return Err(ConfigError::Unknown { var: var.clone(), known: KNOWN_AY_VARS.join(", ") });
+        }
+        let get = |k: &str| vars.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let s = Self {
+            database_url: get("DATABASE_URL")
+                .unwrap_or("postgres://postgres@127.0.0.1:5432/agentyard")
+                .to_owned(),
+            nats_url: get("NATS_URL").unwrap_or("nats://127.0.0.1:4222").to_owned(),
+            http_addr: parse(&get, "AY_HTTP_ADDR", "127.0.0.1:8080", |v| v.parse().ok())?,
+            subject_prefix: parse(&get, "AY_SUBJECT_PREFIX", "ay", valid_prefix)?,
+            openai_base_url: get("OPENAI_BASE_URL").map(|v| v.trim_end_matches('/').to_owned()),
+            openai_api_key: get("OPENAI_API_KEY").map(str::to_owned),
+            model: get("AY_MODEL").map(str::to_owned),
+            max_input_bytes: parse(&get, "AY_MAX_INPUT_BYTES", "262144", positive)?,
+            events_max_age: parse(&get, "AY_EVENTS_MAX_AGE", "24h", parse_duration)?,
+            agent_concurrency: parse(&get, "AY_AGENT_CONCURRENCY", "512", positive)?,
+            max_attempts: parse(&get, "AY_MAX_ATTEMPTS", "5", |v| {
+                v.parse().ok().filter(|n: &i64| (1..=100).contains(n))
+            })?,
+            ack_wait: parse(&get, "AY_ACK_WAIT", "30s", parse_duration)?,
+            llm_timeout: parse(&get, "AY_LLM_TIMEOUT", "120s", parse_duration)?,
+            retry_base: parse(&get, "AY_RETRY_BASE", "500ms", parse_duration)?,
+            retry_max: parse(&get, "AY_RETRY_MAX", "30s", parse_duration)?,
+            history_tokens: parse(&get, "AY_HISTORY_TOKENS", "8000", positive)?,
+            max_tokens: parse(&get, "AY_MAX_TOKENS", "1024", positive)?,
+            db_pool_size: parse(&get, "AY_DB_POOL_SIZE", "16", positive)?,
+            home: PathBuf::from(get("AY_HOME").unwrap_or(".agentyard")),
+            log: get("AY_LOG").map(str::to_owned),
+        };
+        if s.ack_wait < Duration::from_secs(1) {
+            return Err(invalid("AY_ACK_WAIT", "must be at least 1s"));
+        }
+        Ok(s)
+    }
+}
+
+fn invalid(var: &str, problem: &str) -> ConfigError {
+    ConfigError::Invalid { var: var.to_owned(), problem: problem.to_owned() }
+}
+
+fn parse<'a, T>(
+    get: &impl Fn(&str) -> Option<&'a str>,
+    var: &str,
+    default: &str,
+    f: impl Fn(&str) -> Option<T>,
+) -> Result<T, ConfigError> {
+    let raw = get(var).unwrap_or(default);
+    f(raw).ok_or_else(|| invalid(var, &format!("invalid value {raw:?}")))
+}
+
+fn positive<T: std::str::FromStr + PartialOrd + Default>(v: &str) -> Option<T> {
+    v.parse().ok().filter(|n| *n > T::default())
+}
+
+fn valid_prefix(v: &str) -> Option<String> {
+    let ok = !v.is_empty()
+        && v.len() <= 32
+        && v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    ok.then(|| v.to_owned())
+}
+
+/// Parses `500ms`, `30s`, `5m`, `24h` or a bare number of seconds.
+pub fn parse_duration(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: f64 = num.parse().ok().filter(|n: &f64| n.is_finite() && *n >= 0.0)?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let s = Settings::from_vars(HashMap::new()).unwrap();
+        assert_eq!(s.http_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.subject_prefix, "ay");
+        assert_eq!(s.max_input_bytes, 256 * 1024);
+        assert_eq!(s.events_max_age, Duration::from_secs(86400));
+        assert_eq!(s.agent_concurrency, 512);
+    }
+
+    #[test]
+    fn an_unknown_ay_variable_is_named_in_the_error() {
+        let err = Settings::from_vars(vars(&[("AY_HTTP_ADRR", "x")])).unwrap_err();
+        assert!(err.to_string().contains("AY_HTTP_ADRR"), "{err}");
+    }
+
+    #[test]
+    fn an_invalid_value_is_named_in_the_error() {
+        let err = Settings::from_vars(vars(&[("AY_MAX_INPUT_BYTES", "lots")])).unwrap_err();
+        assert!(err.to_string().starts_with("AY_MAX_INPUT_BYTES"), "{err}");
+        let err = Settings::from_vars(vars(&[("AY_SUBJECT_PREFIX", "Has.Dots")])).unwrap_err();
+        assert!(err.to_string().starts_with("AY_SUBJECT_PREFIX"), "{err}");
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("soon"), None);
+    }
+}

@@ -1,0 +1,45 @@
+//! The store's error type.
+
+/// What went wrong talking to Postgres.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A query failed; `op` names the operation.
+    #[error("database operation `{op}` failed")]
+    Database {
+        op: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Migrations could not be applied.
+    #[error("migrations failed")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    /// A row we wrote came back in a shape we do not understand (a bug, not bad input).
+    #[error("unexpected data from `{op}`: {detail}")]
+    Decode { op: &'static str, detail: String },
+}
+
+impl StoreError {
+    pub(crate) fn db(op: &'static str, source: sqlx::Error) -> Self {
+        Self::Database { op, source }
+    }
+
+    /// Connection-level failures are worth retrying; constraint violations and bugs are not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Database { source, .. } => matches!(
+                source,
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+            ) || source
+                .as_database_error()
+                .and_then(|e| e.code())
+                .is_some_and(|c| c == "40001" || c == "40P01" || c.starts_with("08")),
+            Self::Migrate(_) | Self::Decode { .. } => false,
+        }
+    }
+}
+
+/// Shorthand.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,0 +1,235 @@
+//! Organizations, users, API tokens and authentication. Tokens are `ay_` + 64 hex characters;
+//! only their SHA-256 is stored, so a database leak does not leak credentials.
+
+use agentyard_core::{AgentId, OrgId, TokenId, UserId};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use sqlx::FromRow;
+
+use crate::{Result, Store, StoreError};
+
+/// Scopes an organization's admin token holds.
+pub const ORG_SCOPES: &[&str] = &["runs:read", "runs:write"];
+
+/// The agent type every organization gets as its default agent.
+pub const DEFAULT_AGENT_TYPE: &str = "customer_support";
+
+/// Who is calling: what an authenticated token stands for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub org_id: OrgId,
+    pub user_id: Option<UserId>,
+    pub token_id: TokenId,
+    pub scopes: Vec<String>,
+}
+
+impl Principal {
+    /// True when the token holds `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+}
+
+/// A token as created: the only moment its secret exists outside the client.
+#[derive(Clone, Debug)]
+pub struct NewToken {
+    pub id: TokenId,
+    pub org_id: OrgId,
+    pub secret: String,
+    pub scopes: Vec<String>,
+}
+
+/// A new organization with its admin user, default agent and admin token.
+#[derive(Clone, Debug)]
+pub struct NewOrg {
+    pub org_id: OrgId,
+    pub user_id: UserId,
+    pub agent_id: AgentId,
+    pub token: NewToken,
+}
+
+#[derive(FromRow)]
+struct PrincipalRow {
+    id: uuid::Uuid,
+    org_id: uuid::Uuid,
+    user_id: Option<uuid::Uuid>,
+    scopes: Vec<String>,
+}
+
+/// SHA-256 of a token secret, as stored.
+pub fn token_hash(secret: &str) -> Vec<u8> {
+    Sha256::digest(secret.as_bytes()).to_vec()
+}
+
+fn new_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("ay_{}", hex::encode(bytes))
+}
+
+impl Store {
+    /// Creates an organization with an admin user, its default agent and a token holding
+    /// [`ORG_SCOPES`], in one transaction.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn create_org(&self, name: &str) -> Result<NewOrg> {
+        let (org_id, user_id, agent_id) = (OrgId::new(), UserId::new(), AgentId::new());
+        let mut tx = self.pool.begin().await.map_err(|e| StoreError::db("create_org", e))?;
+        sqlx::query("INSERT INTO organizations(id, name) VALUES ($1, $2)")
+            .bind(org_id.0)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::db("create_org", e))?;
+        sqlx::query("INSERT INTO users(id, org_id, name) VALUES ($1, $2, 'admin')")
+            .bind(user_id.0)
+            .bind(org_id.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::db("create_org.user", e))?;
+        sqlx::query(
+            "INSERT INTO agents(id, org_id, agent_type, name, is_default) \
+             VALUES ($1, $2, $3, 'Customer support', true)",
+        )
+        .bind(agent_id.0)
+        .bind(org_id.0)
+        .bind(DEFAULT_AGENT_TYPE)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::db("create_org.agent", e))?;
+        let scopes: Vec<String> = ORG_SCOPES.iter().map(|s| (*s).to_owned()).collect();
+        let token = insert_token(&mut tx, org_id, Some(user_id), "admin", &scopes).await?;
+        tx.commit().await.map_err(|e| StoreError::db("create_org.commit", e))?;
+        Ok(NewOrg { org_id, user_id, agent_id, token })
+    }
+
+    /// Finds an organization by name (the oldest, when several share it).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn find_org_by_name(&self, name: &str) -> Result<Option<OrgId>> {
+        sqlx::query_scalar::<_, uuid::Uuid>(
+            "SELECT id FROM organizations WHERE name = $1 ORDER BY created_at, id LIMIT 1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map(|o| o.map(OrgId))
+        .map_err(|e| StoreError::db("find_org_by_name", e))
+    }
+
+    /// True when the organization exists.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn org_exists(&self, org: OrgId) -> Result<bool> {
+        sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM organizations WHERE id = $1)")
+            .bind(org.0)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| StoreError::db("org_exists", e))
+    }
+
+    /// Creates a token for `org` with `scopes`. The caller validates the scope names.
+    ///
+    /// # Errors
+    /// Database failures (including an unknown org: a foreign-key violation).
+    pub async fn create_token(&self, org: OrgId, name: &str, scopes: &[String]) -> Result<NewToken> {
+        let mut tx = self.pool.begin().await.map_err(|e| StoreError::db("create_token", e))?;
+        let token = insert_token(&mut tx, org, None, name, scopes).await?;
+        tx.commit().await.map_err(|e| StoreError::db("create_token.commit", e))?;
+        Ok(token)
+    }
+
+    /// Revokes a token at once. Returns false when the org has no such live token.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn revoke_token(&self, org: OrgId, token: TokenId) -> Result<bool> {
+        sqlx::query(
+            "UPDATE api_tokens SET revoked_at = now() \
+             WHERE id = $1 AND org_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(token.0)
+        .bind(org.0)
+        .execute(&self.pool)
+        .await
+        .map(|r| r.rows_affected() == 1)
+        .map_err(|e| StoreError::db("revoke_token", e))
+    }
+
+    /// The principal of a live (not revoked, not expired) token, if any.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn authenticate(&self, secret: &str) -> Result<Option<Principal>> {
+        let row: Option<PrincipalRow> = sqlx::query_as(
+            "SELECT id, org_id, user_id, scopes FROM api_tokens WHERE token_sha256 = $1 \
+             AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())",
+        )
+        .bind(token_hash(secret))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("authenticate", e))?;
+        Ok(row.map(|r| Principal {
+            org_id: OrgId(r.org_id),
+            user_id: r.user_id.map(UserId),
+            token_id: TokenId(r.id),
+            scopes: r.scopes,
+        }))
+    }
+
+    /// The org's default agent, provisioned when missing (the first chat of an org whose
+    /// default agent was deleted must still work).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn default_agent(&self, org: OrgId) -> Result<AgentId> {
+        let found: Option<uuid::Uuid> =
+            sqlx::query_scalar("SELECT id FROM agents WHERE org_id = $1 AND is_default")
+                .bind(org.0)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| StoreError::db("default_agent", e))?;
+        if let Some(id) = found {
+            return Ok(AgentId(id));
+        }
+        sqlx::query_scalar(
+            "INSERT INTO agents(id, org_id, agent_type, name, is_default) \
+             VALUES ($1, $2, $3, 'Customer support', true) \
+             ON CONFLICT (org_id, agent_type) DO UPDATE SET is_default = true RETURNING id",
+        )
+        .bind(AgentId::new().0)
+        .bind(org.0)
+        .bind(DEFAULT_AGENT_TYPE)
+        .fetch_one(&self.pool)
+        .await
+        .map(AgentId)
+        .map_err(|e| StoreError::db("default_agent.provision", e))
+    }
+}
+
+async fn insert_token(
+    tx: &mut sqlx::PgConnection,
+    org: OrgId,
+    user: Option<UserId>,
+    name: &str,
+    scopes: &[String],
+) -> Result<NewToken> {
+    let (id, secret) = (TokenId::new(), new_secret());
+    sqlx::query(
+        "INSERT INTO api_tokens(id, org_id, user_id, name, token_sha256, scopes) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id.0)
+    .bind(org.0)
+    .bind(user.map(|u| u.0))
+    .bind(name)
+    .bind(token_hash(&secret))
+    .bind(scopes)
+    .execute(tx)
+    .await
+    .map_err(|e| StoreError::db("insert_token", e))?;
+    Ok(NewToken { id, org_id: org, secret, scopes: scopes.to_vec() })
+}

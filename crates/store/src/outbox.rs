@@ -1,0 +1,72 @@
+//! Outbox rows: jobs and durable events written in the same transaction as the state they
+//! belong to, published after commit, deleted once JetStream acked them.
+
+use serde::Deserialize;
+use sqlx::FromRow;
+
+use crate::{Result, Store, StoreError};
+
+/// One message waiting to be published.
+#[derive(Clone, Debug, PartialEq, Deserialize, FromRow)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub subject: String,
+    /// JetStream `Nats-Msg-Id`, so a re-publish is dropped as a duplicate.
+    pub msg_id: String,
+    pub payload: serde_json::Value,
+}
+
+pub(crate) fn decode_rows(op: &'static str, v: &serde_json::Value) -> Result<Vec<OutboxRow>> {
+    match v {
+        serde_json::Value::Null => Ok(Vec::new()),
+        v => serde_json::from_value(v.clone())
+            .map_err(|e| StoreError::Decode { op, detail: e.to_string() }),
+    }
+}
+
+impl Store {
+    /// Rows older than `min_age_ms` that nobody deleted: their publisher crashed or failed.
+    /// Two relays may read the same rows; JetStream drops the second publish by its msg id.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn outbox_stale(&self, min_age_ms: i64, limit: i64) -> Result<Vec<OutboxRow>> {
+        sqlx::query_as(
+            "SELECT id, subject, msg_id, payload FROM outbox \
+             WHERE created_at < clock_timestamp() - make_interval(secs => $1::float8 / 1000) \
+             ORDER BY id LIMIT $2",
+        )
+        .bind(min_age_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("outbox_stale", e))
+    }
+
+    /// Deletes published rows.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn outbox_delete(&self, ids: &[i64]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+            .bind(ids)
+            .execute(&self.pool)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(|e| StoreError::db("outbox_delete", e))
+    }
+
+    /// How many rows wait (for tests and health).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn outbox_len(&self) -> Result<i64> {
+        sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| StoreError::db("outbox_len", e))
+    }
+}

@@ -1,0 +1,307 @@
+//! The run state machine. Transitions that touch several rows (create, finish, cancel) call a
+//! Postgres function from the migrations, so each is one round trip and one transaction that
+//! also writes the outbox rows (jobs, durable events) the caller must publish after commit.
+
+use agentyard_core::run::{MultitaskStrategy, Run, RunError, RunOutput, RunStatus, Usage};
+use agentyard_core::{AgentId, MessageId, OrgId, RunId, ThreadId, UserId};
+use serde::Deserialize;
+use sqlx::FromRow;
+
+use crate::outbox::decode_rows;
+use crate::{OutboxRow, Result, Store, StoreError};
+
+/// What the API asks for.
+#[derive(Clone, Debug)]
+pub struct NewRun {
+    pub org: OrgId,
+    pub thread: ThreadId,
+    /// None: the org's default agent (provisioned when missing).
+    pub agent: Option<AgentId>,
+    pub user: Option<UserId>,
+    pub input: String,
+    pub strategy: MultitaskStrategy,
+    pub metadata: serde_json::Value,
+    /// `Idempotency-Key` and the SHA-256 of the request it came with.
+    pub idempotency: Option<(String, Vec<u8>)>,
+}
+
+/// How a create ended.
+#[derive(Debug)]
+pub enum CreateOutcome {
+    /// A new run; publish `outbox` after this returns. `interrupted` was cancelled for it.
+    Created { run: Run, outbox: Vec<OutboxRow>, interrupted: Option<RunId> },
+    /// The idempotency key was seen before with the same request: the earlier run.
+    Idempotent(Run),
+    /// The idempotency key was seen before with a different request.
+    IdempotencyMismatch,
+    /// No such thread in this org.
+    ThreadNotFound,
+    /// The thread has an active run and the strategy is `reject`.
+    ThreadBusy { active: RunId },
+}
+
+/// How a cancel ended.
+#[derive(Debug)]
+pub enum CancelOutcome {
+    NotFound,
+    AlreadyTerminal(RunStatus),
+    /// Cancelled; `previous` tells whether a worker may be generating (`in_progress`).
+    Cancelled { previous: RunStatus, outbox: Vec<OutboxRow> },
+}
+
+/// A message of the history sent to the model.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct HistoryMessage {
+    pub role: String,
+    pub content: String,
+}
+
+/// A run a worker just took: everything it needs for the model call, in one round trip.
+#[derive(Clone, Debug)]
+pub struct StartedRun {
+    pub run: Run,
+    pub org_id: OrgId,
+    pub agent_type: String,
+    pub agent_config: serde_json::Value,
+    /// True the first time the run starts (false on a redelivery).
+    pub first_start: bool,
+    /// The newest messages of the thread, oldest first.
+    pub history: Vec<HistoryMessage>,
+}
+
+/// How a worker ends a run.
+#[derive(Clone, Debug)]
+pub struct Finish {
+    pub run: RunId,
+    /// Apply only while the run is at this step (None: any step, used for dead letters).
+    pub step: Option<i32>,
+    /// Apply only from these statuses.
+    pub from: &'static [&'static str],
+    pub status: RunStatus,
+    pub output: Option<RunOutput>,
+    pub usage: Option<Usage>,
+    pub error: Option<RunError>,
+    /// The assistant message to store (completed runs).
+    pub message: Option<(MessageId, String)>,
+}
+
+/// What a finish did.
+#[derive(Debug)]
+pub struct FinishOutcome {
+    /// False when the run had moved on (cancelled, or a stale duplicate): nothing was written.
+    pub applied: bool,
+    pub run: Option<Run>,
+    pub outbox: Vec<OutboxRow>,
+}
+
+#[derive(FromRow)]
+struct StartRow {
+    run: serde_json::Value,
+    org_id: uuid::Uuid,
+    agent_type: String,
+    agent_config: serde_json::Value,
+    first_start: bool,
+    history: serde_json::Value,
+}
+
+fn decode<T: serde::de::DeserializeOwned>(op: &'static str, v: serde_json::Value) -> Result<T> {
+    serde_json::from_value(v).map_err(|e| StoreError::Decode { op, detail: e.to_string() })
+}
+
+fn field(v: &serde_json::Value, name: &str) -> serde_json::Value {
+    v.get(name).cloned().unwrap_or(serde_json::Value::Null)
+}
+
+impl Store {
+    /// Creates a run following its multitask strategy (see [`CreateOutcome`]).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn create_run(&self, new: &NewRun) -> Result<CreateOutcome> {
+        let (key, hash) = match &new.idempotency {
+            Some((k, h)) => (Some(k.as_str()), Some(h.as_slice())),
+            None => (None, None),
+        };
+        let res: std::result::Result<serde_json::Value, sqlx::Error> = sqlx::query_scalar(
+            "SELECT ay_create_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(new.org.0)
+        .bind(new.thread.0)
+        .bind(RunId::new().0)
+        .bind(new.agent.map(|a| a.0))
+        .bind(new.user.map(|u| u.0))
+        .bind(&new.input)
+        .bind(new.strategy.as_str())
+        .bind(&new.metadata)
+        .bind(&self.prefix)
+        .bind(key)
+        .bind(hash)
+        .fetch_one(&self.pool)
+        .await;
+        let v = match res {
+            Ok(v) => v,
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("AY404") => {
+                return Ok(CreateOutcome::ThreadNotFound);
+            }
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("AY409") => {
+                let detail = db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .and_then(|e| e.detail())
+                    .and_then(|d| d.parse().ok())
+                    .unwrap_or_else(uuid::Uuid::nil);
+                return Ok(CreateOutcome::ThreadBusy { active: RunId(detail) });
+            }
+            Err(e) => return Err(StoreError::db("create_run", e)),
+        };
+        match v.get("outcome").and_then(|o| o.as_str()) {
+            Some("created") => Ok(CreateOutcome::Created {
+                run: decode("create_run", field(&v, "run"))?,
+                outbox: decode_rows("create_run", &field(&v, "outbox"))?,
+                interrupted: decode("create_run", field(&v, "interrupted"))?,
+            }),
+            Some("idempotent") => Ok(CreateOutcome::Idempotent(decode("create_run", field(&v, "run"))?)),
+            Some("idempotency_mismatch") => Ok(CreateOutcome::IdempotencyMismatch),
+            other => Err(StoreError::Decode { op: "create_run", detail: format!("outcome {other:?}") }),
+        }
+    }
+
+    /// The run an idempotency key of `org` created, with the SHA-256 of its request.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn idempotent_run(&self, org: OrgId, key: &str) -> Result<Option<(Vec<u8>, Run)>> {
+        let row: Option<(Vec<u8>, serde_json::Value)> = sqlx::query_as(
+            "SELECT k.request_sha256, ay_run_json(r) FROM idempotency_keys k \
+             JOIN runs r ON r.id = k.run_id WHERE k.org_id = $1 AND k.key = $2",
+        )
+        .bind(org.0)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("idempotent_run", e))?;
+        row.map(|(h, v)| Ok((h, decode("idempotent_run", v)?))).transpose()
+    }
+
+    /// A run of `org`, or None (also for another org's run).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn get_run(&self, org: OrgId, id: RunId) -> Result<Option<Run>> {
+        let v: Option<serde_json::Value> =
+            sqlx::query_scalar("SELECT ay_run_json(r) FROM runs r WHERE id = $1 AND org_id = $2")
+                .bind(id.0)
+                .bind(org.0)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| StoreError::db("get_run", e))?;
+        v.map(|v| decode("get_run", v)).transpose()
+    }
+
+    /// Cancels a run of `org`: at once when queued; when in progress the status changes now and
+    /// the caller signals the worker, whose final commit then changes nothing.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn cancel_run(&self, org: OrgId, id: RunId) -> Result<CancelOutcome> {
+        let v: serde_json::Value = sqlx::query_scalar("SELECT ay_cancel_run($1, $2, $3)")
+            .bind(org.0)
+            .bind(id.0)
+            .bind(&self.prefix)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| StoreError::db("cancel_run", e))?;
+        let status = |v: &serde_json::Value| {
+            v.get("status").and_then(|s| s.as_str()).and_then(RunStatus::parse).ok_or_else(|| {
+                StoreError::Decode { op: "cancel_run", detail: "missing status".into() }
+            })
+        };
+        match v.get("outcome").and_then(|o| o.as_str()) {
+            Some("not_found") => Ok(CancelOutcome::NotFound),
+            Some("already_terminal") => Ok(CancelOutcome::AlreadyTerminal(status(&v)?)),
+            Some("cancelled") => Ok(CancelOutcome::Cancelled {
+                previous: status(&v)?,
+                outbox: decode_rows("cancel_run", &field(&v, "outbox"))?,
+            }),
+            other => Err(StoreError::Decode { op: "cancel_run", detail: format!("outcome {other:?}") }),
+        }
+    }
+
+    /// Takes a run for step `step`: marks it in progress and loads its agent and the newest
+    /// `history_limit` messages, in one round trip. None when the job is stale (the run is
+    /// terminal, waiting for input, or at another step).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn start_run(&self, id: RunId, step: i32, history_limit: i64) -> Result<Option<StartedRun>> {
+        let row: Option<StartRow> = sqlx::query_as(
+            "WITH r AS ( \
+                UPDATE runs SET status = 'in_progress', started_at = coalesce(started_at, now()) \
+                WHERE id = $1 AND step = $2 AND status IN ('queued', 'in_progress') \
+                RETURNING * \
+             ) \
+             SELECT ay_run_json(ROW(r.*)::runs) AS run, r.org_id, a.agent_type, \
+                    a.config AS agent_config, r.started_at = now() AS first_start, \
+                    (SELECT coalesce(jsonb_agg(jsonb_build_object('role', m.role, 'content', m.content) \
+                                               ORDER BY m.seq), '[]') \
+                     FROM (SELECT role, content, seq FROM messages WHERE thread_id = r.thread_id \
+                           ORDER BY seq DESC LIMIT $3) m) AS history \
+             FROM r JOIN agents a ON a.id = r.agent_id",
+        )
+        .bind(id.0)
+        .bind(step)
+        .bind(history_limit)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("start_run", e))?;
+        row.map(|r| {
+            Ok(StartedRun {
+                run: decode("start_run", r.run)?,
+                org_id: OrgId(r.org_id),
+                agent_type: r.agent_type,
+                agent_config: r.agent_config,
+                first_start: r.first_start,
+                history: decode("start_run", r.history)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Ends a run (see [`Finish`]): stores the assistant message, frees the thread and
+    /// activates the thread's next waiting run, in one transaction.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn finish_run(&self, f: &Finish) -> Result<FinishOutcome> {
+        let to_value = |v: Result<serde_json::Value, serde_json::Error>| {
+            v.map_err(|e| StoreError::Decode { op: "finish_run", detail: e.to_string() })
+        };
+        let output = f.output.as_ref().map(|o| to_value(serde_json::to_value(o))).transpose()?;
+        let usage = f.usage.as_ref().map(|u| to_value(serde_json::to_value(u))).transpose()?;
+        let error = f.error.as_ref().map(|e| to_value(serde_json::to_value(e))).transpose()?;
+        let v: serde_json::Value = sqlx::query_scalar(
+            "SELECT ay_finish_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(f.run.0)
+        .bind(f.step)
+        .bind(f.from)
+        .bind(f.status.as_str())
+        .bind(output)
+        .bind(usage)
+        .bind(error)
+        .bind(f.message.as_ref().map(|(id, _)| id.0))
+        .bind(f.message.as_ref().map(|(_, c)| c.as_str()))
+        .bind(&self.prefix)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("finish_run", e))?;
+        let run = match field(&v, "run") {
+            serde_json::Value::Null => None,
+            r => Some(decode("finish_run", r)?),
+        };
+        Ok(FinishOutcome {
+            applied: v.get("applied").and_then(|a| a.as_bool()).unwrap_or(false),
+            run,
+            outbox: decode_rows("finish_run", &field(&v, "outbox"))?,
+        })
+    }
+}

@@ -1,0 +1,278 @@
+//! One `AgentStep` job, from decode to settle.
+
+use std::time::Duration;
+
+use agentyard_core::events::{kinds, RunEvent};
+use agentyard_core::jobs::AgentStep;
+use agentyard_core::run::{error_codes, RunError, RunOutput, RunStatus};
+use agentyard_core::{MessageId, RunId};
+use agentyard_llm::{ChatRequest, LlmError};
+use agentyard_store::runs::{Finish, StartedRun};
+use agentyard_store::StoreError;
+use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::jetstream::{AckKind, Message};
+use backon::BackoffBuilder;
+use futures::future::join_all;
+use std::future::IntoFuture;
+use tokio_util::sync::CancellationToken;
+
+use crate::prompt::{self, AgentParams};
+use crate::Ctx;
+
+/// How a job ends.
+enum Outcome {
+    /// Durable write done (or nothing to do): ack.
+    Done,
+    /// Try again later.
+    Retry(Duration),
+    /// Give up: fail the run, dead-letter the job, terminate the message.
+    Fail { code: &'static str, message: String },
+}
+
+/// Handles one message and settles it.
+pub(crate) async fn handle(ctx: Ctx, msg: Message) {
+    let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
+    let job: AgentStep = match serde_json::from_slice(&msg.payload) {
+        Ok(job) => job,
+        Err(e) => {
+            tracing::error!(error = %e, "undecodable agent job: dead-lettering it");
+            dead_letter(&ctx, &msg, &format!("undecodable job: {e}")).await;
+            settle(&msg, AckKind::Term).await;
+            return;
+        }
+    };
+    let span = tracing::info_span!("agent_step", run_id = %job.run_id, step = job.step, delivered);
+    let _enter = span.enter();
+    drop(_enter);
+    let outcome = if delivered > ctx.settings.max_attempts {
+        Outcome::Fail {
+            code: error_codes::MAX_DELIVERIES,
+            message: format!("the job was delivered {delivered} times without completing"),
+        }
+    } else {
+        with_progress(&msg, ctx.settings.ack_wait, step(&ctx, &job, delivered)).await
+    };
+    match outcome {
+        Outcome::Done => settle(&msg, AckKind::Ack).await,
+        Outcome::Retry(delay) => {
+            tracing::warn!(run_id = %job.run_id, delivered, ?delay, "transient failure; retrying");
+            settle(&msg, AckKind::Nak(Some(delay))).await;
+        }
+        Outcome::Fail { code, message } => {
+            tracing::error!(run_id = %job.run_id, code, %message, "run failed");
+            match fail_run(&ctx, job.run_id, code, &message).await {
+                Ok(()) => {
+                    dead_letter(&ctx, &msg, &format!("{code}: {message}")).await;
+                    settle(&msg, AckKind::Term).await;
+                }
+                // The failure itself could not be recorded: let JetStream redeliver.
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot record the failure; retrying");
+                    settle(&msg, AckKind::Nak(Some(backoff(&ctx, delivered)))).await;
+                }
+            }
+        }
+    }
+}
+
+/// Keeps the message from being redelivered while a long model call runs.
+async fn with_progress(
+    msg: &Message,
+    ack_wait: Duration,
+    work: impl std::future::Future<Output = Outcome>,
+) -> Outcome {
+    let mut tick = tokio::time::interval(ack_wait / 3);
+    tick.tick().await;
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = tick.tick() => { let _ = msg.ack_with(AckKind::Progress).await; }
+        }
+    }
+}
+
+async fn step(ctx: &Ctx, job: &AgentStep, delivered: i64) -> Outcome {
+    let step = i32::try_from(job.step).unwrap_or(i32::MAX);
+    let history_limit = 200;
+    let started = match ctx.store.start_run(job.run_id, step, history_limit).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            tracing::debug!(run_id = %job.run_id, "stale or duplicate job: skipping");
+            return Outcome::Done;
+        }
+        Err(e) => return store_failure(ctx, e, delivered),
+    };
+    let cancel = CancellationToken::new();
+    ctx.cancels.lock().expect("cancel map poisoned").insert(job.run_id, cancel.clone());
+    let outcome = generate(ctx, job, &started, delivered, &cancel).await;
+    ctx.cancels.lock().expect("cancel map poisoned").remove(&job.run_id);
+    outcome
+}
+
+async fn generate(
+    ctx: &Ctx,
+    job: &AgentStep,
+    started: &StartedRun,
+    delivered: i64,
+    cancel: &CancellationToken,
+) -> Outcome {
+    let run = job.run_id;
+    let mut acks: Vec<PublishAckFuture> = Vec::new();
+    if started.first_start {
+        let mut shown = started.run.clone();
+        shown.status = RunStatus::InProgress;
+        publish(ctx, run, &RunEvent::with_run(kinds::RUN_STARTED, &shown), &mut acks).await;
+    } else if delivered > 1 {
+        publish(ctx, run, &reset_event(), &mut acks).await;
+    }
+    let params = AgentParams::from_config(&started.agent_config);
+    let request = ChatRequest {
+        messages: prompt::build(&params.system_prompt, &started.history, ctx.settings.history_tokens),
+        temperature: params.temperature,
+        max_tokens: params.max_tokens.unwrap_or(ctx.settings.max_tokens),
+    };
+    let mut streamed = false;
+    let result = tokio::select! {
+        biased;
+        _ = cancel.cancelled() => None,
+        r = stream_answer(ctx, run, &request, &mut acks, &mut streamed) => Some(r),
+    };
+    let completion = match result {
+        None => {
+            await_acks(acks).await;
+            return Outcome::Done; // the API recorded the cancellation already
+        }
+        Some(Ok(c)) => c,
+        Some(Err(e)) => {
+            if streamed {
+                publish(ctx, run, &reset_event(), &mut acks).await;
+            }
+            await_acks(acks).await;
+            return llm_failure(ctx, &e, delivered);
+        }
+    };
+    // Every delta is stored before the run completes, so a replay shows the whole answer.
+    await_acks(acks).await;
+    let finish = Finish {
+        run,
+        step: Some(i32::try_from(job.step).unwrap_or(i32::MAX)),
+        from: &["in_progress"],
+        status: RunStatus::Completed,
+        output: Some(RunOutput { content: completion.content.clone() }),
+        usage: Some(completion.usage),
+        error: None,
+        message: Some((MessageId::new(), completion.content)),
+    };
+    match ctx.store.finish_run(&finish).await {
+        Ok(done) => {
+            if !done.applied {
+                tracing::info!(run_id = %run, "run moved on (cancelled?); answer discarded");
+            }
+            let _ = ctx.outbox.dispatch(&done.outbox).await;
+            Outcome::Done
+        }
+        Err(e) => store_failure(ctx, e, delivered),
+    }
+}
+
+async fn stream_answer(
+    ctx: &Ctx,
+    run: RunId,
+    request: &ChatRequest,
+    acks: &mut Vec<PublishAckFuture>,
+    streamed: &mut bool,
+) -> Result<agentyard_llm::Completion, LlmError> {
+    let mut stream = ctx.llm.stream_chat(request).await?;
+    while let Some(delta) = stream.next_delta().await? {
+        *streamed = true;
+        publish(ctx, run, &RunEvent::delta(&delta), acks).await;
+    }
+    stream.finish().await
+}
+
+fn reset_event() -> RunEvent {
+    RunEvent { kind: kinds::MESSAGE_RESET.to_owned(), data: serde_json::json!({}) }
+}
+
+/// Sends an event without waiting for its ack (the acks are awaited together later).
+async fn publish(ctx: &Ctx, run: RunId, event: &RunEvent, acks: &mut Vec<PublishAckFuture>) {
+    match ctx.bus.publish_event(run, event).await {
+        Ok(ack) => acks.push(ack),
+        Err(e) => tracing::warn!(run_id = %run, error = %e, "cannot publish an event"),
+    }
+}
+
+fn llm_failure(ctx: &Ctx, e: &LlmError, delivered: i64) -> Outcome {
+    if !e.is_transient() {
+        return Outcome::Fail { code: e.code(), message: e.to_string() };
+    }
+    if delivered >= ctx.settings.max_attempts {
+        return Outcome::Fail {
+            code: e.code(),
+            message: format!("{e} (gave up after {delivered} attempts)"),
+        };
+    }
+    let delay = backoff(ctx, delivered).max(e.retry_after().unwrap_or_default());
+    Outcome::Retry(delay)
+}
+
+fn store_failure(ctx: &Ctx, e: StoreError, delivered: i64) -> Outcome {
+    tracing::warn!(error = %e, "database failure");
+    if e.is_transient() && delivered < ctx.settings.max_attempts {
+        Outcome::Retry(backoff(ctx, delivered))
+    } else {
+        Outcome::Fail { code: "internal_error", message: e.to_string() }
+    }
+}
+
+/// Exponential backoff with jitter for the `delivered`-th attempt, capped.
+fn backoff(ctx: &Ctx, delivered: i64) -> Duration {
+    let n = usize::try_from(delivered.max(1)).unwrap_or(1);
+    backon::ExponentialBuilder::default()
+        .with_min_delay(ctx.settings.retry_base)
+        .with_max_delay(ctx.settings.retry_max)
+        .with_jitter()
+        .with_max_times(n)
+        .build()
+        .nth(n - 1)
+        .unwrap_or(ctx.settings.retry_max)
+}
+
+async fn fail_run(ctx: &Ctx, run: RunId, code: &str, message: &str) -> Result<(), StoreError> {
+    let finish = Finish {
+        run,
+        step: None,
+        from: &["queued", "in_progress"],
+        status: RunStatus::Failed,
+        output: None,
+        usage: None,
+        error: Some(RunError { code: code.to_owned(), message: message.to_owned() }),
+        message: None,
+    };
+    let done = ctx.store.finish_run(&finish).await?;
+    let _ = ctx.outbox.dispatch(&done.outbox).await;
+    Ok(())
+}
+
+async fn dead_letter(ctx: &Ctx, msg: &Message, reason: &str) {
+    if let Err(e) = ctx.bus.dead_letter("agent", msg.payload.clone(), reason).await {
+        tracing::error!(error = %e, "cannot publish to the DLQ");
+    }
+}
+
+async fn settle(msg: &Message, kind: AckKind) {
+    if let Err(e) = msg.ack_with(kind).await {
+        tracing::warn!(error = %e, "cannot settle a message; it will be redelivered");
+    }
+}
+
+/// Waits for JetStream's acks of events sent earlier; failures are logged (events are not
+/// state: the run's outcome is in Postgres and its terminal event goes through the outbox).
+async fn await_acks(acks: Vec<PublishAckFuture>) {
+    for r in join_all(acks.into_iter().map(IntoFuture::into_future)).await {
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "an event was not acked");
+        }
+    }
+}

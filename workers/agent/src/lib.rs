@@ -1,0 +1,94 @@
+//! The agent worker: consumes `AgentStep` jobs, calls the model with streaming, publishes
+//! `message.delta` events as tokens arrive and completes the run in one transaction.
+//!
+//! Stateless: any number of processes share the durable `agent` consumer, and each handles up
+//! to `AY_AGENT_CONCURRENCY` jobs at once (model calls are I/O-bound).
+//!
+//! Exactly once: a job is acked only after the run's final write. A redelivered job whose run
+//! has moved on is skipped; two workers racing on one run (a redelivery after a stall) both may
+//! generate, but only the first final write applies, because it is conditional on the run still
+//! being `in_progress` at that step. A cancelled run therefore never turns `completed`.
+
+mod handler;
+mod prompt;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use agentyard_bus::{consume, Bus, BusError, Outbox};
+use agentyard_core::RunId;
+use agentyard_llm::Llm;
+use agentyard_runtime::Settings;
+use agentyard_store::Store;
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+/// Why the worker stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("bus failure")]
+    Bus(#[from] BusError),
+}
+
+/// Live generations of this process, by run, so a cancel signal can stop them.
+type Cancels = Arc<Mutex<HashMap<RunId, CancellationToken>>>;
+
+/// What a job handler needs; shared by all jobs of the process.
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    store: Store,
+    bus: Bus,
+    outbox: Outbox,
+    llm: Llm,
+    settings: Arc<Settings>,
+    cancels: Cancels,
+}
+
+/// Runs the agent worker until `shutdown`, then finishes the jobs in flight.
+///
+/// # Errors
+/// When the bus cannot be provisioned or read.
+pub async fn run(
+    settings: Settings,
+    store: Store,
+    bus: Bus,
+    llm: Llm,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    let outbox = Outbox::start(bus.clone(), store.clone(), shutdown.clone());
+    let cancels: Cancels = Arc::default();
+    tokio::spawn(listen_for_cancels(bus.clone(), cancels.clone(), shutdown.clone()));
+    let consumer = bus.agent_consumer().await?;
+    let concurrency = settings.agent_concurrency;
+    let ctx = Ctx { store, bus, outbox, llm, settings: Arc::new(settings), cancels };
+    tracing::info!(concurrency, model = ctx.llm.model(), "agent worker started");
+    consume::run(consumer, concurrency, shutdown, move |msg| handler::handle(ctx.clone(), msg))
+        .await?;
+    tracing::info!("agent worker stopped");
+    Ok(())
+}
+
+async fn listen_for_cancels(bus: Bus, cancels: Cancels, shutdown: CancellationToken) {
+    let subject = bus.subjects().all_run_cancels();
+    let mut sub = match bus.client().subscribe(subject).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot subscribe to cancel signals");
+            return;
+        }
+    };
+    loop {
+        let msg = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            m = sub.next() => match m { Some(m) => m, None => return },
+        };
+        let id = msg.subject.split('.').rev().nth(1).and_then(|s| s.parse::<RunId>().ok());
+        if let Some(id) = id {
+            let token = cancels.lock().expect("cancel map poisoned").get(&id).cloned();
+            if let Some(token) = token {
+                tracing::info!(run_id = %id, "cancel signal: stopping generation");
+                token.cancel();
+            }
+        }
+    }
+}
