@@ -190,7 +190,8 @@ BEGIN
     RETURN v_id;
 END $$;
 
--- Creates a run on a thread of p_org, following the multitask strategy, in one transaction.
+-- Creates a run on a thread of p_org (a new thread when p_thread is null), following the
+-- multitask strategy, in one transaction.
 -- Returns {outcome, run?, outbox?, active_run_id?}; outcome is one of created, idempotent,
 -- idempotency_mismatch, thread_not_found, rejected.
 CREATE FUNCTION ay_create_run(p_org uuid, p_thread uuid, p_run uuid, p_agent uuid, p_user uuid,
@@ -217,6 +218,9 @@ BEGIN
 
     IF p_agent IS NULL THEN
         p_agent := ay_default_agent(p_org);
+    END IF;
+    IF p_thread IS NULL THEN
+        INSERT INTO threads(id, org_id) VALUES (gen_random_uuid(), p_org) RETURNING id INTO p_thread;
     END IF;
     SELECT t.active_run_id, ar.status INTO v_active, v_active_status
         FROM threads t LEFT JOIN runs ar ON ar.id = t.active_run_id

@@ -1,1 +1,369 @@
-//! placeholder
+//! The end-to-end harness: a fresh database and subject prefix per test, the scripted model in
+//! the test process, and the API and agent workers as real child processes of the `agentyard`
+//! binary (so tests can `kill -9` them). Set `TEST_LOG=1` to see the children's logs; they are
+//! otherwise written to `target/e2e-logs/`.
+
+pub mod sse;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use agentyard_scripted_llm::{Options, Script, Spawned};
+use agentyard_store::Store;
+use anyhow::{Context, bail};
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+pub use agentyard_core::sse::SseEvent;
+
+/// The script every test's model follows (see crates/scripted-llm/examples/script.yaml).
+pub const TEST_SCRIPT: &str = r#"
+rules:
+  - match: "^flaky"
+    responses:
+      - error: { status: 429, retry_after: 1, message: "slow down" }
+      - error: { status: 500 }
+      - text: "recovered after two failures"
+  - match: "^always fail"
+    responses:
+      - error: { status: 500, message: "the model is down" }
+  - match: "^bad request"
+    responses:
+      - error: { status: 400, message: "unsupported parameter" }
+  - match: "^slow"
+    responses:
+      - text: "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty twentyone twentytwo twentythree twentyfour twentyfive twentysix twentyseven twentyeight twentynine thirty"
+        token_delay_ms: 150
+"#;
+
+/// How to start a test stack.
+#[derive(Clone, Debug)]
+pub struct TestOptions {
+    pub workers: usize,
+    pub token_delay_ms: u64,
+    /// Extra environment for the API and the workers.
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for TestOptions {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            token_delay_ms: 0,
+            env: Vec::new(),
+        }
+    }
+}
+
+/// A running stack.
+pub struct TestApp {
+    pub api_url: String,
+    pub database_url: String,
+    pub db_name: String,
+    pub nats_url: String,
+    pub prefix: String,
+    /// Admin token of the first organization.
+    pub token: String,
+    pub org_id: String,
+    pub store: Store,
+    pub llm: Spawned,
+    pub http: reqwest::Client,
+    env: HashMap<String, String>,
+    api: Option<Child>,
+    workers: Vec<Option<Child>>,
+}
+
+/// Binary under test.
+pub fn node_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("CARGO_BIN_EXE_ay-test-node") {
+        return PathBuf::from(p);
+    }
+    // target/<profile>/deps/e2e-<hash> -> target/<profile>/ay-test-node
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .join("ay-test-node")
+}
+
+fn base_database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn with_database(url: &str, db: &str) -> String {
+    let (base, _) = url.rsplit_once('/').unwrap_or((url, ""));
+    format!("{base}/{db}")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+fn log_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/e2e-logs");
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+impl TestApp {
+    /// One worker, default options.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(TestOptions::default()).await
+    }
+
+    /// Starts a stack; panics with context when it cannot.
+    pub async fn spawn_with(opts: TestOptions) -> Self {
+        Self::try_spawn(opts)
+            .await
+            .expect("test stack failed to start")
+    }
+
+    async fn try_spawn(opts: TestOptions) -> anyhow::Result<Self> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let secs = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let short = &id[id.len() - 10..];
+        let db_name = format!("ay_test_{secs}_{short}");
+        let prefix = format!("t{short}");
+        let database_url = with_database(&base_database_url(), &db_name);
+        let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+        agentyard_cli::roles::create_database_if_missing(&database_url).await?;
+        let store = Store::connect(&database_url, 8, &prefix).await?;
+        store.migrate().await?;
+        let org = store.create_org("org-a").await?;
+
+        let script = Script::from_yaml_str(TEST_SCRIPT)?;
+        let llm = agentyard_scripted_llm::spawn(Options {
+            script,
+            token_delay_ms: opts.token_delay_ms,
+            ..Default::default()
+        })
+        .await?;
+        let port = free_port();
+        let mut env: HashMap<String, String> = [
+            ("DATABASE_URL", database_url.as_str()),
+            ("NATS_URL", nats_url.as_str()),
+            ("AY_SUBJECT_PREFIX", prefix.as_str()),
+            ("AY_HTTP_ADDR", &format!("127.0.0.1:{port}")),
+            ("OPENAI_BASE_URL", llm.base_url.as_str()),
+            ("AY_ACK_WAIT", "2s"),
+            ("AY_RETRY_BASE", "100ms"),
+            ("AY_RETRY_MAX", "2s"),
+            ("AY_MAX_ATTEMPTS", "4"),
+            ("AY_LLM_TIMEOUT", "10s"),
+            ("AY_DB_POOL_SIZE", "8"),
+            ("AY_LOG", "info,sqlx=warn,async_nats=warn"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        env.extend(opts.env.iter().cloned());
+        let mut app = Self {
+            api_url: format!("http://127.0.0.1:{port}"),
+            database_url,
+            db_name,
+            nats_url,
+            prefix,
+            token: org.token.secret.clone(),
+            org_id: org.org_id.to_string(),
+            store,
+            llm,
+            http: reqwest::Client::new(),
+            env,
+            api: None,
+            workers: Vec::new(),
+        };
+        app.api = Some(app.start("api", &["api"])?);
+        app.wait_ready().await?;
+        for _ in 0..opts.workers {
+            app.start_worker()?;
+        }
+        Ok(app)
+    }
+
+    /// Starts `ay-test-node <args>` with the stack's environment.
+    pub fn start(&self, name: &str, args: &[&str]) -> anyhow::Result<Child> {
+        self.command(name, args)
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))
+    }
+
+    /// The command for `ay-test-node <args>` with the stack's environment (inherited `AY_*` and
+    /// `OPENAI_*` variables removed).
+    pub fn command(&self, name: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(node_bin());
+        cmd.args(args).kill_on_drop(true).stdin(Stdio::null());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("AY_") || k.starts_with("OPENAI_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.envs(&self.env);
+        if std::env::var_os("TEST_LOG").is_none() {
+            let path = log_dir().join(format!("{}-{name}.log", self.prefix));
+            if let Ok(f) = std::fs::File::create(path) {
+                cmd.stderr(f);
+            }
+            cmd.stdout(Stdio::null());
+        }
+        cmd
+    }
+
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(r) = self
+                .http
+                .get(format!("{}/readyz", self.api_url))
+                .send()
+                .await
+            {
+                if r.status().is_success() {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!(
+            "the API did not become ready; see target/e2e-logs/{}-api.log",
+            self.prefix
+        )
+    }
+
+    /// Starts one more agent worker process; returns its index.
+    pub fn start_worker(&mut self) -> anyhow::Result<usize> {
+        let i = self.workers.len();
+        let child = self.start(&format!("worker{i}"), &["worker", "agent"])?;
+        self.workers.push(Some(child));
+        Ok(i)
+    }
+
+    /// `kill -9` of a worker.
+    pub async fn kill_worker(&mut self, i: usize) {
+        if let Some(mut c) = self.workers[i].take() {
+            c.start_kill().expect("kill worker");
+            let _ = c.wait().await;
+        }
+    }
+
+    /// A request with the admin token.
+    pub fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.api_url))
+            .bearer_auth(&self.token)
+    }
+
+    /// `POST path` with a JSON body and the admin token; returns (status, JSON body).
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .req(reqwest::Method::POST, path)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `GET path` with the admin token.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .req(reqwest::Method::GET, path)
+            .send()
+            .await
+            .expect("GET");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Posts `input` on a new thread; returns the run.
+    pub async fn start_run(&self, input: &str) -> Value {
+        let (status, run) = self
+            .post("/v1/runs", serde_json::json!({"input": input}))
+            .await;
+        assert_eq!(status, 202, "{run}");
+        run
+    }
+
+    /// The run once terminal (long-polls; fails the test after `timeout`).
+    pub async fn wait_terminal(&self, run_id: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (status, run) = self.get(&format!("/v1/runs/{run_id}?wait=5")).await;
+            assert_eq!(status, 200, "{run}");
+            let s = run["status"].as_str().unwrap_or_default();
+            if ["completed", "failed", "cancelled", "expired"].contains(&s) {
+                return run;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {run_id} still {s} after {timeout:?}"
+            );
+        }
+    }
+
+    /// A second organization: (org id, admin token).
+    pub async fn new_org(&self, name: &str) -> (String, String) {
+        let org = self.store.create_org(name).await.expect("create org");
+        (org.org_id.to_string(), org.token.secret)
+    }
+
+    /// One SQL count.
+    pub async fn count(&self, sql: &'static str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(self.store.pool())
+            .await
+            .expect(sql)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let children = std::mem::take(&mut self.workers)
+            .into_iter()
+            .flatten()
+            .chain(self.api.take());
+        for mut c in children {
+            let _ = c.start_kill();
+        }
+        // Clean up on a thread of its own: Drop cannot await, and the test's runtime is ending.
+        let (nats, prefix, admin, db) = (
+            self.nats_url.clone(),
+            self.prefix.clone(),
+            base_database_url(),
+            self.db_name.clone(),
+        );
+        let cleanup = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(c) = async_nats::connect(&nats).await {
+                    let js = async_nats::jetstream::new(c);
+                    let subjects = agentyard_core::subjects::Subjects::new(prefix);
+                    for s in [
+                        subjects.jobs_stream(),
+                        subjects.events_stream(),
+                        subjects.dlq_stream(),
+                    ] {
+                        let _ = js.delete_stream(s).await;
+                    }
+                }
+                if let Ok(pool) = sqlx::PgPool::connect(&admin).await {
+                    let sql = format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)");
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}

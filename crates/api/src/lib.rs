@@ -39,7 +39,13 @@ impl AppState {
     pub fn new(settings: Settings, store: Store, bus: Bus, shutdown: CancellationToken) -> Self {
         let outbox = Outbox::start(bus.clone(), store.clone(), shutdown);
         let auth = Arc::new(auth::AuthCache::default());
-        Self { store, bus, outbox, settings: Arc::new(settings), auth }
+        Self {
+            store,
+            bus,
+            outbox,
+            settings: Arc::new(settings),
+            auth,
+        }
     }
 }
 

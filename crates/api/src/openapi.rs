@@ -6,8 +6,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_scalar::{Scalar, Servable};
 
-use crate::routes::{runs, threads};
 use crate::AppState;
+use crate::routes::{runs, threads};
 
 struct Bearer;
 

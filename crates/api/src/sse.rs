@@ -4,8 +4,8 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use agentyard_bus::events::SeqEvent;
 use agentyard_bus::BusError;
+use agentyard_bus::events::SeqEvent;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
 

@@ -6,8 +6,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::Message;
+use async_nats::jetstream::consumer::PullConsumer;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -41,7 +41,10 @@ where
         .expires(Duration::from_secs(30))
         .messages()
         .await
-        .map_err(|e| BusError::Read { what: "consumer".into(), source: e.into() })?;
+        .map_err(|e| BusError::Read {
+            what: "consumer".into(),
+            source: e.into(),
+        })?;
     loop {
         let permit = tokio::select! {
             biased;

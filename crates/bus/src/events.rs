@@ -1,9 +1,9 @@
 //! Reading run events back: every event of a run from a given stream sequence, in order, with
 //! its sequence number (the SSE `id:`), ending after the terminal event.
 
-use agentyard_core::events::RunEvent;
 use agentyard_core::RunId;
-use async_nats::jetstream::consumer::{push, DeliverPolicy};
+use agentyard_core::events::RunEvent;
+use async_nats::jetstream::consumer::{DeliverPolicy, push};
 use futures::{Stream, StreamExt};
 
 use crate::{Bus, BusError, Result};
@@ -30,10 +30,16 @@ impl Bus {
             .get_stream_no_info(self.subjects.events_stream())
             .await
             .map_err(|e| read_err(e.into()))?;
-        match stream.get_last_raw_message_by_subject(&self.subjects.run_events(run)).await {
+        match stream
+            .get_last_raw_message_by_subject(&self.subjects.run_events(run))
+            .await
+        {
             Ok(raw) => {
                 let event = serde_json::from_slice(&raw.payload).map_err(|e| read_err(e.into()))?;
-                Ok(Some(SeqEvent { seq: raw.sequence, event }))
+                Ok(Some(SeqEvent {
+                    seq: raw.sequence,
+                    event,
+                }))
             }
             Err(e)
                 if matches!(
@@ -67,7 +73,9 @@ impl Bus {
             .await
             .map_err(|e| read_err(e.into()))?;
         let deliver_policy = match after {
-            Some(seq) => DeliverPolicy::ByStartSequence { start_sequence: seq + 1 },
+            Some(seq) => DeliverPolicy::ByStartSequence {
+                start_sequence: seq + 1,
+            },
             None => DeliverPolicy::All,
         };
         let consumer = stream
@@ -88,9 +96,10 @@ impl Bus {
                         source: e.into(),
                     })),
                     Ok(m) => match (m.info(), serde_json::from_slice::<RunEvent>(&m.payload)) {
-                        (Ok(info), Ok(event)) => {
-                            Some(Ok(SeqEvent { seq: info.stream_sequence, event }))
-                        }
+                        (Ok(info), Ok(event)) => Some(Ok(SeqEvent {
+                            seq: info.stream_sequence,
+                            event,
+                        })),
                         (_, Err(e)) => {
                             tracing::warn!(%run, error = %e, "skipping an undecodable run event");
                             None
@@ -105,13 +114,16 @@ impl Bus {
             })
             .boxed();
         // End right after the terminal event, without waiting for another message.
-        Ok(futures::stream::unfold((messages, false), |(mut inner, ended)| async move {
-            if ended {
-                return None;
-            }
-            let item = inner.next().await?;
-            let ended = matches!(&item, Ok(e) if e.event.is_terminal());
-            Some((item, (inner, ended)))
-        }))
+        Ok(futures::stream::unfold(
+            (messages, false),
+            |(mut inner, ended)| async move {
+                if ended {
+                    return None;
+                }
+                let item = inner.next().await?;
+                let ended = matches!(&item, Ok(e) if e.event.is_terminal());
+                Some((item, (inner, ended)))
+            },
+        ))
     }
 }

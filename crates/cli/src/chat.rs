@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use agentyard_core::sse::SseParser;
 use agentyard_runtime::Settings;
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use futures::StreamExt;
 
 /// Arguments of `chat`.
@@ -29,7 +29,9 @@ pub struct ChatArgs {
 /// # Errors
 /// When the API cannot be reached or answers with an error.
 pub async fn run(settings: &Settings, args: ChatArgs) -> anyhow::Result<()> {
-    let url = args.url.unwrap_or_else(|| format!("http://{}", settings.http_addr));
+    let url = args
+        .url
+        .unwrap_or_else(|| format!("http://{}", settings.http_addr));
     let token = match args.token {
         Some(t) => t,
         None => {

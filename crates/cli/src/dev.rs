@@ -11,11 +11,11 @@ use std::time::Duration;
 use agentyard_bus::Bus;
 use agentyard_llm::Provider;
 use agentyard_runtime::Settings;
-use agentyard_store::orgs::ORG_SCOPES;
 use agentyard_store::Store;
-use anyhow::{bail, Context};
-use sqlx::postgres::PgConnectOptions;
+use agentyard_store::orgs::ORG_SCOPES;
+use anyhow::{Context, bail};
 use sqlx::ConnectOptions;
+use sqlx::postgres::PgConnectOptions;
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
@@ -33,9 +33,15 @@ pub async fn run(mut settings: Settings, shutdown: CancellationToken) -> anyhow:
     let home = std::fs::canonicalize(&settings.home)?;
     let mut children: Vec<Child> = Vec::new();
 
-    if Bus::probe(&settings.nats_url, Duration::from_secs(1)).await.is_err() {
+    if Bus::probe(&settings.nats_url, Duration::from_secs(1))
+        .await
+        .is_err()
+    {
         let (child, url) = start_nats(&home).await?;
-        eprintln!("NATS at {} did not answer: started a private nats-server at {url}", settings.nats_url);
+        eprintln!(
+            "NATS at {} did not answer: started a private nats-server at {url}",
+            settings.nats_url
+        );
         children.push(child);
         settings.nats_url = url;
     }
@@ -65,7 +71,11 @@ pub async fn run(mut settings: Settings, shutdown: CancellationToken) -> anyhow:
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let base = format!("http://{}/v1", listener.local_addr()?);
             let options = agentyard_scripted_llm::Options::default();
-            tokio::spawn(agentyard_scripted_llm::serve(listener, options, shutdown.clone()));
+            tokio::spawn(agentyard_scripted_llm::serve(
+                listener,
+                options,
+                shutdown.clone(),
+            ));
             Provider::scripted(base, settings.model.as_deref())
         }
     };
@@ -124,13 +134,20 @@ async fn dev_token(store: &Store, home: &Path) -> anyhow::Result<String> {
 }
 
 async fn postgres_answers(url: &str) -> bool {
-    let Ok(opts) = url.parse::<PgConnectOptions>() else { return false };
+    let Ok(opts) = url.parse::<PgConnectOptions>() else {
+        return false;
+    };
     let opts = opts.database("postgres");
-    matches!(tokio::time::timeout(Duration::from_secs(2), opts.connect()).await, Ok(Ok(_)))
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), opts.connect()).await,
+        Ok(Ok(_))
+    )
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 async fn start_nats(home: &Path) -> anyhow::Result<(Child, String)> {
@@ -172,7 +189,9 @@ fn pg_binary(name: &str) -> PathBuf {
         dirs.sort();
         dirs.pop()
     };
-    on_path.or_else(versioned).unwrap_or_else(|| PathBuf::from(name))
+    on_path
+        .or_else(versioned)
+        .unwrap_or_else(|| PathBuf::from(name))
 }
 
 /// Postgres refuses to run as root: run it as the `postgres` user then.
@@ -194,7 +213,10 @@ async fn start_postgres(home: &Path) -> anyhow::Result<(Child, String)> {
     let data = home.join("pg");
     if !data.join("PG_VERSION").is_file() {
         std::fs::create_dir_all(&data)?;
-        let _ = std::process::Command::new("chown").args(["-R", "postgres"]).arg(&data).status();
+        let _ = std::process::Command::new("chown")
+            .args(["-R", "postgres"])
+            .arg(&data)
+            .status();
         let status = pg_command(&pg_binary("initdb"))
             .args(["-U", "postgres", "--auth=trust", "-D"])
             .arg(&data)

@@ -9,8 +9,8 @@ use agentyard_llm::{Llm, Provider};
 use agentyard_runtime::Settings;
 use agentyard_store::Store;
 use anyhow::Context;
-use sqlx::postgres::PgConnectOptions;
 use sqlx::ConnectOptions;
+use sqlx::postgres::PgConnectOptions;
 use tokio_util::sync::CancellationToken;
 
 /// Connects to Postgres; with `migrate`, creates the database when missing and migrates.
@@ -21,12 +21,23 @@ pub async fn connect_store(settings: &Settings, migrate: bool) -> anyhow::Result
     if migrate {
         create_database_if_missing(&settings.database_url).await?;
     }
-    let store =
-        Store::connect(&settings.database_url, settings.db_pool_size, &settings.subject_prefix)
-            .await
-            .with_context(|| format!("cannot connect to Postgres (DATABASE_URL={})", redact(&settings.database_url)))?;
+    let store = Store::connect(
+        &settings.database_url,
+        settings.db_pool_size,
+        &settings.subject_prefix,
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "cannot connect to Postgres (DATABASE_URL={})",
+            redact(&settings.database_url)
+        )
+    })?;
     if migrate {
-        store.migrate().await.context("cannot migrate the database")?;
+        store
+            .migrate()
+            .await
+            .context("cannot migrate the database")?;
     }
     Ok(store)
 }
@@ -37,22 +48,31 @@ pub async fn connect_store(settings: &Settings, migrate: bool) -> anyhow::Result
 /// When the server cannot be reached.
 pub async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
     let opts: PgConnectOptions = url.parse().context("DATABASE_URL is not a valid URL")?;
-    let Some(name) = opts.get_database().map(str::to_owned) else { return Ok(()) };
+    let Some(name) = opts.get_database().map(str::to_owned) else {
+        return Ok(());
+    };
     let mut admin = opts
         .clone()
         .database("postgres")
         .connect()
         .await
         .with_context(|| format!("cannot connect to Postgres at {}", redact(url)))?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(&name)
-        .fetch_one(&mut admin)
-        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await?;
     if !exists {
         let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
         // Another process may create it at the same moment: that is fine.
-        if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await {
-            let dup = e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "42P04");
+        if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut admin)
+            .await
+        {
+            let dup = e
+                .as_database_error()
+                .and_then(|d| d.code())
+                .is_some_and(|c| c == "42P04");
             if !dup {
                 return Err(e).context("cannot create the database");
             }
@@ -185,7 +205,10 @@ pub async fn scripted_llm(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    eprintln!("scripted model listening on http://{}/v1", listener.local_addr()?);
+    eprintln!(
+        "scripted model listening on http://{}/v1",
+        listener.local_addr()?
+    );
     agentyard_scripted_llm::serve(listener, options, shutdown).await?;
     Ok(())
 }

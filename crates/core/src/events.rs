@@ -31,12 +31,18 @@ pub struct RunEvent {
 impl RunEvent {
     /// An event carrying the whole run (`run.*`).
     pub fn with_run(kind: &str, run: &Run) -> Self {
-        Self { kind: kind.to_owned(), data: serde_json::json!({ "run": run }) }
+        Self {
+            kind: kind.to_owned(),
+            data: serde_json::json!({ "run": run }),
+        }
     }
 
     /// A `message.delta` with a piece of the answer.
     pub fn delta(content: &str) -> Self {
-        Self { kind: kinds::MESSAGE_DELTA.to_owned(), data: serde_json::json!({ "content": content }) }
+        Self {
+            kind: kinds::MESSAGE_DELTA.to_owned(),
+            data: serde_json::json!({ "content": content }),
+        }
     }
 
     /// True for the event that ends a run's stream.

@@ -6,8 +6,18 @@ use serde::{Deserialize, Serialize};
 use crate::{AgentId, RunId, ThreadId};
 
 /// Where a run is in its life. `queued -> in_progress -> (requires_input) -> terminal`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
-#[derive(utoipa::ToSchema)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     Queued,
@@ -51,7 +61,10 @@ impl RunStatus {
 
     /// A terminal run never changes again.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed | Self::Cancelled | Self::Expired)
+        matches!(
+            self,
+            Self::Completed | Self::Failed | Self::Cancelled | Self::Expired
+        )
     }
 }
 

@@ -65,7 +65,8 @@ mod tests {
     fn events_split_across_chunks_are_reassembled() {
         let mut p = SseParser::default();
         assert!(p.feed(b"id: 7\nevent: message.delta\nda").is_empty());
-        let evs = p.feed(b"ta: {\"content\":\"hi\"}\n\n: keep-alive\n\nevent: x\ndata: a\ndata: b\n\n");
+        let evs =
+            p.feed(b"ta: {\"content\":\"hi\"}\n\n: keep-alive\n\nevent: x\ndata: a\ndata: b\n\n");
         assert_eq!(evs.len(), 2);
         assert_eq!(evs[0].id.as_deref(), Some("7"));
         assert_eq!(evs[0].event, "message.delta");

@@ -12,7 +12,9 @@ pub struct Subjects {
 impl Subjects {
     /// Names under `prefix` (e.g. `ay`).
     pub fn new(prefix: impl Into<String>) -> Self {
-        Self { prefix: prefix.into() }
+        Self {
+            prefix: prefix.into(),
+        }
     }
 
     /// The prefix itself.
@@ -21,7 +23,10 @@ impl Subjects {
     }
 
     fn stream(&self, name: &str) -> String {
-        format!("{}_{name}", self.prefix.to_uppercase().replace(['.', '-'], "_"))
+        format!(
+            "{}_{name}",
+            self.prefix.to_uppercase().replace(['.', '-'], "_")
+        )
     }
 
     /// Work-queue stream of jobs.

@@ -64,7 +64,12 @@ pub struct ChatMessage {
 impl ChatMessage {
     /// A plain message.
     pub fn new(role: Role, content: impl Into<String>) -> Self {
-        Self { role, content: content.into(), tool_calls: Vec::new(), tool_call_id: None }
+        Self {
+            role,
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
     }
 }
 
@@ -101,7 +106,11 @@ impl Llm {
             async move { execute(http, factory, timeout).await }
         });
         let client = async_openai::Client::with_config(config).with_http_service(service);
-        Self { client, model: provider.model.clone(), timeout }
+        Self {
+            client,
+            model: provider.model.clone(),
+            timeout,
+        }
     }
 
     /// The model name sent with every request.
@@ -165,7 +174,11 @@ async fn execute(
         Ok(Ok(b)) => b.chars().take(500).collect(),
         _ => String::new(),
     };
-    Err(OpenAIError::Boxed(Box::new(HttpStatusError { status: status.as_u16(), retry_after, body })))
+    Err(OpenAIError::Boxed(Box::new(HttpStatusError {
+        status: status.as_u16(),
+        retry_after,
+        body,
+    })))
 }
 
 fn to_openai(m: &ChatMessage) -> ChatCompletionRequestMessage {

@@ -43,7 +43,9 @@ pub struct ChatStream {
 
 impl std::fmt::Debug for ChatStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChatStream").field("content_len", &self.content.len()).finish()
+        f.debug_struct("ChatStream")
+            .field("content_len", &self.content.len())
+            .finish()
     }
 }
 

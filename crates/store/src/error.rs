@@ -26,16 +26,18 @@ impl StoreError {
     /// Connection-level failures are worth retrying; constraint violations and bugs are not.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Database { source, .. } => matches!(
-                source,
-                sqlx::Error::Io(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::WorkerCrashed
-            ) || source
-                .as_database_error()
-                .and_then(|e| e.code())
-                .is_some_and(|c| c == "40001" || c == "40P01" || c.starts_with("08")),
+            Self::Database { source, .. } => {
+                matches!(
+                    source,
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::WorkerCrashed
+                ) || source
+                    .as_database_error()
+                    .and_then(|e| e.code())
+                    .is_some_and(|c| c == "40001" || c == "40P01" || c.starts_with("08"))
+            }
             Self::Migrate(_) | Self::Decode { .. } => false,
         }
     }

@@ -14,7 +14,8 @@ use crate::{OutboxRow, Result, Store, StoreError};
 #[derive(Clone, Debug)]
 pub struct NewRun {
     pub org: OrgId,
-    pub thread: ThreadId,
+    /// None: a new thread.
+    pub thread: Option<ThreadId>,
     /// None: the org's default agent (provisioned when missing).
     pub agent: Option<AgentId>,
     pub user: Option<UserId>,
@@ -29,7 +30,11 @@ pub struct NewRun {
 #[derive(Debug)]
 pub enum CreateOutcome {
     /// A new run; publish `outbox` after this returns. `interrupted` was cancelled for it.
-    Created { run: Run, outbox: Vec<OutboxRow>, interrupted: Option<RunId> },
+    Created {
+        run: Run,
+        outbox: Vec<OutboxRow>,
+        interrupted: Option<RunId>,
+    },
     /// The idempotency key was seen before with the same request: the earlier run.
     Idempotent(Run),
     /// The idempotency key was seen before with a different request.
@@ -46,7 +51,10 @@ pub enum CancelOutcome {
     NotFound,
     AlreadyTerminal(RunStatus),
     /// Cancelled; `previous` tells whether a worker may be generating (`in_progress`).
-    Cancelled { previous: RunStatus, outbox: Vec<OutboxRow> },
+    Cancelled {
+        previous: RunStatus,
+        outbox: Vec<OutboxRow>,
+    },
 }
 
 /// A message of the history sent to the model.
@@ -105,7 +113,10 @@ struct StartRow {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(op: &'static str, v: serde_json::Value) -> Result<T> {
-    serde_json::from_value(v).map_err(|e| StoreError::Decode { op, detail: e.to_string() })
+    serde_json::from_value(v).map_err(|e| StoreError::Decode {
+        op,
+        detail: e.to_string(),
+    })
 }
 
 fn field(v: &serde_json::Value, name: &str) -> serde_json::Value {
@@ -126,7 +137,7 @@ impl Store {
             "SELECT ay_create_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(new.org.0)
-        .bind(new.thread.0)
+        .bind(new.thread.map(|t| t.0))
         .bind(RunId::new().0)
         .bind(new.agent.map(|a| a.0))
         .bind(new.user.map(|u| u.0))
@@ -149,7 +160,9 @@ impl Store {
                     .and_then(|e| e.detail())
                     .and_then(|d| d.parse().ok())
                     .unwrap_or_else(uuid::Uuid::nil);
-                return Ok(CreateOutcome::ThreadBusy { active: RunId(detail) });
+                return Ok(CreateOutcome::ThreadBusy {
+                    active: RunId(detail),
+                });
             }
             Err(e) => return Err(StoreError::db("create_run", e)),
         };
@@ -159,9 +172,15 @@ impl Store {
                 outbox: decode_rows("create_run", &field(&v, "outbox"))?,
                 interrupted: decode("create_run", field(&v, "interrupted"))?,
             }),
-            Some("idempotent") => Ok(CreateOutcome::Idempotent(decode("create_run", field(&v, "run"))?)),
+            Some("idempotent") => Ok(CreateOutcome::Idempotent(decode(
+                "create_run",
+                field(&v, "run"),
+            )?)),
             Some("idempotency_mismatch") => Ok(CreateOutcome::IdempotencyMismatch),
-            other => Err(StoreError::Decode { op: "create_run", detail: format!("outcome {other:?}") }),
+            other => Err(StoreError::Decode {
+                op: "create_run",
+                detail: format!("outcome {other:?}"),
+            }),
         }
     }
 
@@ -179,7 +198,8 @@ impl Store {
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| StoreError::db("idempotent_run", e))?;
-        row.map(|(h, v)| Ok((h, decode("idempotent_run", v)?))).transpose()
+        row.map(|(h, v)| Ok((h, decode("idempotent_run", v)?)))
+            .transpose()
     }
 
     /// A run of `org`, or None (also for another org's run).
@@ -211,9 +231,13 @@ impl Store {
             .await
             .map_err(|e| StoreError::db("cancel_run", e))?;
         let status = |v: &serde_json::Value| {
-            v.get("status").and_then(|s| s.as_str()).and_then(RunStatus::parse).ok_or_else(|| {
-                StoreError::Decode { op: "cancel_run", detail: "missing status".into() }
-            })
+            v.get("status")
+                .and_then(|s| s.as_str())
+                .and_then(RunStatus::parse)
+                .ok_or_else(|| StoreError::Decode {
+                    op: "cancel_run",
+                    detail: "missing status".into(),
+                })
         };
         match v.get("outcome").and_then(|o| o.as_str()) {
             Some("not_found") => Ok(CancelOutcome::NotFound),
@@ -222,7 +246,10 @@ impl Store {
                 previous: status(&v)?,
                 outbox: decode_rows("cancel_run", &field(&v, "outbox"))?,
             }),
-            other => Err(StoreError::Decode { op: "cancel_run", detail: format!("outcome {other:?}") }),
+            other => Err(StoreError::Decode {
+                op: "cancel_run",
+                detail: format!("outcome {other:?}"),
+            }),
         }
     }
 
@@ -232,7 +259,12 @@ impl Store {
     ///
     /// # Errors
     /// Database failures.
-    pub async fn start_run(&self, id: RunId, step: i32, history_limit: i64) -> Result<Option<StartedRun>> {
+    pub async fn start_run(
+        &self,
+        id: RunId,
+        step: i32,
+        history_limit: i64,
+    ) -> Result<Option<StartedRun>> {
         let row: Option<StartRow> = sqlx::query_as(
             "WITH r AS ( \
                 UPDATE runs SET status = 'in_progress', started_at = coalesce(started_at, now()) \
@@ -273,27 +305,41 @@ impl Store {
     /// Database failures.
     pub async fn finish_run(&self, f: &Finish) -> Result<FinishOutcome> {
         let to_value = |v: Result<serde_json::Value, serde_json::Error>| {
-            v.map_err(|e| StoreError::Decode { op: "finish_run", detail: e.to_string() })
+            v.map_err(|e| StoreError::Decode {
+                op: "finish_run",
+                detail: e.to_string(),
+            })
         };
-        let output = f.output.as_ref().map(|o| to_value(serde_json::to_value(o))).transpose()?;
-        let usage = f.usage.as_ref().map(|u| to_value(serde_json::to_value(u))).transpose()?;
-        let error = f.error.as_ref().map(|e| to_value(serde_json::to_value(e))).transpose()?;
-        let v: serde_json::Value = sqlx::query_scalar(
-            "SELECT ay_finish_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(f.run.0)
-        .bind(f.step)
-        .bind(f.from)
-        .bind(f.status.as_str())
-        .bind(output)
-        .bind(usage)
-        .bind(error)
-        .bind(f.message.as_ref().map(|(id, _)| id.0))
-        .bind(f.message.as_ref().map(|(_, c)| c.as_str()))
-        .bind(&self.prefix)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| StoreError::db("finish_run", e))?;
+        let output = f
+            .output
+            .as_ref()
+            .map(|o| to_value(serde_json::to_value(o)))
+            .transpose()?;
+        let usage = f
+            .usage
+            .as_ref()
+            .map(|u| to_value(serde_json::to_value(u)))
+            .transpose()?;
+        let error = f
+            .error
+            .as_ref()
+            .map(|e| to_value(serde_json::to_value(e)))
+            .transpose()?;
+        let v: serde_json::Value =
+            sqlx::query_scalar("SELECT ay_finish_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+                .bind(f.run.0)
+                .bind(f.step)
+                .bind(f.from)
+                .bind(f.status.as_str())
+                .bind(output)
+                .bind(usage)
+                .bind(error)
+                .bind(f.message.as_ref().map(|(id, _)| id.0))
+                .bind(f.message.as_ref().map(|(_, c)| c.as_str()))
+                .bind(&self.prefix)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| StoreError::db("finish_run", e))?;
         let run = match field(&v, "run") {
             serde_json::Value::Null => None,
             r => Some(decode("finish_run", r)?),

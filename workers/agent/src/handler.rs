@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-use agentyard_core::events::{kinds, RunEvent};
+use agentyard_core::events::{RunEvent, kinds};
 use agentyard_core::jobs::AgentStep;
-use agentyard_core::run::{error_codes, RunError, RunOutput, RunStatus};
+use agentyard_core::run::{RunError, RunOutput, RunStatus, error_codes};
 use agentyard_core::{MessageId, RunId};
 use agentyard_llm::{ChatRequest, LlmError};
-use agentyard_store::runs::{Finish, StartedRun};
 use agentyard_store::StoreError;
+use agentyard_store::runs::{Finish, StartedRun};
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::{AckKind, Message};
 use backon::BackoffBuilder;
@@ -16,8 +16,8 @@ use futures::future::join_all;
 use std::future::IntoFuture;
 use tokio_util::sync::CancellationToken;
 
-use crate::prompt::{self, AgentParams};
 use crate::Ctx;
+use crate::prompt::{self, AgentParams};
 
 /// How a job ends.
 enum Outcome {
@@ -104,9 +104,15 @@ async fn step(ctx: &Ctx, job: &AgentStep, delivered: i64) -> Outcome {
         Err(e) => return store_failure(ctx, e, delivered),
     };
     let cancel = CancellationToken::new();
-    ctx.cancels.lock().expect("cancel map poisoned").insert(job.run_id, cancel.clone());
+    ctx.cancels
+        .lock()
+        .expect("cancel map poisoned")
+        .insert(job.run_id, cancel.clone());
     let outcome = generate(ctx, job, &started, delivered, &cancel).await;
-    ctx.cancels.lock().expect("cancel map poisoned").remove(&job.run_id);
+    ctx.cancels
+        .lock()
+        .expect("cancel map poisoned")
+        .remove(&job.run_id);
     outcome
 }
 
@@ -122,13 +128,23 @@ async fn generate(
     if started.first_start {
         let mut shown = started.run.clone();
         shown.status = RunStatus::InProgress;
-        publish(ctx, run, &RunEvent::with_run(kinds::RUN_STARTED, &shown), &mut acks).await;
+        publish(
+            ctx,
+            run,
+            &RunEvent::with_run(kinds::RUN_STARTED, &shown),
+            &mut acks,
+        )
+        .await;
     } else if delivered > 1 {
         publish(ctx, run, &reset_event(), &mut acks).await;
     }
     let params = AgentParams::from_config(&started.agent_config);
     let request = ChatRequest {
-        messages: prompt::build(&params.system_prompt, &started.history, ctx.settings.history_tokens),
+        messages: prompt::build(
+            &params.system_prompt,
+            &started.history,
+            ctx.settings.history_tokens,
+        ),
         temperature: params.temperature,
         max_tokens: params.max_tokens.unwrap_or(ctx.settings.max_tokens),
     };
@@ -159,7 +175,9 @@ async fn generate(
         step: Some(i32::try_from(job.step).unwrap_or(i32::MAX)),
         from: &["in_progress"],
         status: RunStatus::Completed,
-        output: Some(RunOutput { content: completion.content.clone() }),
+        output: Some(RunOutput {
+            content: completion.content.clone(),
+        }),
         usage: Some(completion.usage),
         error: None,
         message: Some((MessageId::new(), completion.content)),
@@ -192,7 +210,10 @@ async fn stream_answer(
 }
 
 fn reset_event() -> RunEvent {
-    RunEvent { kind: kinds::MESSAGE_RESET.to_owned(), data: serde_json::json!({}) }
+    RunEvent {
+        kind: kinds::MESSAGE_RESET.to_owned(),
+        data: serde_json::json!({}),
+    }
 }
 
 /// Sends an event without waiting for its ack (the acks are awaited together later).
@@ -205,7 +226,10 @@ async fn publish(ctx: &Ctx, run: RunId, event: &RunEvent, acks: &mut Vec<Publish
 
 fn llm_failure(ctx: &Ctx, e: &LlmError, delivered: i64) -> Outcome {
     if !e.is_transient() {
-        return Outcome::Fail { code: e.code(), message: e.to_string() };
+        return Outcome::Fail {
+            code: e.code(),
+            message: e.to_string(),
+        };
     }
     if delivered >= ctx.settings.max_attempts {
         return Outcome::Fail {
@@ -222,7 +246,10 @@ fn store_failure(ctx: &Ctx, e: StoreError, delivered: i64) -> Outcome {
     if e.is_transient() && delivered < ctx.settings.max_attempts {
         Outcome::Retry(backoff(ctx, delivered))
     } else {
-        Outcome::Fail { code: "internal_error", message: e.to_string() }
+        Outcome::Fail {
+            code: "internal_error",
+            message: e.to_string(),
+        }
     }
 }
 
@@ -247,7 +274,10 @@ async fn fail_run(ctx: &Ctx, run: RunId, code: &str, message: &str) -> Result<()
         status: RunStatus::Failed,
         output: None,
         usage: None,
-        error: Some(RunError { code: code.to_owned(), message: message.to_owned() }),
+        error: Some(RunError {
+            code: code.to_owned(),
+            message: message.to_owned(),
+        }),
         message: None,
     };
     let done = ctx.store.finish_run(&finish).await?;
@@ -256,7 +286,11 @@ async fn fail_run(ctx: &Ctx, run: RunId, code: &str, message: &str) -> Result<()
 }
 
 async fn dead_letter(ctx: &Ctx, msg: &Message, reason: &str) {
-    if let Err(e) = ctx.bus.dead_letter("agent", msg.payload.clone(), reason).await {
+    if let Err(e) = ctx
+        .bus
+        .dead_letter("agent", msg.payload.clone(), reason)
+        .await
+    {
         tracing::error!(error = %e, "cannot publish to the DLQ");
     }
 }

@@ -1,8 +1,8 @@
 //! Liveness and readiness.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use serde::Serialize;
 
 use crate::AppState;
@@ -25,6 +25,10 @@ pub(crate) async fn healthz() -> Json<serde_json::Value> {
     (status = 200, body = Ready), (status = 503, body = Ready)))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
     let (nats, postgres) = tokio::join!(state.bus.ping(), state.store.ping());
-    let status = if nats && postgres { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if nats && postgres {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(Ready { nats, postgres }))
 }

@@ -4,9 +4,9 @@ pub(crate) mod health;
 pub(crate) mod runs;
 pub(crate) mod threads;
 
+use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use axum::Router;
 
 use crate::AppState;
 
@@ -28,13 +28,22 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/runs/{id}/events", get(runs::events))
         .route("/v1/runs/{id}/cancel", post(runs::cancel))
         .fallback(|| async {
-            crate::ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such route")
+            crate::ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                "no such route",
+            )
         })
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
 
 /// Parses a path id; a malformed one is 404 like an unknown one (ids are opaque to clients).
-pub(crate) fn parse_id<T: std::str::FromStr>(raw: &str, code: &'static str, what: &str) -> Result<T, crate::ApiError> {
-    raw.parse().map_err(|_| crate::ApiError::not_found(code, what))
+pub(crate) fn parse_id<T: std::str::FromStr>(
+    raw: &str,
+    code: &'static str,
+    what: &str,
+) -> Result<T, crate::ApiError> {
+    raw.parse()
+        .map_err(|_| crate::ApiError::not_found(code, what))
 }

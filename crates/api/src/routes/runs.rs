@@ -4,19 +4,19 @@ use std::time::Duration;
 
 use agentyard_core::run::Run;
 use agentyard_core::{RunId, ThreadId};
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::parse_id;
 use crate::auth::Auth;
-use crate::error::{parse_json, ErrorBody};
+use crate::error::{ErrorBody, parse_json};
 use crate::service::{self, CreateRunRequest, MAX_WAIT};
-use crate::{sse, ApiError, AppState};
+use crate::{ApiError, AppState, sse};
 
 /// Query of `GET /v1/runs/{id}`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -53,9 +53,19 @@ pub(crate) async fn create_on_thread(
     let thread: ThreadId = parse_id(&id, "thread_not_found", "thread")?;
     let req: CreateRunRequest = parse_json(&body)?;
     if req.thread_id.is_some() {
-        return Err(ApiError::invalid("invalid_request", "thread_id belongs in the path here"));
+        return Err(ApiError::invalid(
+            "invalid_request",
+            "thread_id belongs in the path here",
+        ));
     }
-    respond_created(&state, who, req, Some(thread), idempotency(&headers, &id, &body)).await
+    respond_created(
+        &state,
+        who,
+        req,
+        Some(thread),
+        idempotency(&headers, &id, &body),
+    )
+    .await
 }
 
 /// Starts a run on a new thread, or on `thread_id`.
@@ -96,7 +106,11 @@ async fn respond_created(
 
 /// The key and a hash of what it guards (the path and the body).
 fn idempotency(headers: &HeaderMap, path: &str, body: &[u8]) -> Option<(String, Vec<u8>)> {
-    let key = headers.get("idempotency-key")?.to_str().unwrap_or("\u{0}").to_owned();
+    let key = headers
+        .get("idempotency-key")?
+        .to_str()
+        .unwrap_or("\u{0}")
+        .to_owned();
     let mut h = Sha256::new();
     h.update(path.as_bytes());
     h.update([0]);
@@ -123,7 +137,10 @@ pub(crate) async fn get(
             Duration::from_secs_f64(w)
         }
         Some(_) => {
-            return Err(ApiError::invalid("invalid_query", "wait must be between 0 and 60 seconds"));
+            return Err(ApiError::invalid(
+                "invalid_query",
+                "wait must be between 0 and 60 seconds",
+            ));
         }
     };
     let id: RunId = parse_id(&id, "run_not_found", "run")?;
@@ -146,9 +163,14 @@ pub(crate) async fn events(
     let who = auth.require("runs:read")?;
     let Query(q) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let after = match headers.get("last-event-id") {
-        Some(v) => Some(v.to_str().ok().and_then(|s| s.trim().parse().ok()).ok_or_else(|| {
-            ApiError::invalid("invalid_last_event_id", "Last-Event-ID must be an event id")
-        })?),
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .ok_or_else(|| {
+                    ApiError::invalid("invalid_last_event_id", "Last-Event-ID must be an event id")
+                })?,
+        ),
         None => q.after,
     };
     let id: RunId = parse_id(&id, "run_not_found", "run")?;

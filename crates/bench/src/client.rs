@@ -1,0 +1,181 @@
+//! The HTTP side of the benchmark: one shared `reqwest` client that posts runs and reads their
+//! SSE streams, turning each run into a [`RunSample`]. Errors become short, stable strings so
+//! they can be counted by kind in the report.
+
+use std::error::Error as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agentyard_core::sse::SseParser;
+use anyhow::Context;
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+/// How long one run may take before it counts as failed.
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long we keep reading after the terminal event so the connection returns to the pool.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What one run looked like from the client.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RunSample {
+    /// Post → first `message.delta`.
+    pub(crate) first_delta: Option<Duration>,
+    /// Post → `run.completed` (absent when the run did not complete).
+    pub(crate) completed: Option<Duration>,
+    /// Why the run did not complete.
+    pub(crate) error: Option<String>,
+}
+
+/// The API under test, as a client sees it. Cheap to clone: tasks share one connection pool.
+#[derive(Clone, Debug)]
+pub(crate) struct Api {
+    http: reqwest::Client,
+    runs_url: Arc<str>,
+    token: Arc<str>,
+}
+
+impl Api {
+    /// A client for the API at `base_url` (e.g. `http://127.0.0.1:8080`) using `token`.
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built.
+    pub(crate) fn new(base_url: &str, token: &str) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(8192)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Self {
+            http,
+            runs_url: format!("{base_url}/v1/runs").into(),
+            token: token.into(),
+        })
+    }
+
+    /// Posts `input` with `"stream": true` and reads the SSE stream to its terminal event.
+    pub(crate) async fn streamed_run(&self, input: String) -> RunSample {
+        let start = Instant::now();
+        let mut sample = RunSample::default();
+        match tokio::time::timeout(RUN_TIMEOUT, self.stream(&input, start, &mut sample)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => sample.error = Some(e),
+            Err(_) => sample.error = Some(format!("timed out after {}s", RUN_TIMEOUT.as_secs())),
+        }
+        sample
+    }
+
+    async fn stream(
+        &self,
+        input: &str,
+        start: Instant,
+        sample: &mut RunSample,
+    ) -> Result<(), String> {
+        let resp = self
+            .http
+            .post(&*self.runs_url)
+            .bearer_auth(&self.token)
+            .json(&json!({"input": input, "stream": true}))
+            .send()
+            .await
+            .map_err(|e| transport_error(&e))?;
+        if !resp.status().is_success() {
+            return Err(http_error(resp).await);
+        }
+        let mut parser = SseParser::default();
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| transport_error(&e))?;
+            for ev in parser.feed(&chunk) {
+                match ev.event.as_str() {
+                    "message.delta" if sample.first_delta.is_none() => {
+                        sample.first_delta = Some(start.elapsed());
+                    }
+                    "run.completed" => {
+                        sample.completed = Some(start.elapsed());
+                        // The server closes the stream right after; reading its end lets the
+                        // connection be reused instead of leaving one TIME_WAIT socket per run.
+                        let drain = async { while body.next().await.is_some() {} };
+                        let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
+                        return Ok(());
+                    }
+                    "run.failed" | "run.cancelled" => {
+                        return Err(format!("{}: {}", ev.event, run_error_code(&ev.data)));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Err("stream ended before a terminal event".to_owned())
+    }
+
+    /// Posts `input` without streaming and expects `202 Accepted`.
+    ///
+    /// # Errors
+    /// A short description of what went wrong (transport error or HTTP status and code).
+    pub(crate) async fn post_run(&self, input: String) -> Result<(), String> {
+        let resp = self
+            .http
+            .post(&*self.runs_url)
+            .bearer_auth(&self.token)
+            .json(&json!({"input": input}))
+            .send()
+            .await
+            .map_err(|e| transport_error(&e))?;
+        if resp.status() != reqwest::StatusCode::ACCEPTED {
+            return Err(http_error(resp).await);
+        }
+        // Read the body so the connection goes back to the pool.
+        resp.bytes().await.map_err(|e| transport_error(&e))?;
+        Ok(())
+    }
+}
+
+/// `connect error: Connection refused (os error 111)` and the like: the kind plus the innermost
+/// cause, which is stable across requests (the URL is not).
+fn transport_error(e: &reqwest::Error) -> String {
+    let kind = if e.is_connect() {
+        "connect"
+    } else if e.is_timeout() {
+        "timeout"
+    } else if e.is_body() || e.is_decode() {
+        "body"
+    } else {
+        "request"
+    };
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    format!("{kind} error: {cause}")
+}
+
+/// `HTTP 503 service_unavailable`, using the API's `{"error": {"code"}}` body when present.
+async fn http_error(resp: reqwest::Response) -> String {
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or_default();
+    match body["error"]["code"].as_str() {
+        Some(code) => format!("HTTP {} {code}", status.as_u16()),
+        None => format!("HTTP {}", status.as_u16()),
+    }
+}
+
+/// The error code of a `run.failed` / `run.cancelled` event's run, or `?`.
+fn run_error_code(data: &str) -> String {
+    let data: Value = serde_json::from_str(data).unwrap_or_default();
+    data["run"]["error"]["code"].as_str().unwrap_or("?").to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_error_code_reads_the_runs_error_or_falls_back() {
+        let data = r#"{"run": {"status": "failed", "error": {"code": "llm_unavailable"}}}"#;
+        assert_eq!(run_error_code(data), "llm_unavailable");
+        assert_eq!(run_error_code("not json"), "?");
+    }
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: real API and worker processes, real NATS and Postgres, the scripted model.
+
+mod chat;
+mod cli;
+mod failures;
+mod isolation;
+mod load;
+mod multitask;
+mod validation;
