@@ -218,15 +218,9 @@ impl TestApp {
     async fn wait_ready(&self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Ok(r) = self
-                .http
-                .get(format!("{}/readyz", self.api_url))
-                .send()
-                .await
-            {
-                if r.status().is_success() {
-                    return Ok(());
-                }
+            let ready = self.http.get(format!("{}/readyz", self.api_url)).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -2,7 +2,6 @@
 //! SSE streams, turning each run into a [`RunSample`]. Errors become short, stable strings so
 //! they can be counted by kind in the report.
 
-use std::error::Error as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +12,8 @@ use serde_json::{Value, json};
 
 /// How long one run may take before it counts as failed.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a non-streamed POST may take.
+const POST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long we keep reading after the terminal event so the connection returns to the pool.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -27,6 +28,20 @@ pub(crate) struct RunSample {
     pub(crate) error: Option<String>,
 }
 
+/// The one HTTP client of the benchmark: a pool large enough that no run waits for a connection.
+///
+/// # Errors
+/// When the HTTP client cannot be built.
+pub(crate) fn http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(8192)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .context("cannot build the HTTP client")
+}
+
 /// The API under test, as a client sees it. Cheap to clone: tasks share one connection pool.
 #[derive(Clone, Debug)]
 pub(crate) struct Api {
@@ -36,23 +51,13 @@ pub(crate) struct Api {
 }
 
 impl Api {
-    /// A client for the API at `base_url` (e.g. `http://127.0.0.1:8080`) using `token`.
-    ///
-    /// # Errors
-    /// When the HTTP client cannot be built.
-    pub(crate) fn new(base_url: &str, token: &str) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(8192)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .context("cannot build the HTTP client")?;
-        Ok(Self {
+    /// The API at `base_url` (e.g. `http://127.0.0.1:8080`), called with `token` over `http`.
+    pub(crate) fn new(http: reqwest::Client, base_url: &str, token: &str) -> Self {
+        Self {
             http,
             runs_url: format!("{base_url}/v1/runs").into(),
             token: token.into(),
-        })
+        }
     }
 
     /// Posts `input` with `"stream": true` and reads the SSE stream to its terminal event.
@@ -121,6 +126,7 @@ impl Api {
             .post(&*self.runs_url)
             .bearer_auth(&self.token)
             .json(&json!({"input": input}))
+            .timeout(POST_TIMEOUT)
             .send()
             .await
             .map_err(|e| transport_error(&e))?;
@@ -165,7 +171,10 @@ async fn http_error(resp: reqwest::Response) -> String {
 /// The error code of a `run.failed` / `run.cancelled` event's run, or `?`.
 fn run_error_code(data: &str) -> String {
     let data: Value = serde_json::from_str(data).unwrap_or_default();
-    data["run"]["error"]["code"].as_str().unwrap_or("?").to_owned()
+    data["run"]["error"]["code"]
+        .as_str()
+        .unwrap_or("?")
+        .to_owned()
 }
 
 #[cfg(test)]

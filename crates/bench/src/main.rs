@@ -1,1 +1,130 @@
-fn main() {}
+//! `agentyard-bench`: starts a complete agentyard stack from the release binary, drives one load
+//! scenario against it and prints what it measured.
+//!
+//! Layout:
+//! - `stack`: the child processes, the bench database and streams; their cleanup.
+//! - `client`: the HTTP client (post a run, read its SSE stream).
+//! - `scenarios`: closed loop, open loop and the concurrency burst.
+//! - `bench`: one benchmark from start to [`report::Report`]; `report`: Markdown and JSON.
+//! - `stats`: percentiles; `procfs`: peak RSS and CPU from `/proc`.
+
+mod bench;
+mod client;
+mod procfs;
+mod report;
+mod scenarios;
+mod stack;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Benchmarks agentyard on this machine (needs Postgres and NATS running locally).
+#[derive(Debug, Parser)]
+#[command(name = "agentyard-bench", about)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Options of every scenario.
+#[derive(Debug, Args)]
+pub(crate) struct Common {
+    /// The `agentyard` binary [default: next to this executable].
+    #[arg(long, global = true)]
+    pub(crate) bin: Option<PathBuf>,
+    /// API port [default: a free one].
+    #[arg(long, global = true)]
+    pub(crate) api_port: Option<u16>,
+    /// Keep the database and streams afterwards.
+    #[arg(long, global = true)]
+    pub(crate) keep: bool,
+    /// Print JSON instead of Markdown.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// Seconds of warm-up before measuring.
+    #[arg(long, global = true, default_value_t = 2)]
+    pub(crate) warmup: u64,
+    /// The Postgres server (the bench creates and drops its own database on it).
+    #[arg(
+        long,
+        global = true,
+        default_value = "postgres://postgres@127.0.0.1:5432"
+    )]
+    pub(crate) postgres_url: String,
+    #[arg(long, global = true, default_value = "nats://127.0.0.1:4222")]
+    pub(crate) nats_url: String,
+    /// AY_DB_POOL_SIZE of the API and the workers [default: theirs].
+    #[arg(long, global = true)]
+    pub(crate) db_pool_size: Option<u32>,
+    /// AY_AGENT_CONCURRENCY of the workers [default: theirs; `concurrent`: at least --runs].
+    #[arg(long, global = true)]
+    pub(crate) agent_concurrency: Option<usize>,
+}
+
+/// The load to apply.
+#[derive(Debug, Clone, Subcommand)]
+pub(crate) enum Scenario {
+    /// Closed loop: each client posts a streamed run and reads it to the end, repeatedly.
+    Throughput {
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Seconds.
+        #[arg(long, default_value_t = 20)]
+        duration: u64,
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+    },
+    /// Open loop: streamed runs posted at a fixed arrival rate, however slow the answers.
+    Rate {
+        /// Runs per second.
+        #[arg(long, default_value_t = 300.0)]
+        rate: f64,
+        /// Seconds.
+        #[arg(long, default_value_t = 20)]
+        duration: u64,
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+    },
+    /// Many slow runs at once: how many does a worker keep in flight?
+    Concurrent {
+        #[arg(long, default_value_t = 2000)]
+        runs: usize,
+        /// The scripted model's delay before answering.
+        #[arg(long, default_value_t = 2000)]
+        answer_ms: u64,
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// POSTs in flight at once.
+        #[arg(long, default_value_t = 256)]
+        post_concurrency: usize,
+        /// Seconds to wait for all runs to end.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(bench::run(cli.scenario, cli.common)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

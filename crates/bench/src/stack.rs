@@ -70,13 +70,18 @@ impl Stack {
     /// # Errors
     /// When the log directory cannot be created or no API port is free.
     pub(crate) fn new(opts: StackOptions) -> anyhow::Result<Self> {
-        let ts = SystemTime::now().duration_since(UNIX_EPOCH).context("clock before 1970")?;
+        let ts = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .context("clock before 1970")?;
         let db_name = format!("ay_bench_{}", ts.as_secs());
         let random = std::collections::hash_map::RandomState::new().hash_one(ts.as_nanos());
         let prefix = format!("bench{:08x}", random as u32);
         let exe = std::env::current_exe().context("cannot locate the bench executable")?;
         // target/release/agentyard-bench -> target/bench-logs
-        let target = exe.parent().and_then(Path::parent).unwrap_or(Path::new("target"));
+        let target = exe
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("target"));
         let log_dir = target.join("bench-logs").join(&db_name);
         std::fs::create_dir_all(&log_dir)
             .with_context(|| format!("cannot create {}", log_dir.display()))?;
@@ -85,7 +90,14 @@ impl Stack {
             None => free_port()?,
         };
         let api_addr = format!("127.0.0.1:{api_port}");
-        Ok(Self { opts, db_name, prefix, log_dir, api_addr, procs: Vec::new() })
+        Ok(Self {
+            opts,
+            db_name,
+            prefix,
+            log_dir,
+            api_addr,
+            procs: Vec::new(),
+        })
     }
 
     /// The API's base URL.
@@ -95,7 +107,11 @@ impl Stack {
 
     /// The bench database's URL.
     pub(crate) fn database_url(&self) -> String {
-        format!("{}/{}", self.opts.postgres_url.trim_end_matches('/'), self.db_name)
+        format!(
+            "{}/{}",
+            self.opts.postgres_url.trim_end_matches('/'),
+            self.db_name
+        )
     }
 
     /// Migrates, starts the model, the API and the workers, waits until they answer, and
@@ -117,13 +133,21 @@ impl Stack {
 
         let llm_addr = format!("127.0.0.1:{}", free_port()?);
         let first_token = self.opts.first_token_ms.to_string();
-        let args = ["scripted-llm", "--addr", &llm_addr, "--first-token-ms", &first_token];
+        let args = [
+            "scripted-llm",
+            "--addr",
+            &llm_addr,
+            "--first-token-ms",
+            &first_token,
+        ];
         self.spawn("scripted-llm", &args, &[])?;
-        self.wait_ready(http, &format!("http://{llm_addr}/v1/models")).await?;
+        self.wait_ready(http, &format!("http://{llm_addr}/v1/models"))
+            .await?;
 
         let api_env = [("AY_HTTP_ADDR", self.api_addr.clone())];
         self.spawn("api", &["api"], &api_env)?;
-        self.wait_ready(http, &format!("{}/readyz", self.api_url())).await?;
+        self.wait_ready(http, &format!("{}/readyz", self.api_url()))
+            .await?;
 
         let mut worker_env = vec![("OPENAI_BASE_URL", format!("http://{llm_addr}/v1"))];
         if let Some(n) = self.opts.agent_concurrency {
@@ -133,10 +157,15 @@ impl Stack {
             self.spawn(&format!("worker-{i}"), &["worker", "agent"], &worker_env)?;
         }
 
-        let out = self.run_once("create-org", &["admin", "create-org", "--name", "bench", "--json"]);
+        let out = self.run_once(
+            "create-org",
+            &["admin", "create-org", "--name", "bench", "--json"],
+        );
         let out: serde_json::Value =
             serde_json::from_str(&out.await?).context("create-org did not print JSON")?;
-        let token = out["token"].as_str().context("create-org printed no token")?;
+        let token = out["token"]
+            .as_str()
+            .context("create-org printed no token")?;
         Ok(token.to_owned())
     }
 
@@ -145,11 +174,23 @@ impl Stack {
         let mut w: Vec<Watched> = self
             .procs
             .iter()
-            .map(|p| Watched { name: p.name.clone(), target: Target::Pid(p.pid) })
+            .map(|p| Watched {
+                name: p.name.clone(),
+                target: Target::Pid(p.pid),
+            })
             .collect();
-        w.push(Watched { name: "bench (client)".into(), target: Target::Myself });
-        w.push(Watched { name: "postgres (all)".into(), target: Target::Comm("postgres") });
-        w.push(Watched { name: "nats-server".into(), target: Target::Comm("nats-server") });
+        w.push(Watched {
+            name: "bench (client)".into(),
+            target: Target::Myself,
+        });
+        w.push(Watched {
+            name: "postgres (all)".into(),
+            target: Target::Comm("postgres"),
+        });
+        w.push(Watched {
+            name: "nats-server".into(),
+            target: Target::Comm("nats-server"),
+        });
         w
     }
 
@@ -158,9 +199,11 @@ impl Stack {
         self.procs
             .iter_mut()
             .filter_map(|p| match p.child.try_wait() {
-                Ok(Some(status)) => {
-                    Some(format!("{} exited ({status}); see {}", p.name, p.log.display()))
-                }
+                Ok(Some(status)) => Some(format!(
+                    "{} exited ({status}); see {}",
+                    p.name,
+                    p.log.display()
+                )),
                 _ => None,
             })
             .collect()
@@ -183,11 +226,17 @@ impl Stack {
         }
         self.procs.clear();
         if self.opts.keep {
-            eprintln!("kept database {} and streams of prefix {}", self.db_name, self.prefix);
+            eprintln!(
+                "kept database {} and streams of prefix {}",
+                self.db_name, self.prefix
+            );
             return;
         }
         if let Err(e) = self.delete_streams().await {
-            eprintln!("warning: cannot delete the streams of prefix {}: {e:#}", self.prefix);
+            eprintln!(
+                "warning: cannot delete the streams of prefix {}: {e:#}",
+                self.prefix
+            );
         }
         if let Err(e) = self.drop_database().await {
             eprintln!("warning: cannot drop database {}: {e:#}", self.db_name);
@@ -198,7 +247,11 @@ impl Stack {
         let nats = async_nats::connect(&self.opts.nats_url).await?;
         let js = async_nats::jetstream::new(nats);
         let subjects = Subjects::new(self.prefix.clone());
-        for name in [subjects.jobs_stream(), subjects.events_stream(), subjects.dlq_stream()] {
+        for name in [
+            subjects.jobs_stream(),
+            subjects.events_stream(),
+            subjects.dlq_stream(),
+        ] {
             // A stream that was never created (a failed start) is not an error here.
             let _ = js.delete_stream(&name).await;
         }
@@ -206,17 +259,27 @@ impl Stack {
     }
 
     async fn drop_database(&self) -> anyhow::Result<()> {
-        let opts: PgConnectOptions =
-            self.opts.postgres_url.parse().context("invalid --postgres-url")?;
+        let opts: PgConnectOptions = self
+            .opts
+            .postgres_url
+            .parse()
+            .context("invalid --postgres-url")?;
         let mut conn = opts.database("postgres").connect().await?;
         // The name is ours (`ay_bench_<digits>`), so formatting it into SQL is safe.
         let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.db_name);
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await?;
         Ok(())
     }
 
     /// An `agentyard` command with a clean environment and its output in `log`.
-    fn command(&self, args: &[&str], env: &[(&str, String)], log: &Path) -> anyhow::Result<Command> {
+    fn command(
+        &self,
+        args: &[&str],
+        env: &[(&str, String)],
+        log: &Path,
+    ) -> anyhow::Result<Command> {
         let file = std::fs::File::create(log)
             .with_context(|| format!("cannot create {}", log.display()))?;
         let mut cmd = Command::new(&self.opts.bin);
@@ -235,17 +298,28 @@ impl Stack {
             cmd.env("AY_DB_POOL_SIZE", n.to_string());
         }
         cmd.envs(env.iter().map(|(k, v)| (*k, v)));
-        cmd.stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file).kill_on_drop(true);
+        cmd.stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .kill_on_drop(true);
         Ok(cmd)
     }
 
     fn spawn(&mut self, name: &str, args: &[&str], env: &[(&str, String)]) -> anyhow::Result<()> {
         let log = self.log_dir.join(format!("{name}.log"));
         let child = self.command(args, env, &log)?.spawn().with_context(|| {
-            format!("cannot start {} (build it with cargo build --release)", self.opts.bin.display())
+            format!(
+                "cannot start {} (build it with cargo build --release)",
+                self.opts.bin.display()
+            )
         })?;
         let pid = child.id().context("the child exited at once")?;
-        self.procs.push(Proc { name: name.to_owned(), pid, child, log });
+        self.procs.push(Proc {
+            name: name.to_owned(),
+            pid,
+            child,
+            log,
+        });
         Ok(())
     }
 
@@ -259,7 +333,12 @@ impl Stack {
             .await
             .with_context(|| format!("cannot run {}", self.opts.bin.display()))?;
         if !out.status.success() {
-            bail!("`agentyard {}` failed ({}); see {}", args.join(" "), out.status, log.display());
+            bail!(
+                "`agentyard {}` failed ({}); see {}",
+                args.join(" "),
+                out.status,
+                log.display()
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -277,7 +356,10 @@ impl Stack {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        bail!("{url} did not answer 200 within {}s", READY_TIMEOUT.as_secs())
+        bail!(
+            "{url} did not answer 200 within {}s",
+            READY_TIMEOUT.as_secs()
+        )
     }
 }
 

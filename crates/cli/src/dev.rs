@@ -114,12 +114,11 @@ fn print_banner(settings: &Settings, provider: &Provider, token: &str, home: &Pa
 async fn dev_token(store: &Store, home: &Path) -> anyhow::Result<String> {
     let path = home.join("dev-token");
     let org = store.find_org_by_name(DEV_ORG).await?;
-    if let (Some(org), Ok(saved)) = (org, std::fs::read_to_string(&path)) {
-        if let Some(p) = store.authenticate(saved.trim()).await? {
-            if p.org_id == org {
-                return Ok(saved.trim().to_owned());
-            }
-        }
+    if let (Some(org), Ok(saved)) = (org, std::fs::read_to_string(&path))
+        && let Some(p) = store.authenticate(saved.trim()).await?
+        && p.org_id == org
+    {
+        return Ok(saved.trim().to_owned());
     }
     let token = match org {
         Some(org) => {

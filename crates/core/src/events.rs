@@ -21,10 +21,12 @@ pub mod kinds {
 }
 
 /// One event: its type and its data (the SSE `data:` field).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunEvent {
+    /// One of [`kinds`].
     #[serde(rename = "type")]
     pub kind: String,
+    /// The event's data: `{run}`, `{content}`, `{message}` or `{}`.
     pub data: serde_json::Value,
 }
 

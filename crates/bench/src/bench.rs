@@ -1,0 +1,241 @@
+//! One benchmark from start to report: start the stack, warm up, run the scenario while
+//! watching CPU, collect peak RSS, clean up (also on Ctrl-C) and print.
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use serde_json::json;
+use sqlx::postgres::PgPoolOptions;
+
+use crate::client::{self, Api};
+use crate::procfs;
+use crate::report::{ConcurrentReport, LoadReport, Report};
+use crate::scenarios;
+use crate::stack::{Stack, StackOptions};
+use crate::{Common, Scenario};
+
+/// Clients of the warm-up closed loop.
+const WARMUP_CLIENTS: usize = 8;
+/// The bar the `rate` scenario is checked against.
+const RATE_P99_TARGET_MS: f64 = 50.0;
+/// Above this CPU share of one core, the client may be what limits the numbers.
+const CLIENT_BOUND_PCT: f64 = 80.0;
+
+/// Runs `scenario` on a fresh stack and prints its report.
+///
+/// # Errors
+/// When the stack cannot start, the warm-up fails, the scenario cannot be measured, or Ctrl-C
+/// interrupts it. The stack is cleaned up in every case.
+pub(crate) async fn run(scenario: Scenario, common: Common) -> anyhow::Result<()> {
+    // One rustls crypto provider for the process, as in the `agentyard` binary.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut stack = Stack::new(stack_options(&scenario, &common)?)?;
+    let http = client::http_client()?;
+    let outcome = tokio::select! {
+        r = measure(&mut stack, &http, &scenario, &common) => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+    };
+    if outcome.is_err() {
+        for log in stack.log_files() {
+            eprintln!("log: {}", log.display());
+        }
+    }
+    stack.shutdown().await;
+    let report = outcome?;
+    if common.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{}", report.markdown());
+    }
+    Ok(())
+}
+
+fn stack_options(scenario: &Scenario, c: &Common) -> anyhow::Result<StackOptions> {
+    let bin = match &c.bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()
+            .context("cannot locate the bench executable")?
+            .with_file_name("agentyard"),
+    };
+    if !bin.is_file() {
+        bail!(
+            "{} not found: build it with `cargo build --release -p agentyard-cli` or pass --bin",
+            bin.display()
+        );
+    }
+    let (workers, first_token_ms, concurrency) = match scenario {
+        Scenario::Throughput {
+            clients,
+            duration,
+            workers,
+        } => {
+            if *clients == 0 || *duration == 0 {
+                bail!("--clients and --duration must be positive");
+            }
+            (*workers, 0, c.agent_concurrency)
+        }
+        Scenario::Rate {
+            rate,
+            duration,
+            workers,
+        } => {
+            if !(rate.is_finite() && *rate > 0.0) || *duration == 0 {
+                bail!("--rate and --duration must be positive");
+            }
+            (*workers, 0, c.agent_concurrency)
+        }
+        Scenario::Concurrent {
+            runs,
+            answer_ms,
+            workers,
+            post_concurrency,
+            ..
+        } => {
+            if *post_concurrency == 0 {
+                bail!("--post-concurrency must be positive");
+            }
+            (
+                *workers,
+                *answer_ms,
+                Some(c.agent_concurrency.unwrap_or((*runs).max(512))),
+            )
+        }
+    };
+    if workers == 0 {
+        bail!("--workers must be at least 1");
+    }
+    Ok(StackOptions {
+        bin,
+        postgres_url: c.postgres_url.clone(),
+        nats_url: c.nats_url.clone(),
+        api_port: c.api_port,
+        workers,
+        first_token_ms,
+        agent_concurrency: concurrency,
+        db_pool_size: c.db_pool_size,
+        keep: c.keep,
+    })
+}
+
+async fn measure(
+    stack: &mut Stack,
+    http: &reqwest::Client,
+    scenario: &Scenario,
+    common: &Common,
+) -> anyhow::Result<Report> {
+    let token = stack.start(http).await?;
+    let api = Api::new(http.clone(), &stack.api_url(), &token);
+    if common.warmup > 0 {
+        let warmup = Duration::from_secs(common.warmup);
+        scenarios::warm_up(&api, WARMUP_CLIENTS, warmup).await?;
+    }
+    let watched = stack.watched();
+    let before = procfs::snapshot(&watched);
+    let mut report = Report {
+        scenario: "",
+        params: json!({}),
+        load: None,
+        concurrent: None,
+        processes: Vec::new(),
+        machine_cpu_pct: None,
+        notes: Vec::new(),
+    };
+    let mut concurrent = None;
+    match scenario.clone() {
+        Scenario::Throughput {
+            clients,
+            duration,
+            workers,
+        } => {
+            eprintln!("throughput: {clients} clients for {duration}s, {workers} worker(s)");
+            let secs = Duration::from_secs(duration);
+            let load = scenarios::closed_loop(&api, clients, secs, "benchmark").await?;
+            report.scenario = "throughput";
+            report.params = json!({"clients": clients, "duration_s": duration, "workers": workers});
+            report.load = Some(LoadReport::from_load(&load));
+        }
+        Scenario::Rate {
+            rate,
+            duration,
+            workers,
+        } => {
+            eprintln!("rate: {rate} runs/s for {duration}s, {workers} worker(s)");
+            let load = scenarios::open_loop(&api, rate, Duration::from_secs(duration)).await?;
+            report.scenario = "rate";
+            report.params = json!({"rate": rate, "duration_s": duration, "workers": workers});
+            report.load = Some(LoadReport::from_load(&load));
+        }
+        Scenario::Concurrent {
+            runs,
+            answer_ms,
+            workers,
+            post_concurrency,
+            timeout,
+        } => {
+            eprintln!("concurrent: {runs} runs of ~{answer_ms} ms, {workers} worker(s)");
+            let db = PgPoolOptions::new()
+                .max_connections(2)
+                .connect(&stack.database_url())
+                .await
+                .context("cannot connect to the bench database")?;
+            let timeout = Duration::from_secs(timeout);
+            concurrent =
+                Some(scenarios::concurrent(&api, &db, runs, post_concurrency, timeout).await?);
+            report.scenario = "concurrent";
+            report.params = json!({"runs": runs, "answer_ms": answer_ms, "workers": workers,
+                "post_concurrency": post_concurrency});
+        }
+    }
+    let after = procfs::snapshot(&watched);
+    (report.processes, report.machine_cpu_pct) = procfs::usage(&watched, &before, &after);
+    if let (Some(c), Scenario::Concurrent { runs, .. }) = (concurrent, scenario) {
+        let rss = report
+            .processes
+            .iter()
+            .filter(|p| p.name.starts_with("worker"))
+            .filter_map(|p| p.peak_rss_mib)
+            .reduce(f64::max);
+        report.concurrent = Some(ConcurrentReport::new(*runs, c, rss));
+    }
+    report.notes = notes(stack, &report, scenario);
+    Ok(report)
+}
+
+/// Children that died, a missed `rate` bar, a client that may have been the bottleneck.
+fn notes(stack: &mut Stack, report: &Report, scenario: &Scenario) -> Vec<String> {
+    let mut notes = stack.exited();
+    if let (Scenario::Rate { rate, .. }, Some(load)) = (scenario, &report.load) {
+        let p99 = load
+            .run_completed
+            .as_ref()
+            .map_or(f64::INFINITY, |s| s.p99_ms);
+        let met = p99 <= RATE_P99_TARGET_MS && load.failed == 0;
+        notes.push(format!(
+            "target p99 post → run.completed ≤ {RATE_P99_TARGET_MS} ms at {rate} runs/s: {} \
+             (p99 {p99:.1} ms, {} failed, {:.1} runs/s completed)",
+            if met { "MET" } else { "NOT MET" },
+            load.failed,
+            load.completed_per_s,
+        ));
+        if load.offered_per_s.is_some_and(|r| r < rate * 0.95) {
+            notes.push(format!(
+                "the client did not hold the arrival rate ({:.1} of {rate} runs/s)",
+                load.offered_per_s.unwrap_or_default()
+            ));
+        }
+    }
+    let client = report
+        .processes
+        .iter()
+        .find(|p| p.name.starts_with("bench"));
+    if let Some(cpu) = client
+        .and_then(|p| p.cpu_pct)
+        .filter(|c| *c > CLIENT_BOUND_PCT)
+    {
+        notes.push(format!(
+            "the bench client itself used {cpu:.0} % of a core: on this machine it competes \
+             with the system under test for CPU"
+        ));
+    }
+    notes
+}
