@@ -49,11 +49,7 @@ pub struct TestOptions {
 
 impl Default for TestOptions {
     fn default() -> Self {
-        Self {
-            workers: 1,
-            token_delay_ms: 0,
-            env: Vec::new(),
-        }
+        Self { workers: 1, token_delay_ms: 0, env: Vec::new() }
     }
 }
 
@@ -82,10 +78,7 @@ pub fn node_bin() -> PathBuf {
     }
     // target/<profile>/deps/e2e-<hash> -> target/<profile>/ay-test-node
     let exe = std::env::current_exe().expect("current exe");
-    exe.parent()
-        .and_then(|d| d.parent())
-        .expect("target dir")
-        .join("ay-test-node")
+    exe.parent().and_then(|d| d.parent()).expect("target dir").join("ay-test-node")
 }
 
 fn base_database_url() -> String {
@@ -119,9 +112,7 @@ impl TestApp {
 
     /// Starts a stack; panics with context when it cannot.
     pub async fn spawn_with(opts: TestOptions) -> Self {
-        Self::try_spawn(opts)
-            .await
-            .expect("test stack failed to start")
+        Self::try_spawn(opts).await.expect("test stack failed to start")
     }
 
     async fn try_spawn(opts: TestOptions) -> anyhow::Result<Self> {
@@ -189,9 +180,7 @@ impl TestApp {
 
     /// Starts `ay-test-node <args>` with the stack's environment.
     pub fn start(&self, name: &str, args: &[&str]) -> anyhow::Result<Child> {
-        self.command(name, args)
-            .spawn()
-            .with_context(|| format!("cannot start {name}"))
+        self.command(name, args).spawn().with_context(|| format!("cannot start {name}"))
     }
 
     /// The command for `ay-test-node <args>` with the stack's environment (inherited `AY_*` and
@@ -224,10 +213,7 @@ impl TestApp {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        bail!(
-            "the API did not become ready; see target/e2e-logs/{}-api.log",
-            self.prefix
-        )
+        bail!("the API did not become ready; see target/e2e-logs/{}-api.log", self.prefix)
     }
 
     /// Starts one more agent worker process; returns its index.
@@ -248,39 +234,26 @@ impl TestApp {
 
     /// A request with the admin token.
     pub fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, format!("{}{path}", self.api_url))
-            .bearer_auth(&self.token)
+        self.http.request(method, format!("{}{path}", self.api_url)).bearer_auth(&self.token)
     }
 
     /// `POST path` with a JSON body and the admin token; returns (status, JSON body).
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self
-            .req(reqwest::Method::POST, path)
-            .json(&body)
-            .send()
-            .await
-            .expect("POST");
+        let r = self.req(reqwest::Method::POST, path).json(&body).send().await.expect("POST");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
     /// `GET path` with the admin token.
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self
-            .req(reqwest::Method::GET, path)
-            .send()
-            .await
-            .expect("GET");
+        let r = self.req(reqwest::Method::GET, path).send().await.expect("GET");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
     /// Posts `input` on a new thread; returns the run.
     pub async fn start_run(&self, input: &str) -> Value {
-        let (status, run) = self
-            .post("/v1/runs", serde_json::json!({"input": input}))
-            .await;
+        let (status, run) = self.post("/v1/runs", serde_json::json!({"input": input})).await;
         assert_eq!(status, 202, "{run}");
         run
     }
@@ -295,10 +268,7 @@ impl TestApp {
             if ["completed", "failed", "cancelled", "expired"].contains(&s) {
                 return run;
             }
-            assert!(
-                Instant::now() < deadline,
-                "run {run_id} still {s} after {timeout:?}"
-            );
+            assert!(Instant::now() < deadline, "run {run_id} still {s} after {timeout:?}");
         }
     }
 
@@ -310,45 +280,31 @@ impl TestApp {
 
     /// One SQL count.
     pub async fn count(&self, sql: &'static str) -> i64 {
-        sqlx::query_scalar(sql)
-            .fetch_one(self.store.pool())
-            .await
-            .expect(sql)
+        sqlx::query_scalar(sql).fetch_one(self.store.pool()).await.expect(sql)
     }
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        let children = std::mem::take(&mut self.workers)
-            .into_iter()
-            .flatten()
-            .chain(self.api.take());
+        let children =
+            std::mem::take(&mut self.workers).into_iter().flatten().chain(self.api.take());
         for mut c in children {
             let _ = c.start_kill();
         }
         // Clean up on a thread of its own: Drop cannot await, and the test's runtime is ending.
-        let (nats, prefix, admin, db) = (
-            self.nats_url.clone(),
-            self.prefix.clone(),
-            base_database_url(),
-            self.db_name.clone(),
-        );
+        let (nats, prefix, admin, db) =
+            (self.nats_url.clone(), self.prefix.clone(), base_database_url(), self.db_name.clone());
         let cleanup = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                 return;
             };
             rt.block_on(async move {
                 if let Ok(c) = async_nats::connect(&nats).await {
                     let js = async_nats::jetstream::new(c);
                     let subjects = agentyard_core::subjects::Subjects::new(prefix);
-                    for s in [
-                        subjects.jobs_stream(),
-                        subjects.events_stream(),
-                        subjects.dlq_stream(),
-                    ] {
+                    for s in
+                        [subjects.jobs_stream(), subjects.events_stream(), subjects.dlq_stream()]
+                    {
                         let _ = js.delete_stream(s).await;
                     }
                 }

@@ -11,11 +11,7 @@ pub async fn read(
     timeout: Duration,
     mut stop: impl FnMut(&SseEvent) -> bool,
 ) -> Vec<SseEvent> {
-    assert!(
-        resp.status().is_success(),
-        "SSE request failed: {}",
-        resp.status()
-    );
+    assert!(resp.status().is_success(), "SSE request failed: {}", resp.status());
     let mut parser = SseParser::default();
     let mut out = Vec::new();
     let mut body = resp.bytes_stream();
@@ -30,9 +26,7 @@ pub async fn read(
             }
         }
     };
-    tokio::time::timeout(timeout, read)
-        .await
-        .expect("SSE stream did not end in time");
+    tokio::time::timeout(timeout, read).await.expect("SSE stream did not end in time");
     out
 }
 

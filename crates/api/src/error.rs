@@ -31,11 +31,7 @@ pub struct ErrorDetail {
 impl ApiError {
     /// An error with a status, a code and a message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
+        Self { status, code, message: message.into() }
     }
 
     /// 404 for a resource of kind `what` (also answered for other orgs' resources).
@@ -58,11 +54,7 @@ impl ApiError {
             src = s.source();
         }
         tracing::error!(error.cause_chain = %chain, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "internal error",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error")
     }
 }
 
@@ -83,22 +75,14 @@ impl From<agentyard_store::StoreError> for ApiError {
 impl From<agentyard_bus::BusError> for ApiError {
     fn from(e: agentyard_bus::BusError) -> Self {
         tracing::warn!(error = %e, "bus unavailable");
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "message bus unavailable",
-        )
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "message bus unavailable")
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code.to_owned(),
-                message: self.message,
-            },
-        };
+        let body =
+            ErrorBody { error: ErrorDetail { code: self.code.to_owned(), message: self.message } };
         (self.status, axum::Json(body)).into_response()
     }
 }
@@ -110,11 +94,7 @@ impl IntoResponse for ApiError {
 /// As above.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            "the body is empty",
-        ));
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", "the body is empty"));
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
     deserialize_all(de)

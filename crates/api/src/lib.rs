@@ -39,13 +39,7 @@ impl AppState {
     pub fn new(settings: Settings, store: Store, bus: Bus, shutdown: CancellationToken) -> Self {
         let outbox = Outbox::start(bus.clone(), store.clone(), shutdown);
         let auth = Arc::new(auth::AuthCache::default());
-        Self {
-            store,
-            bus,
-            outbox,
-            settings: Arc::new(settings),
-            auth,
-        }
+        Self { store, bus, outbox, settings: Arc::new(settings), auth }
     }
 }
 
@@ -63,7 +57,5 @@ pub async fn serve(
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await
 }

@@ -47,27 +47,18 @@ pub struct CreateRunRequest {
 /// 413 `input_too_large`, 422 `invalid_input` / `invalid_metadata`.
 pub fn validate(req: &CreateRunRequest, max_input_bytes: usize) -> Result<(), ApiError> {
     if req.input.trim().is_empty() {
-        return Err(ApiError::invalid(
-            "invalid_input",
-            "input must not be empty",
-        ));
+        return Err(ApiError::invalid("invalid_input", "input must not be empty"));
     }
     if req.input.len() > max_input_bytes {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "input_too_large",
-            format!(
-                "input is {} bytes; the limit is {max_input_bytes}",
-                req.input.len()
-            ),
+            format!("input is {} bytes; the limit is {max_input_bytes}", req.input.len()),
         ));
     }
     if let Some(m) = &req.metadata {
         if !m.is_object() {
-            return Err(ApiError::invalid(
-                "invalid_metadata",
-                "metadata must be a JSON object",
-            ));
+            return Err(ApiError::invalid("invalid_metadata", "metadata must be a JSON object"));
         }
         if m.to_string().len() > MAX_METADATA_BYTES {
             return Err(ApiError::invalid(
@@ -109,11 +100,7 @@ pub async fn create_run(
     if let Some((key, hash)) = &idempotency {
         validate_idempotency_key(key)?;
         if let Some((seen_hash, run)) = state.store.idempotent_run(who.org_id, key).await? {
-            return if &seen_hash == hash {
-                Ok(run)
-            } else {
-                Err(key_reused())
-            };
+            return if &seen_hash == hash { Ok(run) } else { Err(key_reused()) };
         }
     }
     let new = NewRun {
@@ -127,11 +114,7 @@ pub async fn create_run(
         idempotency,
     };
     match state.store.create_run(&new).await? {
-        CreateOutcome::Created {
-            run,
-            outbox,
-            interrupted,
-        } => {
+        CreateOutcome::Created { run, outbox, interrupted } => {
             dispatch(state, &outbox).await;
             if let Some(old) = interrupted {
                 signal_cancel(state, old).await;
@@ -174,11 +157,7 @@ async fn signal_cancel(state: &AppState, run: RunId) {
 /// # Errors
 /// 404 `run_not_found`.
 pub async fn get_run(state: &AppState, who: &Principal, id: RunId) -> Result<Run, ApiError> {
-    state
-        .store
-        .get_run(who.org_id, id)
-        .await?
-        .ok_or_else(run_not_found)
+    state.store.get_run(who.org_id, id).await?.ok_or_else(run_not_found)
 }
 
 fn run_not_found() -> ApiError {
@@ -199,12 +178,7 @@ pub async fn wait_run(
         return get_run(state, who, id).await;
     }
     // Subscribe before reading, so a terminal event between the read and the wait is seen.
-    let mut sub = state
-        .bus
-        .client()
-        .subscribe(state.bus.subjects().run_events(id))
-        .await
-        .ok();
+    let mut sub = state.bus.client().subscribe(state.bus.subjects().run_events(id)).await.ok();
     let run = get_run(state, who, id).await?;
     if run.status.is_terminal() {
         return Ok(run);
@@ -266,10 +240,6 @@ pub async fn events(
             None => finished = true, // its events have expired
         }
     }
-    let live = if finished {
-        None
-    } else {
-        Some(state.bus.run_events(id, after).await?)
-    };
+    let live = if finished { None } else { Some(state.bus.run_events(id, after).await?) };
     Ok(futures::stream::iter(live).flatten())
 }

@@ -64,41 +64,23 @@ fn stack_options(scenario: &Scenario, c: &Common) -> anyhow::Result<StackOptions
         );
     }
     let (workers, first_token_ms, concurrency) = match scenario {
-        Scenario::Throughput {
-            clients,
-            duration,
-            workers,
-        } => {
+        Scenario::Throughput { clients, duration, workers } => {
             if *clients == 0 || *duration == 0 {
                 bail!("--clients and --duration must be positive");
             }
             (*workers, 0, c.agent_concurrency)
         }
-        Scenario::Rate {
-            rate,
-            duration,
-            workers,
-        } => {
+        Scenario::Rate { rate, duration, workers } => {
             if !(rate.is_finite() && *rate > 0.0) || *duration == 0 {
                 bail!("--rate and --duration must be positive");
             }
             (*workers, 0, c.agent_concurrency)
         }
-        Scenario::Concurrent {
-            runs,
-            answer_ms,
-            workers,
-            post_concurrency,
-            ..
-        } => {
+        Scenario::Concurrent { runs, answer_ms, workers, post_concurrency, .. } => {
             if *post_concurrency == 0 {
                 bail!("--post-concurrency must be positive");
             }
-            (
-                *workers,
-                *answer_ms,
-                Some(c.agent_concurrency.unwrap_or((*runs).max(512))),
-            )
+            (*workers, *answer_ms, Some(c.agent_concurrency.unwrap_or((*runs).max(512))))
         }
     };
     if workers == 0 {
@@ -142,11 +124,7 @@ async fn measure(
     };
     let mut concurrent = None;
     match scenario.clone() {
-        Scenario::Throughput {
-            clients,
-            duration,
-            workers,
-        } => {
+        Scenario::Throughput { clients, duration, workers } => {
             eprintln!("throughput: {clients} clients for {duration}s, {workers} worker(s)");
             let secs = Duration::from_secs(duration);
             let load = scenarios::closed_loop(&api, clients, secs, "benchmark").await?;
@@ -154,24 +132,14 @@ async fn measure(
             report.params = json!({"clients": clients, "duration_s": duration, "workers": workers});
             report.load = Some(LoadReport::from_load(&load));
         }
-        Scenario::Rate {
-            rate,
-            duration,
-            workers,
-        } => {
+        Scenario::Rate { rate, duration, workers } => {
             eprintln!("rate: {rate} runs/s for {duration}s, {workers} worker(s)");
             let load = scenarios::open_loop(&api, rate, Duration::from_secs(duration)).await?;
             report.scenario = "rate";
             report.params = json!({"rate": rate, "duration_s": duration, "workers": workers});
             report.load = Some(LoadReport::from_load(&load));
         }
-        Scenario::Concurrent {
-            runs,
-            answer_ms,
-            workers,
-            post_concurrency,
-            timeout,
-        } => {
+        Scenario::Concurrent { runs, answer_ms, workers, post_concurrency, timeout } => {
             eprintln!("concurrent: {runs} runs of ~{answer_ms} ms, {workers} worker(s)");
             let db = PgPoolOptions::new()
                 .max_connections(2)
@@ -205,10 +173,7 @@ async fn measure(
 fn notes(stack: &mut Stack, report: &Report, scenario: &Scenario) -> Vec<String> {
     let mut notes = stack.exited();
     if let (Scenario::Rate { rate, .. }, Some(load)) = (scenario, &report.load) {
-        let p99 = load
-            .run_completed
-            .as_ref()
-            .map_or(f64::INFINITY, |s| s.p99_ms);
+        let p99 = load.run_completed.as_ref().map_or(f64::INFINITY, |s| s.p99_ms);
         let met = p99 <= RATE_P99_TARGET_MS && load.failed == 0;
         notes.push(format!(
             "target p99 post → run.completed ≤ {RATE_P99_TARGET_MS} ms at {rate} runs/s: {} \
@@ -224,14 +189,8 @@ fn notes(stack: &mut Stack, report: &Report, scenario: &Scenario) -> Vec<String>
             ));
         }
     }
-    let client = report
-        .processes
-        .iter()
-        .find(|p| p.name.starts_with("bench"));
-    if let Some(cpu) = client
-        .and_then(|p| p.cpu_pct)
-        .filter(|c| *c > CLIENT_BOUND_PCT)
-    {
+    let client = report.processes.iter().find(|p| p.name.starts_with("bench"));
+    if let Some(cpu) = client.and_then(|p| p.cpu_pct).filter(|c| *c > CLIENT_BOUND_PCT) {
         notes.push(format!(
             "the bench client itself used {cpu:.0} % of a core: on this machine it competes \
              with the system under test for CPU"

@@ -53,11 +53,7 @@ pub(crate) struct Api {
 impl Api {
     /// The API at `base_url` (e.g. `http://127.0.0.1:8080`), called with `token` over `http`.
     pub(crate) fn new(http: reqwest::Client, base_url: &str, token: &str) -> Self {
-        Self {
-            http,
-            runs_url: format!("{base_url}/v1/runs").into(),
-            token: token.into(),
-        }
+        Self { http, runs_url: format!("{base_url}/v1/runs").into(), token: token.into() }
     }
 
     /// Posts `input` with `"stream": true` and reads the SSE stream to its terminal event.
@@ -171,10 +167,7 @@ async fn http_error(resp: reqwest::Response) -> String {
 /// The error code of a `run.failed` / `run.cancelled` event's run, or `?`.
 fn run_error_code(data: &str) -> String {
     let data: Value = serde_json::from_str(data).unwrap_or_default();
-    data["run"]["error"]["code"]
-        .as_str()
-        .unwrap_or("?")
-        .to_owned()
+    data["run"]["error"]["code"].as_str().unwrap_or("?").to_owned()
 }
 
 #[cfg(test)]

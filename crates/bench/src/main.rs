@@ -50,11 +50,7 @@ pub(crate) struct Common {
     #[arg(long, global = true, default_value_t = 2)]
     pub(crate) warmup: u64,
     /// The Postgres server (the bench creates and drops its own database on it).
-    #[arg(
-        long,
-        global = true,
-        default_value = "postgres://postgres@127.0.0.1:5432"
-    )]
+    #[arg(long, global = true, default_value = "postgres://postgres@127.0.0.1:5432")]
     pub(crate) postgres_url: String,
     #[arg(long, global = true, default_value = "nats://127.0.0.1:4222")]
     pub(crate) nats_url: String,
@@ -110,10 +106,7 @@ pub(crate) enum Scenario {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

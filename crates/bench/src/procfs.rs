@@ -107,12 +107,7 @@ fn cpu_ticks(target: &Target) -> Option<u64> {
             let total = std::fs::read_dir("/proc")
                 .ok()?
                 .flatten()
-                .filter(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .bytes()
-                        .all(|b| b.is_ascii_digit())
-                })
+                .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
                 .filter(|e| {
                     std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == *comm)
                 })
@@ -150,11 +145,7 @@ fn parse_machine_ticks(line: &str) -> Option<(u64, u64)> {
     if fields.next()? != "cpu" {
         return None;
     }
-    let values: Vec<u64> = fields
-        .take(8)
-        .map(str::parse)
-        .collect::<Result<_, _>>()
-        .ok()?;
+    let values: Vec<u64> = fields.take(8).map(str::parse).collect::<Result<_, _>>().ok()?;
     let total: u64 = values.iter().sum();
     let idle = values.get(3)? + values.get(4)?;
     Some((total - idle, total))

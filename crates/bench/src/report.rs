@@ -62,9 +62,7 @@ impl LoadReport {
             completed: done.len(),
             failed: load.samples.len() - done.len(),
             completed_per_s: done.len() as f64 / elapsed.max(1e-9),
-            offered_per_s: load
-                .posting
-                .map(|p| load.samples.len() as f64 / p.as_secs_f64()),
+            offered_per_s: load.posting.map(|p| load.samples.len() as f64 / p.as_secs_f64()),
             max_tick_lag_ms: load.max_tick_lag.map(|d| d.as_secs_f64() * 1e3),
             first_delta: Summary::of(first),
             run_completed: Summary::of(done),
@@ -130,19 +128,9 @@ impl Report {
         }
         md.push_str("| process | peak RSS (MiB) | CPU % (100 = 1 core) |\n|---|---:|---:|\n");
         for p in &self.processes {
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} |",
-                p.name,
-                opt(p.peak_rss_mib),
-                opt(p.cpu_pct)
-            );
+            let _ = writeln!(md, "| {} | {} | {} |", p.name, opt(p.peak_rss_mib), opt(p.cpu_pct));
         }
-        let _ = writeln!(
-            md,
-            "\nMachine CPU busy (all cores): {} %",
-            opt(self.machine_cpu_pct)
-        );
+        let _ = writeln!(md, "\nMachine CPU busy (all cores): {} %", opt(self.machine_cpu_pct));
         for note in &self.notes {
             let _ = writeln!(md, "\n**Note:** {note}");
         }
@@ -165,10 +153,9 @@ fn load_markdown(md: &mut String, l: &LoadReport) {
     }
     md.push_str("\n| latency (ms) | n | p50 | p95 | p99 | max | mean |\n");
     md.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
-    for (name, s) in [
-        ("post → first message.delta", &l.first_delta),
-        ("post → run.completed", &l.run_completed),
-    ] {
+    for (name, s) in
+        [("post → first message.delta", &l.first_delta), ("post → run.completed", &l.run_completed)]
+    {
         match s {
             Some(s) => {
                 let _ = writeln!(
@@ -191,30 +178,15 @@ fn concurrent_markdown(md: &mut String, c: &ConcurrentReport) {
     let rows = [
         ("runs requested", c.runs.to_string()),
         ("posted (202)", c.posted.to_string()),
-        (
-            "POST failures",
-            c.post_failures.values().sum::<usize>().to_string(),
-        ),
+        ("POST failures", c.post_failures.values().sum::<usize>().to_string()),
         ("post phase (s)", format!("{:.2}", c.post_phase_s)),
-        (
-            "peak in_progress (sampled every 100 ms)",
-            c.peak_in_progress_sampled.to_string(),
-        ),
-        (
-            "… reached at (s)",
-            format!("{:.1}", c.peak_in_progress_at_s),
-        ),
+        ("peak in_progress (sampled every 100 ms)", c.peak_in_progress_sampled.to_string()),
+        ("… reached at (s)", format!("{:.1}", c.peak_in_progress_at_s)),
         ("peak in_progress (exact, from started/completed_at)", {
             c.peak_in_progress_exact.to_string()
         }),
-        (
-            "first POST → all terminal (s, sampled)",
-            format!("{:.1}", c.total_s),
-        ),
-        (
-            "first created → last completed (s, database)",
-            opt(c.first_created_to_last_completed_s),
-        ),
+        ("first POST → all terminal (s, sampled)", format!("{:.1}", c.total_s)),
+        ("first created → last completed (s, database)", opt(c.first_created_to_last_completed_s)),
         ("all terminal", c.all_terminal.to_string()),
         ("completed", c.completed.to_string()),
         ("failed / cancelled / expired", c.failed.to_string()),

@@ -35,18 +35,10 @@ pub(crate) struct Load {
 /// When no warm-up run completed: the stack does not work, the scenario would be meaningless.
 pub(crate) async fn warm_up(api: &Api, clients: usize, duration: Duration) -> anyhow::Result<()> {
     let load = closed_loop(api, clients, duration, "warm-up").await?;
-    let ok = load
-        .samples
-        .iter()
-        .filter(|s| s.completed.is_some())
-        .count();
+    let ok = load.samples.iter().filter(|s| s.completed.is_some()).count();
     let failed = load.samples.len() - ok;
     if ok == 0 {
-        let first = load
-            .samples
-            .iter()
-            .find_map(|s| s.error.clone())
-            .unwrap_or_default();
+        let first = load.samples.iter().find_map(|s| s.error.clone()).unwrap_or_default();
         bail!("warm-up: no run completed ({failed} failed; first error: {first})");
     }
     eprintln!("warm-up: {ok} runs completed, {failed} failed");
@@ -83,12 +75,7 @@ pub(crate) async fn closed_loop(
     while let Some(done) = set.join_next().await {
         samples.extend(done.context("a client task failed")?);
     }
-    Ok(Load {
-        samples,
-        elapsed: start.elapsed(),
-        posting: None,
-        max_tick_lag: None,
-    })
+    Ok(Load { samples, elapsed: start.elapsed(), posting: None, max_tick_lag: None })
 }
 
 /// Posts streamed runs at `rate` per second for `duration`, one task per run, whatever the
@@ -203,10 +190,8 @@ pub(crate) async fn concurrent(
     let mut posted = false;
     loop {
         ticker.tick().await;
-        let (in_progress, active, completed, failed, span): Counts = sqlx::query_as(COUNTS_SQL)
-            .fetch_one(db)
-            .await
-            .context("cannot sample runs")?;
+        let (in_progress, active, completed, failed, span): Counts =
+            sqlx::query_as(COUNTS_SQL).fetch_one(db).await.context("cannot sample runs")?;
         out.samples += 1;
         (out.completed, out.failed, out.db_span) = (completed, failed, span);
         if in_progress > out.peak_sampled {
@@ -234,10 +219,8 @@ pub(crate) async fn concurrent(
         }
     }
     out.total = start.elapsed();
-    let intervals: Vec<(Option<f64>, Option<f64>)> = sqlx::query_as(INTERVALS_SQL)
-        .fetch_all(db)
-        .await
-        .context("cannot read run times")?;
+    let intervals: Vec<(Option<f64>, Option<f64>)> =
+        sqlx::query_as(INTERVALS_SQL).fetch_all(db).await.context("cannot read run times")?;
     out.peak_overlap = peak_overlap(&intervals);
     Ok(out)
 }
@@ -270,14 +253,8 @@ mod tests {
         let iv = |s: f64, e: Option<f64>| (Some(s), e);
         assert_eq!(peak_overlap(&[]), 0);
         // [0,2] [1,3] [2,4]: at 1.5 two are open; at 2 one closes as one opens.
-        assert_eq!(
-            peak_overlap(&[iv(0.0, Some(2.0)), iv(1.0, Some(3.0)), iv(2.0, Some(4.0))]),
-            2
-        );
+        assert_eq!(peak_overlap(&[iv(0.0, Some(2.0)), iv(1.0, Some(3.0)), iv(2.0, Some(4.0))]), 2);
         // A run still in progress stays open; a run that never started is ignored.
-        assert_eq!(
-            peak_overlap(&[iv(0.0, None), iv(5.0, Some(6.0)), (None, None)]),
-            2
-        );
+        assert_eq!(peak_overlap(&[iv(0.0, None), iv(5.0, Some(6.0)), (None, None)]), 2);
     }
 }

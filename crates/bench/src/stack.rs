@@ -70,18 +70,13 @@ impl Stack {
     /// # Errors
     /// When the log directory cannot be created or no API port is free.
     pub(crate) fn new(opts: StackOptions) -> anyhow::Result<Self> {
-        let ts = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .context("clock before 1970")?;
+        let ts = SystemTime::now().duration_since(UNIX_EPOCH).context("clock before 1970")?;
         let db_name = format!("ay_bench_{}", ts.as_secs());
         let random = std::collections::hash_map::RandomState::new().hash_one(ts.as_nanos());
         let prefix = format!("bench{:08x}", random as u32);
         let exe = std::env::current_exe().context("cannot locate the bench executable")?;
         // target/release/agentyard-bench -> target/bench-logs
-        let target = exe
-            .parent()
-            .and_then(Path::parent)
-            .unwrap_or(Path::new("target"));
+        let target = exe.parent().and_then(Path::parent).unwrap_or(Path::new("target"));
         let log_dir = target.join("bench-logs").join(&db_name);
         std::fs::create_dir_all(&log_dir)
             .with_context(|| format!("cannot create {}", log_dir.display()))?;
@@ -90,14 +85,7 @@ impl Stack {
             None => free_port()?,
         };
         let api_addr = format!("127.0.0.1:{api_port}");
-        Ok(Self {
-            opts,
-            db_name,
-            prefix,
-            log_dir,
-            api_addr,
-            procs: Vec::new(),
-        })
+        Ok(Self { opts, db_name, prefix, log_dir, api_addr, procs: Vec::new() })
     }
 
     /// The API's base URL.
@@ -107,11 +95,7 @@ impl Stack {
 
     /// The bench database's URL.
     pub(crate) fn database_url(&self) -> String {
-        format!(
-            "{}/{}",
-            self.opts.postgres_url.trim_end_matches('/'),
-            self.db_name
-        )
+        format!("{}/{}", self.opts.postgres_url.trim_end_matches('/'), self.db_name)
     }
 
     /// Migrates, starts the model, the API and the workers, waits until they answer, and
@@ -133,21 +117,13 @@ impl Stack {
 
         let llm_addr = format!("127.0.0.1:{}", free_port()?);
         let first_token = self.opts.first_token_ms.to_string();
-        let args = [
-            "scripted-llm",
-            "--addr",
-            &llm_addr,
-            "--first-token-ms",
-            &first_token,
-        ];
+        let args = ["scripted-llm", "--addr", &llm_addr, "--first-token-ms", &first_token];
         self.spawn("scripted-llm", &args, &[])?;
-        self.wait_ready(http, &format!("http://{llm_addr}/v1/models"))
-            .await?;
+        self.wait_ready(http, &format!("http://{llm_addr}/v1/models")).await?;
 
         let api_env = [("AY_HTTP_ADDR", self.api_addr.clone())];
         self.spawn("api", &["api"], &api_env)?;
-        self.wait_ready(http, &format!("{}/readyz", self.api_url()))
-            .await?;
+        self.wait_ready(http, &format!("{}/readyz", self.api_url())).await?;
 
         let mut worker_env = vec![("OPENAI_BASE_URL", format!("http://{llm_addr}/v1"))];
         if let Some(n) = self.opts.agent_concurrency {
@@ -157,15 +133,11 @@ impl Stack {
             self.spawn(&format!("worker-{i}"), &["worker", "agent"], &worker_env)?;
         }
 
-        let out = self.run_once(
-            "create-org",
-            &["admin", "create-org", "--name", "bench", "--json"],
-        );
+        let out =
+            self.run_once("create-org", &["admin", "create-org", "--name", "bench", "--json"]);
         let out: serde_json::Value =
             serde_json::from_str(&out.await?).context("create-org did not print JSON")?;
-        let token = out["token"]
-            .as_str()
-            .context("create-org printed no token")?;
+        let token = out["token"].as_str().context("create-org printed no token")?;
         Ok(token.to_owned())
     }
 
@@ -174,23 +146,11 @@ impl Stack {
         let mut w: Vec<Watched> = self
             .procs
             .iter()
-            .map(|p| Watched {
-                name: p.name.clone(),
-                target: Target::Pid(p.pid),
-            })
+            .map(|p| Watched { name: p.name.clone(), target: Target::Pid(p.pid) })
             .collect();
-        w.push(Watched {
-            name: "bench (client)".into(),
-            target: Target::Myself,
-        });
-        w.push(Watched {
-            name: "postgres (all)".into(),
-            target: Target::Comm("postgres"),
-        });
-        w.push(Watched {
-            name: "nats-server".into(),
-            target: Target::Comm("nats-server"),
-        });
+        w.push(Watched { name: "bench (client)".into(), target: Target::Myself });
+        w.push(Watched { name: "postgres (all)".into(), target: Target::Comm("postgres") });
+        w.push(Watched { name: "nats-server".into(), target: Target::Comm("nats-server") });
         w
     }
 
@@ -199,11 +159,9 @@ impl Stack {
         self.procs
             .iter_mut()
             .filter_map(|p| match p.child.try_wait() {
-                Ok(Some(status)) => Some(format!(
-                    "{} exited ({status}); see {}",
-                    p.name,
-                    p.log.display()
-                )),
+                Ok(Some(status)) => {
+                    Some(format!("{} exited ({status}); see {}", p.name, p.log.display()))
+                }
                 _ => None,
             })
             .collect()
@@ -226,17 +184,11 @@ impl Stack {
         }
         self.procs.clear();
         if self.opts.keep {
-            eprintln!(
-                "kept database {} and streams of prefix {}",
-                self.db_name, self.prefix
-            );
+            eprintln!("kept database {} and streams of prefix {}", self.db_name, self.prefix);
             return;
         }
         if let Err(e) = self.delete_streams().await {
-            eprintln!(
-                "warning: cannot delete the streams of prefix {}: {e:#}",
-                self.prefix
-            );
+            eprintln!("warning: cannot delete the streams of prefix {}: {e:#}", self.prefix);
         }
         if let Err(e) = self.drop_database().await {
             eprintln!("warning: cannot drop database {}: {e:#}", self.db_name);
@@ -247,11 +199,7 @@ impl Stack {
         let nats = async_nats::connect(&self.opts.nats_url).await?;
         let js = async_nats::jetstream::new(nats);
         let subjects = Subjects::new(self.prefix.clone());
-        for name in [
-            subjects.jobs_stream(),
-            subjects.events_stream(),
-            subjects.dlq_stream(),
-        ] {
+        for name in [subjects.jobs_stream(), subjects.events_stream(), subjects.dlq_stream()] {
             // A stream that was never created (a failed start) is not an error here.
             let _ = js.delete_stream(&name).await;
         }
@@ -259,17 +207,12 @@ impl Stack {
     }
 
     async fn drop_database(&self) -> anyhow::Result<()> {
-        let opts: PgConnectOptions = self
-            .opts
-            .postgres_url
-            .parse()
-            .context("invalid --postgres-url")?;
+        let opts: PgConnectOptions =
+            self.opts.postgres_url.parse().context("invalid --postgres-url")?;
         let mut conn = opts.database("postgres").connect().await?;
         // The name is ours (`ay_bench_<digits>`), so formatting it into SQL is safe.
         let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.db_name);
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&mut conn)
-            .await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await?;
         Ok(())
     }
 
@@ -298,10 +241,7 @@ impl Stack {
             cmd.env("AY_DB_POOL_SIZE", n.to_string());
         }
         cmd.envs(env.iter().map(|(k, v)| (*k, v)));
-        cmd.stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .kill_on_drop(true);
+        cmd.stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file).kill_on_drop(true);
         Ok(cmd)
     }
 
@@ -314,12 +254,7 @@ impl Stack {
             )
         })?;
         let pid = child.id().context("the child exited at once")?;
-        self.procs.push(Proc {
-            name: name.to_owned(),
-            pid,
-            child,
-            log,
-        });
+        self.procs.push(Proc { name: name.to_owned(), pid, child, log });
         Ok(())
     }
 
@@ -333,12 +268,7 @@ impl Stack {
             .await
             .with_context(|| format!("cannot run {}", self.opts.bin.display()))?;
         if !out.status.success() {
-            bail!(
-                "`agentyard {}` failed ({}); see {}",
-                args.join(" "),
-                out.status,
-                log.display()
-            );
+            bail!("`agentyard {}` failed ({}); see {}", args.join(" "), out.status, log.display());
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -356,10 +286,7 @@ impl Stack {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        bail!(
-            "{url} did not answer 200 within {}s",
-            READY_TIMEOUT.as_secs()
-        )
+        bail!("{url} did not answer 200 within {}s", READY_TIMEOUT.as_secs())
     }
 }
 

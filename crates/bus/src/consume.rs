@@ -41,10 +41,7 @@ where
         .expires(Duration::from_secs(30))
         .messages()
         .await
-        .map_err(|e| BusError::Read {
-            what: "consumer".into(),
-            source: e.into(),
-        })?;
+        .map_err(|e| BusError::Read { what: "consumer".into(), source: e.into() })?;
     loop {
         let permit = tokio::select! {
             biased;

@@ -30,16 +30,10 @@ impl Bus {
             .get_stream_no_info(self.subjects.events_stream())
             .await
             .map_err(|e| read_err(e.into()))?;
-        match stream
-            .get_last_raw_message_by_subject(&self.subjects.run_events(run))
-            .await
-        {
+        match stream.get_last_raw_message_by_subject(&self.subjects.run_events(run)).await {
             Ok(raw) => {
                 let event = serde_json::from_slice(&raw.payload).map_err(|e| read_err(e.into()))?;
-                Ok(Some(SeqEvent {
-                    seq: raw.sequence,
-                    event,
-                }))
+                Ok(Some(SeqEvent { seq: raw.sequence, event }))
             }
             Err(e)
                 if matches!(
@@ -73,9 +67,7 @@ impl Bus {
             .await
             .map_err(|e| read_err(e.into()))?;
         let deliver_policy = match after {
-            Some(seq) => DeliverPolicy::ByStartSequence {
-                start_sequence: seq + 1,
-            },
+            Some(seq) => DeliverPolicy::ByStartSequence { start_sequence: seq + 1 },
             None => DeliverPolicy::All,
         };
         let consumer = stream
@@ -96,10 +88,9 @@ impl Bus {
                         source: e.into(),
                     })),
                     Ok(m) => match (m.info(), serde_json::from_slice::<RunEvent>(&m.payload)) {
-                        (Ok(info), Ok(event)) => Some(Ok(SeqEvent {
-                            seq: info.stream_sequence,
-                            event,
-                        })),
+                        (Ok(info), Ok(event)) => {
+                            Some(Ok(SeqEvent { seq: info.stream_sequence, event }))
+                        }
                         (_, Err(e)) => {
                             tracing::warn!(%run, error = %e, "skipping an undecodable run event");
                             None
@@ -114,16 +105,13 @@ impl Bus {
             })
             .boxed();
         // End right after the terminal event, without waiting for another message.
-        Ok(futures::stream::unfold(
-            (messages, false),
-            |(mut inner, ended)| async move {
-                if ended {
-                    return None;
-                }
-                let item = inner.next().await?;
-                let ended = matches!(&item, Ok(e) if e.event.is_terminal());
-                Some((item, (inner, ended)))
-            },
-        ))
+        Ok(futures::stream::unfold((messages, false), |(mut inner, ended)| async move {
+            if ended {
+                return None;
+            }
+            let item = inner.next().await?;
+            let ended = matches!(&item, Ok(e) if e.event.is_terminal());
+            Some((item, (inner, ended)))
+        }))
     }
 }

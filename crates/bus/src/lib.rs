@@ -50,10 +50,7 @@ impl Bus {
             .max_reconnects(None)
             .connect(url)
             .await
-            .map_err(|e| BusError::Connect {
-                url: url.to_owned(),
-                source: e.into(),
-            })?;
+            .map_err(|e| BusError::Connect { url: url.to_owned(), source: e.into() })?;
         Ok(Self::from_client(client, prefix))
     }
 
@@ -62,35 +59,21 @@ impl Bus {
     /// # Errors
     /// When NATS does not answer within `timeout`.
     pub async fn probe(url: &str, timeout: Duration) -> Result<()> {
-        let fut = async_nats::ConnectOptions::new()
-            .connection_timeout(timeout)
-            .connect(url);
+        let fut = async_nats::ConnectOptions::new().connection_timeout(timeout).connect(url);
         match tokio::time::timeout(timeout, fut).await {
             Ok(Ok(c)) => {
                 drop(c);
                 Ok(())
             }
-            Ok(Err(e)) => Err(BusError::Connect {
-                url: url.to_owned(),
-                source: e.into(),
-            }),
-            Err(_) => Err(BusError::Connect {
-                url: url.to_owned(),
-                source: "timed out".into(),
-            }),
+            Ok(Err(e)) => Err(BusError::Connect { url: url.to_owned(), source: e.into() }),
+            Err(_) => Err(BusError::Connect { url: url.to_owned(), source: "timed out".into() }),
         }
     }
 
     /// Wraps a connected client.
     pub fn from_client(client: async_nats::Client, prefix: &str) -> Self {
-        let js = jetstream::ContextBuilder::new()
-            .max_ack_inflight(50_000)
-            .build(client.clone());
-        Self {
-            client,
-            js,
-            subjects: Subjects::new(prefix),
-        }
+        let js = jetstream::ContextBuilder::new().max_ack_inflight(50_000).build(client.clone());
+        Self { client, js, subjects: Subjects::new(prefix) }
     }
 
     /// Subject and stream names.
@@ -157,10 +140,7 @@ impl Bus {
         };
         jobs.get_or_create_consumer("agent", config)
             .await
-            .map_err(|e| BusError::Provision {
-                what: "consumer agent".into(),
-                source: e.into(),
-            })?;
+            .map_err(|e| BusError::Provision { what: "consumer agent".into(), source: e.into() })?;
         Ok(())
     }
 
@@ -169,10 +149,7 @@ impl Bus {
         self.js
             .get_or_create_stream(config)
             .await
-            .map_err(|e| BusError::Provision {
-                what: format!("stream {name}"),
-                source: e.into(),
-            })
+            .map_err(|e| BusError::Provision { what: format!("stream {name}"), source: e.into() })
     }
 
     /// The shared durable consumer of agent jobs.
@@ -183,10 +160,7 @@ impl Bus {
         self.js
             .get_consumer_from_stream("agent", self.subjects.jobs_stream())
             .await
-            .map_err(|e| BusError::Provision {
-                what: "consumer agent".into(),
-                source: e.into(),
-            })
+            .map_err(|e| BusError::Provision { what: "consumer agent".into(), source: e.into() })
     }
 
     /// Publishes a run event without waiting for JetStream's ack: the returned future resolves
@@ -204,10 +178,7 @@ impl Bus {
         self.js
             .publish(subject.clone(), payload.into())
             .await
-            .map_err(|e| BusError::Publish {
-                subject,
-                source: e.into(),
-            })
+            .map_err(|e| BusError::Publish { subject, source: e.into() })
     }
 
     /// Copies a job to the dead-letter stream with the reason in `Ay-Dlq-Reason`.
@@ -222,14 +193,8 @@ impl Bus {
             .js
             .publish_with_headers(subject.clone(), headers, payload)
             .await
-            .map_err(|e| BusError::Publish {
-                subject: subject.clone(),
-                source: e.into(),
-            })?;
-        ack.await.map_err(|e| BusError::Publish {
-            subject,
-            source: e.into(),
-        })?;
+            .map_err(|e| BusError::Publish { subject: subject.clone(), source: e.into() })?;
+        ack.await.map_err(|e| BusError::Publish { subject, source: e.into() })?;
         Ok(())
     }
 
@@ -242,10 +207,7 @@ impl Bus {
         self.client
             .publish(subject.clone(), bytes::Bytes::new())
             .await
-            .map_err(|e| BusError::Publish {
-                subject,
-                source: e.into(),
-            })
+            .map_err(|e| BusError::Publish { subject, source: e.into() })
     }
 
     /// True when the server answers a round trip within 2 s.

@@ -43,9 +43,7 @@ impl Outbox {
         let mut acks = Vec::with_capacity(rows.len());
         for row in rows {
             let payload = serde_json::to_vec(&row.payload).map_err(BusError::Encode)?;
-            let publish = PublishMessage::build()
-                .payload(payload.into())
-                .message_id(&row.msg_id);
+            let publish = PublishMessage::build().payload(payload.into()).message_id(&row.msg_id);
             let sent = self.bus.js.send_publish(row.subject.clone(), publish).await;
             acks.push((row, sent));
         }
@@ -65,10 +63,8 @@ impl Outbox {
                 Err(source) => {
                     tracing::warn!(subject = %row.subject, msg_id = %row.msg_id, error = %source,
                         "publish failed; the outbox relay will retry");
-                    first_err.get_or_insert(BusError::Publish {
-                        subject: row.subject.clone(),
-                        source,
-                    });
+                    first_err
+                        .get_or_insert(BusError::Publish { subject: row.subject.clone(), source });
                 }
             }
         }

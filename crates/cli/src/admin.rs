@@ -59,24 +59,13 @@ pub async fn run(settings: &Settings, cmd: AdminCommand) -> anyhow::Result<()> {
                 println!("org_id: {}\ntoken:  {}", org.org_id, org.token.secret);
             }
         }
-        AdminCommand::CreateToken {
-            org,
-            scopes,
-            name,
-            json,
-        } => {
+        AdminCommand::CreateToken { org, scopes, name, json } => {
             let org: OrgId = org.parse().context("--org must be an organization id")?;
             if let Some(bad) = scopes.iter().find(|s| !ORG_SCOPES.contains(&s.as_str())) {
-                bail!(
-                    "unknown scope {bad:?}; known scopes: {}",
-                    ORG_SCOPES.join(", ")
-                );
+                bail!("unknown scope {bad:?}; known scopes: {}", ORG_SCOPES.join(", "));
             }
             if scopes.is_empty() {
-                bail!(
-                    "--scopes must name at least one scope ({})",
-                    ORG_SCOPES.join(", ")
-                );
+                bail!("--scopes must name at least one scope ({})", ORG_SCOPES.join(", "));
             }
             if !store.org_exists(org).await? {
                 bail!("no organization {org}");

@@ -29,9 +29,7 @@ pub struct ChatArgs {
 /// # Errors
 /// When the API cannot be reached or answers with an error.
 pub async fn run(settings: &Settings, args: ChatArgs) -> anyhow::Result<()> {
-    let url = args
-        .url
-        .unwrap_or_else(|| format!("http://{}", settings.http_addr));
+    let url = args.url.unwrap_or_else(|| format!("http://{}", settings.http_addr));
     let token = match args.token {
         Some(t) => t,
         None => {

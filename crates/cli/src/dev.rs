@@ -33,10 +33,7 @@ pub async fn run(mut settings: Settings, shutdown: CancellationToken) -> anyhow:
     let home = std::fs::canonicalize(&settings.home)?;
     let mut children: Vec<Child> = Vec::new();
 
-    if Bus::probe(&settings.nats_url, Duration::from_secs(1))
-        .await
-        .is_err()
-    {
+    if Bus::probe(&settings.nats_url, Duration::from_secs(1)).await.is_err() {
         let (child, url) = start_nats(&home).await?;
         eprintln!(
             "NATS at {} did not answer: started a private nats-server at {url}",
@@ -71,11 +68,7 @@ pub async fn run(mut settings: Settings, shutdown: CancellationToken) -> anyhow:
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let base = format!("http://{}/v1", listener.local_addr()?);
             let options = agentyard_scripted_llm::Options::default();
-            tokio::spawn(agentyard_scripted_llm::serve(
-                listener,
-                options,
-                shutdown.clone(),
-            ));
+            tokio::spawn(agentyard_scripted_llm::serve(listener, options, shutdown.clone()));
             Provider::scripted(base, settings.model.as_deref())
         }
     };
@@ -137,16 +130,11 @@ async fn postgres_answers(url: &str) -> bool {
         return false;
     };
     let opts = opts.database("postgres");
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), opts.connect()).await,
-        Ok(Ok(_))
-    )
+    matches!(tokio::time::timeout(Duration::from_secs(2), opts.connect()).await, Ok(Ok(_)))
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 async fn start_nats(home: &Path) -> anyhow::Result<(Child, String)> {
@@ -188,9 +176,7 @@ fn pg_binary(name: &str) -> PathBuf {
         dirs.sort();
         dirs.pop()
     };
-    on_path
-        .or_else(versioned)
-        .unwrap_or_else(|| PathBuf::from(name))
+    on_path.or_else(versioned).unwrap_or_else(|| PathBuf::from(name))
 }
 
 /// Postgres refuses to run as root: run it as the `postgres` user then.
@@ -212,10 +198,7 @@ async fn start_postgres(home: &Path) -> anyhow::Result<(Child, String)> {
     let data = home.join("pg");
     if !data.join("PG_VERSION").is_file() {
         std::fs::create_dir_all(&data)?;
-        let _ = std::process::Command::new("chown")
-            .args(["-R", "postgres"])
-            .arg(&data)
-            .status();
+        let _ = std::process::Command::new("chown").args(["-R", "postgres"]).arg(&data).status();
         let status = pg_command(&pg_binary("initdb"))
             .args(["-U", "postgres", "--auth=trust", "-D"])
             .arg(&data)

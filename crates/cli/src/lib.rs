@@ -75,9 +75,7 @@ pub enum WorkerKind {
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
     let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
@@ -104,15 +102,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     agentyard_runtime::telemetry::init(settings.log.as_deref());
     let shutdown = CancellationToken::new();
-    tokio::spawn(agentyard_runtime::signal::cancel_on_signal(
-        shutdown.clone(),
-    ));
+    tokio::spawn(agentyard_runtime::signal::cancel_on_signal(shutdown.clone()));
     match cli.command {
         Command::Dev => dev::run(settings, shutdown).await,
         Command::Api => roles::api(settings, shutdown).await,
-        Command::Worker {
-            kind: WorkerKind::Agent,
-        } => roles::agent_worker(settings, shutdown).await,
+        Command::Worker { kind: WorkerKind::Agent } => {
+            roles::agent_worker(settings, shutdown).await
+        }
         Command::Migrate => {
             roles::connect_store(&settings, true).await?;
             println!("migrations applied");
@@ -120,11 +116,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Admin { command } => admin::run(&settings, command).await,
         Command::Chat(args) => chat::run(&settings, args).await,
-        Command::ScriptedLlm {
-            addr,
-            first_token_ms,
-            token_delay_ms,
-            script,
-        } => roles::scripted_llm(&addr, first_token_ms, token_delay_ms, script, shutdown).await,
+        Command::ScriptedLlm { addr, first_token_ms, token_delay_ms, script } => {
+            roles::scripted_llm(&addr, first_token_ms, token_delay_ms, script, shutdown).await
+        }
     }
 }

@@ -21,23 +21,17 @@ pub async fn connect_store(settings: &Settings, migrate: bool) -> anyhow::Result
     if migrate {
         create_database_if_missing(&settings.database_url).await?;
     }
-    let store = Store::connect(
-        &settings.database_url,
-        settings.db_pool_size,
-        &settings.subject_prefix,
-    )
-    .await
-    .with_context(|| {
-        format!(
-            "cannot connect to Postgres (DATABASE_URL={})",
-            redact(&settings.database_url)
-        )
-    })?;
-    if migrate {
-        store
-            .migrate()
+    let store =
+        Store::connect(&settings.database_url, settings.db_pool_size, &settings.subject_prefix)
             .await
-            .context("cannot migrate the database")?;
+            .with_context(|| {
+                format!(
+                    "cannot connect to Postgres (DATABASE_URL={})",
+                    redact(&settings.database_url)
+                )
+            })?;
+    if migrate {
+        store.migrate().await.context("cannot migrate the database")?;
     }
     Ok(store)
 }
@@ -65,14 +59,8 @@ pub async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
     if !exists {
         let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
         // Another process may create it at the same moment: that is fine.
-        if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&mut admin)
-            .await
-        {
-            let dup = e
-                .as_database_error()
-                .and_then(|d| d.code())
-                .is_some_and(|c| c == "42P04");
+        if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await {
+            let dup = e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "42P04");
             if !dup {
                 return Err(e).context("cannot create the database");
             }
@@ -205,10 +193,7 @@ pub async fn scripted_llm(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    eprintln!(
-        "scripted model listening on http://{}/v1",
-        listener.local_addr()?
-    );
+    eprintln!("scripted model listening on http://{}/v1", listener.local_addr()?);
     agentyard_scripted_llm::serve(listener, options, shutdown).await?;
     Ok(())
 }

@@ -33,10 +33,7 @@ pub struct RunEvent {
 impl RunEvent {
     /// An event carrying the whole run (`run.*`).
     pub fn with_run(kind: &str, run: &Run) -> Self {
-        Self {
-            kind: kind.to_owned(),
-            data: serde_json::json!({ "run": run }),
-        }
+        Self { kind: kind.to_owned(), data: serde_json::json!({ "run": run }) }
     }
 
     /// A `message.delta` with a piece of the answer.

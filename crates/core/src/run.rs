@@ -61,10 +61,7 @@ impl RunStatus {
 
     /// A terminal run never changes again.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Self::Completed | Self::Failed | Self::Cancelled | Self::Expired
-        )
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled | Self::Expired)
     }
 }
 

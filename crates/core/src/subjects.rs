@@ -12,9 +12,7 @@ pub struct Subjects {
 impl Subjects {
     /// Names under `prefix` (e.g. `ay`).
     pub fn new(prefix: impl Into<String>) -> Self {
-        Self {
-            prefix: prefix.into(),
-        }
+        Self { prefix: prefix.into() }
     }
 
     /// The prefix itself.
@@ -23,10 +21,7 @@ impl Subjects {
     }
 
     fn stream(&self, name: &str) -> String {
-        format!(
-            "{}_{name}",
-            self.prefix.to_uppercase().replace(['.', '-'], "_")
-        )
+        format!("{}_{name}", self.prefix.to_uppercase().replace(['.', '-'], "_"))
     }
 
     /// Work-queue stream of jobs.

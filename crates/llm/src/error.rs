@@ -18,11 +18,7 @@ pub struct HttpStatusError {
 #[derive(Debug, thiserror::Error)]
 pub enum LlmError {
     #[error("model server answered {status}: {body}")]
-    Status {
-        status: u16,
-        retry_after: Option<Duration>,
-        body: String,
-    },
+    Status { status: u16, retry_after: Option<Duration>, body: String },
     #[error("model server did not answer within {0:?}")]
     Timeout(Duration),
     #[error("cannot reach the model server")]
@@ -37,11 +33,9 @@ impl LlmError {
     pub(crate) fn from_openai(e: OpenAIError) -> Self {
         match e {
             OpenAIError::Boxed(b) => match b.downcast::<HttpStatusError>() {
-                Ok(s) => Self::Status {
-                    status: s.status,
-                    retry_after: s.retry_after,
-                    body: s.body,
-                },
+                Ok(s) => {
+                    Self::Status { status: s.status, retry_after: s.retry_after, body: s.body }
+                }
                 Err(b) => match b.downcast::<OpenAIError>() {
                     Ok(inner) => Self::from_openai(*inner),
                     Err(b) => Self::Protocol(b.to_string()),
@@ -78,10 +72,6 @@ impl LlmError {
 
     /// The stable error code a run fails with because of this error.
     pub fn code(&self) -> &'static str {
-        if self.is_transient() {
-            "llm_unavailable"
-        } else {
-            "llm_bad_request"
-        }
+        if self.is_transient() { "llm_unavailable" } else { "llm_bad_request" }
     }
 }

@@ -64,12 +64,7 @@ pub struct ChatMessage {
 impl ChatMessage {
     /// A plain message.
     pub fn new(role: Role, content: impl Into<String>) -> Self {
-        Self {
-            role,
-            content: content.into(),
-            tool_calls: Vec::new(),
-            tool_call_id: None,
-        }
+        Self { role, content: content.into(), tool_calls: Vec::new(), tool_call_id: None }
     }
 }
 
@@ -106,11 +101,7 @@ impl Llm {
             async move { execute(http, factory, timeout).await }
         });
         let client = async_openai::Client::with_config(config).with_http_service(service);
-        Self {
-            client,
-            model: provider.model.clone(),
-            timeout,
-        }
+        Self { client, model: provider.model.clone(), timeout }
     }
 
     /// The model name sent with every request.

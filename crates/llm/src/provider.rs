@@ -57,10 +57,7 @@ impl Provider {
             kind: ProviderKind::Ollama,
             base_url: OLLAMA_URL.to_owned(),
             api_key: None,
-            model: model
-                .map(str::to_owned)
-                .or(first_model)
-                .unwrap_or_else(|| "llama3.2".into()),
+            model: model.map(str::to_owned).or(first_model).unwrap_or_else(|| "llama3.2".into()),
         })
     }
 
@@ -90,10 +87,7 @@ impl Provider {
 
 /// `Some(first model id)` when an OpenAI-compatible server answers `/models` quickly.
 async fn probe_models(base_url: &str) -> Option<Option<String>> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_millis(500))
-        .build()
-        .ok()?;
+    let client = reqwest::Client::builder().timeout(Duration::from_millis(500)).build().ok()?;
     let resp = client.get(format!("{base_url}/models")).send().await.ok()?;
     if !resp.status().is_success() {
         return None;

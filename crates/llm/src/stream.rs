@@ -43,9 +43,7 @@ pub struct ChatStream {
 
 impl std::fmt::Debug for ChatStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChatStream")
-            .field("content_len", &self.content.len())
-            .finish()
+        f.debug_struct("ChatStream").field("content_len", &self.content.len()).finish()
     }
 }
 

@@ -81,19 +81,14 @@ impl Settings {
             .filter(|k| k.starts_with("AY_") && !KNOWN_AY_VARS.contains(&k.as_str()))
             .min()
         {
-            return Err(ConfigError::Unknown {
-                var: var.clone(),
-                known: KNOWN_AY_VARS.join(", "),
-            });
+            return Err(ConfigError::Unknown { var: var.clone(), known: KNOWN_AY_VARS.join(", ") });
         }
         let get = |k: &str| vars.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
         let s = Self {
             database_url: get("DATABASE_URL")
                 .unwrap_or("postgres://postgres@127.0.0.1:5432/agentyard")
                 .to_owned(),
-            nats_url: get("NATS_URL")
-                .unwrap_or("nats://127.0.0.1:4222")
-                .to_owned(),
+            nats_url: get("NATS_URL").unwrap_or("nats://127.0.0.1:4222").to_owned(),
             http_addr: parse(&get, "AY_HTTP_ADDR", "127.0.0.1:8080", |v| v.parse().ok())?,
             subject_prefix: parse(&get, "AY_SUBJECT_PREFIX", "ay", valid_prefix)?,
             openai_base_url: get("OPENAI_BASE_URL").map(|v| v.trim_end_matches('/').to_owned()),
@@ -123,10 +118,7 @@ impl Settings {
 }
 
 fn invalid(var: &str, problem: &str) -> ConfigError {
-    ConfigError::Invalid {
-        var: var.to_owned(),
-        problem: problem.to_owned(),
-    }
+    ConfigError::Invalid { var: var.to_owned(), problem: problem.to_owned() }
 }
 
 fn parse<'a, T>(
@@ -146,22 +138,16 @@ fn positive<T: std::str::FromStr + PartialOrd + Default>(v: &str) -> Option<T> {
 fn valid_prefix(v: &str) -> Option<String> {
     let ok = !v.is_empty()
         && v.len() <= 32
-        && v.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        && v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
     ok.then(|| v.to_owned())
 }
 
 /// Parses `500ms`, `30s`, `5m`, `24h` or a bare number of seconds.
 pub fn parse_duration(v: &str) -> Option<Duration> {
     let v = v.trim();
-    let split = v
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(v.len());
+    let split = v.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(v.len());
     let (num, unit) = v.split_at(split);
-    let n: f64 = num
-        .parse()
-        .ok()
-        .filter(|n: &f64| n.is_finite() && *n >= 0.0)?;
+    let n: f64 = num.parse().ok().filter(|n: &f64| n.is_finite() && *n >= 0.0)?;
     let secs = match unit.trim() {
         "ms" => n / 1000.0,
         "" | "s" => n,
@@ -178,10 +164,7 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
 
     #[test]

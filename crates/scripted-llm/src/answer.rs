@@ -20,9 +20,7 @@ pub(crate) fn content_text(message: &Value) -> Cow<'_, str> {
     match message.get("content") {
         Some(Value::String(s)) => Cow::Borrowed(s.as_str()),
         Some(Value::Array(parts)) => {
-            let mut texts = parts
-                .iter()
-                .filter_map(|p| p.get("text").and_then(Value::as_str));
+            let mut texts = parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str));
             match (texts.next(), texts.next()) {
                 (None, _) => Cow::Borrowed(""),
                 (Some(only), None) => Cow::Borrowed(only),
@@ -40,11 +38,7 @@ pub(crate) fn content_text(message: &Value) -> Cow<'_, str> {
 
 /// The text of the last `user` message (empty when there is none).
 pub(crate) fn last_user_text(messages: &[Value]) -> Cow<'_, str> {
-    messages
-        .iter()
-        .rev()
-        .find(|m| role(m) == Some("user"))
-        .map_or(Cow::Borrowed(""), content_text)
+    messages.iter().rev().find(|m| role(m) == Some("user")).map_or(Cow::Borrowed(""), content_text)
 }
 
 /// Whether the conversation ends with a tool result, i.e. the model is asked to use tool output.
@@ -61,10 +55,8 @@ pub(crate) fn ends_with_tool_result(messages: &[Value]) -> bool {
 /// answer is derived from what you wrote.`
 pub fn default_answer(messages: &[Value]) -> String {
     if ends_with_tool_result(messages) {
-        let first_tool = messages
-            .iter()
-            .rposition(|m| role(m) != Some("tool"))
-            .map_or(0, |i| i + 1);
+        let first_tool =
+            messages.iter().rposition(|m| role(m) != Some("tool")).map_or(0, |i| i + 1);
         let results: Vec<Cow<'_, str>> = messages[first_tool..].iter().map(content_text).collect();
         return format!("Here is what the tools returned: {}", results.join("; "));
     }
@@ -103,10 +95,7 @@ pub fn tokenize(text: &str) -> Vec<&str> {
 /// The prompt token estimate: a quarter of the characters of all message contents, rounded up,
 /// and at least 1.
 pub(crate) fn prompt_tokens(messages: &[Value]) -> u32 {
-    let chars: usize = messages
-        .iter()
-        .map(|m| content_text(m).chars().count())
-        .sum();
+    let chars: usize = messages.iter().map(|m| content_text(m).chars().count()).sum();
     u32::try_from(chars.div_ceil(4)).unwrap_or(u32::MAX).max(1)
 }
 
@@ -118,14 +107,7 @@ mod tests {
 
     #[test]
     fn tokens_concatenate_to_the_original_text() {
-        for text in [
-            "one two  three",
-            "  lead",
-            "trail  ",
-            "",
-            "single",
-            "a\nb\tc d",
-        ] {
+        for text in ["one two  three", "  lead", "trail  ", "", "single", "a\nb\tc d"] {
             assert_eq!(tokenize(text).concat(), text);
         }
         assert_eq!(tokenize("one two  three"), ["one ", "two  ", "three"]);
@@ -156,18 +138,12 @@ mod tests {
             json!({"role": "tool", "tool_call_id": "call_1", "content": "added"}),
             json!({"role": "tool", "tool_call_id": "call_2", "content": "3 tasks"}),
         ];
-        assert_eq!(
-            default_answer(&messages),
-            "Here is what the tools returned: added; 3 tasks"
-        );
+        assert_eq!(default_answer(&messages), "Here is what the tools returned: added; 3 tasks");
     }
 
     #[test]
     fn prompt_tokens_round_up_and_are_at_least_one() {
         assert_eq!(prompt_tokens(&[]), 1);
-        assert_eq!(
-            prompt_tokens(&[json!({"role": "user", "content": "12345"})]),
-            2
-        );
+        assert_eq!(prompt_tokens(&[json!({"role": "user", "content": "12345"})]), 2);
     }
 }

@@ -116,10 +116,7 @@ impl Spawned {
     pub fn requests(&self) -> Vec<serde_json::Value> {
         let bodies = self.state.requests();
         // Only bodies that parsed as JSON are recorded.
-        bodies
-            .iter()
-            .filter_map(|b| serde_json::from_slice(b).ok())
-            .collect()
+        bodies.iter().filter_map(|b| serde_json::from_slice(b).ok()).collect()
     }
 
     /// Forgets the recorded requests.
@@ -155,10 +152,5 @@ pub async fn spawn(options: Options) -> std::io::Result<Spawned> {
             tracing::error!(%error, "scripted model server stopped");
         }
     });
-    Ok(Spawned {
-        base_url: format!("http://{addr}/v1"),
-        addr,
-        shutdown,
-        state,
-    })
+    Ok(Spawned { base_url: format!("http://{addr}/v1"), addr, shutdown, state })
 }

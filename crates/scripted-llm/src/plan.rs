@@ -106,11 +106,7 @@ pub(crate) fn plan<'s>(
         };
     };
     let response = &rule.responses[cursors.advance(index, rule.responses.len())];
-    let captures = if response.expands {
-        captures(rule, &last_user)
-    } else {
-        None
-    };
+    let captures = if response.expands { captures(rule, &last_user) } else { None };
     Plan {
         reply: reply(response, captures.as_ref()),
         first_token: Duration::from_millis(response.timing.first_token_ms.unwrap_or(first_ms)),
@@ -159,11 +155,9 @@ fn expand_value(caps: &Captures<'_>, value: &Value) -> Value {
     match value {
         Value::String(s) if s.contains('$') => Value::String(expand(caps, s)),
         Value::Array(items) => Value::Array(items.iter().map(|v| expand_value(caps, v)).collect()),
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| (k.clone(), expand_value(caps, v)))
-                .collect(),
-        ),
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), expand_value(caps, v))).collect())
+        }
         other => other.clone(),
     }
 }
@@ -174,10 +168,7 @@ mod tests {
 
     use super::*;
 
-    const BASE: BaseTiming = BaseTiming {
-        first_token_ms: 7,
-        token_delay_ms: 3,
-    };
+    const BASE: BaseTiming = BaseTiming { first_token_ms: 7, token_delay_ms: 3 };
 
     fn user(text: &str) -> Vec<Value> {
         vec![json!({"role": "user", "content": text})]
@@ -213,12 +204,7 @@ rules:
         let script = Script::from_yaml_str(yaml).unwrap();
         let cursors = Cursors::new(script.rule_count());
         let kinds: Vec<bool> = (0..4)
-            .map(|_| {
-                matches!(
-                    plan(&script, &cursors, BASE, &user("x")).reply,
-                    Reply::Error(_)
-                )
-            })
+            .map(|_| matches!(plan(&script, &cursors, BASE, &user("x")).reply, Reply::Error(_)))
             .collect();
         assert_eq!(kinds, [true, false, false, false]);
     }
@@ -229,15 +215,9 @@ rules:
         let script = Script::from_yaml_str(yaml).unwrap();
         let cursors = Cursors::new(script.rule_count());
         let p = plan(&script, &cursors, BASE, &user("slow please"));
-        assert_eq!(
-            (p.first_token.as_millis(), p.token_delay.as_millis()),
-            (50, 9)
-        );
+        assert_eq!((p.first_token.as_millis(), p.token_delay.as_millis()), (50, 9));
         let p = plan(&script, &cursors, BASE, &user("other"));
-        assert_eq!(
-            (p.first_token.as_millis(), p.token_delay.as_millis()),
-            (50, 3)
-        );
+        assert_eq!((p.first_token.as_millis(), p.token_delay.as_millis()), (50, 3));
         assert!(p.rule.is_none());
     }
 }

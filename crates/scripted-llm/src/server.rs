@@ -65,9 +65,7 @@ impl AppState {
 
     fn log(&self) -> std::sync::MutexGuard<'_, VecDeque<Bytes>> {
         // The log holds plain bytes; a panic elsewhere cannot leave it inconsistent.
-        self.log
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn record(&self, body: Bytes) {
@@ -98,10 +96,7 @@ pub(crate) fn routes(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/models", get(list_models))
         .route("/v1/chat/completions", post(chat_completions))
-        .route(
-            "/_scripted/requests",
-            get(list_requests).delete(clear_requests),
-        )
+        .route("/_scripted/requests", get(list_requests).delete(clear_requests))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
@@ -131,12 +126,7 @@ async fn clear_requests(State(state): State<Arc<AppState>>) -> StatusCode {
 }
 
 async fn not_found() -> Response {
-    openai_error(
-        StatusCode::NOT_FOUND,
-        "unknown endpoint",
-        "invalid_request_error",
-        None,
-    )
+    openai_error(StatusCode::NOT_FOUND, "unknown endpoint", "invalid_request_error", None)
 }
 
 #[tracing::instrument(name = "scripted_llm.chat", skip_all, fields(rule, stream))]
@@ -145,12 +135,7 @@ async fn chat_completions(State(state): State<Arc<AppState>>, body: Bytes) -> Re
         Ok(request) => request,
         Err(e) => {
             let message = format!("invalid request body: {e}");
-            return openai_error(
-                StatusCode::BAD_REQUEST,
-                &message,
-                "invalid_request_error",
-                None,
-            );
+            return openai_error(StatusCode::BAD_REQUEST, &message, "invalid_request_error", None);
         }
     };
     if request.messages.is_empty() {
@@ -174,34 +159,17 @@ async fn chat_completions(State(state): State<Arc<AppState>>, body: Bytes) -> Re
         Reply::Hang => return hang(&state.shutdown).await,
         Reply::Text(_) | Reply::ToolCalls(_) => {}
     }
-    let id = format!(
-        "chatcmpl-{}",
-        state.completion_ids.fetch_add(1, Ordering::Relaxed)
-    );
-    let model = request
-        .model
-        .as_deref()
-        .filter(|m| !m.is_empty())
-        .unwrap_or(&state.model);
-    let head = Head {
-        id: &id,
-        created: unix_now(),
-        model,
-    };
+    let id = format!("chatcmpl-{}", state.completion_ids.fetch_add(1, Ordering::Relaxed));
+    let model = request.model.as_deref().filter(|m| !m.is_empty()).unwrap_or(&state.model);
+    let head = Head { id: &id, created: unix_now(), model };
     let prompt_tokens = answer::prompt_tokens(&request.messages);
     if streaming {
-        let include_usage = request
-            .stream_options
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false);
-        let frames = stream::frames(head, &plan, include_usage, prompt_tokens, || {
-            state.next_call_id()
-        });
+        let include_usage = request.stream_options.and_then(|o| o.include_usage).unwrap_or(false);
+        let frames =
+            stream::frames(head, &plan, include_usage, prompt_tokens, || state.next_call_id());
         let body = frames.into_body(state.shutdown.clone());
-        let headers = [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ];
+        let headers =
+            [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")];
         return (headers, body).into_response();
     }
     complete(&state, head, &plan, prompt_tokens).await
@@ -246,12 +214,7 @@ async fn sleep_or_shutdown(wait: Duration, shutdown: &CancellationToken) -> bool
 }
 
 fn shutting_down() -> Response {
-    openai_error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "server is shutting down",
-        "server_error",
-        None,
-    )
+    openai_error(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down", "server_error", None)
 }
 
 fn scripted_error(spec: &ErrorSpec) -> Response {
@@ -272,10 +235,7 @@ fn scripted_error(spec: &ErrorSpec) -> Response {
     let mut response = Response::new(Body::from(wire::error_body(message, kind, None, code)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
+    headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
     if let Some(seconds) = spec.retry_after {
         headers.insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
     }
@@ -288,7 +248,5 @@ fn openai_error(status: StatusCode, message: &str, kind: &str, param: Option<&st
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

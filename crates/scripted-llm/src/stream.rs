@@ -38,11 +38,7 @@ impl Frames {
 
     /// The number of content events written so far decides the next delay.
     fn delay_for(plan: &Plan<'_>, event: usize) -> Duration {
-        if event == 0 {
-            plan.first_token
-        } else {
-            plan.token_delay
-        }
+        if event == 0 { plan.first_token } else { plan.token_delay }
     }
 
     /// The HTTP body: one frame when there is nothing to wait for, else a timed stream that
@@ -66,10 +62,7 @@ impl Frames {
                     () = shutdown.cancelled() => return None,
                 }
             }
-            Some((
-                Ok::<_, Infallible>(Bytes::from(bytes)),
-                (frames, stall, shutdown),
-            ))
+            Some((Ok::<_, Infallible>(Bytes::from(bytes)), (frames, stall, shutdown)))
         });
         Body::from_stream(stream)
     }
@@ -84,19 +77,10 @@ pub(crate) fn frames(
     prompt_tokens: u32,
     mut call_id: impl FnMut() -> String,
 ) -> Frames {
-    let mut out = Frames {
-        frames: Vec::with_capacity(1),
-        stall: false,
-    };
-    let role = Delta {
-        role: Some("assistant"),
-        ..Delta::default()
-    };
+    let mut out = Frames { frames: Vec::with_capacity(1), stall: false };
+    let role = Delta { role: Some("assistant"), ..Delta::default() };
     let role = match plan.reply {
-        Reply::Text(_) => Delta {
-            content: Some(""),
-            ..role
-        },
+        Reply::Text(_) => Delta { content: Some(""), ..role },
         _ => role,
     };
     out.push(Duration::ZERO, |b| wire::write_chunk(b, head, role, None));
@@ -107,22 +91,14 @@ pub(crate) fn frames(
             out.stall = true;
             return false;
         }
-        out.push(Frames::delay_for(plan, events), |b| {
-            wire::write_chunk(b, head, delta, None)
-        });
+        out.push(Frames::delay_for(plan, events), |b| wire::write_chunk(b, head, delta, None));
         events += 1;
         true
     };
     let finish_reason = match &plan.reply {
         Reply::Text(text) => {
             for token in answer::tokenize(text) {
-                if !emit(
-                    &mut out,
-                    Delta {
-                        content: Some(token),
-                        ..Delta::default()
-                    },
-                ) {
+                if !emit(&mut out, Delta { content: Some(token), ..Delta::default() }) {
                     return out;
                 }
             }
@@ -131,43 +107,16 @@ pub(crate) fn frames(
         Reply::ToolCalls(calls) => {
             for (index, call) in calls.iter().enumerate() {
                 let id = call_id();
-                let function = FunctionDelta {
-                    name: Some(call.name),
-                    arguments: "",
-                };
-                let first = ToolCallDelta {
-                    index,
-                    id: Some(&id),
-                    kind: Some("function"),
-                    function,
-                };
-                if !emit(
-                    &mut out,
-                    Delta {
-                        tool_calls: Some([first]),
-                        ..Delta::default()
-                    },
-                ) {
+                let function = FunctionDelta { name: Some(call.name), arguments: "" };
+                let first =
+                    ToolCallDelta { index, id: Some(&id), kind: Some("function"), function };
+                if !emit(&mut out, Delta { tool_calls: Some([first]), ..Delta::default() }) {
                     return out;
                 }
                 for fragment in wire::split_arguments(&call.arguments) {
-                    let function = FunctionDelta {
-                        name: None,
-                        arguments: fragment,
-                    };
-                    let part = ToolCallDelta {
-                        index,
-                        id: None,
-                        kind: None,
-                        function,
-                    };
-                    if !emit(
-                        &mut out,
-                        Delta {
-                            tool_calls: Some([part]),
-                            ..Delta::default()
-                        },
-                    ) {
+                    let function = FunctionDelta { name: None, arguments: fragment };
+                    let part = ToolCallDelta { index, id: None, kind: None, function };
+                    if !emit(&mut out, Delta { tool_calls: Some([part]), ..Delta::default() }) {
                         return out;
                     }
                 }
@@ -195,10 +144,9 @@ pub(crate) fn frames(
 pub(crate) fn content_events(reply: &Reply<'_>) -> usize {
     match reply {
         Reply::Text(text) => answer::tokenize(text).len(),
-        Reply::ToolCalls(calls) => calls
-            .iter()
-            .map(|c| 1 + wire::split_arguments(&c.arguments).len())
-            .sum(),
+        Reply::ToolCalls(calls) => {
+            calls.iter().map(|c| 1 + wire::split_arguments(&c.arguments).len()).sum()
+        }
         Reply::Error(_) | Reply::Hang => 0,
     }
 }
@@ -220,11 +168,7 @@ mod tests {
         }
     }
 
-    const HEAD: Head<'static> = Head {
-        id: "chatcmpl-1",
-        created: 1,
-        model: "m",
-    };
+    const HEAD: Head<'static> = Head { id: "chatcmpl-1", created: 1, model: "m" };
 
     #[test]
     fn zero_delays_give_a_single_frame() {

@@ -58,11 +58,7 @@ impl Usage {
     /// Usage with `total_tokens` filled in.
     pub(crate) fn new(prompt_tokens: u32, completion_tokens: u32) -> Self {
         let total_tokens = prompt_tokens.saturating_add(completion_tokens);
-        Self {
-            prompt_tokens,
-            completion_tokens,
-            total_tokens,
-        }
+        Self { prompt_tokens, completion_tokens, total_tokens }
     }
 }
 
@@ -132,12 +128,7 @@ pub(crate) fn write_chunk(
     delta: Delta<'_>,
     finish_reason: Option<&'static str>,
 ) {
-    let choices = [StreamChoice {
-        index: 0,
-        delta,
-        logprobs: None,
-        finish_reason,
-    }];
+    let choices = [StreamChoice { index: 0, delta, logprobs: None, finish_reason }];
     let chunk = Chunk {
         id: head.id,
         object: "chat.completion.chunk",
@@ -171,10 +162,7 @@ pub(crate) fn split_arguments(arguments: &str) -> Vec<&str> {
     let mut out = Vec::with_capacity(pieces);
     let mut rest = arguments;
     while !rest.is_empty() {
-        let cut = rest
-            .char_indices()
-            .nth(per_piece)
-            .map_or(rest.len(), |(i, _)| i);
+        let cut = rest.char_indices().nth(per_piece).map_or(rest.len(), |(i, _)| i);
         out.push(&rest[..cut]);
         rest = &rest[cut..];
     }
@@ -243,29 +231,16 @@ pub(crate) fn completion_body(
         .map(|c| ToolCallOut {
             id: call_id(),
             kind: "function",
-            function: FunctionOut {
-                name: c.name,
-                arguments: &c.arguments,
-            },
+            function: FunctionOut { name: c.name, arguments: &c.arguments },
         })
         .collect();
-    let message = Message {
-        role: "assistant",
-        content,
-        refusal: None,
-        tool_calls,
-    };
+    let message = Message { role: "assistant", content, refusal: None, tool_calls };
     let body = Completion {
         id: head.id,
         object: "chat.completion",
         created: head.created,
         model: head.model,
-        choices: [Choice {
-            index: 0,
-            message,
-            logprobs: None,
-            finish_reason,
-        }],
+        choices: [Choice { index: 0, message, logprobs: None, finish_reason }],
         usage,
     };
     serde_json::to_vec(&body).expect("completion serializes")
@@ -292,14 +267,7 @@ pub(crate) fn error_body(
     param: Option<&str>,
     code: Option<&str>,
 ) -> Vec<u8> {
-    let body = ErrorEnvelope {
-        error: ErrorOut {
-            message,
-            kind,
-            param,
-            code,
-        },
-    };
+    let body = ErrorEnvelope { error: ErrorOut { message, kind, param, code } };
     serde_json::to_vec(&body).expect("error serializes")
 }
 
@@ -317,11 +285,9 @@ mod tests {
 
     #[test]
     fn arguments_split_into_two_to_four_fragments_that_concatenate() {
-        for args in [
-            "{}",
-            r#"{"title":"buy milk"}"#,
-            r#"{"a":"ééééééééééééééééééééééééééééééééééé"}"#,
-        ] {
+        for args in
+            ["{}", r#"{"title":"buy milk"}"#, r#"{"a":"ééééééééééééééééééééééééééééééééééé"}"#]
+        {
             let parts = split_arguments(args);
             assert!((2..=4).contains(&parts.len()), "{args}: {parts:?}");
             assert_eq!(parts.concat(), args);
@@ -331,21 +297,9 @@ mod tests {
 
     #[test]
     fn chunks_are_sse_data_lines_with_the_common_fields() {
-        let head = Head {
-            id: "chatcmpl-1",
-            created: 5,
-            model: "m",
-        };
+        let head = Head { id: "chatcmpl-1", created: 5, model: "m" };
         let mut buf = Vec::new();
-        write_chunk(
-            &mut buf,
-            head,
-            Delta {
-                content: Some("hi"),
-                ..Delta::default()
-            },
-            None,
-        );
+        write_chunk(&mut buf, head, Delta { content: Some("hi"), ..Delta::default() }, None);
         let text = String::from_utf8(buf).unwrap();
         let json: Value = serde_json::from_str(text.strip_prefix("data: ").unwrap()).unwrap();
         assert!(text.ends_with("\n\n"));

@@ -11,13 +11,7 @@ async fn server(script: &str) -> (Spawned, reqwest::Client) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let script = Script::from_yaml_str(script).expect("test script parses");
     let model = "test-model".to_owned();
-    let server = spawn(Options {
-        script,
-        model,
-        ..Options::default()
-    })
-    .await
-    .unwrap();
+    let server = spawn(Options { script, model, ..Options::default() }).await.unwrap();
     (server, reqwest::Client::new())
 }
 
@@ -32,14 +26,8 @@ fn admin(server: &Spawned) -> String {
 #[tokio::test]
 async fn models_lists_the_configured_model() {
     let (server, http) = server("").await;
-    let body: Value = http
-        .get(format!("{}/models", server.base_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value =
+        http.get(format!("{}/models", server.base_url)).send().await.unwrap().json().await.unwrap();
     assert_eq!(
         body,
         json!({"object": "list", "data": [{"id": "test-model", "object": "model", "created": 0, "owned_by": "agentyard"}]})
@@ -54,12 +42,7 @@ async fn the_request_log_records_bodies_and_can_be_cleared() {
         "temperature": 0.25,
         "some_future_field": {"ignored": true},
     });
-    let response = http
-        .post(chat(&server))
-        .json(&request)
-        .send()
-        .await
-        .unwrap();
+    let response = http.post(chat(&server)).json(&request).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let completion: Value = response.json().await.unwrap();
     assert_eq!(
@@ -67,28 +50,14 @@ async fn the_request_log_records_bodies_and_can_be_cleared() {
         "the configured model stands in for a missing one"
     );
 
-    let log: Value = http
-        .get(admin(&server))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log: Value = http.get(admin(&server)).send().await.unwrap().json().await.unwrap();
     assert_eq!(log, json!([request]));
     assert_eq!(log[0]["messages"][0]["content"], "You are terse.");
     assert_eq!(server.requests(), [request]);
 
     let cleared = http.delete(admin(&server)).send().await.unwrap();
     assert!(cleared.status().is_success());
-    let log: Value = http
-        .get(admin(&server))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log: Value = http.get(admin(&server)).send().await.unwrap().json().await.unwrap();
     assert_eq!(log, json!([]));
 }
 
@@ -100,17 +69,10 @@ async fn malformed_requests_get_an_openai_style_400() {
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
         let error: Value = response.json().await.unwrap();
         assert_eq!(error["error"]["type"], "invalid_request_error");
-        assert!(
-            error["error"]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty())
-        );
+        assert!(error["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
         assert!(error["error"]["code"].is_null());
     }
-    assert!(
-        server.requests().is_empty(),
-        "rejected bodies are not recorded"
-    );
+    assert!(server.requests().is_empty(), "rejected bodies are not recorded");
 }
 
 #[tokio::test]
@@ -172,10 +134,7 @@ async fn the_sse_stream_starts_with_the_role_and_ends_with_done() {
     let usage = &chunks[chunks.len() - 1];
     assert_eq!(usage["choices"], json!([]));
     assert_eq!(usage["usage"]["prompt_tokens"], 2);
-    assert_eq!(
-        chunks[chunks.len() - 2]["choices"][0]["finish_reason"],
-        "stop"
-    );
+    assert_eq!(chunks[chunks.len() - 2]["choices"][0]["finish_reason"], "stop");
 }
 
 #[tokio::test]
@@ -188,21 +147,14 @@ async fn shutdown_releases_hanging_requests() {
     }
     assert!(!pending.is_finished());
     drop(server);
-    let response = tokio::time::timeout(Duration::from_secs(2), pending)
-        .await
-        .unwrap()
-        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(2), pending).await.unwrap().unwrap();
     assert_eq!(response.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
 }
 
 #[tokio::test]
 async fn unknown_paths_get_an_openai_style_404() {
     let (server, http) = server("").await;
-    let response = http
-        .get(format!("{}/embeddings", server.base_url))
-        .send()
-        .await
-        .unwrap();
+    let response = http.get(format!("{}/embeddings", server.base_url)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["error"]["type"], "invalid_request_error");

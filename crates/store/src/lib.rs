@@ -35,10 +35,7 @@ pub struct Store {
 impl Store {
     /// Wraps an existing pool; `prefix` is the bus subject prefix (e.g. `ay`).
     pub fn new(pool: PgPool, prefix: impl Into<String>) -> Self {
-        Self {
-            pool,
-            prefix: prefix.into(),
-        }
+        Self { pool, prefix: prefix.into() }
     }
 
     /// Connects a pool of at most `max_connections`.
@@ -46,9 +43,8 @@ impl Store {
     /// # Errors
     /// When the URL is invalid or the server does not answer within 5 s.
     pub async fn connect(url: &str, max_connections: u32, prefix: &str) -> Result<Self> {
-        let options: PgConnectOptions = url
-            .parse()
-            .map_err(|source| StoreError::db("parse DATABASE_URL", source))?;
+        let options: PgConnectOptions =
+            url.parse().map_err(|source| StoreError::db("parse DATABASE_URL", source))?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))

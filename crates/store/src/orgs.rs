@@ -75,11 +75,7 @@ impl Store {
     /// Database failures.
     pub async fn create_org(&self, name: &str) -> Result<NewOrg> {
         let (org_id, user_id, agent_id) = (OrgId::new(), UserId::new(), AgentId::new());
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(|e| StoreError::db("create_org", e))?;
+        let mut tx = self.pool.begin().await.map_err(|e| StoreError::db("create_org", e))?;
         sqlx::query("INSERT INTO organizations(id, name) VALUES ($1, $2)")
             .bind(org_id.0)
             .bind(name)
@@ -104,15 +100,8 @@ impl Store {
         .map_err(|e| StoreError::db("create_org.agent", e))?;
         let scopes: Vec<String> = ORG_SCOPES.iter().map(|s| (*s).to_owned()).collect();
         let token = insert_token(&mut tx, org_id, Some(user_id), "admin", &scopes).await?;
-        tx.commit()
-            .await
-            .map_err(|e| StoreError::db("create_org.commit", e))?;
-        Ok(NewOrg {
-            org_id,
-            user_id,
-            agent_id,
-            token,
-        })
+        tx.commit().await.map_err(|e| StoreError::db("create_org.commit", e))?;
+        Ok(NewOrg { org_id, user_id, agent_id, token })
     }
 
     /// Finds an organization by name (the oldest, when several share it).
@@ -152,15 +141,9 @@ impl Store {
         name: &str,
         scopes: &[String],
     ) -> Result<NewToken> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(|e| StoreError::db("create_token", e))?;
+        let mut tx = self.pool.begin().await.map_err(|e| StoreError::db("create_token", e))?;
         let token = insert_token(&mut tx, org, None, name, scopes).await?;
-        tx.commit()
-            .await
-            .map_err(|e| StoreError::db("create_token.commit", e))?;
+        tx.commit().await.map_err(|e| StoreError::db("create_token.commit", e))?;
         Ok(token)
     }
 
@@ -253,10 +236,5 @@ async fn insert_token(
     .execute(tx)
     .await
     .map_err(|e| StoreError::db("insert_token", e))?;
-    Ok(NewToken {
-        id,
-        org_id: org,
-        secret,
-        scopes: scopes.to_vec(),
-    })
+    Ok(NewToken { id, org_id: org, secret, scopes: scopes.to_vec() })
 }

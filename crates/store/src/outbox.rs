@@ -19,10 +19,8 @@ pub struct OutboxRow {
 pub(crate) fn decode_rows(op: &'static str, v: &serde_json::Value) -> Result<Vec<OutboxRow>> {
     match v {
         serde_json::Value::Null => Ok(Vec::new()),
-        v => serde_json::from_value(v.clone()).map_err(|e| StoreError::Decode {
-            op,
-            detail: e.to_string(),
-        }),
+        v => serde_json::from_value(v.clone())
+            .map_err(|e| StoreError::Decode { op, detail: e.to_string() }),
     }
 }
 

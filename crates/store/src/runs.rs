@@ -30,11 +30,7 @@ pub struct NewRun {
 #[derive(Debug)]
 pub enum CreateOutcome {
     /// A new run; publish `outbox` after this returns. `interrupted` was cancelled for it.
-    Created {
-        run: Run,
-        outbox: Vec<OutboxRow>,
-        interrupted: Option<RunId>,
-    },
+    Created { run: Run, outbox: Vec<OutboxRow>, interrupted: Option<RunId> },
     /// The idempotency key was seen before with the same request: the earlier run.
     Idempotent(Run),
     /// The idempotency key was seen before with a different request.
@@ -113,10 +109,7 @@ struct StartRow {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(op: &'static str, v: serde_json::Value) -> Result<T> {
-    serde_json::from_value(v).map_err(|e| StoreError::Decode {
-        op,
-        detail: e.to_string(),
-    })
+    serde_json::from_value(v).map_err(|e| StoreError::Decode { op, detail: e.to_string() })
 }
 
 fn field(v: &serde_json::Value, name: &str) -> serde_json::Value {
@@ -160,9 +153,7 @@ impl Store {
                     .and_then(|e| e.detail())
                     .and_then(|d| d.parse().ok())
                     .unwrap_or_else(uuid::Uuid::nil);
-                return Ok(CreateOutcome::ThreadBusy {
-                    active: RunId(detail),
-                });
+                return Ok(CreateOutcome::ThreadBusy { active: RunId(detail) });
             }
             Err(e) => return Err(StoreError::db("create_run", e)),
         };
@@ -172,15 +163,13 @@ impl Store {
                 outbox: decode_rows("create_run", &field(&v, "outbox"))?,
                 interrupted: decode("create_run", field(&v, "interrupted"))?,
             }),
-            Some("idempotent") => Ok(CreateOutcome::Idempotent(decode(
-                "create_run",
-                field(&v, "run"),
-            )?)),
+            Some("idempotent") => {
+                Ok(CreateOutcome::Idempotent(decode("create_run", field(&v, "run"))?))
+            }
             Some("idempotency_mismatch") => Ok(CreateOutcome::IdempotencyMismatch),
-            other => Err(StoreError::Decode {
-                op: "create_run",
-                detail: format!("outcome {other:?}"),
-            }),
+            other => {
+                Err(StoreError::Decode { op: "create_run", detail: format!("outcome {other:?}") })
+            }
         }
     }
 
@@ -198,8 +187,7 @@ impl Store {
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| StoreError::db("idempotent_run", e))?;
-        row.map(|(h, v)| Ok((h, decode("idempotent_run", v)?)))
-            .transpose()
+        row.map(|(h, v)| Ok((h, decode("idempotent_run", v)?))).transpose()
     }
 
     /// A run of `org`, or None (also for another org's run).
@@ -231,13 +219,9 @@ impl Store {
             .await
             .map_err(|e| StoreError::db("cancel_run", e))?;
         let status = |v: &serde_json::Value| {
-            v.get("status")
-                .and_then(|s| s.as_str())
-                .and_then(RunStatus::parse)
-                .ok_or_else(|| StoreError::Decode {
-                    op: "cancel_run",
-                    detail: "missing status".into(),
-                })
+            v.get("status").and_then(|s| s.as_str()).and_then(RunStatus::parse).ok_or_else(|| {
+                StoreError::Decode { op: "cancel_run", detail: "missing status".into() }
+            })
         };
         match v.get("outcome").and_then(|o| o.as_str()) {
             Some("not_found") => Ok(CancelOutcome::NotFound),
@@ -246,10 +230,9 @@ impl Store {
                 previous: status(&v)?,
                 outbox: decode_rows("cancel_run", &field(&v, "outbox"))?,
             }),
-            other => Err(StoreError::Decode {
-                op: "cancel_run",
-                detail: format!("outcome {other:?}"),
-            }),
+            other => {
+                Err(StoreError::Decode { op: "cancel_run", detail: format!("outcome {other:?}") })
+            }
         }
     }
 
@@ -305,26 +288,11 @@ impl Store {
     /// Database failures.
     pub async fn finish_run(&self, f: &Finish) -> Result<FinishOutcome> {
         let to_value = |v: Result<serde_json::Value, serde_json::Error>| {
-            v.map_err(|e| StoreError::Decode {
-                op: "finish_run",
-                detail: e.to_string(),
-            })
+            v.map_err(|e| StoreError::Decode { op: "finish_run", detail: e.to_string() })
         };
-        let output = f
-            .output
-            .as_ref()
-            .map(|o| to_value(serde_json::to_value(o)))
-            .transpose()?;
-        let usage = f
-            .usage
-            .as_ref()
-            .map(|u| to_value(serde_json::to_value(u)))
-            .transpose()?;
-        let error = f
-            .error
-            .as_ref()
-            .map(|e| to_value(serde_json::to_value(e)))
-            .transpose()?;
+        let output = f.output.as_ref().map(|o| to_value(serde_json::to_value(o))).transpose()?;
+        let usage = f.usage.as_ref().map(|u| to_value(serde_json::to_value(u))).transpose()?;
+        let error = f.error.as_ref().map(|e| to_value(serde_json::to_value(e))).transpose()?;
         let v: serde_json::Value =
             sqlx::query_scalar("SELECT ay_finish_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
                 .bind(f.run.0)

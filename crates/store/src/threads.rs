@@ -48,11 +48,7 @@ struct MessageRow {
 
 impl From<ThreadRow> for Thread {
     fn from(r: ThreadRow) -> Self {
-        Self {
-            id: ThreadId(r.id),
-            created_at: r.created_at,
-            metadata: r.metadata,
-        }
+        Self { id: ThreadId(r.id), created_at: r.created_at, metadata: r.metadata }
     }
 }
 

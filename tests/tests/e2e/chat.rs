@@ -10,18 +10,12 @@ const T: Duration = Duration::from_secs(30);
 #[tokio::test]
 async fn a_posted_message_completes_and_the_reply_is_stored_as_an_assistant_message() {
     let app = TestApp::spawn().await;
-    let (status, thread) = app
-        .post("/v1/threads", json!({"metadata": {"topic": "demo"}}))
-        .await;
+    let (status, thread) = app.post("/v1/threads", json!({"metadata": {"topic": "demo"}})).await;
     assert_eq!(status, 201);
     assert_eq!(thread["metadata"]["topic"], "demo");
     let tid = thread["id"].as_str().unwrap();
-    let (status, run) = app
-        .post(
-            &format!("/v1/threads/{tid}/runs"),
-            json!({"input": "Hello there"}),
-        )
-        .await;
+    let (status, run) =
+        app.post(&format!("/v1/threads/{tid}/runs"), json!({"input": "Hello there"})).await;
     assert_eq!(status, 202, "{run}");
     assert_eq!(run["status"], "queued");
     assert_eq!(run["thread_id"], tid);
@@ -52,22 +46,13 @@ async fn message_pages_follow_the_cursor_oldest_first() {
     let run = app.start_run("first").await;
     let tid = run["thread_id"].as_str().unwrap().to_owned();
     app.wait_terminal(run["id"].as_str().unwrap(), T).await;
-    let (_, r2) = app
-        .post(
-            &format!("/v1/threads/{tid}/runs"),
-            json!({"input": "second"}),
-        )
-        .await;
+    let (_, r2) = app.post(&format!("/v1/threads/{tid}/runs"), json!({"input": "second"})).await;
     app.wait_terminal(r2["id"].as_str().unwrap(), T).await;
 
-    let (_, p1) = app
-        .get(&format!("/v1/threads/{tid}/messages?limit=3"))
-        .await;
+    let (_, p1) = app.get(&format!("/v1/threads/{tid}/messages?limit=3")).await;
     assert_eq!(p1["data"].as_array().unwrap().len(), 3);
     let after = p1["next_after"].as_i64().expect("a next page");
-    let (_, p2) = app
-        .get(&format!("/v1/threads/{tid}/messages?limit=3&after={after}"))
-        .await;
+    let (_, p2) = app.get(&format!("/v1/threads/{tid}/messages?limit=3&after={after}")).await;
     let rest = p2["data"].as_array().unwrap();
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0]["seq"], 4);
@@ -76,11 +61,9 @@ async fn message_pages_follow_the_cursor_oldest_first() {
 
 #[tokio::test]
 async fn a_streaming_client_gets_deltas_that_concatenate_to_the_final_content() {
-    let app = TestApp::spawn_with(agentyard_e2e::TestOptions {
-        token_delay_ms: 5,
-        ..Default::default()
-    })
-    .await;
+    let app =
+        TestApp::spawn_with(agentyard_e2e::TestOptions { token_delay_ms: 5, ..Default::default() })
+            .await;
     let resp = app
         .req(reqwest::Method::POST, "/v1/runs")
         .json(&json!({"input": "stream this please", "stream": true}))
@@ -93,20 +76,11 @@ async fn a_streaming_client_gets_deltas_that_concatenate_to_the_final_content() 
     assert_eq!(kinds.first(), Some(&"run.queued"));
     assert_eq!(kinds[1], "run.started");
     assert_eq!(kinds.last(), Some(&"run.completed"), "{kinds:?}");
-    assert!(
-        kinds.iter().filter(|k| **k == "message.delta").count() > 1,
-        "{kinds:?}"
-    );
+    assert!(kinds.iter().filter(|k| **k == "message.delta").count() > 1, "{kinds:?}");
     let last: serde_json::Value = serde_json::from_str(&events.last().unwrap().data).unwrap();
-    assert_eq!(
-        sse::content(&events),
-        last["run"]["output"]["content"].as_str().unwrap()
-    );
+    assert_eq!(sse::content(&events), last["run"]["output"]["content"].as_str().unwrap());
     // Every event has an increasing id.
-    let ids: Vec<u64> = events
-        .iter()
-        .map(|e| e.id.as_deref().unwrap().parse().unwrap())
-        .collect();
+    let ids: Vec<u64> = events.iter().map(|e| e.id.as_deref().unwrap().parse().unwrap()).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
 }
 
@@ -118,11 +92,7 @@ async fn a_client_resuming_with_last_event_id_misses_nothing_and_gets_nothing_tw
     let events_url = format!("/v1/runs/{id}/events");
 
     // Read until the third delta, then drop the connection.
-    let resp = app
-        .req(reqwest::Method::GET, &events_url)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.req(reqwest::Method::GET, &events_url).send().await.unwrap();
     let mut deltas = 0;
     let first = sse::read(resp, T, |e| {
         deltas += usize::from(e.event == "message.delta");
@@ -139,29 +109,16 @@ async fn a_client_resuming_with_last_event_id_misses_nothing_and_gets_nothing_tw
         .unwrap();
     let rest = sse::read_all(resp, T).await;
     let all: Vec<_> = first.iter().chain(rest.iter()).cloned().collect();
-    let ids: Vec<u64> = all
-        .iter()
-        .map(|e| e.id.as_deref().unwrap().parse().unwrap())
-        .collect();
-    assert!(
-        ids.windows(2).all(|w| w[0] < w[1]),
-        "ids repeat or go back: {ids:?}"
-    );
+    let ids: Vec<u64> = all.iter().map(|e| e.id.as_deref().unwrap().parse().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids repeat or go back: {ids:?}");
     assert_eq!(sse::kinds(&all).last(), Some(&"run.completed"));
 
     // A client connecting after the end gets the whole history, identical, then the end.
-    let resp = app
-        .req(reqwest::Method::GET, &events_url)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.req(reqwest::Method::GET, &events_url).send().await.unwrap();
     let replay = sse::read_all(resp, T).await;
     assert_eq!(replay, all);
     let done = app.wait_terminal(id, T).await;
-    assert_eq!(
-        sse::content(&all),
-        done["output"]["content"].as_str().unwrap()
-    );
+    assert_eq!(sse::content(&all), done["output"]["content"].as_str().unwrap());
 
     // Resuming after the terminal event ends at once.
     let last = all.last().unwrap().id.clone().unwrap();

@@ -6,18 +6,11 @@ use agentyard_e2e::TestApp;
 async fn admin_create_org_prints_json_with_a_working_token() {
     let app = TestApp::spawn().await;
     let out = app
-        .command(
-            "admin",
-            &["admin", "create-org", "--name", "acme", "--json"],
-        )
+        .command("admin", &["admin", "create-org", "--name", "acme", "--json"])
         .output()
         .await
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let token = v["token"].as_str().unwrap();
     assert!(v["org_id"].is_string());
@@ -47,11 +40,7 @@ async fn admin_create_org_prints_json_with_a_working_token() {
         .output()
         .await
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let resp = app
         .http
@@ -89,12 +78,7 @@ async fn an_unknown_or_invalid_setting_stops_the_process_naming_the_variable() {
         ("AY_MAX_INPUT_BYTES", "lots"),
         ("AY_EVENTS_MAX_AGE", "forever"),
     ] {
-        let out = app
-            .command("bad-config", &["api"])
-            .env(var, value)
-            .output()
-            .await
-            .unwrap();
+        let out = app.command("bad-config", &["api"]).env(var, value).output().await.unwrap();
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(var), "{var}: {err}");
@@ -108,23 +92,12 @@ async fn chat_streams_the_reply_to_the_terminal() {
     let out = app
         .command(
             "chat",
-            &[
-                "chat",
-                "Hello from the CLI",
-                "--url",
-                &app.api_url,
-                "--token",
-                &app.token,
-            ],
+            &["chat", "Hello from the CLI", "--url", &app.api_url, "--token", &app.token],
         )
         .output()
         .await
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let expected = agentyard_scripted_llm::default_answer(&[
         serde_json::json!({"role": "user", "content": "Hello from the CLI"}),
     ]);

@@ -14,33 +14,22 @@ async fn a_worker_killed_mid_generation_leaves_a_run_that_completes_exactly_once
     let run = app.start_run("slow answer to survive a crash").await;
     let id = run["id"].as_str().unwrap().to_owned();
     // Wait until the worker is generating (first delta), then kill -9 it.
-    let resp = app
-        .req(reqwest::Method::GET, &format!("/v1/runs/{id}/events"))
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        app.req(reqwest::Method::GET, &format!("/v1/runs/{id}/events")).send().await.unwrap();
     sse::read(resp, T, |e| e.event == "message.delta").await;
     app.kill_worker(0).await;
     app.start_worker().unwrap();
 
     let done = app.wait_terminal(&id, T).await;
     assert_eq!(done["status"], "completed", "{done}");
-    let assistants = app
-        .count("SELECT count(*) FROM messages WHERE role = 'assistant'")
-        .await;
+    let assistants = app.count("SELECT count(*) FROM messages WHERE role = 'assistant'").await;
     assert_eq!(assistants, 1);
     // The replay tells clients to drop the partial answer, so the deltas still add up.
-    let resp = app
-        .req(reqwest::Method::GET, &format!("/v1/runs/{id}/events"))
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        app.req(reqwest::Method::GET, &format!("/v1/runs/{id}/events")).send().await.unwrap();
     let events = sse::read_all(resp, T).await;
     assert!(sse::kinds(&events).contains(&"message.reset"));
-    assert_eq!(
-        sse::content(&events),
-        done["output"]["content"].as_str().unwrap()
-    );
+    assert_eq!(sse::content(&events), done["output"]["content"].as_str().unwrap());
 }
 
 #[tokio::test]
@@ -61,18 +50,8 @@ async fn a_model_that_always_fails_fails_the_run_with_a_code_and_a_dead_letter()
     let done = app.wait_terminal(id, T).await;
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(done["error"]["code"], "llm_unavailable");
-    assert!(
-        done["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("4 attempts"),
-        "{done}"
-    );
-    assert_eq!(
-        app.llm.requests().len(),
-        4,
-        "bounded attempts (AY_MAX_ATTEMPTS=4)"
-    );
+    assert!(done["error"]["message"].as_str().unwrap().contains("4 attempts"), "{done}");
+    assert_eq!(app.llm.requests().len(), 4, "bounded attempts (AY_MAX_ATTEMPTS=4)");
     assert_dead_letter(&app, id).await;
 }
 
@@ -97,22 +76,12 @@ async fn assert_dead_letter(app: &TestApp, run_id: &str) {
         .create_consumer(async_nats::jetstream::consumer::pull::Config::default())
         .await
         .unwrap();
-    let mut batch = consumer
-        .fetch()
-        .max_messages(10)
-        .expires(Duration::from_secs(2))
-        .messages()
-        .await
-        .unwrap();
+    let mut batch =
+        consumer.fetch().max_messages(10).expires(Duration::from_secs(2)).messages().await.unwrap();
     let msg = batch.next().await.expect("a DLQ entry").unwrap();
     let job: serde_json::Value = serde_json::from_slice(&msg.payload).unwrap();
     assert_eq!(job["run_id"], run_id);
-    let reason = msg
-        .headers
-        .as_ref()
-        .and_then(|h| h.get("Ay-Dlq-Reason"))
-        .unwrap()
-        .to_string();
+    let reason = msg.headers.as_ref().and_then(|h| h.get("Ay-Dlq-Reason")).unwrap().to_string();
     assert!(reason.starts_with("llm_"), "{reason}");
 }
 
@@ -120,11 +89,7 @@ async fn assert_dead_letter(app: &TestApp, run_id: &str) {
 async fn the_outbox_relay_publishes_jobs_a_crash_left_unsent() {
     let app = TestApp::spawn().await;
     // A run committed with its job row, as if the API crashed before publishing it.
-    let thread = app
-        .store
-        .create_thread(app.org_id.parse().unwrap(), &json!({}))
-        .await
-        .unwrap();
+    let thread = app.store.create_thread(app.org_id.parse().unwrap(), &json!({})).await.unwrap();
     let new = agentyard_store::runs::NewRun {
         org: app.org_id.parse().unwrap(),
         thread: Some(thread.id),

@@ -9,15 +9,10 @@ use serde_json::json;
 async fn another_orgs_token_cannot_read_list_stream_post_to_or_cancel_a_thread_or_run() {
     let app = TestApp::spawn().await;
     let run = app.start_run("org A's secret question").await;
-    let (rid, tid) = (
-        run["id"].as_str().unwrap(),
-        run["thread_id"].as_str().unwrap(),
-    );
+    let (rid, tid) = (run["id"].as_str().unwrap(), run["thread_id"].as_str().unwrap());
     let (_, token_b) = app.new_org("org-b").await;
     let b = |m: reqwest::Method, p: String| {
-        app.http
-            .request(m, format!("{}{p}", app.api_url))
-            .bearer_auth(&token_b)
+        app.http.request(m, format!("{}{p}", app.api_url)).bearer_auth(&token_b)
     };
     use reqwest::Method as M;
     let attempts = [
@@ -37,10 +32,7 @@ async fn another_orgs_token_cannot_read_list_stream_post_to_or_cancel_a_thread_o
         let body = resp.text().await.unwrap();
         assert!(!body.contains("secret"), "{url} leaked: {body}");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert!(
-            v["error"]["code"].as_str().unwrap().ends_with("not_found"),
-            "{body}"
-        );
+        assert!(v["error"]["code"].as_str().unwrap().ends_with("not_found"), "{body}");
     }
     // Org A's run was not touched by B's cancel and finishes normally.
     let done = app.wait_terminal(rid, Duration::from_secs(30)).await;

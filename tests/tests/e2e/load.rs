@@ -8,11 +8,7 @@ use serde_json::json;
 
 #[tokio::test]
 async fn fifty_threads_of_three_messages_on_two_workers_complete_exactly_once_in_order() {
-    let app = TestApp::spawn_with(TestOptions {
-        workers: 2,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(TestOptions { workers: 2, ..Default::default() }).await;
     let threads = join_all((0..50).map(|t| {
         let app = &app;
         async move {
@@ -22,9 +18,8 @@ async fn fifty_threads_of_three_messages_on_two_workers_complete_exactly_once_in
             let mut runs = Vec::new();
             for m in 0..3 {
                 let input = format!("thread {t} message {m}");
-                let (status, run) = app
-                    .post(&format!("/v1/threads/{tid}/runs"), json!({"input": input}))
-                    .await;
+                let (status, run) =
+                    app.post(&format!("/v1/threads/{tid}/runs"), json!({"input": input})).await;
                 assert_eq!(status, 202, "{run}");
                 runs.push(run["id"].as_str().unwrap().to_owned());
             }
@@ -40,9 +35,7 @@ async fn fifty_threads_of_three_messages_on_two_workers_complete_exactly_once_in
         }
     }
     for (t, tid, runs) in &threads {
-        let (_, page) = app
-            .get(&format!("/v1/threads/{tid}/messages?limit=100"))
-            .await;
+        let (_, page) = app.get(&format!("/v1/threads/{tid}/messages?limit=100")).await;
         let msgs = page["data"].as_array().unwrap();
         assert_eq!(msgs.len(), 6, "thread {t}: {page}");
         for m in 0..3 {
@@ -53,18 +46,11 @@ async fn fifty_threads_of_three_messages_on_two_workers_complete_exactly_once_in
             assert_eq!(reply["role"], "assistant");
             assert_eq!(reply["run_id"].as_str().unwrap(), runs[m]);
             let quoted = format!("\"thread {t} message {m}\"");
-            assert!(
-                reply["content"].as_str().unwrap().contains(&quoted),
-                "{reply}"
-            );
+            assert!(reply["content"].as_str().unwrap().contains(&quoted), "{reply}");
         }
     }
-    let assistants = app
-        .count("SELECT count(*) FROM messages WHERE role = 'assistant'")
-        .await;
+    let assistants = app.count("SELECT count(*) FROM messages WHERE role = 'assistant'").await;
     assert_eq!(assistants, 150);
-    let completed = app
-        .count("SELECT count(*) FROM runs WHERE status = 'completed'")
-        .await;
+    let completed = app.count("SELECT count(*) FROM runs WHERE status = 'completed'").await;
     assert_eq!(completed, 150);
 }

@@ -22,11 +22,8 @@ async fn post_on(
 
 /// Waits until the run is generating (its first delta), so it is certainly in progress.
 async fn until_generating(app: &TestApp, run_id: &str) {
-    let resp = app
-        .req(reqwest::Method::GET, &format!("/v1/runs/{run_id}/events"))
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        app.req(reqwest::Method::GET, &format!("/v1/runs/{run_id}/events")).send().await.unwrap();
     sse::read(resp, T, |e| e.event == "message.delta").await;
 }
 
@@ -39,9 +36,7 @@ async fn enqueued_runs_wait_their_turn_and_run_in_order() {
     let (s3, third) = post_on(&app, tid, "third", "enqueue").await;
     assert_eq!((s2, s3), (202, 202));
     // Waiting runs stay queued while the first one works.
-    let (_, r2) = app
-        .get(&format!("/v1/runs/{}", second["id"].as_str().unwrap()))
-        .await;
+    let (_, r2) = app.get(&format!("/v1/runs/{}", second["id"].as_str().unwrap())).await;
     assert_eq!(r2["status"], "queued");
 
     let runs = [&first, &second, &third].map(|r| r["id"].as_str().unwrap().to_owned());
@@ -56,30 +51,14 @@ async fn enqueued_runs_wait_their_turn_and_run_in_order() {
     }
     // Each started after the previous one completed.
     let parse = |s: &str| chrono_like(s);
-    assert!(
-        parse(&finished[1].0) >= parse(&finished[0].1),
-        "{finished:?}"
-    );
-    assert!(
-        parse(&finished[2].0) >= parse(&finished[1].1),
-        "{finished:?}"
-    );
-    let (_, page) = app
-        .get(&format!("/v1/threads/{tid}/messages?limit=100"))
-        .await;
+    assert!(parse(&finished[1].0) >= parse(&finished[0].1), "{finished:?}");
+    assert!(parse(&finished[2].0) >= parse(&finished[1].1), "{finished:?}");
+    let (_, page) = app.get(&format!("/v1/threads/{tid}/messages?limit=100")).await;
     let roles: Vec<_> = page["data"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| {
-            m["content"]
-                .as_str()
-                .unwrap()
-                .split(' ')
-                .next()
-                .unwrap()
-                .to_owned()
-        })
+        .map(|m| m["content"].as_str().unwrap().split(' ').next().unwrap().to_owned())
         .collect();
     assert_eq!(roles.len(), 6);
     let users: Vec<_> = page["data"]
@@ -120,10 +99,7 @@ async fn reject_answers_409_while_the_thread_is_busy() {
 async fn interrupt_cancels_the_active_run_and_starts_the_new_one() {
     let app = TestApp::spawn().await;
     let first = app.start_run("slow to be interrupted").await;
-    let (fid, tid) = (
-        first["id"].as_str().unwrap(),
-        first["thread_id"].as_str().unwrap(),
-    );
+    let (fid, tid) = (first["id"].as_str().unwrap(), first["thread_id"].as_str().unwrap());
     until_generating(&app, fid).await;
     let (status, second) = post_on(&app, tid, "urgent", "interrupt").await;
     assert_eq!(status, 202);
@@ -156,27 +132,14 @@ async fn a_queued_run_is_cancelled_at_once() {
     assert_eq!(run["status"], "cancelled");
     assert_eq!(run["error"]["code"], "cancelled");
     // Its stream ends with run.cancelled; cancelling again is a conflict.
-    let resp = app
-        .req(reqwest::Method::GET, &format!("/v1/runs/{wid}/events"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        sse::kinds(&sse::read_all(resp, T).await),
-        ["run.queued", "run.cancelled"]
-    );
+    let resp =
+        app.req(reqwest::Method::GET, &format!("/v1/runs/{wid}/events")).send().await.unwrap();
+    assert_eq!(sse::kinds(&sse::read_all(resp, T).await), ["run.queued", "run.cancelled"]);
     let (status, body) = app.post(&format!("/v1/runs/{wid}/cancel"), json!({})).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str().unwrap()),
-        (409, "run_already_terminal")
-    );
+    assert_eq!((status, body["error"]["code"].as_str().unwrap()), (409, "run_already_terminal"));
     // The blocker still finishes; the cancelled input never reached the thread.
     app.wait_terminal(first["id"].as_str().unwrap(), T).await;
-    assert_eq!(
-        app.count("SELECT count(*) FROM messages WHERE content = 'never mind'")
-            .await,
-        0
-    );
+    assert_eq!(app.count("SELECT count(*) FROM messages WHERE content = 'never mind'").await, 0);
 }
 
 #[tokio::test]
@@ -195,11 +158,7 @@ async fn an_in_progress_run_stops_within_a_second_and_never_completes() {
     let (_, after) = app.get(&format!("/v1/runs/{id}")).await;
     assert_eq!(after["status"], "cancelled");
     assert!(after["output"].is_null());
-    assert_eq!(
-        app.count("SELECT count(*) FROM messages WHERE role = 'assistant'")
-            .await,
-        0
-    );
+    assert_eq!(app.count("SELECT count(*) FROM messages WHERE role = 'assistant'").await, 0);
     // The thread is free again.
     let (status, next) = app
         .post(

@@ -31,19 +31,13 @@ async fn bad_requests_get_the_documented_error_and_nothing_is_written() {
         .create_token(app.org_id.parse().unwrap(), "gone", &["runs:write".into()])
         .await
         .unwrap();
-    app.store
-        .revoke_token(app.org_id.parse().unwrap(), revoked.id)
-        .await
-        .unwrap();
+    app.store.revoke_token(app.org_id.parse().unwrap(), revoked.id).await.unwrap();
     let before = totals(&app).await;
 
     let url = |p: &str| format!("{}{p}", app.api_url);
     let post = |p: &str, token: Option<&str>, body: &str| {
-        let mut r = app
-            .http
-            .post(url(p))
-            .header("content-type", "application/json")
-            .body(body.to_owned());
+        let mut r =
+            app.http.post(url(p)).header("content-type", "application/json").body(body.to_owned());
         if let Some(t) = token {
             r = r.bearer_auth(t);
         }
@@ -59,39 +53,19 @@ async fn bad_requests_get_the_documented_error_and_nothing_is_written() {
         (post(&runs, t, r#"{"input": "hi""#), 400, "invalid_json"),
         (post(&runs, t, ""), 400, "invalid_json"),
         (post(&runs, t, r#"{"input": 42}"#), 422, "invalid_request"),
+        (post(&runs, t, r#"{"input": "hi", "surprise": 1}"#), 422, "invalid_request"),
         (
-            post(&runs, t, r#"{"input": "hi", "surprise": 1}"#),
+            post(&runs, t, r#"{"input": "hi", "multitask_strategy": "shout"}"#),
             422,
             "invalid_request",
         ),
+        (post(&runs, t, r#"{"input": "hi", "metadata": [1]}"#), 422, "invalid_metadata"),
         (
-            post(
-                &runs,
-                t,
-                r#"{"input": "hi", "multitask_strategy": "shout"}"#,
-            ),
-            422,
-            "invalid_request",
-        ),
-        (
-            post(&runs, t, r#"{"input": "hi", "metadata": [1]}"#),
-            422,
-            "invalid_metadata",
-        ),
-        (
-            post(
-                "/v1/threads/01a20028-1945-7532-a6c5-540668696e27/runs",
-                t,
-                r#"{"input": "hi"}"#,
-            ),
+            post("/v1/threads/01a20028-1945-7532-a6c5-540668696e27/runs", t, r#"{"input": "hi"}"#),
             404,
             "thread_not_found",
         ),
-        (
-            post("/v1/threads/not-a-uuid/runs", t, r#"{"input": "hi"}"#),
-            404,
-            "thread_not_found",
-        ),
+        (post("/v1/threads/not-a-uuid/runs", t, r#"{"input": "hi"}"#), 404, "thread_not_found"),
         (
             post(
                 "/v1/runs",
@@ -101,31 +75,11 @@ async fn bad_requests_get_the_documented_error_and_nothing_is_written() {
             404,
             "thread_not_found",
         ),
-        (
-            post(&runs, None, r#"{"input": "hi"}"#),
-            401,
-            "missing_token",
-        ),
-        (
-            post(&runs, Some("ay_not_a_real_token"), r#"{"input": "hi"}"#),
-            401,
-            "invalid_token",
-        ),
-        (
-            post(&runs, Some(&revoked.secret), r#"{"input": "hi"}"#),
-            401,
-            "invalid_token",
-        ),
-        (
-            post(&runs, Some(&read_only.secret), r#"{"input": "hi"}"#),
-            403,
-            "insufficient_scope",
-        ),
-        (
-            post("/v1/threads", Some(&read_only.secret), "{}"),
-            403,
-            "insufficient_scope",
-        ),
+        (post(&runs, None, r#"{"input": "hi"}"#), 401, "missing_token"),
+        (post(&runs, Some("ay_not_a_real_token"), r#"{"input": "hi"}"#), 401, "invalid_token"),
+        (post(&runs, Some(&revoked.secret), r#"{"input": "hi"}"#), 401, "invalid_token"),
+        (post(&runs, Some(&read_only.secret), r#"{"input": "hi"}"#), 403, "insufficient_scope"),
+        (post("/v1/threads", Some(&read_only.secret), "{}"), 403, "insufficient_scope"),
         (
             app.http
                 .get(url("/v1/runs/01a20028-1945-7532-a6c5-540668696e27"))
@@ -147,28 +101,16 @@ async fn bad_requests_get_the_documented_error_and_nothing_is_written() {
             422,
             "invalid_query",
         ),
-        (
-            app.http.get(url("/v1/nope")).bearer_auth(&app.token),
-            404,
-            "not_found",
-        ),
+        (app.http.get(url("/v1/nope")).bearer_auth(&app.token), 404, "not_found"),
     ];
     for (req, status, code) in cases {
         let resp = req.send().await.unwrap();
         let got = resp.status().as_u16();
         let body: serde_json::Value = resp.json().await.expect("a JSON error body");
-        assert_eq!(
-            (got, body["error"]["code"].as_str().unwrap_or("?")),
-            (status, code),
-            "{body}"
-        );
+        assert_eq!((got, body["error"]["code"].as_str().unwrap_or("?")), (status, code), "{body}");
         assert!(!body["error"]["message"].as_str().unwrap().is_empty());
     }
-    assert_eq!(
-        totals(&app).await,
-        before,
-        "a rejected request wrote something"
-    );
+    assert_eq!(totals(&app).await, before, "a rejected request wrote something");
 }
 
 #[tokio::test]
@@ -181,18 +123,12 @@ async fn an_idempotency_key_makes_a_retried_post_return_the_same_run_and_publish
             .send()
     };
     let (a, b) = tokio::join!(post(), post());
-    let (a, b): (serde_json::Value, serde_json::Value) = (
-        a.unwrap().json().await.unwrap(),
-        b.unwrap().json().await.unwrap(),
-    );
+    let (a, b): (serde_json::Value, serde_json::Value) =
+        (a.unwrap().json().await.unwrap(), b.unwrap().json().await.unwrap());
     assert_eq!(a["id"], b["id"], "{a} {b}");
     let again: serde_json::Value = post().await.unwrap().json().await.unwrap();
     assert_eq!(again["id"], a["id"]);
-    app.wait_terminal(
-        a["id"].as_str().unwrap(),
-        std::time::Duration::from_secs(30),
-    )
-    .await;
+    app.wait_terminal(a["id"].as_str().unwrap(), std::time::Duration::from_secs(30)).await;
     assert_eq!(app.count("SELECT count(*) FROM runs").await, 1);
     assert_eq!(app.count("SELECT count(*) FROM threads").await, 1);
     assert_eq!(app.llm.requests().len(), 1, "one job, one model call");
@@ -206,13 +142,7 @@ async fn an_idempotency_key_makes_a_retried_post_return_the_same_run_and_publish
             .send()
             .await
             .unwrap();
-        (
-            r.status().as_u16(),
-            r.json::<serde_json::Value>().await.unwrap(),
-        )
+        (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap())
     };
-    assert_eq!(
-        (status, body["error"]["code"].as_str().unwrap()),
-        (422, "idempotency_key_reused")
-    );
+    assert_eq!((status, body["error"]["code"].as_str().unwrap()), (422, "idempotency_key_reused"));
 }

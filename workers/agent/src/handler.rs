@@ -104,15 +104,9 @@ async fn step(ctx: &Ctx, job: &AgentStep, delivered: i64) -> Outcome {
         Err(e) => return store_failure(ctx, e, delivered),
     };
     let cancel = CancellationToken::new();
-    ctx.cancels
-        .lock()
-        .expect("cancel map poisoned")
-        .insert(job.run_id, cancel.clone());
+    ctx.cancels.lock().expect("cancel map poisoned").insert(job.run_id, cancel.clone());
     let outcome = generate(ctx, job, &started, delivered, &cancel).await;
-    ctx.cancels
-        .lock()
-        .expect("cancel map poisoned")
-        .remove(&job.run_id);
+    ctx.cancels.lock().expect("cancel map poisoned").remove(&job.run_id);
     outcome
 }
 
@@ -128,13 +122,7 @@ async fn generate(
     if started.first_start {
         let mut shown = started.run.clone();
         shown.status = RunStatus::InProgress;
-        publish(
-            ctx,
-            run,
-            &RunEvent::with_run(kinds::RUN_STARTED, &shown),
-            &mut acks,
-        )
-        .await;
+        publish(ctx, run, &RunEvent::with_run(kinds::RUN_STARTED, &shown), &mut acks).await;
     } else if delivered > 1 {
         publish(ctx, run, &reset_event(), &mut acks).await;
     }
@@ -175,9 +163,7 @@ async fn generate(
         step: Some(i32::try_from(job.step).unwrap_or(i32::MAX)),
         from: &["in_progress"],
         status: RunStatus::Completed,
-        output: Some(RunOutput {
-            content: completion.content.clone(),
-        }),
+        output: Some(RunOutput { content: completion.content.clone() }),
         usage: Some(completion.usage),
         error: None,
         message: Some((MessageId::new(), completion.content)),
@@ -210,10 +196,7 @@ async fn stream_answer(
 }
 
 fn reset_event() -> RunEvent {
-    RunEvent {
-        kind: kinds::MESSAGE_RESET.to_owned(),
-        data: serde_json::json!({}),
-    }
+    RunEvent { kind: kinds::MESSAGE_RESET.to_owned(), data: serde_json::json!({}) }
 }
 
 /// Sends an event without waiting for its ack (the acks are awaited together later).
@@ -226,10 +209,7 @@ async fn publish(ctx: &Ctx, run: RunId, event: &RunEvent, acks: &mut Vec<Publish
 
 fn llm_failure(ctx: &Ctx, e: &LlmError, delivered: i64) -> Outcome {
     if !e.is_transient() {
-        return Outcome::Fail {
-            code: e.code(),
-            message: e.to_string(),
-        };
+        return Outcome::Fail { code: e.code(), message: e.to_string() };
     }
     if delivered >= ctx.settings.max_attempts {
         return Outcome::Fail {
@@ -246,10 +226,7 @@ fn store_failure(ctx: &Ctx, e: StoreError, delivered: i64) -> Outcome {
     if e.is_transient() && delivered < ctx.settings.max_attempts {
         Outcome::Retry(backoff(ctx, delivered))
     } else {
-        Outcome::Fail {
-            code: "internal_error",
-            message: e.to_string(),
-        }
+        Outcome::Fail { code: "internal_error", message: e.to_string() }
     }
 }
 
@@ -274,10 +251,7 @@ async fn fail_run(ctx: &Ctx, run: RunId, code: &str, message: &str) -> Result<()
         status: RunStatus::Failed,
         output: None,
         usage: None,
-        error: Some(RunError {
-            code: code.to_owned(),
-            message: message.to_owned(),
-        }),
+        error: Some(RunError { code: code.to_owned(), message: message.to_owned() }),
         message: None,
     };
     let done = ctx.store.finish_run(&finish).await?;
@@ -286,11 +260,7 @@ async fn fail_run(ctx: &Ctx, run: RunId, code: &str, message: &str) -> Result<()
 }
 
 async fn dead_letter(ctx: &Ctx, msg: &Message, reason: &str) {
-    if let Err(e) = ctx
-        .bus
-        .dead_letter("agent", msg.payload.clone(), reason)
-        .await
-    {
+    if let Err(e) = ctx.bus.dead_letter("agent", msg.payload.clone(), reason).await {
         tracing::error!(error = %e, "cannot publish to the DLQ");
     }
 }

@@ -57,26 +57,13 @@ pub async fn run(
 ) -> Result<(), WorkerError> {
     let outbox = Outbox::start(bus.clone(), store.clone(), shutdown.clone());
     let cancels: Cancels = Arc::default();
-    tokio::spawn(listen_for_cancels(
-        bus.clone(),
-        cancels.clone(),
-        shutdown.clone(),
-    ));
+    tokio::spawn(listen_for_cancels(bus.clone(), cancels.clone(), shutdown.clone()));
     let consumer = bus.agent_consumer().await?;
     let concurrency = settings.agent_concurrency;
-    let ctx = Ctx {
-        store,
-        bus,
-        outbox,
-        llm,
-        settings: Arc::new(settings),
-        cancels,
-    };
+    let ctx = Ctx { store, bus, outbox, llm, settings: Arc::new(settings), cancels };
     tracing::info!(concurrency, model = ctx.llm.model(), "agent worker started");
-    consume::run(consumer, concurrency, shutdown, move |msg| {
-        handler::handle(ctx.clone(), msg)
-    })
-    .await?;
+    consume::run(consumer, concurrency, shutdown, move |msg| handler::handle(ctx.clone(), msg))
+        .await?;
     tracing::info!("agent worker stopped");
     Ok(())
 }
@@ -95,18 +82,9 @@ async fn listen_for_cancels(bus: Bus, cancels: Cancels, shutdown: CancellationTo
             _ = shutdown.cancelled() => return,
             m = sub.next() => match m { Some(m) => m, None => return },
         };
-        let id = msg
-            .subject
-            .split('.')
-            .rev()
-            .nth(1)
-            .and_then(|s| s.parse::<RunId>().ok());
+        let id = msg.subject.split('.').rev().nth(1).and_then(|s| s.parse::<RunId>().ok());
         if let Some(id) = id {
-            let token = cancels
-                .lock()
-                .expect("cancel map poisoned")
-                .get(&id)
-                .cloned();
+            let token = cancels.lock().expect("cancel map poisoned").get(&id).cloned();
             if let Some(token) = token {
                 tracing::info!(run_id = %id, "cancel signal: stopping generation");
                 token.cancel();

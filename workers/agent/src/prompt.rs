@@ -25,9 +25,7 @@ impl AgentParams {
                 .unwrap_or(DEFAULT_SYSTEM_PROMPT)
                 .to_owned(),
             temperature: config["temperature"].as_f64().map(|t| t as f32),
-            max_tokens: config["max_tokens"]
-                .as_u64()
-                .and_then(|t| u32::try_from(t).ok()),
+            max_tokens: config["max_tokens"].as_u64().and_then(|t| u32::try_from(t).ok()),
         }
     }
 }
@@ -60,27 +58,18 @@ mod tests {
     use super::*;
 
     fn msg(role: &str, content: &str) -> HistoryMessage {
-        HistoryMessage {
-            role: role.into(),
-            content: content.into(),
-        }
+        HistoryMessage { role: role.into(), content: content.into() }
     }
 
     #[test]
     fn history_is_cut_from_the_oldest_end_to_fit_the_budget() {
-        let history = vec![
-            msg("user", &"a".repeat(400)),
-            msg("assistant", "ok"),
-            msg("user", "hi"),
-        ];
+        let history =
+            vec![msg("user", &"a".repeat(400)), msg("assistant", "ok"), msg("user", "hi")];
         let all = build("sys", &history, 10_000);
         assert_eq!(all.len(), 4);
         assert_eq!(all[0].role, Role::System);
         let cut = build("sys", &history, 30);
-        assert_eq!(
-            cut.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(),
-            ["sys", "ok", "hi"]
-        );
+        assert_eq!(cut.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(), ["sys", "ok", "hi"]);
     }
 
     #[test]

@@ -25,10 +25,6 @@ pub(crate) async fn healthz() -> Json<serde_json::Value> {
     (status = 200, body = Ready), (status = 503, body = Ready)))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
     let (nats, postgres) = tokio::join!(state.bus.ping(), state.store.ping());
-    let status = if nats && postgres {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if nats && postgres { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(Ready { nats, postgres }))
 }

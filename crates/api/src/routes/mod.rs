@@ -28,11 +28,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/runs/{id}/events", get(runs::events))
         .route("/v1/runs/{id}/cancel", post(runs::cancel))
         .fallback(|| async {
-            crate::ApiError::new(
-                axum::http::StatusCode::NOT_FOUND,
-                "not_found",
-                "no such route",
-            )
+            crate::ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such route")
         })
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
@@ -44,6 +40,5 @@ pub(crate) fn parse_id<T: std::str::FromStr>(
     code: &'static str,
     what: &str,
 ) -> Result<T, crate::ApiError> {
-    raw.parse()
-        .map_err(|_| crate::ApiError::not_found(code, what))
+    raw.parse().map_err(|_| crate::ApiError::not_found(code, what))
 }

@@ -53,19 +53,9 @@ pub(crate) async fn create_on_thread(
     let thread: ThreadId = parse_id(&id, "thread_not_found", "thread")?;
     let req: CreateRunRequest = parse_json(&body)?;
     if req.thread_id.is_some() {
-        return Err(ApiError::invalid(
-            "invalid_request",
-            "thread_id belongs in the path here",
-        ));
+        return Err(ApiError::invalid("invalid_request", "thread_id belongs in the path here"));
     }
-    respond_created(
-        &state,
-        who,
-        req,
-        Some(thread),
-        idempotency(&headers, &id, &body),
-    )
-    .await
+    respond_created(&state, who, req, Some(thread), idempotency(&headers, &id, &body)).await
 }
 
 /// Starts a run on a new thread, or on `thread_id`.
@@ -106,11 +96,7 @@ async fn respond_created(
 
 /// The key and a hash of what it guards (the path and the body).
 fn idempotency(headers: &HeaderMap, path: &str, body: &[u8]) -> Option<(String, Vec<u8>)> {
-    let key = headers
-        .get("idempotency-key")?
-        .to_str()
-        .unwrap_or("\u{0}")
-        .to_owned();
+    let key = headers.get("idempotency-key")?.to_str().unwrap_or("\u{0}").to_owned();
     let mut h = Sha256::new();
     h.update(path.as_bytes());
     h.update([0]);
@@ -163,14 +149,9 @@ pub(crate) async fn events(
     let who = auth.require("runs:read")?;
     let Query(q) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let after = match headers.get("last-event-id") {
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .ok_or_else(|| {
-                    ApiError::invalid("invalid_last_event_id", "Last-Event-ID must be an event id")
-                })?,
-        ),
+        Some(v) => Some(v.to_str().ok().and_then(|s| s.trim().parse().ok()).ok_or_else(|| {
+            ApiError::invalid("invalid_last_event_id", "Last-Event-ID must be an event id")
+        })?),
         None => q.after,
     };
     let id: RunId = parse_id(&id, "run_not_found", "run")?;

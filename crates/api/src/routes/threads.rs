@@ -49,17 +49,11 @@ pub(crate) async fn create(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Thread>), ApiError> {
     let who = auth.require("runs:write")?;
-    let req: CreateThread = if body.is_empty() {
-        CreateThread::default()
-    } else {
-        parse_json(&body)?
-    };
+    let req: CreateThread =
+        if body.is_empty() { CreateThread::default() } else { parse_json(&body)? };
     let metadata = req.metadata.unwrap_or_else(|| serde_json::json!({}));
     if !metadata.is_object() {
-        return Err(ApiError::invalid(
-            "invalid_metadata",
-            "metadata must be a JSON object",
-        ));
+        return Err(ApiError::invalid("invalid_metadata", "metadata must be a JSON object"));
     }
     let thread = state.store.create_thread(who.org_id, &metadata).await?;
     Ok((StatusCode::CREATED, Json(thread)))
@@ -77,9 +71,7 @@ pub(crate) async fn get(
     let who = auth.require("runs:read")?;
     let id: ThreadId = parse_id(&id, "thread_not_found", "thread")?;
     let thread = state.store.get_thread(who.org_id, id).await?;
-    thread
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("thread_not_found", "thread"))
+    thread.map(Json).ok_or_else(|| ApiError::not_found("thread_not_found", "thread"))
 }
 
 /// The thread's messages, oldest first, `limit` at a time.
@@ -98,25 +90,16 @@ pub(crate) async fn messages(
     let Query(q) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let limit = q.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid(
-            "invalid_query",
-            "limit must be between 1 and 100",
-        ));
+        return Err(ApiError::invalid("invalid_query", "limit must be between 1 and 100"));
     }
     let id: ThreadId = parse_id(&id, "thread_not_found", "thread")?;
     if state.store.get_thread(who.org_id, id).await?.is_none() {
         return Err(ApiError::not_found("thread_not_found", "thread"));
     }
-    let mut data = state
-        .store
-        .list_messages(who.org_id, id, q.after.unwrap_or(0), limit + 1)
-        .await?;
+    let mut data =
+        state.store.list_messages(who.org_id, id, q.after.unwrap_or(0), limit + 1).await?;
     let more = data.len() > usize::try_from(limit).unwrap_or(usize::MAX);
     data.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    let next_after = if more {
-        data.last().map(|m| m.seq)
-    } else {
-        None
-    };
+    let next_after = if more { data.last().map(|m| m.seq) } else { None };
     Ok(Json(MessagePage { data, next_after }))
 }

@@ -108,11 +108,7 @@ pub(crate) struct Rule {
 impl Rule {
     /// Whether the rule answers a turn whose last user message is `last_user`.
     pub(crate) fn applies(&self, last_user: &str, ends_with_tool: bool) -> bool {
-        let on = if ends_with_tool {
-            Trigger::Tool
-        } else {
-            Trigger::User
-        };
+        let on = if ends_with_tool { Trigger::Tool } else { Trigger::User };
         self.on == on && self.pattern.as_ref().is_none_or(|p| p.is_match(last_user))
     }
 }
@@ -202,9 +198,7 @@ impl Script {
         }
         // JSON first for JSON documents (YAML parsers can trip on JSON's tab indentation);
         // a `{` document that is not JSON syntax is a YAML flow mapping.
-        let json = trimmed
-            .starts_with('{')
-            .then(|| serde_json::from_str::<RawScript>(s));
+        let json = trimmed.starts_with('{').then(|| serde_json::from_str::<RawScript>(s));
         let raw = match json {
             Some(Ok(raw)) => raw,
             Some(Err(e)) if !(e.is_syntax() || e.is_eof()) => {
@@ -218,18 +212,9 @@ impl Script {
                     .map_err(|e| ScriptError::Document(Box::new(e)))?
             }
         };
-        let rules = raw
-            .rules
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| compile_rule(i, v));
-        let inner = Inner {
-            defaults: raw.defaults,
-            rules: rules.collect::<Result<_, _>>()?,
-        };
-        Ok(Script {
-            inner: Arc::new(inner),
-        })
+        let rules = raw.rules.into_iter().enumerate().map(|(i, v)| compile_rule(i, v));
+        let inner = Inner { defaults: raw.defaults, rules: rules.collect::<Result<_, _>>()? };
+        Ok(Script { inner: Arc::new(inner) })
     }
 
     /// Reads and parses a script file (YAML or JSON).
@@ -238,10 +223,8 @@ impl Script {
     /// [`ScriptError::Read`] when the file cannot be read, otherwise as
     /// [`Script::from_yaml_str`].
     pub fn from_file(path: &Path) -> Result<Script, ScriptError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ScriptError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ScriptError::Read { path: path.to_owned(), source })?;
         Script::from_yaml_str(&text)
     }
 
@@ -278,11 +261,7 @@ fn compile_rule(rule: usize, value: Value) -> Result<Rule, ScriptError> {
         .enumerate()
         .map(|(response, v)| compile_response(rule, response, v, has_pattern))
         .collect::<Result<_, _>>()?;
-    Ok(Rule {
-        pattern,
-        on: raw.on,
-        responses,
-    })
+    Ok(Rule { pattern, on: raw.on, responses })
 }
 
 fn compile_response(
@@ -291,22 +270,11 @@ fn compile_response(
     value: Value,
     has_pattern: bool,
 ) -> Result<Response, ScriptError> {
-    let raw: RawResponse =
-        serde_json::from_value(value).map_err(|source| ScriptError::ResponseDecode {
-            rule,
-            response,
-            source,
-        })?;
-    let invalid = |what: &str| ScriptError::Invalid {
-        rule,
-        reason: format!("response {response} {what}"),
-    };
-    let kinds = [
-        raw.text.is_some(),
-        raw.tool_calls.is_some(),
-        raw.error.is_some(),
-        raw.hang,
-    ];
+    let raw: RawResponse = serde_json::from_value(value)
+        .map_err(|source| ScriptError::ResponseDecode { rule, response, source })?;
+    let invalid =
+        |what: &str| ScriptError::Invalid { rule, reason: format!("response {response} {what}") };
+    let kinds = [raw.text.is_some(), raw.tool_calls.is_some(), raw.error.is_some(), raw.hang];
     if kinds.iter().filter(|k| **k).count() != 1 {
         return Err(invalid(
             "must have exactly one of `text`, `tool_calls`, `error`, `hang: true`",
@@ -316,9 +284,7 @@ fn compile_response(
         Kind::Text(text)
     } else if let Some(calls) = raw.tool_calls {
         if calls.is_empty() || calls.iter().any(|c| c.name.is_empty()) {
-            return Err(invalid(
-                "needs at least one tool call, each with a non-empty `name`",
-            ));
+            return Err(invalid("needs at least one tool call, each with a non-empty `name`"));
         }
         Kind::ToolCalls(calls.into_iter().map(compile_tool_call).collect())
     } else if let Some(error) = raw.error {
@@ -330,17 +296,12 @@ fn compile_response(
         Kind::Hang
     };
     if raw.stall_after_tokens.is_some() && matches!(kind, Kind::Error(_) | Kind::Hang) {
-        return Err(invalid(
-            "uses `stall_after_tokens` without `text` or `tool_calls`",
-        ));
+        return Err(invalid("uses `stall_after_tokens` without `text` or `tool_calls`"));
     }
     let expands = has_pattern && mentions_dollar(&kind);
     Ok(Response {
         kind,
-        timing: Timing {
-            first_token_ms: raw.first_token_ms,
-            token_delay_ms: raw.token_delay_ms,
-        },
+        timing: Timing { first_token_ms: raw.first_token_ms, token_delay_ms: raw.token_delay_ms },
         usage: raw.usage.unwrap_or(true),
         stall_after_tokens: raw.stall_after_tokens,
         expands,
@@ -353,11 +314,7 @@ fn compile_tool_call(raw: RawToolCall) -> ToolCall {
         Some(v) => v,
     };
     let arguments_json = arguments.to_string();
-    ToolCall {
-        name: raw.name,
-        arguments,
-        arguments_json,
-    }
+    ToolCall { name: raw.name, arguments, arguments_json }
 }
 
 fn mentions_dollar(kind: &Kind) -> bool {

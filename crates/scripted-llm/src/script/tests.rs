@@ -36,10 +36,7 @@ fn empty_documents_and_json_scripts_are_accepted() {
     let flow_yaml = "{rules: [{match: x, responses: [{text: y}]}]}";
     assert_eq!(Script::from_yaml_str(flow_yaml).unwrap().rule_count(), 1);
     let yaml_11_words = "rules:\n  - match: on\n    responses: [{text: yes}, {text: n}]\n";
-    assert_eq!(
-        Script::from_yaml_str(yaml_11_words).unwrap().rule_count(),
-        1
-    );
+    assert_eq!(Script::from_yaml_str(yaml_11_words).unwrap().rule_count(), 1);
     let bad_json = r#"{"rules": [], "extra": 1}"#;
     assert!(Script::from_yaml_str(bad_json).is_err());
 }
@@ -55,24 +52,15 @@ fn unknown_rule_keys_name_the_rule() {
 #[test]
 fn invalid_regexes_name_the_rule() {
     let msg = error_of("rules:\n  - match: \"(unclosed\"\n    responses: [{text: a}]\n");
-    assert!(
-        msg.starts_with("rule 0 has an invalid `match` pattern"),
-        "{msg}"
-    );
+    assert!(msg.starts_with("rule 0 has an invalid `match` pattern"), "{msg}");
 }
 
 #[test]
 fn responses_must_be_exactly_one_kind() {
     let msg = error_of("rules:\n  - responses:\n      - {text: a, hang: true}\n");
-    assert!(
-        msg.starts_with("rule 0: response 0 must have exactly one"),
-        "{msg}"
-    );
+    assert!(msg.starts_with("rule 0: response 0 must have exactly one"), "{msg}");
     let msg = error_of("rules:\n  - responses:\n      - {usage: false}\n");
-    assert!(
-        msg.starts_with("rule 0: response 0 must have exactly one"),
-        "{msg}"
-    );
+    assert!(msg.starts_with("rule 0: response 0 must have exactly one"), "{msg}");
     let msg = error_of("rules:\n  - responses:\n      - {text: a}\n      - {txet: b}\n");
     assert!(msg.starts_with("rule 0 response 1 is invalid"), "{msg}");
 }
