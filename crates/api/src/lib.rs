@@ -5,10 +5,12 @@
 //! - [`error`]: the JSON error shape and body parsing.
 //! - [`auth`]: bearer tokens to principals (with a short cache), scopes.
 //! - [`service`]: creating, waiting for, cancelling and streaming runs.
+//! - [`hub`]: live events fanned out to the SSE clients of this process.
 //! - [`routes`]: the HTTP handlers, annotated for OpenAPI ([`openapi`]).
 
 pub mod auth;
 pub mod error;
+pub mod hub;
 pub mod openapi;
 pub mod routes;
 pub mod service;
@@ -32,14 +34,24 @@ pub struct AppState {
     pub outbox: Outbox,
     pub settings: Arc<Settings>,
     pub auth: Arc<auth::AuthCache>,
+    pub hub: Arc<hub::EventHub>,
 }
 
 impl AppState {
-    /// Builds the state and starts its background tasks (outbox relay, auth invalidation).
-    pub fn new(settings: Settings, store: Store, bus: Bus, shutdown: CancellationToken) -> Self {
-        let outbox = Outbox::start(bus.clone(), store.clone(), shutdown);
+    /// Builds the state and starts its background tasks (outbox relay, event hub).
+    ///
+    /// # Errors
+    /// When the event hub's consumer cannot be created.
+    pub async fn new(
+        settings: Settings,
+        store: Store,
+        bus: Bus,
+        shutdown: CancellationToken,
+    ) -> Result<Self, agentyard_bus::BusError> {
+        let outbox = Outbox::start(bus.clone(), store.clone(), shutdown.clone());
+        let hub = hub::EventHub::start(&bus, shutdown).await?;
         let auth = Arc::new(auth::AuthCache::default());
-        Self { store, bus, outbox, settings: Arc::new(settings), auth }
+        Ok(Self { store, bus, outbox, settings: Arc::new(settings), auth, hub })
     }
 }
 

@@ -84,8 +84,8 @@ pub fn validate_idempotency_key(key: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Creates a run (and its thread when `thread` is None), publishes its job, and returns it.
-/// `idempotency` is the key and the SHA-256 of the request.
+/// Creates run `id` (and its thread when `thread` is None), publishes its job, and returns it
+/// (an earlier run when `idempotency`, the key and the SHA-256 of the request, was seen).
 ///
 /// # Errors
 /// 404 `thread_not_found`, 409 `thread_busy`, 422 `idempotency_key_reused`, 5xx.
@@ -95,6 +95,7 @@ pub async fn create_run(
     req: CreateRunRequest,
     thread: Option<ThreadId>,
     idempotency: Option<(String, Vec<u8>)>,
+    id: RunId,
 ) -> Result<Run, ApiError> {
     validate(&req, state.settings.max_input_bytes)?;
     if let Some((key, hash)) = &idempotency {
@@ -104,6 +105,7 @@ pub async fn create_run(
         }
     }
     let new = NewRun {
+        id,
         org: who.org_id,
         thread,
         agent: None,
@@ -219,7 +221,8 @@ pub async fn cancel_run(state: &AppState, who: &Principal, id: RunId) -> Result<
     }
 }
 
-/// The run's events after sequence `after` (all when None), ending after the terminal event.
+/// The events of a run of the caller's org after sequence `after` (all when None), ending
+/// after the terminal event.
 ///
 /// # Errors
 /// 404 `run_not_found`; 503 when the bus cannot be read.
@@ -228,8 +231,21 @@ pub async fn events(
     who: &Principal,
     id: RunId,
     after: Option<u64>,
-) -> Result<impl Stream<Item = Result<SeqEvent, BusError>> + Send + 'static, ApiError> {
+) -> Result<impl Stream<Item = Result<SeqEvent, BusError>> + Send + use<>, ApiError> {
     let run = get_run(state, who, id).await?;
+    events_of(state, &run, after).await
+}
+
+/// The events of `run` (already authorized) after `after`.
+///
+/// # Errors
+/// 503 when the bus cannot be read.
+pub async fn events_of(
+    state: &AppState,
+    run: &Run,
+    after: Option<u64>,
+) -> Result<impl Stream<Item = Result<SeqEvent, BusError>> + Send + use<>, ApiError> {
+    let id = run.id;
     let mut finished = false;
     if run.status.is_terminal() {
         // A client resuming after the terminal event gets the end of the stream at once.

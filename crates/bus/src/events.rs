@@ -56,7 +56,7 @@ impl Bus {
         &self,
         run: RunId,
         after: Option<u64>,
-    ) -> Result<impl Stream<Item = Result<SeqEvent>> + Send + 'static> {
+    ) -> Result<impl Stream<Item = Result<SeqEvent>> + Send + use<>> {
         let read_err = |e: Box<dyn std::error::Error + Send + Sync>| BusError::Read {
             what: format!("events of run {run}"),
             source: e,
@@ -112,6 +112,47 @@ impl Bus {
             let item = inner.next().await?;
             let ended = matches!(&item, Ok(e) if e.event.is_terminal());
             Some((item, (inner, ended)))
+        }))
+    }
+}
+
+impl Bus {
+    /// Every run event published from now on, with its run and sequence: one ordered consumer
+    /// that an API process shares among all its SSE clients (a consumer per client would make
+    /// the server match every stored event against thousands of filters).
+    ///
+    /// # Errors
+    /// When the ordered consumer cannot be created.
+    pub async fn live_run_events(
+        &self,
+    ) -> Result<impl Stream<Item = (RunId, SeqEvent)> + Send + use<>> {
+        let read_err = |e: Box<dyn std::error::Error + Send + Sync>| BusError::Read {
+            what: "live run events".into(),
+            source: e,
+        };
+        let stream = self
+            .js
+            .get_stream_no_info(self.subjects.events_stream())
+            .await
+            .map_err(|e| read_err(e.into()))?;
+        let consumer = stream
+            .create_consumer(push::OrderedConfig {
+                deliver_subject: self.client.new_inbox(),
+                filter_subject: self.subjects.all_run_events(),
+                deliver_policy: DeliverPolicy::New,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| read_err(e.into()))?;
+        let messages = consumer.messages().await.map_err(|e| read_err(e.into()))?;
+        Ok(messages.filter_map(|m| {
+            let out = m.ok().and_then(|m| {
+                let run: RunId = m.subject.rsplit('.').next()?.parse().ok()?;
+                let seq = m.info().ok()?.stream_sequence;
+                let event = serde_json::from_slice(&m.payload).ok()?;
+                Some((run, SeqEvent { seq, event }))
+            });
+            futures::future::ready(out)
         }))
     }
 }

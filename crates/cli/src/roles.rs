@@ -126,7 +126,7 @@ pub async fn serve_api(
         .await
         .with_context(|| format!("cannot listen on AY_HTTP_ADDR={}", settings.http_addr))?;
     tracing::info!(addr = %listener.local_addr()?, "API listening");
-    let state = agentyard_api::AppState::new(settings, store, bus, shutdown.clone());
+    let state = agentyard_api::AppState::new(settings, store, bus, shutdown.clone()).await?;
     agentyard_api::serve(listener, state, shutdown).await?;
     Ok(())
 }

@@ -13,6 +13,8 @@ use crate::{OutboxRow, Result, Store, StoreError};
 /// What the API asks for.
 #[derive(Clone, Debug)]
 pub struct NewRun {
+    /// The new run's id (chosen by the caller so it can listen for its events first).
+    pub id: RunId,
     pub org: OrgId,
     /// None: a new thread.
     pub thread: Option<ThreadId>,
@@ -131,7 +133,7 @@ impl Store {
         )
         .bind(new.org.0)
         .bind(new.thread.map(|t| t.0))
-        .bind(RunId::new().0)
+        .bind(new.id.0)
         .bind(new.agent.map(|a| a.0))
         .bind(new.user.map(|u| u.0))
         .bind(&new.input)

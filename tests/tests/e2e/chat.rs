@@ -171,3 +171,19 @@ async fn health_readiness_and_the_openapi_document_are_served() {
     }
     assert_eq!(get("/docs").await.unwrap().status(), 200);
 }
+
+#[tokio::test]
+async fn a_retried_streaming_post_replays_the_same_runs_events_from_the_start() {
+    let app = TestApp::spawn().await;
+    let post = || {
+        app.req(reqwest::Method::POST, "/v1/runs")
+            .header("Idempotency-Key", "stream-1")
+            .json(&json!({"input": "stream me once", "stream": true}))
+            .send()
+    };
+    let first = sse::read_all(post().await.unwrap(), T).await;
+    let again = sse::read_all(post().await.unwrap(), T).await;
+    assert_eq!(sse::kinds(&first).last(), Some(&"run.completed"));
+    assert_eq!(first, again, "the replay is the same stream, ids included");
+    assert_eq!(app.count("SELECT count(*) FROM runs").await, 1);
+}

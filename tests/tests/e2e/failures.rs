@@ -91,6 +91,7 @@ async fn the_outbox_relay_publishes_jobs_a_crash_left_unsent() {
     // A run committed with its job row, as if the API crashed before publishing it.
     let thread = app.store.create_thread(app.org_id.parse().unwrap(), &json!({})).await.unwrap();
     let new = agentyard_store::runs::NewRun {
+        id: agentyard_core::RunId::new(),
         org: app.org_id.parse().unwrap(),
         thread: Some(thread.id),
         agent: None,

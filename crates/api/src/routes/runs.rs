@@ -85,13 +85,21 @@ async fn respond_created(
     thread: Option<ThreadId>,
     idempotency: Option<(String, Vec<u8>)>,
 ) -> Result<Response, ApiError> {
-    let stream = req.stream;
-    let run = service::create_run(state, who, req, thread, idempotency).await?;
-    if stream {
-        let events = service::events(state, who, run.id, None).await?;
-        return Ok(sse::respond(events).into_response());
+    let id = RunId::new();
+    if !req.stream {
+        let run = service::create_run(state, who, req, thread, idempotency, id).await?;
+        return Ok((StatusCode::ACCEPTED, Json(run)).into_response());
     }
-    Ok((StatusCode::ACCEPTED, Json(run)).into_response())
+    // Listen before the run exists, so not one event is missed.
+    let live = state.hub.subscribe(id);
+    let run = service::create_run(state, who, req, thread, idempotency, id).await?;
+    if run.id == id {
+        return Ok(sse::respond(live).into_response());
+    }
+    // An idempotent replay of an earlier run: read its stream from the start.
+    drop(live);
+    let events = service::events_of(state, &run, None).await?;
+    Ok(sse::respond(events).into_response())
 }
 
 /// The key and a hash of what it guards (the path and the body).
