@@ -42,13 +42,14 @@ pub async fn run(mut settings: Settings, shutdown: CancellationToken) -> anyhow:
         children.push(child);
         settings.nats_url = url;
     }
+    let mut private_pg = None;
     if !postgres_answers(&settings.database_url).await {
-        let (child, url) = start_postgres(&home).await?;
+        let (pg, url) = start_postgres(&home).await?;
         eprintln!(
-            "Postgres at {} did not answer: started a private one at {url}",
+            "Postgres at {} did not answer: using a private one at {url}",
             roles::redact(&settings.database_url)
         );
-        children.push(child);
+        private_pg = Some(pg);
         settings.database_url = url;
     }
 
@@ -87,6 +88,9 @@ pub async fn run(mut settings: Settings, shutdown: CancellationToken) -> anyhow:
     for mut c in children {
         let _ = c.kill().await;
     }
+    if let Some(pg) = private_pg {
+        pg.stop().await;
+    }
     res.map(|_| ())
 }
 
@@ -122,6 +126,11 @@ async fn dev_token(store: &Store, home: &Path) -> anyhow::Result<String> {
     };
     std::fs::write(&path, format!("{token}\n"))
         .with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    }
     Ok(token)
 }
 
@@ -138,6 +147,21 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 async fn start_nats(home: &Path) -> anyhow::Result<(Child, String)> {
+    // A nats-server left by a dev that was killed would hold the store directory.
+    let pid_file = home.join("nats.pid");
+    if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+        let pid = pid.trim();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains("nats-server") {
+            let _ = Command::new("kill").args(["-TERM", pid]).status().await;
+            for _ in 0..50 {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
     let port = free_port()?;
     let store_dir = home.join("nats");
     let child = Command::new("nats-server")
@@ -148,6 +172,9 @@ async fn start_nats(home: &Path) -> anyhow::Result<(Child, String)> {
         .kill_on_drop(true)
         .spawn()
         .context("NATS is not reachable and nats-server could not be started (is it installed?)")?;
+    if let Some(pid) = child.id() {
+        std::fs::write(&pid_file, pid.to_string())?;
+    }
     let url = format!("nats://127.0.0.1:{port}");
     for _ in 0..100 {
         if Bus::probe(&url, Duration::from_millis(200)).await.is_ok() {
@@ -194,8 +221,27 @@ fn pg_command(bin: &Path) -> Command {
     }
 }
 
-async fn start_postgres(home: &Path) -> anyhow::Result<(Child, String)> {
+/// A private Postgres, run by `pg_ctl` in the background so it survives a killed `dev` (the
+/// next `dev` finds it running and reuses it) and stops when `dev` stops.
+pub(crate) struct PrivatePostgres {
+    data: PathBuf,
+}
+
+impl PrivatePostgres {
+    /// Stops the server (fast shutdown).
+    pub(crate) async fn stop(&self) {
+        let _ = pg_command(&pg_binary("pg_ctl"))
+            .args(["stop", "-m", "fast", "-D"])
+            .arg(&self.data)
+            .stdout(Stdio::null())
+            .status()
+            .await;
+    }
+}
+
+async fn start_postgres(home: &Path) -> anyhow::Result<(PrivatePostgres, String)> {
     let data = home.join("pg");
+    let url = |port: &str| format!("postgres://postgres@127.0.0.1:{port}/agentyard");
     if !data.join("PG_VERSION").is_file() {
         std::fs::create_dir_all(&data)?;
         let _ = std::process::Command::new("chown").args(["-R", "postgres"]).arg(&data).status();
@@ -210,23 +256,36 @@ async fn start_postgres(home: &Path) -> anyhow::Result<(Child, String)> {
             bail!("initdb failed for {}", data.display());
         }
     }
-    let port = free_port()?;
-    let child = pg_command(&pg_binary("postgres"))
+    // Still running from an earlier dev? Its port is line 4 of postmaster.pid.
+    let running = pg_command(&pg_binary("pg_ctl"))
+        .arg("status")
         .arg("-D")
         .arg(&data)
-        .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k"])
+        .stdout(Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success());
+    if running {
+        let pid_file = std::fs::read_to_string(data.join("postmaster.pid")).unwrap_or_default();
+        if let Some(port) = pid_file.lines().nth(3).map(str::trim)
+            && postgres_answers(&url(port)).await
+        {
+            return Ok((PrivatePostgres { data }, url(port)));
+        }
+    }
+    let port = free_port()?.to_string();
+    let options = format!("-p {port} -h 127.0.0.1 -k {}", data.display());
+    let status = pg_command(&pg_binary("pg_ctl"))
+        .args(["start", "-w", "-t", "60", "-o", &options, "-l"])
+        .arg(data.join("server.log"))
+        .arg("-D")
         .arg(&data)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("cannot start the private postgres")?;
-    let url = format!("postgres://postgres@127.0.0.1:{port}/agentyard");
-    for _ in 0..150 {
-        if postgres_answers(&url).await {
-            return Ok((child, url));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        .status()
+        .await
+        .context("cannot run pg_ctl")?;
+    if !status.success() {
+        bail!("the private postgres did not start; see {}", data.join("server.log").display());
     }
-    bail!("the private postgres did not start on port {port}")
+    Ok((PrivatePostgres { data }, url(&port)))
 }

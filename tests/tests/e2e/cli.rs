@@ -103,3 +103,90 @@ async fn chat_streams_the_reply_to_the_terminal() {
     ]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected);
 }
+
+/// Starts `dev` with `env`, waits for its API, posts a message and waits for the answer;
+/// returns the token it printed and saved.
+async fn dev_round_trip(app: &TestApp, home: &std::path::Path, env: &[(&str, &str)]) -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut cmd = app.command("dev", &["dev"]);
+    cmd.env("AY_HOME", home)
+        .env("AY_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env_remove("OPENAI_BASE_URL");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut ready = false;
+    for _ in 0..300 {
+        if app.http.get(format!("{url}/readyz")).send().await.is_ok_and(|r| r.status().is_success())
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ready, "dev did not start; see target/e2e-logs/{}-dev.log", app.prefix);
+    let token = std::fs::read_to_string(home.join("dev-token")).unwrap().trim().to_owned();
+    let post = app
+        .http
+        .post(format!("{url}/v1/runs"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"input": "hello dev"}));
+    let run: serde_json::Value = post.send().await.unwrap().json().await.unwrap();
+    let id = run["id"].as_str().expect("a run").to_owned();
+    let done: serde_json::Value = app
+        .http
+        .get(format!("{url}/v1/runs/{id}?wait=30"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(done["status"], "completed", "{done}");
+    // A graceful stop (SIGTERM) also stops the private servers dev started.
+    let pid = child.id().unwrap().to_string();
+    tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait()).await;
+    assert!(status.is_ok(), "dev did not stop on SIGTERM");
+    token
+}
+
+fn temp_home(prefix: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ay-{prefix}-home"));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[tokio::test]
+async fn dev_runs_the_system_and_a_second_dev_on_the_same_database_reuses_the_dev_org() {
+    let app = TestApp::spawn().await;
+    let home = temp_home(&app.prefix);
+    let first = dev_round_trip(&app, &home, &[]).await;
+    let second = dev_round_trip(&app, &home, &[]).await;
+    assert_eq!(first, second, "the saved token is reused");
+    assert_eq!(app.count("SELECT count(*) FROM organizations WHERE name = 'dev'").await, 1);
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+#[tokio::test]
+async fn dev_starts_private_nats_and_postgres_when_none_answer() {
+    let app = TestApp::spawn().await;
+    let home = temp_home(&format!("{}-private", app.prefix));
+    let nowhere = [
+        ("NATS_URL", "nats://127.0.0.1:1"),
+        ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/agentyard"),
+    ];
+    dev_round_trip(&app, &home, &nowhere).await;
+    assert!(home.join("pg/PG_VERSION").is_file());
+    assert!(home.join("nats").is_dir());
+    let pid = std::fs::read_to_string(home.join("nats.pid")).unwrap();
+    assert!(
+        !std::path::Path::new(&format!("/proc/{}", pid.trim())).exists(),
+        "nats-server left running"
+    );
+    assert!(!home.join("pg/postmaster.pid").exists(), "postgres left running");
+    let _ = std::fs::remove_dir_all(&home);
+}
