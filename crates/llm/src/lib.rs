@@ -87,6 +87,8 @@ pub struct Llm {
 impl Llm {
     /// A client of `provider`; `timeout` bounds the wait for the response and for each chunk.
     pub fn new(provider: &Provider, timeout: Duration) -> Self {
+        // HTTPS needs a process-wide rustls provider; the tree ships only `ring`.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut config = OpenAIConfig::new().with_api_base(provider.base_url.clone());
         if let Some(key) = &provider.api_key {
             config = config.with_api_key(key.clone());
