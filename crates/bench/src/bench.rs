@@ -120,6 +120,7 @@ async fn measure(
         concurrent: None,
         processes: Vec::new(),
         machine_cpu_pct: None,
+        cores: std::thread::available_parallelism().map_or(0, usize::from),
         notes: Vec::new(),
     };
     let mut concurrent = None;

@@ -56,32 +56,33 @@ pub(crate) fn snapshot(watched: &[Watched]) -> CpuSnapshot {
     }
 }
 
-/// The processes table between two snapshots, plus the machine's busy share in percent of all
-/// cores.
+/// The processes table between two snapshots, ending with a row for the CPU nobody watched
+/// (the kernel's network work, other processes), plus the machine's busy share in percent of
+/// all cores.
 pub(crate) fn usage(
     watched: &[Watched],
     start: &CpuSnapshot,
     end: &CpuSnapshot,
 ) -> (Vec<ProcessUsage>, Option<f64>) {
     let wall = end.at.duration_since(start.at).as_secs_f64();
-    let rows = watched
+    let pct = |ticks: u64| (wall > 0.0).then(|| ticks as f64 / TICKS_PER_SEC / wall * 100.0);
+    let mut rows: Vec<ProcessUsage> = watched
         .iter()
         .zip(start.ticks.iter().zip(&end.ticks))
         .map(|(w, (a, b))| ProcessUsage {
             name: w.name.clone(),
             peak_rss_mib: peak_rss_mib(&w.target),
-            cpu_pct: match (a, b) {
-                (Some(a), Some(b)) if wall > 0.0 => {
-                    Some(b.saturating_sub(*a) as f64 / TICKS_PER_SEC / wall * 100.0)
-                }
-                _ => None,
-            },
+            cpu_pct: a.zip(*b).and_then(|(a, b)| pct(b.saturating_sub(a))),
         })
         .collect();
-    let (busy, total) = (
-        end.machine.0.saturating_sub(start.machine.0),
-        end.machine.1.saturating_sub(start.machine.1),
-    );
+    let busy = end.machine.0.saturating_sub(start.machine.0);
+    let total = end.machine.1.saturating_sub(start.machine.1);
+    let seen: f64 = rows.iter().filter_map(|r| r.cpu_pct).sum();
+    rows.push(ProcessUsage {
+        name: "everything else (kernel, other processes)".to_owned(),
+        peak_rss_mib: None,
+        cpu_pct: pct(busy).map(|all| (all - seen).max(0.0)),
+    });
     let machine = (total > 0).then(|| busy as f64 / total as f64 * 100.0);
     (rows, machine)
 }
@@ -134,7 +135,8 @@ fn parse_stat_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// (busy, total) from the `cpu` line of `/proc/stat`; idle and iowait count as not busy.
+/// (busy, total) from the `cpu` line of `/proc/stat`: busy is user, nice, system, irq and
+/// softirq; idle, iowait and steal (time the hypervisor gave to others) are not.
 fn machine_ticks() -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     parse_machine_ticks(stat.lines().next()?)
@@ -147,8 +149,8 @@ fn parse_machine_ticks(line: &str) -> Option<(u64, u64)> {
     }
     let values: Vec<u64> = fields.take(8).map(str::parse).collect::<Result<_, _>>().ok()?;
     let total: u64 = values.iter().sum();
-    let idle = values.get(3)? + values.get(4)?;
-    Some((total - idle, total))
+    let busy = [0, 1, 2, 5, 6].iter().filter_map(|&i| values.get(i)).sum();
+    Some((busy, total))
 }
 
 #[cfg(test)]
@@ -162,9 +164,9 @@ mod tests {
     }
 
     #[test]
-    fn machine_ticks_leave_out_idle_and_iowait() {
+    fn machine_ticks_leave_out_idle_iowait_and_steal() {
         let line = "cpu  100 5 50 800 20 1 2 3 0 0";
-        assert_eq!(parse_machine_ticks(line), Some((161, 981)));
+        assert_eq!(parse_machine_ticks(line), Some((158, 981)));
         assert_eq!(parse_machine_ticks("cpu0 1 2 3 4 5 6 7 8"), None);
     }
 

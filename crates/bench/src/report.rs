@@ -22,6 +22,8 @@ pub(crate) struct Report {
     pub(crate) processes: Vec<ProcessUsage>,
     /// Busy share of all cores during the scenario.
     pub(crate) machine_cpu_pct: Option<f64>,
+    /// Cores of this machine.
+    pub(crate) cores: usize,
     /// Things that went wrong besides failed runs (a child exited, a target was missed).
     pub(crate) notes: Vec<String>,
 }
@@ -130,7 +132,8 @@ impl Report {
         for p in &self.processes {
             let _ = writeln!(md, "| {} | {} | {} |", p.name, opt(p.peak_rss_mib), opt(p.cpu_pct));
         }
-        let _ = writeln!(md, "\nMachine CPU busy (all cores): {} %", opt(self.machine_cpu_pct));
+        let busy = opt(self.machine_cpu_pct);
+        let _ = writeln!(md, "\nMachine CPU busy: {busy} % of {} cores", self.cores);
         for note in &self.notes {
             let _ = writeln!(md, "\n**Note:** {note}");
         }

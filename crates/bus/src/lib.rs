@@ -108,7 +108,8 @@ impl Bus {
                 ..Default::default()
             })
             .await?;
-        self.ensure_stream(stream::Config {
+        // Limits streams follow the configuration (e.g. a new AY_EVENTS_MAX_AGE) on restart.
+        self.upsert_stream(stream::Config {
             name: subj.events_stream(),
             subjects: vec![subj.all_run_events(), subj.all_workflow_events()],
             retention: stream::RetentionPolicy::Limits,
@@ -119,7 +120,7 @@ impl Bus {
             ..Default::default()
         })
         .await?;
-        self.ensure_stream(stream::Config {
+        self.upsert_stream(stream::Config {
             name: subj.dlq_stream(),
             subjects: vec![subj.all_dlq()],
             retention: stream::RetentionPolicy::Limits,
@@ -149,6 +150,15 @@ impl Bus {
         self.js
             .get_or_create_stream(config)
             .await
+            .map_err(|e| BusError::Provision { what: format!("stream {name}"), source: e.into() })
+    }
+
+    async fn upsert_stream(&self, config: stream::Config) -> Result<()> {
+        let name = config.name.clone();
+        self.js
+            .create_or_update_stream(config)
+            .await
+            .map(|_| ())
             .map_err(|e| BusError::Provision { what: format!("stream {name}"), source: e.into() })
     }
 
