@@ -66,7 +66,7 @@ rules:
     let call = |text: &str| {
         let req = request(vec![ChatMessage::new(Role::User, text)]);
         let llm = llm.clone();
-        async move { llm.stream_chat(&req).await.err().expect("an error") }
+        async move { llm.stream_chat(&req).await.expect_err("an error") }
     };
     let e = call("limit").await;
     assert!(e.is_transient());
@@ -86,7 +86,7 @@ async fn a_server_that_never_answers_times_out() {
     let llm =
         Llm::new(&Provider::scripted(_server.base_url.clone(), None), Duration::from_millis(300));
     let req = request(vec![ChatMessage::new(Role::User, "anything")]);
-    let e = llm.stream_chat(&req).await.err().expect("a timeout");
+    let e = llm.stream_chat(&req).await.expect_err("a timeout");
     assert!(e.is_transient(), "{e}");
 }
 
