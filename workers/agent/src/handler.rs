@@ -15,9 +15,13 @@ use backon::BackoffBuilder;
 use futures::future::join_all;
 use std::future::IntoFuture;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::Ctx;
 use crate::prompt::{self, AgentParams};
+
+/// At most this many messages are read; the token budget then trims them.
+const HISTORY_MESSAGES: i64 = 200;
 
 /// How a job ends.
 enum Outcome {
@@ -42,8 +46,10 @@ pub(crate) async fn handle(ctx: Ctx, msg: Message) {
         }
     };
     let span = tracing::info_span!("agent_step", run_id = %job.run_id, step = job.step, delivered);
-    let _enter = span.enter();
-    drop(_enter);
+    handle_job(ctx, msg, job, delivered).instrument(span).await;
+}
+
+async fn handle_job(ctx: Ctx, msg: Message, job: AgentStep, delivered: i64) {
     let outcome = if delivered > ctx.settings.max_attempts {
         Outcome::Fail {
             code: error_codes::MAX_DELIVERIES,
@@ -55,11 +61,11 @@ pub(crate) async fn handle(ctx: Ctx, msg: Message) {
     match outcome {
         Outcome::Done => settle(&msg, AckKind::Ack).await,
         Outcome::Retry(delay) => {
-            tracing::warn!(run_id = %job.run_id, delivered, ?delay, "transient failure; retrying");
+            tracing::warn!(?delay, "transient failure; retrying");
             settle(&msg, AckKind::Nak(Some(delay))).await;
         }
         Outcome::Fail { code, message } => {
-            tracing::error!(run_id = %job.run_id, code, %message, "run failed");
+            tracing::error!(code, %message, "run failed");
             match fail_run(&ctx, job.run_id, code, &message).await {
                 Ok(()) => {
                     dead_letter(&ctx, &msg, &format!("{code}: {message}")).await;
@@ -94,8 +100,7 @@ async fn with_progress(
 
 async fn step(ctx: &Ctx, job: &AgentStep, delivered: i64) -> Outcome {
     let step = i32::try_from(job.step).unwrap_or(i32::MAX);
-    let history_limit = 200;
-    let started = match ctx.store.start_run(job.run_id, step, history_limit).await {
+    let started = match ctx.store.start_run(job.run_id, step, HISTORY_MESSAGES).await {
         Ok(Some(s)) => s,
         Ok(None) => {
             tracing::debug!(run_id = %job.run_id, "stale or duplicate job: skipping");
