@@ -30,7 +30,7 @@ pub(crate) async fn run(scenario: Scenario, common: Common) -> anyhow::Result<()
     // One rustls crypto provider for the process, as in the `agentyard` binary.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut stack = Stack::new(stack_options(&scenario, &common)?)?;
-    let http = client::http_client()?;
+    let http = client::http_client(common.fresh_connections)?;
     let outcome = tokio::select! {
         r = measure(&mut stack, &http, &scenario, &common) => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),

@@ -20,6 +20,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// What one run looked like from the client.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct RunSample {
+    /// Post → the first SSE event (`run.queued`): the API has created the run.
+    pub(crate) first_event: Option<Duration>,
     /// Post → first `message.delta`.
     pub(crate) first_delta: Option<Duration>,
     /// Post → `run.completed` (absent when the run did not complete).
@@ -28,13 +30,14 @@ pub(crate) struct RunSample {
     pub(crate) error: Option<String>,
 }
 
-/// The one HTTP client of the benchmark: a pool large enough that no run waits for a connection.
+/// The one HTTP client of the benchmark: a pool large enough that no run waits for a connection;
+/// with `fresh_connections`, no pool at all (one TCP connection per request).
 ///
 /// # Errors
 /// When the HTTP client cannot be built.
-pub(crate) fn http_client() -> anyhow::Result<reqwest::Client> {
+pub(crate) fn http_client(fresh_connections: bool) -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder()
-        .pool_max_idle_per_host(8192)
+        .pool_max_idle_per_host(if fresh_connections { 0 } else { 8192 })
         .pool_idle_timeout(Duration::from_secs(60))
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(5))
@@ -90,6 +93,9 @@ impl Api {
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| transport_error(&e))?;
             for ev in parser.feed(&chunk) {
+                if sample.first_event.is_none() {
+                    sample.first_event = Some(start.elapsed());
+                }
                 match ev.event.as_str() {
                     "message.delta" if sample.first_delta.is_none() => {
                         sample.first_delta = Some(start.elapsed());

@@ -57,6 +57,10 @@ pub(crate) struct Common {
     /// AY_DB_POOL_SIZE of the API and the workers [default: theirs].
     #[arg(long, global = true)]
     pub(crate) db_pool_size: Option<u32>,
+    /// Open a new TCP connection per request instead of reusing pooled ones (a diagnostic: a
+    /// fresh connection starts in quick-ACK mode, which hides Nagle/delayed-ACK stalls).
+    #[arg(long, global = true)]
+    pub(crate) fresh_connections: bool,
     /// AY_AGENT_CONCURRENCY of the workers [default: theirs; `concurrent`: at least --runs].
     #[arg(long, global = true)]
     pub(crate) agent_concurrency: Option<usize>,

@@ -42,6 +42,7 @@ pub(crate) struct LoadReport {
     pub(crate) offered_per_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) max_tick_lag_ms: Option<f64>,
+    pub(crate) first_event: Option<Summary>,
     pub(crate) first_delta: Option<Summary>,
     pub(crate) run_completed: Option<Summary>,
     /// Failed runs by reason.
@@ -57,6 +58,7 @@ impl LoadReport {
         }
         let done: Vec<_> = load.samples.iter().filter_map(|s| s.completed).collect();
         let first: Vec<_> = load.samples.iter().filter_map(|s| s.first_delta).collect();
+        let queued: Vec<_> = load.samples.iter().filter_map(|s| s.first_event).collect();
         let elapsed = load.elapsed.as_secs_f64();
         Self {
             elapsed_s: elapsed,
@@ -64,8 +66,12 @@ impl LoadReport {
             completed: done.len(),
             failed: load.samples.len() - done.len(),
             completed_per_s: done.len() as f64 / elapsed.max(1e-9),
-            offered_per_s: load.posting.map(|p| load.samples.len() as f64 / p.as_secs_f64()),
+            // n posts span n - 1 arrival intervals.
+            offered_per_s: load
+                .posting
+                .map(|p| load.samples.len().saturating_sub(1) as f64 / p.as_secs_f64().max(1e-9)),
             max_tick_lag_ms: load.max_tick_lag.map(|d| d.as_secs_f64() * 1e3),
+            first_event: Summary::of(queued),
             first_delta: Summary::of(first),
             run_completed: Summary::of(done),
             failures,
@@ -156,9 +162,12 @@ fn load_markdown(md: &mut String, l: &LoadReport) {
     }
     md.push_str("\n| latency (ms) | n | p50 | p95 | p99 | max | mean |\n");
     md.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
-    for (name, s) in
-        [("post → first message.delta", &l.first_delta), ("post → run.completed", &l.run_completed)]
-    {
+    let rows = [
+        ("post → first SSE event (run.queued)", &l.first_event),
+        ("post → first message.delta", &l.first_delta),
+        ("post → run.completed", &l.run_completed),
+    ];
+    for (name, s) in rows {
         match s {
             Some(s) => {
                 let _ = writeln!(
