@@ -46,7 +46,10 @@ CREATE UNIQUE INDEX agents_one_default ON agents(org_id) WHERE is_default;
 
 CREATE TABLE threads (
     id             uuid PRIMARY KEY,
-    org_id         uuid NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+    -- No foreign key to organizations here or in runs: at hundreds of runs a second, the key
+    -- locks every insert takes on the one organization row become a contended multixact. The
+    -- functions below keep org_id consistent (a run's org is its thread's org).
+    org_id         uuid NOT NULL,
     metadata       jsonb NOT NULL DEFAULT '{}',
     active_run_id  uuid,                      -- the one run allowed to execute on this thread
     last_seq       bigint NOT NULL DEFAULT 0, -- seq of the newest message
@@ -56,9 +59,9 @@ CREATE INDEX threads_org ON threads(org_id, id);
 
 CREATE TABLE runs (
     id                  uuid PRIMARY KEY,
-    org_id              uuid NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+    org_id              uuid NOT NULL,
     thread_id           uuid NOT NULL REFERENCES threads(id) ON DELETE CASCADE,
-    agent_id            uuid NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+    agent_id            uuid NOT NULL,
     user_id             uuid,
     status              text NOT NULL CHECK (status IN ('queued', 'in_progress', 'requires_input',
                             'completed', 'failed', 'cancelled', 'expired')),
@@ -75,7 +78,6 @@ CREATE TABLE runs (
     completed_at        timestamptz
 );
 CREATE INDEX runs_waiting ON runs(thread_id, created_at, id) WHERE status = 'queued';
-CREATE INDEX runs_org ON runs(org_id, created_at);
 
 CREATE TABLE messages (
     id            uuid PRIMARY KEY,
@@ -91,13 +93,12 @@ CREATE TABLE messages (
     UNIQUE (thread_id, seq)
 );
 
--- Jobs and durable events waiting to be published. Rows are deleted once JetStream acked them;
--- a relay re-publishes rows a crash left behind (msg ids make that harmless).
+-- Jobs and durable events waiting to be published: one row per transition, holding its
+-- messages [{subject, msg_id, payload}] in publish order. Rows are deleted once JetStream acked
+-- them; a relay re-publishes rows a crash left behind (msg ids make that harmless).
 CREATE TABLE outbox (
     id          bigserial PRIMARY KEY,
-    subject     text NOT NULL,
-    msg_id      text NOT NULL,
-    payload     jsonb NOT NULL,
+    messages    jsonb NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 
@@ -119,59 +120,87 @@ CREATE FUNCTION ay_run_json(r runs) RETURNS jsonb LANGUAGE sql STABLE AS $$
         'created_at', r.created_at, 'started_at', r.started_at, 'completed_at', r.completed_at)
 $$;
 
--- Inserts one outbox row and returns it as {id, subject, msg_id, payload}.
-CREATE FUNCTION ay_outbox(p_subject text, p_msg_id text, p_payload jsonb) RETURNS jsonb
-LANGUAGE sql AS $$
-    INSERT INTO outbox(subject, msg_id, payload) VALUES (p_subject, p_msg_id, p_payload)
-    RETURNING jsonb_build_object('id', id, 'subject', subject, 'msg_id', msg_id, 'payload', payload)
+-- A message to publish.
+CREATE FUNCTION ay_msg(p_subject text, p_msg_id text, p_payload jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT jsonb_build_object('subject', p_subject, 'msg_id', p_msg_id, 'payload', p_payload)
 $$;
 
--- Appends a message to a thread (the thread row is locked by the caller's UPDATE).
-CREATE FUNCTION ay_append_message(p_id uuid, p_thread uuid, p_role text, p_content text,
-                                  p_run uuid) RETURNS jsonb LANGUAGE plpgsql AS $$
+-- The AgentStep job of a run's step.
+CREATE FUNCTION ay_job(p_prefix text, p_run uuid, p_step integer) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT ay_msg(p_prefix || '.jobs.agent', 'run:' || p_run || ':step:' || p_step,
+                  jsonb_build_object('v', 1, 'run_id', p_run, 'step', p_step))
+$$;
+
+-- A run event (`run.*`) carrying the run object.
+CREATE FUNCTION ay_run_event(p_prefix text, p_kind text, p_msg_key text, p_run jsonb)
+RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+    SELECT ay_msg(p_prefix || '.events.run.' || (p_run->>'id'),
+                  'run:' || (p_run->>'id') || ':' || p_msg_key,
+                  jsonb_build_object('type', p_kind, 'data', jsonb_build_object('run', p_run)))
+$$;
+
+-- Stores a transition's messages as one outbox row. Returns [{id, messages}], or [] when there
+-- is nothing to publish.
+CREATE FUNCTION ay_outbox(p_messages jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
-    v_org uuid; v_seq bigint; v_at timestamptz := clock_timestamp();
+    v_id bigint;
 BEGIN
-    UPDATE threads SET last_seq = last_seq + 1 WHERE id = p_thread
-        RETURNING org_id, last_seq INTO v_org, v_seq;
+    IF jsonb_array_length(p_messages) = 0 THEN
+        RETURN '[]'::jsonb;
+    END IF;
+    INSERT INTO outbox(messages) VALUES (p_messages) RETURNING id INTO v_id;
+    RETURN jsonb_build_array(jsonb_build_object('id', v_id, 'messages', p_messages));
+END $$;
+
+-- Inserts a message at seq p_seq (the caller holds the thread's lock); returns it as JSON.
+CREATE FUNCTION ay_insert_message(p_id uuid, p_org uuid, p_thread uuid, p_seq bigint,
+        p_role text, p_content text, p_run uuid) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    v_at timestamptz := clock_timestamp();
+BEGIN
     INSERT INTO messages(id, org_id, thread_id, seq, role, content, run_id, created_at)
-        VALUES (p_id, v_org, p_thread, v_seq, p_role, p_content, p_run, v_at);
-    RETURN jsonb_build_object('id', p_id, 'thread_id', p_thread, 'run_id', p_run, 'seq', v_seq,
+        VALUES (p_id, p_org, p_thread, p_seq, p_role, p_content, p_run, v_at);
+    RETURN jsonb_build_object('id', p_id, 'thread_id', p_thread, 'run_id', p_run, 'seq', p_seq,
                               'role', p_role, 'content', p_content, 'created_at', v_at);
 END $$;
 
--- Makes p_run the thread's active run: stores its input as the user message and enqueues its
--- first AgentStep. Returns the outbox rows to publish.
-CREATE FUNCTION ay_activate_run(p_run uuid, p_prefix text) RETURNS jsonb LANGUAGE plpgsql AS $$
+-- Hands the (locked) thread over from p_run, whose last message has seq p_seq, to the oldest
+-- waiting run: its input becomes the next user message and its first job is returned. With no
+-- waiting run the thread becomes idle. One UPDATE of the thread either way.
+CREATE FUNCTION ay_hand_over(p_thread uuid, p_run uuid, p_seq bigint, p_prefix text)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    nr runs;
+BEGIN
+    SELECT * INTO nr FROM runs
+        WHERE thread_id = p_thread AND status = 'queued' AND id <> p_run
+        ORDER BY created_at, id LIMIT 1;
+    IF NOT FOUND THEN
+        UPDATE threads SET active_run_id = NULL, last_seq = p_seq WHERE id = p_thread;
+        RETURN '[]'::jsonb;
+    END IF;
+    UPDATE threads SET active_run_id = nr.id, last_seq = p_seq + 1 WHERE id = p_thread;
+    PERFORM ay_insert_message(gen_random_uuid(), nr.org_id, p_thread, p_seq + 1, 'user',
+                              nr.input, nr.id);
+    RETURN jsonb_build_array(ay_job(p_prefix, nr.id, nr.step));
+END $$;
+
+-- Cancels a non-terminal run (the caller holds its thread's lock); returns the messages to
+-- publish (its run.cancelled event), or [] when it was already terminal.
+CREATE FUNCTION ay_cancel_locked(p_run uuid, p_prefix text) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     r runs;
 BEGIN
-    SELECT * INTO r FROM runs WHERE id = p_run;
-    UPDATE threads SET active_run_id = p_run WHERE id = r.thread_id;
-    PERFORM ay_append_message(gen_random_uuid(), r.thread_id, 'user', r.input, r.id);
-    RETURN jsonb_build_array(ay_outbox(p_prefix || '.jobs.agent',
-        'run:' || r.id || ':step:' || r.step,
-        jsonb_build_object('v', 1, 'run_id', r.id, 'step', r.step)));
-END $$;
-
--- Frees the thread of p_run (if p_run holds it) and activates the oldest waiting run.
-CREATE FUNCTION ay_release_thread(p_thread uuid, p_run uuid, p_prefix text) RETURNS jsonb
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_active uuid; v_next uuid;
-BEGIN
-    SELECT active_run_id INTO v_active FROM threads WHERE id = p_thread FOR UPDATE;
-    IF v_active IS DISTINCT FROM p_run THEN
+    UPDATE runs SET status = 'cancelled', completed_at = clock_timestamp(),
+            error = jsonb_build_object('code', 'cancelled', 'message', 'the run was cancelled')
+        WHERE id = p_run AND status NOT IN ('completed', 'failed', 'cancelled', 'expired')
+        RETURNING * INTO r;
+    IF NOT FOUND THEN
         RETURN '[]'::jsonb;
     END IF;
-    SELECT id INTO v_next FROM runs
-        WHERE thread_id = p_thread AND status = 'queued' AND id <> p_run
-        ORDER BY created_at, id LIMIT 1;
-    IF v_next IS NULL THEN
-        UPDATE threads SET active_run_id = NULL WHERE id = p_thread;
-        RETURN '[]'::jsonb;
-    END IF;
-    RETURN ay_activate_run(v_next, p_prefix);
+    RETURN jsonb_build_array(ay_run_event(p_prefix, 'run.cancelled', 'terminal', ay_run_json(r)));
 END $$;
 
 -- The org's default agent, provisioned when missing (an org whose default agent was deleted
@@ -191,14 +220,14 @@ BEGIN
 END $$;
 
 -- Creates a run on a thread of p_org (a new thread when p_thread is null), following the
--- multitask strategy, in one transaction.
--- Returns {outcome, run?, outbox?, active_run_id?}; outcome is one of created, idempotent,
--- idempotency_mismatch, thread_not_found, rejected.
+-- multitask strategy, in one transaction. Returns {outcome, run, outbox, interrupted};
+-- outcome is created, idempotent or idempotency_mismatch. An unknown thread raises AY404, a
+-- busy thread with strategy reject raises AY409 (detail: the active run).
 CREATE FUNCTION ay_create_run(p_org uuid, p_thread uuid, p_run uuid, p_agent uuid, p_user uuid,
         p_input text, p_strategy text, p_metadata jsonb, p_prefix text,
         p_idem_key text, p_idem_hash bytea) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
-    v_active uuid; v_active_status text; r runs; v_outbox jsonb := '[]'::jsonb;
+    r runs; v_run jsonb; v_active uuid; v_seq bigint; v_msgs jsonb := '[]'::jsonb;
     v_prev uuid; v_prev_hash bytea; v_interrupted uuid;
 BEGIN
     IF p_idem_key IS NOT NULL THEN
@@ -215,21 +244,40 @@ BEGIN
             RETURN jsonb_build_object('outcome', 'idempotent', 'run', ay_run_json(r));
         END IF;
     END IF;
-
     IF p_agent IS NULL THEN
         p_agent := ay_default_agent(p_org);
     END IF;
+
     IF p_thread IS NULL THEN
-        INSERT INTO threads(id, org_id) VALUES (gen_random_uuid(), p_org) RETURNING id INTO p_thread;
-    END IF;
-    SELECT t.active_run_id, ar.status INTO v_active, v_active_status
-        FROM threads t LEFT JOIN runs ar ON ar.id = t.active_run_id
-        WHERE t.id = p_thread AND t.org_id = p_org FOR UPDATE OF t;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'AY404', MESSAGE = 'thread_not_found';
-    END IF;
-    IF v_active IS NOT NULL AND p_strategy = 'reject' THEN
-        RAISE EXCEPTION USING ERRCODE = 'AY409', MESSAGE = 'thread_busy', DETAIL = v_active::text;
+        p_thread := gen_random_uuid();
+        v_seq := 1;
+        INSERT INTO threads(id, org_id, active_run_id, last_seq) VALUES (p_thread, p_org, p_run, v_seq);
+    ELSE
+        -- The common case, an idle thread, in one statement.
+        UPDATE threads SET active_run_id = p_run, last_seq = last_seq + 1
+            WHERE id = p_thread AND org_id = p_org AND active_run_id IS NULL
+            RETURNING last_seq INTO v_seq;
+        IF NOT FOUND THEN
+            SELECT active_run_id, last_seq INTO v_active, v_seq FROM threads
+                WHERE id = p_thread AND org_id = p_org FOR UPDATE;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION USING ERRCODE = 'AY404', MESSAGE = 'thread_not_found';
+            END IF;
+            IF v_active IS NULL THEN
+                -- It became idle between the two statements.
+                v_seq := v_seq + 1;
+                UPDATE threads SET active_run_id = p_run, last_seq = v_seq WHERE id = p_thread;
+            ELSIF p_strategy = 'reject' THEN
+                RAISE EXCEPTION USING ERRCODE = 'AY409', MESSAGE = 'thread_busy',
+                    DETAIL = v_active::text;
+            ELSIF p_strategy = 'interrupt' THEN
+                v_msgs := ay_cancel_locked(v_active, p_prefix);
+                v_interrupted := v_active;
+                v_active := NULL;
+                v_seq := v_seq + 1;
+                UPDATE threads SET active_run_id = p_run, last_seq = v_seq WHERE id = p_thread;
+            END IF;
+        END IF;
     END IF;
 
     INSERT INTO runs(id, org_id, thread_id, agent_id, user_id, status, input,
@@ -237,101 +285,81 @@ BEGIN
         VALUES (p_run, p_org, p_thread, p_agent, p_user, 'queued', p_input, p_strategy,
                 p_metadata, clock_timestamp())
         RETURNING * INTO r;
-    v_outbox := v_outbox || ay_outbox(p_prefix || '.events.run.' || p_run,
-        'run:' || p_run || ':queued',
-        jsonb_build_object('type', 'run.queued', 'data', jsonb_build_object('run', ay_run_json(r))));
-
-    IF v_active IS NOT NULL AND p_strategy = 'interrupt' THEN
-        v_outbox := v_outbox || ay_cancel_run_locked(v_active, p_prefix, false);
-        UPDATE threads SET active_run_id = NULL WHERE id = p_thread;
-        v_interrupted := v_active;
-        v_active := NULL;
-    END IF;
+    v_run := ay_run_json(r);
+    v_msgs := v_msgs || jsonb_build_array(ay_run_event(p_prefix, 'run.queued', 'queued', v_run));
     IF v_active IS NULL THEN
-        v_outbox := v_outbox || ay_activate_run(p_run, p_prefix);
+        -- This run holds the thread: its input is the next message and its job goes out now.
+        PERFORM ay_insert_message(gen_random_uuid(), p_org, p_thread, v_seq, 'user', p_input, p_run);
+        v_msgs := v_msgs || jsonb_build_array(ay_job(p_prefix, p_run, 0));
     END IF;
-    RETURN jsonb_build_object('outcome', 'created', 'run', ay_run_json(r), 'outbox', v_outbox,
+    RETURN jsonb_build_object('outcome', 'created', 'run', v_run, 'outbox', ay_outbox(v_msgs),
                               'interrupted', v_interrupted);
 END $$;
 
--- Cancels a non-terminal run. When p_release is true and the run holds its thread, the next
--- waiting run is activated. Returns the outbox rows (the run.cancelled event, maybe a job).
-CREATE FUNCTION ay_cancel_run_locked(p_run uuid, p_prefix text, p_release boolean) RETURNS jsonb
-LANGUAGE plpgsql AS $$
-DECLARE
-    r runs; v_outbox jsonb;
-BEGIN
-    UPDATE runs SET status = 'cancelled', completed_at = clock_timestamp(),
-            error = jsonb_build_object('code', 'cancelled', 'message', 'the run was cancelled')
-        WHERE id = p_run AND status NOT IN ('completed', 'failed', 'cancelled', 'expired')
-        RETURNING * INTO r;
-    IF NOT FOUND THEN
-        RETURN '[]'::jsonb;
-    END IF;
-    v_outbox := jsonb_build_array(ay_outbox(p_prefix || '.events.run.' || r.id,
-        'run:' || r.id || ':terminal',
-        jsonb_build_object('type', 'run.cancelled', 'data', jsonb_build_object('run', ay_run_json(r)))));
-    IF p_release THEN
-        v_outbox := v_outbox || ay_release_thread(r.thread_id, r.id, p_prefix);
-    END IF;
-    RETURN v_outbox;
-END $$;
-
--- Cancels a run of p_org. Returns {outcome: not_found | already_terminal | cancelled,
--- status (before), outbox}.
+-- Cancels a run of p_org: {outcome: not_found | already_terminal | cancelled, status (before),
+-- outbox}. A run holding its thread hands it over to the next waiting run.
 CREATE FUNCTION ay_cancel_run(p_org uuid, p_run uuid, p_prefix text) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_status text; v_thread uuid;
+    v_status text; v_thread uuid; v_active uuid; v_seq bigint; v_msgs jsonb;
 BEGIN
-    SELECT status, thread_id INTO v_status, v_thread FROM runs
-        WHERE id = p_run AND org_id = p_org;
+    SELECT thread_id INTO v_thread FROM runs WHERE id = p_run AND org_id = p_org;
     IF NOT FOUND THEN
         RETURN jsonb_build_object('outcome', 'not_found');
     END IF;
-    -- Lock the thread first (same order as every other transition) to avoid deadlocks.
-    PERFORM 1 FROM threads WHERE id = v_thread FOR UPDATE;
-    SELECT status INTO v_status FROM runs WHERE id = p_run FOR UPDATE;
+    -- Every transition locks the thread first, then the run: no deadlocks.
+    SELECT active_run_id, last_seq INTO v_active, v_seq FROM threads WHERE id = v_thread FOR UPDATE;
+    SELECT status INTO v_status FROM runs WHERE id = p_run;
     IF v_status IN ('completed', 'failed', 'cancelled', 'expired') THEN
         RETURN jsonb_build_object('outcome', 'already_terminal', 'status', v_status);
     END IF;
+    v_msgs := ay_cancel_locked(p_run, p_prefix);
+    IF v_active = p_run THEN
+        v_msgs := v_msgs || ay_hand_over(v_thread, p_run, v_seq, p_prefix);
+    END IF;
     RETURN jsonb_build_object('outcome', 'cancelled', 'status', v_status,
-                              'outbox', ay_cancel_run_locked(p_run, p_prefix, true));
+                              'outbox', ay_outbox(v_msgs));
 END $$;
 
--- Ends a run that a worker was executing: completed (with the assistant message) or failed.
+-- Ends a run a worker was executing: completed (with the assistant message) or failed.
 -- Applies only while the run is still in one of p_from (so a cancelled run never turns
 -- completed) and, when p_step is given, still at that step (so a stale duplicate changes
--- nothing). Returns {applied, outbox}.
+-- nothing). The thread goes to its next waiting run. Returns {applied, run, outbox}.
 CREATE FUNCTION ay_finish_run(p_run uuid, p_step integer, p_from text[], p_status text,
         p_output jsonb, p_usage jsonb, p_error jsonb, p_message_id uuid, p_content text,
         p_prefix text) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
-    r runs; v_thread uuid; v_outbox jsonb := '[]'::jsonb; v_msg jsonb;
+    r runs; v_run jsonb; v_thread uuid; v_org uuid; v_active uuid; v_seq bigint;
+    v_msgs jsonb := '[]'::jsonb; v_msg jsonb;
 BEGIN
     SELECT thread_id INTO v_thread FROM runs WHERE id = p_run;
     IF NOT FOUND THEN
-        RETURN jsonb_build_object('applied', false, 'outbox', v_outbox);
+        RETURN jsonb_build_object('applied', false, 'outbox', '[]'::jsonb);
     END IF;
-    PERFORM 1 FROM threads WHERE id = v_thread FOR UPDATE;
+    SELECT org_id, active_run_id, last_seq INTO v_org, v_active, v_seq FROM threads
+        WHERE id = v_thread FOR UPDATE;
     UPDATE runs SET status = p_status, output = p_output, usage = p_usage, error = p_error,
             completed_at = clock_timestamp()
         WHERE id = p_run AND status = ANY(p_from) AND (p_step IS NULL OR step = p_step)
         RETURNING * INTO r;
     IF NOT FOUND THEN
-        RETURN jsonb_build_object('applied', false, 'outbox', v_outbox);
+        RETURN jsonb_build_object('applied', false, 'outbox', '[]'::jsonb);
     END IF;
+    v_run := ay_run_json(r);
     IF p_content IS NOT NULL THEN
-        v_msg := ay_append_message(p_message_id, v_thread, 'assistant', p_content, p_run);
-        v_outbox := v_outbox || ay_outbox(p_prefix || '.events.run.' || p_run,
+        v_seq := v_seq + 1;
+        v_msg := ay_insert_message(p_message_id, v_org, v_thread, v_seq, 'assistant', p_content,
+                                   p_run);
+        v_msgs := jsonb_build_array(ay_msg(p_prefix || '.events.run.' || p_run,
             'run:' || p_run || ':message:' || p_message_id,
             jsonb_build_object('type', 'message.completed', 'data',
-                               jsonb_build_object('message', v_msg)));
+                               jsonb_build_object('message', v_msg))));
     END IF;
-    v_outbox := v_outbox || ay_outbox(p_prefix || '.events.run.' || p_run,
-        'run:' || p_run || ':terminal',
-        jsonb_build_object('type', 'run.' || p_status, 'data',
-                           jsonb_build_object('run', ay_run_json(r))));
-    v_outbox := v_outbox || ay_release_thread(v_thread, p_run, p_prefix);
-    RETURN jsonb_build_object('applied', true, 'outbox', v_outbox, 'run', ay_run_json(r));
+    v_msgs := v_msgs || jsonb_build_array(ay_run_event(p_prefix, 'run.' || p_status, 'terminal', v_run));
+    IF v_active = p_run THEN
+        v_msgs := v_msgs || ay_hand_over(v_thread, p_run, v_seq, p_prefix);
+    ELSIF p_content IS NOT NULL THEN
+        UPDATE threads SET last_seq = v_seq WHERE id = v_thread;
+    END IF;
+    RETURN jsonb_build_object('applied', true, 'run', v_run, 'outbox', ay_outbox(v_msgs));
 END $$;

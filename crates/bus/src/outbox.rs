@@ -40,33 +40,34 @@ impl Outbox {
     /// # Errors
     /// The first publish failure (after every row was tried).
     pub async fn dispatch(&self, rows: &[OutboxRow]) -> Result<(), BusError> {
-        let mut acks = Vec::with_capacity(rows.len());
+        let mut acks = Vec::new();
         for row in rows {
-            let payload = serde_json::to_vec(&row.payload).map_err(BusError::Encode)?;
-            let publish = PublishMessage::build().payload(payload.into()).message_id(&row.msg_id);
-            let sent = self.bus.js.send_publish(row.subject.clone(), publish).await;
-            acks.push((row, sent));
+            for m in &row.messages {
+                let payload = serde_json::to_vec(&m.payload).map_err(BusError::Encode)?;
+                let publish = PublishMessage::build().payload(payload.into()).message_id(&m.msg_id);
+                let sent = self.bus.js.send_publish(m.subject.clone(), publish).await;
+                acks.push((row.id, m, sent));
+            }
         }
-        let mut first_err = None;
-        let waits = acks.into_iter().map(|(row, sent)| async move {
-            let res = match sent {
-                Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.into()),
+        let waits = acks.into_iter().map(|(row, m, sent)| async move {
+            let res: Result<(), Box<dyn std::error::Error + Send + Sync>> = match sent {
+                Ok(ack) => ack.await.map(|_| ()).map_err(Into::into),
                 Err(e) => Err(e.into()),
             };
-            (row, res)
+            (row, m, res)
         });
-        for (row, res) in join_all(waits).await {
-            match res {
-                Ok(()) => {
-                    let _ = self.deletes.send(row.id);
-                }
-                Err(source) => {
-                    tracing::warn!(subject = %row.subject, msg_id = %row.msg_id, error = %source,
-                        "publish failed; the outbox relay will retry");
-                    first_err
-                        .get_or_insert(BusError::Publish { subject: row.subject.clone(), source });
-                }
+        let mut failed_rows = Vec::new();
+        let mut first_err = None;
+        for (row, m, res) in join_all(waits).await {
+            if let Err(source) = res {
+                tracing::warn!(subject = %m.subject, msg_id = %m.msg_id, error = %source,
+                    "publish failed; the outbox relay will retry");
+                failed_rows.push(row);
+                first_err.get_or_insert(BusError::Publish { subject: m.subject.clone(), source });
             }
+        }
+        for row in rows.iter().filter(|r| !failed_rows.contains(&r.id)) {
+            let _ = self.deletes.send(row.id);
         }
         first_err.map_or(Ok(()), Err)
     }

@@ -20,7 +20,7 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 pub use error::{Result, StoreError};
-pub use outbox::OutboxRow;
+pub use outbox::{OutboxMessage, OutboxRow};
 
 /// The schema migrations, embedded in every binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");

@@ -1,19 +1,26 @@
-//! Outbox rows: jobs and durable events written in the same transaction as the state they
-//! belong to, published after commit, deleted once JetStream acked them.
+//! Outbox rows: the jobs and durable events of one state transition, written in its
+//! transaction, published after commit, deleted once JetStream acked them.
 
 use serde::Deserialize;
 use sqlx::FromRow;
 
 use crate::{Result, Store, StoreError};
 
-/// One message waiting to be published.
-#[derive(Clone, Debug, PartialEq, Deserialize, FromRow)]
-pub struct OutboxRow {
-    pub id: i64,
+/// One message to publish.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct OutboxMessage {
     pub subject: String,
     /// JetStream `Nats-Msg-Id`, so a re-publish is dropped as a duplicate.
     pub msg_id: String,
     pub payload: serde_json::Value,
+}
+
+/// The messages of one transition, in publish order.
+#[derive(Clone, Debug, PartialEq, Deserialize, FromRow)]
+pub struct OutboxRow {
+    pub id: i64,
+    #[sqlx(json)]
+    pub messages: Vec<OutboxMessage>,
 }
 
 pub(crate) fn decode_rows(op: &'static str, v: &serde_json::Value) -> Result<Vec<OutboxRow>> {
@@ -32,7 +39,7 @@ impl Store {
     /// Database failures.
     pub async fn outbox_stale(&self, min_age_ms: i64, limit: i64) -> Result<Vec<OutboxRow>> {
         sqlx::query_as(
-            "SELECT id, subject, msg_id, payload FROM outbox \
+            "SELECT id, messages FROM outbox \
              WHERE created_at < clock_timestamp() - make_interval(secs => $1::float8 / 1000) \
              ORDER BY id LIMIT $2",
         )
