@@ -54,7 +54,7 @@ CREATE TABLE threads (
     active_run_id  uuid,                      -- the one run allowed to execute on this thread
     last_seq       bigint NOT NULL DEFAULT 0, -- seq of the newest message
     created_at     timestamptz NOT NULL DEFAULT now()
-);
+) WITH (fillfactor = 80);  -- room for HOT updates (active_run_id, last_seq)
 CREATE INDEX threads_org ON threads(org_id, id);
 
 CREATE TABLE runs (
@@ -76,8 +76,17 @@ CREATE TABLE runs (
     created_at          timestamptz NOT NULL,
     started_at          timestamptz,
     completed_at        timestamptz
+) WITH (fillfactor = 80);  -- room for HOT updates: no index covers a column that changes
+
+-- Runs waiting for their thread (multitask strategy `enqueue`), oldest first. Kept apart from
+-- `runs` so the common path (an idle thread) never touches it and runs carries no index on
+-- its status.
+CREATE TABLE run_queue (
+    thread_id   uuid NOT NULL,
+    created_at  timestamptz NOT NULL,
+    run_id      uuid NOT NULL,
+    PRIMARY KEY (thread_id, created_at, run_id)
 );
-CREATE INDEX runs_waiting ON runs(thread_id, created_at, id) WHERE status = 'queued';
 
 CREATE TABLE messages (
     id            uuid PRIMARY KEY,
@@ -172,12 +181,16 @@ END $$;
 CREATE FUNCTION ay_hand_over(p_thread uuid, p_run uuid, p_seq bigint, p_prefix text)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
-    nr runs;
+    nr runs; v_next uuid;
 BEGIN
-    SELECT * INTO nr FROM runs
-        WHERE thread_id = p_thread AND status = 'queued' AND id <> p_run
-        ORDER BY created_at, id LIMIT 1;
-    IF NOT FOUND THEN
+    DELETE FROM run_queue WHERE (thread_id, created_at, run_id) =
+        (SELECT thread_id, created_at, run_id FROM run_queue WHERE thread_id = p_thread
+         ORDER BY created_at, run_id LIMIT 1)
+        RETURNING run_id INTO v_next;
+    IF v_next IS NOT NULL THEN
+        SELECT * INTO nr FROM runs WHERE id = v_next;
+    END IF;
+    IF v_next IS NULL THEN
         UPDATE threads SET active_run_id = NULL, last_seq = p_seq WHERE id = p_thread;
         RETURN '[]'::jsonb;
     END IF;
@@ -200,6 +213,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN '[]'::jsonb;
     END IF;
+    DELETE FROM run_queue WHERE thread_id = r.thread_id AND run_id = r.id;
     RETURN jsonb_build_array(ay_run_event(p_prefix, 'run.cancelled', 'terminal', ay_run_json(r)));
 END $$;
 
@@ -228,7 +242,7 @@ CREATE FUNCTION ay_create_run(p_org uuid, p_thread uuid, p_run uuid, p_agent uui
         p_idem_key text, p_idem_hash bytea) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     r runs; v_run jsonb; v_active uuid; v_seq bigint; v_msgs jsonb := '[]'::jsonb;
-    v_prev uuid; v_prev_hash bytea; v_interrupted uuid;
+    v_prev uuid; v_prev_hash bytea; v_interrupted uuid; v_outbox_id bigint;
 BEGIN
     IF p_idem_key IS NOT NULL THEN
         INSERT INTO idempotency_keys(org_id, key, request_sha256, run_id)
@@ -245,7 +259,10 @@ BEGIN
         END IF;
     END IF;
     IF p_agent IS NULL THEN
-        p_agent := ay_default_agent(p_org);
+        SELECT id INTO p_agent FROM agents WHERE org_id = p_org AND is_default;
+        IF NOT FOUND THEN
+            p_agent := ay_default_agent(p_org);
+        END IF;
     END IF;
 
     IF p_thread IS NULL THEN
@@ -287,13 +304,18 @@ BEGIN
         RETURNING * INTO r;
     v_run := ay_run_json(r);
     v_msgs := v_msgs || jsonb_build_array(ay_run_event(p_prefix, 'run.queued', 'queued', v_run));
-    IF v_active IS NULL THEN
+    IF v_active IS NOT NULL THEN
+        INSERT INTO run_queue(thread_id, created_at, run_id) VALUES (p_thread, r.created_at, p_run);
+    ELSE
         -- This run holds the thread: its input is the next message and its job goes out now.
-        PERFORM ay_insert_message(gen_random_uuid(), p_org, p_thread, v_seq, 'user', p_input, p_run);
+        INSERT INTO messages(id, org_id, thread_id, seq, role, content, run_id, created_at)
+            VALUES (gen_random_uuid(), p_org, p_thread, v_seq, 'user', p_input, p_run,
+                    clock_timestamp());
         v_msgs := v_msgs || jsonb_build_array(ay_job(p_prefix, p_run, 0));
     END IF;
-    RETURN jsonb_build_object('outcome', 'created', 'run', v_run, 'outbox', ay_outbox(v_msgs),
-                              'interrupted', v_interrupted);
+    INSERT INTO outbox(messages) VALUES (v_msgs) RETURNING id INTO v_outbox_id;
+    RETURN jsonb_build_object('outcome', 'created', 'run', v_run, 'interrupted', v_interrupted,
+        'outbox', jsonb_build_array(jsonb_build_object('id', v_outbox_id, 'messages', v_msgs)));
 END $$;
 
 -- Cancels a run of p_org: {outcome: not_found | already_terminal | cancelled, status (before),
@@ -330,7 +352,7 @@ CREATE FUNCTION ay_finish_run(p_run uuid, p_step integer, p_from text[], p_statu
         p_prefix text) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     r runs; v_run jsonb; v_thread uuid; v_org uuid; v_active uuid; v_seq bigint;
-    v_msgs jsonb := '[]'::jsonb; v_msg jsonb;
+    v_msgs jsonb := '[]'::jsonb; v_msg jsonb; v_outbox_id bigint;
 BEGIN
     SELECT thread_id INTO v_thread FROM runs WHERE id = p_run;
     IF NOT FOUND THEN
@@ -348,8 +370,12 @@ BEGIN
     v_run := ay_run_json(r);
     IF p_content IS NOT NULL THEN
         v_seq := v_seq + 1;
-        v_msg := ay_insert_message(p_message_id, v_org, v_thread, v_seq, 'assistant', p_content,
-                                   p_run);
+        INSERT INTO messages(id, org_id, thread_id, seq, role, content, run_id, created_at)
+            VALUES (p_message_id, v_org, v_thread, v_seq, 'assistant', p_content, p_run,
+                    clock_timestamp())
+            RETURNING jsonb_build_object('id', id, 'thread_id', thread_id, 'run_id', run_id,
+                'seq', seq, 'role', role, 'content', content, 'created_at', created_at)
+            INTO v_msg;
         v_msgs := jsonb_build_array(ay_msg(p_prefix || '.events.run.' || p_run,
             'run:' || p_run || ':message:' || p_message_id,
             jsonb_build_object('type', 'message.completed', 'data',
@@ -361,5 +387,7 @@ BEGIN
     ELSIF p_content IS NOT NULL THEN
         UPDATE threads SET last_seq = v_seq WHERE id = v_thread;
     END IF;
-    RETURN jsonb_build_object('applied', true, 'run', v_run, 'outbox', ay_outbox(v_msgs));
+    INSERT INTO outbox(messages) VALUES (v_msgs) RETURNING id INTO v_outbox_id;
+    RETURN jsonb_build_object('applied', true, 'run', v_run,
+        'outbox', jsonb_build_array(jsonb_build_object('id', v_outbox_id, 'messages', v_msgs)));
 END $$;

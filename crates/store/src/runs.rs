@@ -242,6 +242,10 @@ impl Store {
     /// `history_limit` messages, in one round trip. None when the job is stale (the run is
     /// terminal, waiting for input, or at another step).
     ///
+    /// The write commits asynchronously (no WAL flush wait): were it lost in a Postgres crash,
+    /// the run would read `queued` again and its redelivered job would start it again, and the
+    /// worker's final write accepts a run still `queued` for that reason.
+    ///
     /// # Errors
     /// Database failures.
     pub async fn start_run(
@@ -256,7 +260,8 @@ impl Store {
                 WHERE id = $1 AND step = $2 AND status IN ('queued', 'in_progress') \
                 RETURNING * \
              ) \
-             SELECT ay_run_json(ROW(r.*)::runs) AS run, r.org_id, a.agent_type, \
+             SELECT set_config('synchronous_commit', 'off', true) AS _async_commit, \
+                    ay_run_json(ROW(r.*)::runs) AS run, r.org_id, a.agent_type, \
                     a.config AS agent_config, r.started_at = now() AS first_start, \
                     (SELECT coalesce(jsonb_agg(jsonb_build_object('role', m.role, 'content', m.content) \
                                                ORDER BY m.seq), '[]') \

@@ -166,7 +166,8 @@ async fn generate(
     let finish = Finish {
         run,
         step: Some(i32::try_from(job.step).unwrap_or(i32::MAX)),
-        from: &["in_progress"],
+        // `queued` too: the start's write commits asynchronously and may have been lost.
+        from: &["queued", "in_progress"],
         status: RunStatus::Completed,
         output: Some(RunOutput { content: completion.content.clone() }),
         usage: Some(completion.usage),
