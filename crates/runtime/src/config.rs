@@ -106,7 +106,7 @@ impl Settings {
             retry_max: parse(&get, "AY_RETRY_MAX", "30s", parse_duration)?,
             history_tokens: parse(&get, "AY_HISTORY_TOKENS", "8000", positive)?,
             max_tokens: parse(&get, "AY_MAX_TOKENS", "1024", positive)?,
-            db_pool_size: parse(&get, "AY_DB_POOL_SIZE", "16", positive)?,
+            db_pool_size: parse(&get, "AY_DB_POOL_SIZE", "8", positive)?,
             home: PathBuf::from(get("AY_HOME").unwrap_or(".agentyard")),
             log: get("AY_LOG").map(str::to_owned),
         };

@@ -47,6 +47,9 @@ impl Store {
             url.parse().map_err(|source| StoreError::db("parse DATABASE_URL", source))?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
+            // A ping before every checkout would double the round trips of one-statement
+            // transitions; a broken connection fails its query instead, which callers retry.
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await
