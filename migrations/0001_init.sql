@@ -121,34 +121,41 @@ CREATE TABLE idempotency_keys (
 );
 
 -- The public run object (the API's and the events' shape).
-CREATE FUNCTION ay_run_json(r runs) RETURNS jsonb LANGUAGE sql STABLE AS $$
-    SELECT jsonb_build_object(
+-- The helpers are PL/pgSQL, not SQL, functions: called from PL/pgSQL, a SQL function is parsed
+-- and planned again on every call, while PL/pgSQL caches its expression plans per session.
+CREATE FUNCTION ay_run_json(r runs) RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN jsonb_build_object(
         'id', r.id, 'thread_id', r.thread_id, 'agent_id', r.agent_id, 'status', r.status,
         'input', r.input, 'output', r.output, 'tools_used', r.tools_used, 'usage', r.usage,
         'error', r.error, 'multitask_strategy', r.multitask_strategy, 'metadata', r.metadata,
-        'created_at', r.created_at, 'started_at', r.started_at, 'completed_at', r.completed_at)
-$$;
+        'created_at', r.created_at, 'started_at', r.started_at, 'completed_at', r.completed_at);
+END $$;
 
 -- A message to publish.
 CREATE FUNCTION ay_msg(p_subject text, p_msg_id text, p_payload jsonb) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT jsonb_build_object('subject', p_subject, 'msg_id', p_msg_id, 'payload', p_payload)
-$$;
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RETURN jsonb_build_object('subject', p_subject, 'msg_id', p_msg_id, 'payload', p_payload);
+END $$;
 
 -- The AgentStep job of a run's step.
 CREATE FUNCTION ay_job(p_prefix text, p_run uuid, p_step integer) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT ay_msg(p_prefix || '.jobs.agent', 'run:' || p_run || ':step:' || p_step,
-                  jsonb_build_object('v', 1, 'run_id', p_run, 'step', p_step))
-$$;
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RETURN jsonb_build_object('subject', p_prefix || '.jobs.agent',
+        'msg_id', 'run:' || p_run || ':step:' || p_step,
+        'payload', jsonb_build_object('v', 1, 'run_id', p_run, 'step', p_step));
+END $$;
 
 -- A run event (`run.*`) carrying the run object.
 CREATE FUNCTION ay_run_event(p_prefix text, p_kind text, p_msg_key text, p_run jsonb)
-RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
-    SELECT ay_msg(p_prefix || '.events.run.' || (p_run->>'id'),
-                  'run:' || (p_run->>'id') || ':' || p_msg_key,
-                  jsonb_build_object('type', p_kind, 'data', jsonb_build_object('run', p_run)))
-$$;
+RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RETURN jsonb_build_object('subject', p_prefix || '.events.run.' || (p_run->>'id'),
+        'msg_id', 'run:' || (p_run->>'id') || ':' || p_msg_key,
+        'payload', jsonb_build_object('type', p_kind, 'data', jsonb_build_object('run', p_run)));
+END $$;
 
 -- Stores a transition's messages as one outbox row. Returns [{id, messages}], or [] when there
 -- is nothing to publish.
