@@ -2,72 +2,52 @@
 
 use agentyard_e2e::TestApp;
 
-#[tokio::test]
-async fn admin_create_org_prints_json_with_a_working_token() {
-    let app = TestApp::spawn().await;
-    let out = app
-        .command("admin", &["admin", "create-org", "--name", "acme", "--json"])
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let token = v["token"].as_str().unwrap();
-    assert!(v["org_id"].is_string());
-    let resp = app
-        .http
-        .post(format!("{}/v1/threads", app.api_url))
+async fn admin(app: &TestApp, args: &[&str]) -> std::process::Output {
+    let args: Vec<&str> = std::iter::once("admin").chain(args.iter().copied()).collect();
+    app.command("admin", &args).output().await.unwrap()
+}
+
+async fn create_thread_status(app: &TestApp, token: &str) -> u16 {
+    let url = format!("{}/v1/threads", app.api_url);
+    app.http
+        .post(url)
         .bearer_auth(token)
         .json(&serde_json::json!({}))
         .send()
         .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
+        .unwrap()
+        .status()
+        .as_u16()
+}
 
-    let out = app
-        .command(
-            "admin",
-            &[
-                "admin",
-                "create-token",
-                "--org",
-                v["org_id"].as_str().unwrap(),
-                "--scopes",
-                "runs:read",
-                "--json",
-            ],
-        )
-        .output()
-        .await
-        .unwrap();
+#[tokio::test]
+async fn admin_create_org_prints_json_with_a_working_token() {
+    let app = TestApp::spawn().await;
+    let out = admin(&app, &["create-org", "--name", "acme", "--json"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let org = v["org_id"].as_str().unwrap();
+    assert_eq!(create_thread_status(&app, v["token"].as_str().unwrap()).await, 201);
+
+    let out = admin(&app, &["create-token", "--org", org, "--scopes", "runs:read", "--json"]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let resp = app
-        .http
-        .post(format!("{}/v1/threads", app.api_url))
-        .bearer_auth(t["token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 403, "a read-only token cannot write");
+    let read_only = t["token"].as_str().unwrap();
+    assert_eq!(create_thread_status(&app, read_only).await, 403, "a read-only token cannot write");
 
-    let out = app
-        .command(
-            "admin",
-            &[
-                "admin",
-                "create-token",
-                "--org",
-                v["org_id"].as_str().unwrap(),
-                "--scopes",
-                "runs:everything",
-            ],
-        )
-        .output()
-        .await
-        .unwrap();
+    let out = admin(&app, &["create-token", "--org", org, "--scopes", "runs:everything"]).await;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("runs:everything"));
+
+    let out =
+        admin(&app, &["revoke-token", "--org", org, "--token-id", t["token_id"].as_str().unwrap()])
+            .await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Revocation reaches the API within its 2 s auth cache.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let url = format!("{}/v1/threads/00000000-0000-0000-0000-000000000000", app.api_url);
+    let resp = app.http.get(url).bearer_auth(read_only).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
 }
 
 #[tokio::test]
