@@ -116,3 +116,19 @@ fn deserialize_all<'de, T: DeserializeOwned>(
         }
     })
 }
+
+/// The request body, or a JSON error when it could not be read (too large: 413).
+///
+/// # Errors
+/// 413 `input_too_large` over the body limit, 400 `invalid_body` otherwise.
+pub fn body(
+    read: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<axum::body::Bytes, ApiError> {
+    read.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(e.status(), "input_too_large", "the request body is too large")
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.body_text())
+        }
+    })
+}

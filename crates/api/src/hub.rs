@@ -30,7 +30,19 @@ impl EventHub {
     pub async fn start(bus: &Bus, shutdown: CancellationToken) -> Result<Arc<Self>, BusError> {
         let events = bus.live_run_events().await?;
         let hub = Arc::new(Self::default());
-        tokio::spawn(deliver(events, hub.senders.clone(), shutdown));
+        let (bus, senders) = (bus.clone(), hub.senders.clone());
+        tokio::spawn(async move {
+            deliver(events, &senders, &shutdown).await;
+            // The consumer ended (NATS gone for good?): start a new one until shutdown. Clients
+            // that missed events meanwhile resume with Last-Event-ID.
+            while !shutdown.is_cancelled() {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                match bus.live_run_events().await {
+                    Ok(events) => deliver(events, &senders, &shutdown).await,
+                    Err(e) => tracing::warn!(error = %e, "cannot restart the live event consumer"),
+                }
+            }
+        });
         Ok(hub)
     }
 
@@ -47,8 +59,8 @@ impl EventHub {
 
 async fn deliver(
     events: impl Stream<Item = (RunId, SeqEvent)> + Send + 'static,
-    senders: Senders,
-    shutdown: CancellationToken,
+    senders: &Senders,
+    shutdown: &CancellationToken,
 ) {
     let mut events = std::pin::pin!(events);
     let mut sweep = tokio::time::interval(Duration::from_secs(10));
@@ -59,7 +71,7 @@ async fn deliver(
             _ = sweep.tick() => senders.lock().expect("hub poisoned").retain(|_, tx| !tx.is_closed()),
             next = events.next() => {
                 let Some((run, event)) = next else {
-                    tracing::error!("the live event consumer ended");
+                    tracing::error!("the live event consumer ended; restarting it");
                     return;
                 };
                 let mut map = senders.lock().expect("hub poisoned");

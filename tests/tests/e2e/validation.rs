@@ -102,6 +102,8 @@ async fn bad_requests_get_the_documented_error_and_nothing_is_written() {
             "invalid_query",
         ),
         (app.http.get(url("/v1/nope")).bearer_auth(&app.token), 404, "not_found"),
+        (app.http.delete(url("/v1/runs")).bearer_auth(&app.token), 405, "method_not_allowed"),
+        (post(&runs, t, &"x".repeat(100_000)), 413, "input_too_large"),
     ];
     for (req, status, code) in cases {
         let resp = req.send().await.unwrap();

@@ -30,6 +30,13 @@ pub(crate) fn router(state: AppState) -> Router {
         .fallback(|| async {
             crate::ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such route")
         })
+        .method_not_allowed_fallback(|| async {
+            crate::ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not accept that method",
+            )
+        })
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

@@ -6,6 +6,7 @@ use agentyard_core::run::Run;
 use agentyard_core::{RunId, ThreadId};
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::parse_id;
 use crate::auth::Auth;
-use crate::error::{ErrorBody, parse_json};
+use crate::error::{self, ErrorBody, parse_json};
 use crate::service::{self, CreateRunRequest, MAX_WAIT};
 use crate::{ApiError, AppState, sse};
 
@@ -47,9 +48,10 @@ pub(crate) async fn create_on_thread(
     auth: Auth,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let who = auth.require("runs:write")?;
+    let body = error::body(body)?;
     let thread: ThreadId = parse_id(&id, "thread_not_found", "thread")?;
     let req: CreateRunRequest = parse_json(&body)?;
     if req.thread_id.is_some() {
@@ -70,9 +72,10 @@ pub(crate) async fn create(
     State(state): State<AppState>,
     auth: Auth,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let who = auth.require("runs:write")?;
+    let body = error::body(body)?;
     let req: CreateRunRequest = parse_json(&body)?;
     let thread = req.thread_id;
     respond_created(&state, who, req, thread, idempotency(&headers, "", &body)).await

@@ -4,13 +4,14 @@ use agentyard_core::ThreadId;
 use agentyard_store::threads::{Message, Thread};
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::parse_id;
 use crate::auth::Auth;
-use crate::error::{ErrorBody, parse_json};
+use crate::error::{self, ErrorBody, parse_json};
 use crate::{ApiError, AppState};
 
 /// Body of `POST /v1/threads` (optional).
@@ -46,9 +47,10 @@ pub(crate) struct MessagePage {
 pub(crate) async fn create(
     State(state): State<AppState>,
     auth: Auth,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Thread>), ApiError> {
     let who = auth.require("runs:write")?;
+    let body = error::body(body)?;
     let req: CreateThread =
         if body.is_empty() { CreateThread::default() } else { parse_json(&body)? };
     let metadata = req.metadata.unwrap_or_else(|| serde_json::json!({}));
