@@ -38,6 +38,14 @@ async fn a_posted_message_completes_and_the_reply_is_stored_as_an_assistant_mess
     assert_eq!(msgs[1]["role"], "assistant");
     assert_eq!(msgs[1]["content"], expected);
     assert_eq!(msgs[1]["run_id"], run["id"]);
+
+    // The model got the default agent's instructions (config/agents.yaml), then the history.
+    let sent = &app.llm.requests()[0];
+    assert_eq!(sent["messages"][0]["role"], "system");
+    assert!(sent["messages"][0]["content"].as_str().unwrap().contains("customer support agent"));
+    assert_eq!(sent["messages"][1]["content"], "Hello there");
+    assert_eq!(sent["temperature"], 0.3);
+    assert_eq!(sent["max_tokens"], 1024);
 }
 
 #[tokio::test]

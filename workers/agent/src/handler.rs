@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::Ctx;
-use crate::prompt::{self, AgentParams};
+use crate::prompt;
 
 /// At most this many messages are read; the token budget then trims them.
 const HISTORY_MESSAGES: i64 = 200;
@@ -131,7 +131,7 @@ async fn generate(
     } else if delivered > 1 {
         publish(ctx, run, &reset_event(), &mut acks).await;
     }
-    let params = AgentParams::from_config(&started.agent_config);
+    let params = ctx.agent_types.params(&started.agent_type, &started.agent_config);
     let request = ChatRequest {
         messages: prompt::build(
             &params.system_prompt,

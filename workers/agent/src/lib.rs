@@ -9,6 +9,7 @@
 //! generate, but only the first final write applies, because it is conditional on the run still
 //! being `in_progress` at that step. A cancelled run therefore never turns `completed`.
 
+mod agents;
 mod handler;
 mod prompt;
 
@@ -28,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 pub enum WorkerError {
     #[error("bus failure")]
     Bus(#[from] BusError),
+    #[error("invalid configuration: {0}")]
+    Config(String),
 }
 
 /// Live generations of this process, by run, so a cancel signal can stop them.
@@ -42,6 +45,7 @@ pub(crate) struct Ctx {
     llm: Llm,
     settings: Arc<Settings>,
     cancels: Cancels,
+    agent_types: Arc<agents::AgentTypes>,
 }
 
 /// Runs the agent worker until `shutdown`, then finishes the jobs in flight.
@@ -55,12 +59,13 @@ pub async fn run(
     llm: Llm,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
+    let agent_types = Arc::new(agents::AgentTypes::load().map_err(WorkerError::Config)?);
     let outbox = Outbox::start(bus.clone(), store.clone(), shutdown.clone());
     let cancels: Cancels = Arc::default();
     tokio::spawn(listen_for_cancels(bus.clone(), cancels.clone(), shutdown.clone()));
     let consumer = bus.agent_consumer().await?;
     let concurrency = settings.agent_concurrency;
-    let ctx = Ctx { store, bus, outbox, llm, settings: Arc::new(settings), cancels };
+    let ctx = Ctx { store, bus, outbox, llm, settings: Arc::new(settings), cancels, agent_types };
     tracing::info!(concurrency, model = ctx.llm.model(), "agent worker started");
     consume::run(consumer, concurrency, shutdown, move |msg| handler::handle(ctx.clone(), msg))
         .await?;

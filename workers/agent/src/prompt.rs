@@ -4,32 +4,6 @@
 use agentyard_llm::{ChatMessage, Role};
 use agentyard_store::runs::HistoryMessage;
 
-/// The default agent's instructions until agent types are configurable per org.
-pub(crate) const DEFAULT_SYSTEM_PROMPT: &str = "You are agentyard's customer support agent. \
-Answer the user's question directly and concisely, in the user's language. When you do not \
-know something, say so plainly instead of guessing.";
-
-/// The model call's parameters from the agent's stored configuration (overrides).
-#[derive(Debug, PartialEq)]
-pub(crate) struct AgentParams {
-    pub(crate) system_prompt: String,
-    pub(crate) temperature: Option<f32>,
-    pub(crate) max_tokens: Option<u32>,
-}
-
-impl AgentParams {
-    pub(crate) fn from_config(config: &serde_json::Value) -> Self {
-        Self {
-            system_prompt: config["system_prompt"]
-                .as_str()
-                .unwrap_or(DEFAULT_SYSTEM_PROMPT)
-                .to_owned(),
-            temperature: config["temperature"].as_f64().map(|t| t as f32),
-            max_tokens: config["max_tokens"].as_u64().and_then(|t| u32::try_from(t).ok()),
-        }
-    }
-}
-
 fn tokens(text: &str) -> usize {
     text.len().div_ceil(4) + 4
 }
@@ -76,13 +50,5 @@ mod tests {
     fn the_newest_message_is_kept_even_when_it_alone_exceeds_the_budget() {
         let history = vec![msg("user", &"a".repeat(4000))];
         assert_eq!(build("sys", &history, 10).len(), 2);
-    }
-
-    #[test]
-    fn overrides_replace_defaults() {
-        let p = AgentParams::from_config(&serde_json::json!({"temperature": 0.5}));
-        assert_eq!(p.system_prompt, DEFAULT_SYSTEM_PROMPT);
-        assert_eq!(p.temperature, Some(0.5));
-        assert_eq!(p.max_tokens, None);
     }
 }
