@@ -108,8 +108,7 @@ async fn step(ctx: &Ctx, job: &AgentStep, delivered: i64) -> Outcome {
         }
         Err(e) => return store_failure(ctx, e, delivered),
     };
-    let cancel = CancellationToken::new();
-    ctx.cancels.lock().expect("cancel map poisoned").insert(job.run_id, cancel.clone());
+    let cancel = crate::cancel_token(&ctx.cancels, job.run_id);
     let outcome = generate(ctx, job, &started, delivered, &cancel).await;
     ctx.cancels.lock().expect("cancel map poisoned").remove(&job.run_id);
     outcome

@@ -15,6 +15,7 @@ mod prompt;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use agentyard_bus::{Bus, BusError, Outbox, consume};
 use agentyard_core::RunId;
@@ -33,8 +34,19 @@ pub enum WorkerError {
     Config(String),
 }
 
-/// Live generations of this process, by run, so a cancel signal can stop them.
-type Cancels = Arc<Mutex<HashMap<RunId, CancellationToken>>>;
+/// Cancel tokens by run: those of this process's generations, and those of signals that came
+/// for runs this process is not generating (yet: a signal may overtake the job it cancels;
+/// they are forgotten after [`SIGNAL_MEMORY`]).
+type Cancels = Arc<Mutex<HashMap<RunId, (CancellationToken, Instant)>>>;
+
+/// How long a cancel signal for a run not generating here is remembered.
+const SIGNAL_MEMORY: Duration = Duration::from_secs(60);
+
+/// The token a generation of `run` watches (already cancelled if a signal came first).
+pub(crate) fn cancel_token(cancels: &Cancels, run: RunId) -> CancellationToken {
+    let mut map = cancels.lock().expect("cancel map poisoned");
+    map.entry(run).or_insert_with(|| (CancellationToken::new(), Instant::now())).0.clone()
+}
 
 /// What a job handler needs; shared by all jobs of the process.
 #[derive(Clone)]
@@ -89,11 +101,12 @@ async fn listen_for_cancels(bus: Bus, cancels: Cancels, shutdown: CancellationTo
         };
         let id = msg.subject.split('.').rev().nth(1).and_then(|s| s.parse::<RunId>().ok());
         if let Some(id) = id {
-            let token = cancels.lock().expect("cancel map poisoned").get(&id).cloned();
-            if let Some(token) = token {
-                tracing::info!(run_id = %id, "cancel signal: stopping generation");
-                token.cancel();
-            }
+            let mut map = cancels.lock().expect("cancel map poisoned");
+            map.retain(|_, (t, at)| !t.is_cancelled() || at.elapsed() < SIGNAL_MEMORY);
+            let (token, _) =
+                map.entry(id).or_insert_with(|| (CancellationToken::new(), Instant::now()));
+            tracing::debug!(run_id = %id, "cancel signal");
+            token.cancel();
         }
     }
 }
