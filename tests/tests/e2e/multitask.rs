@@ -155,6 +155,14 @@ async fn an_in_progress_run_stops_within_a_second_and_never_completes() {
     assert!(started.elapsed() < Duration::from_secs(1));
     // The model would have needed ~4 s more; the run stays cancelled and stores no answer.
     tokio::time::sleep(Duration::from_secs(5)).await;
+    // The worker stopped generating: no delta was published a second after the cancel.
+    let cancelled_at = std::time::SystemTime::now() - started.elapsed();
+    let last_delta = last_delta_time(&app, id).await;
+    assert!(
+        last_delta < cancelled_at + Duration::from_secs(1),
+        "deltas went on {:?} after the cancel",
+        last_delta.duration_since(cancelled_at).unwrap_or_default()
+    );
     let (_, after) = app.get(&format!("/v1/runs/{id}")).await;
     assert_eq!(after["status"], "cancelled");
     assert!(after["output"].is_null());
@@ -167,4 +175,35 @@ async fn an_in_progress_run_stops_within_a_second_and_never_completes() {
         )
         .await;
     assert_eq!(status, 202, "{next}");
+}
+
+/// When the last `message.delta` of a run was stored in the events stream.
+async fn last_delta_time(app: &TestApp, run_id: &str) -> std::time::SystemTime {
+    use futures::StreamExt;
+    let js = async_nats::jetstream::new(async_nats::connect(&app.nats_url).await.unwrap());
+    let subjects = agentyard_core::subjects::Subjects::new(app.prefix.clone());
+    let stream = js.get_stream(subjects.events_stream()).await.unwrap();
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            filter_subject: subjects.run_events(run_id.parse().unwrap()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut batch = consumer
+        .fetch()
+        .max_messages(1000)
+        .expires(Duration::from_secs(1))
+        .messages()
+        .await
+        .unwrap();
+    let mut last = std::time::UNIX_EPOCH;
+    while let Some(Ok(m)) = batch.next().await {
+        let event: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+        if event["type"] == "message.delta" {
+            let ts = m.info().unwrap().published.unix_timestamp_nanos();
+            last = std::time::UNIX_EPOCH + Duration::from_nanos(u64::try_from(ts).unwrap());
+        }
+    }
+    last
 }
