@@ -120,6 +120,15 @@ CREATE TABLE idempotency_keys (
     PRIMARY KEY (org_id, key)
 );
 
+-- A uuid v7 (time-ordered, like the ids the services generate): Postgres 15 has no uuidv7(),
+-- so take a random v4, put the millisecond clock in its first 48 bits and set version 7.
+CREATE FUNCTION ay_uuid_v7() RETURNS uuid LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    RETURN encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid())
+        PLACING substring(int8send((extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
+        FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid;
+END $$;
+
 -- The public run object (the API's and the events' shape).
 -- The helpers are PL/pgSQL, not SQL, functions: called from PL/pgSQL, a SQL function is parsed
 -- and planned again on every call, while PL/pgSQL caches its expression plans per session.
@@ -202,7 +211,7 @@ BEGIN
         RETURN '[]'::jsonb;
     END IF;
     UPDATE threads SET active_run_id = nr.id, last_seq = p_seq + 1 WHERE id = p_thread;
-    PERFORM ay_insert_message(gen_random_uuid(), nr.org_id, p_thread, p_seq + 1, 'user',
+    PERFORM ay_insert_message(ay_uuid_v7(), nr.org_id, p_thread, p_seq + 1, 'user',
                               nr.input, nr.id);
     RETURN jsonb_build_array(ay_job(p_prefix, nr.id, nr.step));
 END $$;
@@ -233,20 +242,22 @@ BEGIN
     SELECT id INTO v_id FROM agents WHERE org_id = p_org AND is_default;
     IF v_id IS NULL THEN
         INSERT INTO agents(id, org_id, agent_type, name, is_default)
-            VALUES (gen_random_uuid(), p_org, 'customer_support', 'Customer support', true)
+            VALUES (ay_uuid_v7(), p_org, 'customer_support', 'Customer support', true)
             ON CONFLICT (org_id, agent_type) DO UPDATE SET is_default = true
             RETURNING id INTO v_id;
     END IF;
     RETURN v_id;
 END $$;
 
--- Creates a run on a thread of p_org (a new thread when p_thread is null), following the
--- multitask strategy, in one transaction. Returns {outcome, run, outbox, interrupted};
+-- Creates a run on a thread of p_org (a new thread p_new_thread when p_thread is null),
+-- following the multitask strategy, in one transaction. Ids come from the caller (uuid v7);
+-- p_message is the id of the user message when the run starts at once. Returns {outcome, run, outbox, interrupted};
 -- outcome is created, idempotent or idempotency_mismatch. An unknown thread raises AY404, a
 -- busy thread with strategy reject raises AY409 (detail: the active run).
 CREATE FUNCTION ay_create_run(p_org uuid, p_thread uuid, p_run uuid, p_agent uuid, p_user uuid,
         p_input text, p_strategy text, p_metadata jsonb, p_prefix text,
-        p_idem_key text, p_idem_hash bytea) RETURNS jsonb LANGUAGE plpgsql AS $$
+        p_idem_key text, p_idem_hash bytea, p_new_thread uuid, p_message uuid)
+        RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     r runs; v_run jsonb; v_active uuid; v_seq bigint; v_msgs jsonb := '[]'::jsonb;
     v_prev uuid; v_prev_hash bytea; v_interrupted uuid; v_outbox_id bigint;
@@ -273,7 +284,7 @@ BEGIN
     END IF;
 
     IF p_thread IS NULL THEN
-        p_thread := gen_random_uuid();
+        p_thread := p_new_thread;
         v_seq := 1;
         INSERT INTO threads(id, org_id, active_run_id, last_seq) VALUES (p_thread, p_org, p_run, v_seq);
     ELSE
@@ -316,7 +327,7 @@ BEGIN
     ELSE
         -- This run holds the thread: its input is the next message and its job goes out now.
         INSERT INTO messages(id, org_id, thread_id, seq, role, content, run_id, created_at)
-            VALUES (gen_random_uuid(), p_org, p_thread, v_seq, 'user', p_input, p_run,
+            VALUES (p_message, p_org, p_thread, v_seq, 'user', p_input, p_run,
                     clock_timestamp());
         v_msgs := v_msgs || jsonb_build_array(ay_job(p_prefix, p_run, 0));
     END IF;

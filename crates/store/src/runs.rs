@@ -129,7 +129,7 @@ impl Store {
             None => (None, None),
         };
         let res: std::result::Result<serde_json::Value, sqlx::Error> = sqlx::query_scalar(
-            "SELECT ay_create_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            "SELECT ay_create_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(new.org.0)
         .bind(new.thread.map(|t| t.0))
@@ -142,6 +142,8 @@ impl Store {
         .bind(&self.prefix)
         .bind(key)
         .bind(hash)
+        .bind(ThreadId::new().0)
+        .bind(MessageId::new().0)
         .fetch_one(&self.pool)
         .await;
         let v = match res {

@@ -69,6 +69,11 @@ async fn enqueued_runs_wait_their_turn_and_run_in_order() {
         .map(|m| m["content"].as_str().unwrap())
         .collect();
     assert_eq!(users, ["slow first", "second", "third"]);
+    // Every id is a uuid v7, also those Postgres made when handing the thread over.
+    for m in page["data"].as_array().unwrap() {
+        let id: uuid::Uuid = m["id"].as_str().unwrap().parse().unwrap();
+        assert_eq!(id.get_version_num(), 7, "{m}");
+    }
 }
 
 /// RFC 3339 timestamps from Postgres and from Rust differ in form; compare as numbers.
