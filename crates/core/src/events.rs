@@ -48,18 +48,6 @@ impl RunEvent {
     pub fn is_terminal(&self) -> bool {
         is_terminal_kind(&self.kind)
     }
-
-    /// The terminal event kind for a terminal status.
-    pub fn terminal_kind(status: crate::run::RunStatus) -> Option<&'static str> {
-        use crate::run::RunStatus::*;
-        match status {
-            Completed => Some(kinds::RUN_COMPLETED),
-            Failed => Some(kinds::RUN_FAILED),
-            Cancelled => Some(kinds::RUN_CANCELLED),
-            Expired => Some(kinds::RUN_EXPIRED),
-            _ => None,
-        }
-    }
 }
 
 /// True for `run.completed`, `run.failed`, `run.cancelled` and `run.expired`.

@@ -72,6 +72,7 @@ impl LlmError {
 
     /// The stable error code a run fails with because of this error.
     pub fn code(&self) -> &'static str {
-        if self.is_transient() { "llm_unavailable" } else { "llm_bad_request" }
+        use agentyard_core::run::error_codes::{LLM_BAD_REQUEST, LLM_UNAVAILABLE};
+        if self.is_transient() { LLM_UNAVAILABLE } else { LLM_BAD_REQUEST }
     }
 }

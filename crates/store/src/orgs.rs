@@ -184,35 +184,6 @@ impl Store {
             scopes: r.scopes,
         }))
     }
-
-    /// The org's default agent, provisioned when missing (the first chat of an org whose
-    /// default agent was deleted must still work).
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn default_agent(&self, org: OrgId) -> Result<AgentId> {
-        let found: Option<uuid::Uuid> =
-            sqlx::query_scalar("SELECT id FROM agents WHERE org_id = $1 AND is_default")
-                .bind(org.0)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|e| StoreError::db("default_agent", e))?;
-        if let Some(id) = found {
-            return Ok(AgentId(id));
-        }
-        sqlx::query_scalar(
-            "INSERT INTO agents(id, org_id, agent_type, name, is_default) \
-             VALUES ($1, $2, $3, 'Customer support', true) \
-             ON CONFLICT (org_id, agent_type) DO UPDATE SET is_default = true RETURNING id",
-        )
-        .bind(AgentId::new().0)
-        .bind(org.0)
-        .bind(DEFAULT_AGENT_TYPE)
-        .fetch_one(&self.pool)
-        .await
-        .map(AgentId)
-        .map_err(|e| StoreError::db("default_agent.provision", e))
-    }
 }
 
 async fn insert_token(
