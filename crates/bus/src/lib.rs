@@ -2,7 +2,8 @@
 //! dispatcher and relay, the consume loop, and reading run events back for SSE.
 //!
 //! Streams (names under the subject prefix, see [`agentyard_core::subjects`]):
-//! - `JOBS`: work queue of jobs, deduplicated by `Nats-Msg-Id`; durable pull consumer `agent`.
+//! - `JOBS`: work queue of jobs, deduplicated by `Nats-Msg-Id`; agent jobs go to
+//!   `jobs.agent.<priority>`, each read by a durable pull consumer `agent-<priority>`.
 //! - `EVENTS`: run events kept for `AY_EVENTS_MAX_AGE`; read by ordered consumers.
 //! - `DLQ`: jobs that could not be processed, with the reason in a header.
 
@@ -15,11 +16,17 @@ use std::time::Duration;
 
 use agentyard_core::RunId;
 use agentyard_core::events::RunEvent;
+use agentyard_core::run::Priority;
 use agentyard_core::subjects::Subjects;
 use async_nats::jetstream::{self, consumer, stream};
 
 pub use error::{BusError, Result};
 pub use outbox::Outbox;
+
+/// The durable consumer of agent jobs of one priority.
+pub fn agent_consumer_name(priority: Priority) -> String {
+    format!("agent-{}", priority.as_str())
+}
 
 /// Stream and consumer settings.
 #[derive(Clone, Debug)]
@@ -98,10 +105,17 @@ impl Bus {
     /// When JetStream is unavailable or refuses a configuration.
     pub async fn provision(&self, s: &BusSettings) -> Result<()> {
         let subj = &self.subjects;
+        // Agent jobs moved from `jobs.agent` to `jobs.agent.<priority>`: the consumer of the old
+        // subject goes first, or the stream could not drop that subject.
+        if let Ok(old) = self.js.get_stream(subj.jobs_stream()).await
+            && old.cached_info().config.subjects.iter().any(|s| s.ends_with(".jobs.agent"))
+        {
+            let _ = old.delete_consumer("agent").await;
+        }
         let jobs = self
-            .ensure_stream(stream::Config {
+            .upsert_jobs_stream(stream::Config {
                 name: subj.jobs_stream(),
-                subjects: vec![subj.agent_jobs(), subj.tool_jobs(), subj.workflow_jobs()],
+                subjects: vec![subj.all_agent_jobs(), subj.tool_jobs(), subj.workflow_jobs()],
                 retention: stream::RetentionPolicy::WorkQueue,
                 storage: stream::StorageType::File,
                 duplicate_window: Duration::from_secs(120),
@@ -129,28 +143,34 @@ impl Bus {
             ..Default::default()
         })
         .await?;
-        let config = consumer::pull::Config {
-            durable_name: Some("agent".into()),
-            filter_subject: subj.agent_jobs(),
-            ack_policy: consumer::AckPolicy::Explicit,
-            ack_wait: s.ack_wait,
-            max_deliver: s.max_deliver,
-            max_ack_pending: 100_000,
-            max_waiting: 4096,
-            ..Default::default()
-        };
-        jobs.get_or_create_consumer("agent", config)
-            .await
-            .map_err(|e| BusError::Provision { what: "consumer agent".into(), source: e.into() })?;
+        for priority in Priority::ALL {
+            let name = agent_consumer_name(priority);
+            let config = consumer::pull::Config {
+                durable_name: Some(name.clone()),
+                filter_subject: subj.agent_jobs(priority),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: s.ack_wait,
+                max_deliver: s.max_deliver,
+                max_ack_pending: 100_000,
+                max_waiting: 4096,
+                ..Default::default()
+            };
+            jobs.get_or_create_consumer(&name, config).await.map_err(|e| BusError::Provision {
+                what: format!("consumer {name}"),
+                source: e.into(),
+            })?;
+        }
         Ok(())
     }
 
-    async fn ensure_stream(&self, config: stream::Config) -> Result<stream::Stream> {
+    async fn upsert_jobs_stream(&self, config: stream::Config) -> Result<stream::Stream> {
         let name = config.name.clone();
-        self.js
-            .get_or_create_stream(config)
-            .await
-            .map_err(|e| BusError::Provision { what: format!("stream {name}"), source: e.into() })
+        let err = |e: Box<dyn std::error::Error + Send + Sync>| BusError::Provision {
+            what: format!("stream {name}"),
+            source: e,
+        };
+        self.js.create_or_update_stream(config).await.map_err(|e| err(e.into()))?;
+        self.js.get_stream(&name).await.map_err(|e| err(e.into()))
     }
 
     async fn upsert_stream(&self, config: stream::Config) -> Result<()> {
@@ -162,15 +182,25 @@ impl Bus {
             .map_err(|e| BusError::Provision { what: format!("stream {name}"), source: e.into() })
     }
 
-    /// The shared durable consumer of agent jobs.
+    /// The shared durable consumers of agent jobs, highest priority first.
     ///
     /// # Errors
-    /// When it was not provisioned or JetStream is unavailable.
-    pub async fn agent_consumer(&self) -> Result<consumer::PullConsumer> {
-        self.js
-            .get_consumer_from_stream("agent", self.subjects.jobs_stream())
-            .await
-            .map_err(|e| BusError::Provision { what: "consumer agent".into(), source: e.into() })
+    /// When they were not provisioned or JetStream is unavailable.
+    pub async fn agent_consumers(&self) -> Result<Vec<consumer::PullConsumer>> {
+        let mut out = Vec::new();
+        for priority in Priority::ALL {
+            let name = agent_consumer_name(priority);
+            let c = self
+                .js
+                .get_consumer_from_stream(&name, self.subjects.jobs_stream())
+                .await
+                .map_err(|e| BusError::Provision {
+                    what: format!("consumer {name}"),
+                    source: e.into(),
+                })?;
+            out.push(c);
+        }
+        Ok(out)
     }
 
     /// Publishes a run event without waiting for JetStream's ack: the returned future resolves

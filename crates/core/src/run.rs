@@ -89,6 +89,32 @@ impl MultitaskStrategy {
     }
 }
 
+/// How urgently a run's jobs are taken: workers pull `high` before `normal` before `low`.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    High,
+    #[default]
+    Normal,
+    Low,
+}
+
+impl Priority {
+    /// In the order workers take them.
+    pub const ALL: [Priority; 3] = [Self::High, Self::Normal, Self::Low];
+
+    /// The stored name (also the last token of the job subject).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::High => "high",
+            Self::Normal => "normal",
+            Self::Low => "low",
+        }
+    }
+}
+
 /// The final answer of a completed run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunOutput {
@@ -96,7 +122,7 @@ pub struct RunOutput {
 }
 
 /// Token usage of a run (summed over its model turns).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
@@ -104,6 +130,12 @@ pub struct Usage {
     /// True when the model server reported no usage and agentyard estimated it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub estimated: bool,
+    /// The model alias the agent used (`primary`, `fast`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Estimated cost in USD, from the alias's price in `config/agents.yaml`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
 }
 
 /// Why a run failed.
@@ -127,6 +159,8 @@ pub struct Run {
     pub usage: Option<Usage>,
     pub error: Option<RunError>,
     pub multitask_strategy: MultitaskStrategy,
+    #[serde(default)]
+    pub priority: Priority,
     #[schema(value_type = Object)]
     pub metadata: serde_json::Value,
     pub created_at: DateTime<Utc>,

@@ -36,9 +36,13 @@ impl Subjects {
     pub fn dlq_stream(&self) -> String {
         self.stream("DLQ")
     }
-    /// Agent-step jobs.
-    pub fn agent_jobs(&self) -> String {
-        format!("{}.jobs.agent", self.prefix)
+    /// Agent-step jobs of one priority.
+    pub fn agent_jobs(&self, priority: crate::run::Priority) -> String {
+        format!("{}.jobs.agent.{}", self.prefix, priority.as_str())
+    }
+    /// Agent-step jobs of every priority.
+    pub fn all_agent_jobs(&self) -> String {
+        format!("{}.jobs.agent.*", self.prefix)
     }
     /// Tool-call jobs.
     pub fn tool_jobs(&self) -> String {
@@ -72,6 +76,14 @@ impl Subjects {
     pub fn run_cancel(&self, run: RunId) -> String {
         format!("{}.control.run.{run}.cancel", self.prefix)
     }
+    /// Core-NATS broadcast of revoked token ids (API processes evict them from their cache).
+    pub fn auth_revoked(&self) -> String {
+        format!("{}.control.auth.revoked", self.prefix)
+    }
+    /// Core-NATS request to every agent worker for its status (model reachable).
+    pub fn agent_worker_status(&self) -> String {
+        format!("{}.control.workers.agent.status", self.prefix)
+    }
     /// Core-NATS cancel signals of all runs.
     pub fn all_run_cancels(&self) -> String {
         format!("{}.control.run.*.cancel", self.prefix)
@@ -86,7 +98,7 @@ mod tests {
     fn names_follow_the_prefix() {
         let s = Subjects::new("t-1a");
         assert_eq!(s.jobs_stream(), "T_1A_JOBS");
-        assert_eq!(s.agent_jobs(), "t-1a.jobs.agent");
+        assert_eq!(s.agent_jobs(crate::run::Priority::High), "t-1a.jobs.agent.high");
         let run = RunId::new();
         assert_eq!(s.run_events(run), format!("t-1a.events.run.{run}"));
     }

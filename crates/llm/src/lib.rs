@@ -74,12 +74,20 @@ pub struct ChatRequest {
     pub messages: Vec<ChatMessage>,
     pub temperature: Option<f32>,
     pub max_tokens: u32,
+    /// The model to ask for; None: the provider's.
+    pub model: Option<String>,
+    /// Bounds this call's wait for the response and for each chunk; None, or longer than the
+    /// client's timeout (`AY_LLM_TIMEOUT`): the client's.
+    pub timeout: Option<Duration>,
 }
 
 /// A configured model endpoint.
 #[derive(Clone, Debug)]
 pub struct Llm {
     client: async_openai::Client<OpenAIConfig>,
+    http: reqwest::Client,
+    base_url: String,
+    api_key: Option<String>,
     model: String,
     timeout: Duration,
 }
@@ -98,12 +106,30 @@ impl Llm {
             .connect_timeout(timeout)
             .build()
             .unwrap_or_default();
+        let inner = http.clone();
         let service = tower::service_fn(move |factory: HttpRequestFactory| {
-            let http = http.clone();
+            let http = inner.clone();
             async move { execute(http, factory, timeout).await }
         });
         let client = async_openai::Client::with_config(config).with_http_service(service);
-        Self { client, model: provider.model.clone(), timeout }
+        Self {
+            client,
+            http,
+            base_url: provider.base_url.clone(),
+            api_key: provider.api_key.clone(),
+            model: provider.model.clone(),
+            timeout,
+        }
+    }
+
+    /// True when the model server answers HTTP at all (`GET /models`, within `wait`); any
+    /// status counts, since only reachability is asked.
+    pub async fn reachable(&self, wait: Duration) -> bool {
+        let mut req = self.http.get(format!("{}/models", self.base_url.trim_end_matches('/')));
+        if let Some(key) = &self.api_key {
+            req = req.bearer_auth(key);
+        }
+        matches!(tokio::time::timeout(wait, req.send()).await, Ok(Ok(_)))
     }
 
     /// The model name sent with every request.
@@ -119,17 +145,18 @@ impl Llm {
         let prompt_chars = req.messages.iter().map(|m| m.content.len()).sum();
         let body = self.request(req);
         let chat = self.client.chat();
-        let inner = match tokio::time::timeout(self.timeout, chat.create_stream(body)).await {
+        let timeout = req.timeout.map_or(self.timeout, |t| t.min(self.timeout));
+        let inner = match tokio::time::timeout(timeout, chat.create_stream(body)).await {
             Ok(r) => r.map_err(LlmError::from_openai)?,
-            Err(_) => return Err(LlmError::Timeout(self.timeout)),
+            Err(_) => return Err(LlmError::Timeout(timeout)),
         };
-        Ok(ChatStream::new(inner, self.timeout, prompt_chars))
+        Ok(ChatStream::new(inner, timeout, prompt_chars))
     }
 
     #[allow(deprecated)] // `max_tokens`: deprecated by OpenAI, the one self-hosted servers read
     fn request(&self, req: &ChatRequest) -> CreateChatCompletionRequest {
         CreateChatCompletionRequest {
-            model: self.model.clone(),
+            model: req.model.clone().unwrap_or_else(|| self.model.clone()),
             messages: req.messages.iter().map(to_openai).collect(),
             stream: Some(true),
             stream_options: Some(ChatCompletionStreamOptions {

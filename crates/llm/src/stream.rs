@@ -99,6 +99,7 @@ impl ChatStream {
                 completion_tokens: u.completion_tokens,
                 total_tokens: u.total_tokens,
                 estimated: false,
+                ..Usage::default()
             });
         }
         for choice in chunk.choices.into_iter().filter(|c| c.index == 0) {
@@ -146,6 +147,7 @@ impl ChatStream {
                 completion_tokens: completion,
                 total_tokens: prompt + completion,
                 estimated: true,
+                ..Usage::default()
             }
         });
         Ok(Completion {

@@ -7,12 +7,16 @@
 //!   round trip: multi-row transitions are Postgres functions defined in the migrations, so the
 //!   state change and its outbox rows commit together.
 //! - [`outbox`]: rows waiting to be published to JetStream.
+//! - [`agents`]: an organization's agents (overrides of their type's defaults).
+//! - [`usage`]: usage and performance aggregated from the runs.
 
+pub mod agents;
 pub mod error;
 pub mod orgs;
 pub mod outbox;
 pub mod runs;
 pub mod threads;
+pub mod usage;
 
 use std::time::Duration;
 

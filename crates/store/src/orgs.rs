@@ -8,11 +8,65 @@ use sqlx::FromRow;
 
 use crate::{Result, Store, StoreError};
 
-/// Scopes an organization's admin token holds.
-pub const ORG_SCOPES: &[&str] = &["runs:read", "runs:write"];
+/// Every scope a token can hold inside its organization.
+pub const ORG_SCOPES: &[&str] = &[
+    "runs:read",
+    "runs:write",
+    "agents:read",
+    "agents:admin",
+    "tools:admin",
+    "workflows:run",
+    "org:admin",
+];
+
+/// Creates organizations and reads any of them; granted only by the operator's CLI.
+pub const PLATFORM_ADMIN: &str = "platform:admin";
+
+/// Every scope there is.
+pub const ALL_SCOPES: &[&str] = &[
+    "runs:read",
+    "runs:write",
+    "agents:read",
+    "agents:admin",
+    "tools:admin",
+    "workflows:run",
+    "org:admin",
+    PLATFORM_ADMIN,
+];
 
 /// The agent type every organization gets as its default agent.
 pub const DEFAULT_AGENT_TYPE: &str = "customer_support";
+
+/// An organization.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, FromRow, utoipa::ToSchema)]
+pub struct OrgRow {
+    pub id: uuid::Uuid,
+    pub name: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A user.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, FromRow, utoipa::ToSchema)]
+pub struct UserRow {
+    pub id: uuid::Uuid,
+    pub org_id: uuid::Uuid,
+    pub name: String,
+    pub email: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A token as listed: never its secret.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, FromRow, utoipa::ToSchema)]
+pub struct TokenRow {
+    pub id: uuid::Uuid,
+    pub org_id: uuid::Uuid,
+    pub user_id: Option<uuid::Uuid>,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+}
 
 /// Who is calling: what an authenticated token stands for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +91,8 @@ pub struct NewToken {
     pub org_id: OrgId,
     pub secret: String,
     pub scopes: Vec<String>,
+    pub user_id: Option<UserId>,
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A new organization with its admin user, default agent and admin token.
@@ -99,7 +155,7 @@ impl Store {
         .await
         .map_err(|e| StoreError::db("create_org.agent", e))?;
         let scopes: Vec<String> = ORG_SCOPES.iter().map(|s| (*s).to_owned()).collect();
-        let token = insert_token(&mut tx, org_id, Some(user_id), "admin", &scopes).await?;
+        let token = insert_token(&mut tx, org_id, Some(user_id), "admin", &scopes, None).await?;
         tx.commit().await.map_err(|e| StoreError::db("create_org.commit", e))?;
         Ok(NewOrg { org_id, user_id, agent_id, token })
     }
@@ -141,10 +197,102 @@ impl Store {
         name: &str,
         scopes: &[String],
     ) -> Result<NewToken> {
+        self.create_user_token(org, None, name, scopes, None).await
+    }
+
+    /// Creates a token for `org`, acting as `user` (which must belong to `org`), valid until
+    /// `expires_at`. The caller validates the scope names.
+    ///
+    /// # Errors
+    /// Database failures (a user of another org violates a foreign key of its own: see
+    /// [`Store::user_in_org`]).
+    pub async fn create_user_token(
+        &self,
+        org: OrgId,
+        user: Option<UserId>,
+        name: &str,
+        scopes: &[String],
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<NewToken> {
         let mut tx = self.pool.begin().await.map_err(|e| StoreError::db("create_token", e))?;
-        let token = insert_token(&mut tx, org, None, name, scopes).await?;
+        let token = insert_token(&mut tx, org, user, name, scopes, expires_at).await?;
         tx.commit().await.map_err(|e| StoreError::db("create_token.commit", e))?;
         Ok(token)
+    }
+
+    /// The org's tokens, newest first (revoked ones too, marked).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn list_tokens(&self, org: OrgId) -> Result<Vec<TokenRow>> {
+        sqlx::query_as(
+            "SELECT id, org_id, user_id, name, scopes, created_at, expires_at, revoked_at              FROM api_tokens WHERE org_id = $1 ORDER BY created_at DESC, id DESC",
+        )
+        .bind(org.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("list_tokens", e))
+    }
+
+    /// An organization.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn get_org(&self, org: OrgId) -> Result<Option<OrgRow>> {
+        sqlx::query_as("SELECT id, name, created_at FROM organizations WHERE id = $1")
+            .bind(org.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| StoreError::db("get_org", e))
+    }
+
+    /// Creates a user of `org`.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn create_user(
+        &self,
+        org: OrgId,
+        name: &str,
+        email: Option<&str>,
+    ) -> Result<UserRow> {
+        sqlx::query_as(
+            "INSERT INTO users(id, org_id, name, email) VALUES ($1, $2, $3, $4)              RETURNING id, org_id, name, email, created_at",
+        )
+        .bind(UserId::new().0)
+        .bind(org.0)
+        .bind(name)
+        .bind(email)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("create_user", e))
+    }
+
+    /// The org's users, oldest first.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn list_users(&self, org: OrgId) -> Result<Vec<UserRow>> {
+        sqlx::query_as(
+            "SELECT id, org_id, name, email, created_at FROM users WHERE org_id = $1              ORDER BY created_at, id",
+        )
+        .bind(org.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("list_users", e))
+    }
+
+    /// True when `user` belongs to `org`.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn user_in_org(&self, org: OrgId, user: UserId) -> Result<bool> {
+        sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM users WHERE id = $1 AND org_id = $2)")
+            .bind(user.0)
+            .bind(org.0)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| StoreError::db("user_in_org", e))
     }
 
     /// Revokes a token at once. Returns false when the org has no such live token.
@@ -192,11 +340,12 @@ async fn insert_token(
     user: Option<UserId>,
     name: &str,
     scopes: &[String],
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<NewToken> {
     let (id, secret) = (TokenId::new(), new_secret());
     sqlx::query(
-        "INSERT INTO api_tokens(id, org_id, user_id, name, token_sha256, scopes) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO api_tokens(id, org_id, user_id, name, token_sha256, scopes, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(id.0)
     .bind(org.0)
@@ -204,8 +353,9 @@ async fn insert_token(
     .bind(name)
     .bind(token_hash(&secret))
     .bind(scopes)
+    .bind(expires_at)
     .execute(tx)
     .await
     .map_err(|e| StoreError::db("insert_token", e))?;
-    Ok(NewToken { id, org_id: org, secret, scopes: scopes.to_vec() })
+    Ok(NewToken { id, org_id: org, secret, scopes: scopes.to_vec(), user_id: user, expires_at })
 }

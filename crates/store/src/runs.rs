@@ -2,7 +2,9 @@
 //! Postgres function from the migrations, so each is one round trip and one transaction that
 //! also writes the outbox rows (jobs, durable events) the caller must publish after commit.
 
-use agentyard_core::run::{MultitaskStrategy, Run, RunError, RunOutput, RunStatus, Usage};
+use agentyard_core::run::{
+    MultitaskStrategy, Priority, Run, RunError, RunOutput, RunStatus, Usage,
+};
 use agentyard_core::{AgentId, MessageId, OrgId, RunId, ThreadId, UserId};
 use serde::Deserialize;
 use sqlx::FromRow;
@@ -26,6 +28,9 @@ pub struct NewRun {
     pub metadata: serde_json::Value,
     /// `Idempotency-Key` and the SHA-256 of the request it came with.
     pub idempotency: Option<(String, Vec<u8>)>,
+    pub priority: Priority,
+    /// The org's quota of live runs (None: no limit).
+    pub quota: Option<u32>,
 }
 
 /// How a create ended.
@@ -41,6 +46,12 @@ pub enum CreateOutcome {
     ThreadNotFound,
     /// The thread has an active run and the strategy is `reject`.
     ThreadBusy { active: RunId },
+    /// No such (live) agent in this org.
+    AgentNotFound,
+    /// The agent is deactivated.
+    AgentInactive,
+    /// The org has as many live runs as its quota allows.
+    QuotaExceeded { live: u64 },
 }
 
 /// How a cancel ended.
@@ -68,6 +79,8 @@ pub struct StartedRun {
     pub run: Run,
     pub org_id: OrgId,
     pub agent_type: String,
+    pub agent_name: String,
+    /// The agent's overrides of its type's defaults.
     pub agent_config: serde_json::Value,
     /// True the first time the run starts (false on a redelivery).
     pub first_start: bool,
@@ -105,6 +118,7 @@ struct StartRow {
     run: serde_json::Value,
     org_id: uuid::Uuid,
     agent_type: String,
+    agent_name: String,
     agent_config: serde_json::Value,
     first_start: bool,
     history: serde_json::Value,
@@ -129,7 +143,7 @@ impl Store {
             None => (None, None),
         };
         let res: std::result::Result<serde_json::Value, sqlx::Error> = sqlx::query_scalar(
-            "SELECT ay_create_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            "SELECT ay_create_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(new.org.0)
         .bind(new.thread.map(|t| t.0))
@@ -144,12 +158,31 @@ impl Store {
         .bind(hash)
         .bind(ThreadId::new().0)
         .bind(MessageId::new().0)
+        .bind(new.priority.as_str())
+        .bind(new.quota.map(|q| i32::try_from(q).unwrap_or(i32::MAX)))
         .fetch_one(&self.pool)
         .await;
         let v = match res {
             Ok(v) => v,
             Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("AY404") => {
-                return Ok(CreateOutcome::ThreadNotFound);
+                return Ok(if db.message() == "agent_not_found" {
+                    CreateOutcome::AgentNotFound
+                } else {
+                    CreateOutcome::ThreadNotFound
+                });
+            }
+            Err(sqlx::Error::Database(db))
+                if db.code().as_deref() == Some("AY409") && db.message() == "agent_inactive" =>
+            {
+                return Ok(CreateOutcome::AgentInactive);
+            }
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("AY429") => {
+                let live = db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .and_then(|e| e.detail())
+                    .and_then(|d| d.parse().ok())
+                    .unwrap_or(0);
+                return Ok(CreateOutcome::QuotaExceeded { live });
             }
             Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("AY409") => {
                 let detail = db
@@ -264,7 +297,7 @@ impl Store {
              ) \
              SELECT set_config('synchronous_commit', 'off', true) AS _async_commit, \
                     ay_run_json(ROW(r.*)::runs) AS run, r.org_id, a.agent_type, \
-                    a.config AS agent_config, r.started_at = now() AS first_start, \
+                    a.name AS agent_name, a.config AS agent_config, r.started_at = now() AS first_start, \
                     (SELECT coalesce(jsonb_agg(jsonb_build_object('role', m.role, 'content', m.content) \
                                                ORDER BY m.seq), '[]') \
                      FROM (SELECT role, content, seq FROM messages WHERE thread_id = r.thread_id \
@@ -282,6 +315,7 @@ impl Store {
                 run: decode("start_run", r.run)?,
                 org_id: OrgId(r.org_id),
                 agent_type: r.agent_type,
+                agent_name: r.agent_name,
                 agent_config: r.agent_config,
                 first_start: r.first_start,
                 history: decode("start_run", r.history)?,

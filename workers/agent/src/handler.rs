@@ -130,15 +130,20 @@ async fn generate(
     } else if delivered > 1 {
         publish(ctx, run, &reset_event(), &mut acks).await;
     }
-    let params = ctx.agent_types.params(&started.agent_type, &started.agent_config);
+    // The agent's overrides come with the run in the statement that started this step, so a
+    // changed configuration applies to the next step on every worker, with no cache to go stale.
+    let agent =
+        ctx.catalog.effective(&started.agent_type, &started.agent_name, &started.agent_config);
     let request = ChatRequest {
         messages: prompt::build(
-            &params.system_prompt,
+            &agent.system_prompt,
             &started.history,
             ctx.settings.history_tokens,
         ),
-        temperature: params.temperature,
-        max_tokens: params.max_tokens.unwrap_or(ctx.settings.max_tokens),
+        temperature: Some(agent.temperature),
+        max_tokens: agent.max_tokens.min(ctx.settings.max_tokens),
+        model: ctx.catalog.models().get(&agent.model).and_then(|m| m.model.clone()),
+        timeout: Some(Duration::from_secs(u64::from(agent.timeout_seconds))),
     };
     let mut streamed = false;
     let result = tokio::select! {
@@ -169,7 +174,7 @@ async fn generate(
         from: &["queued", "in_progress"],
         status: RunStatus::Completed,
         output: Some(RunOutput { content: completion.content.clone() }),
-        usage: Some(completion.usage),
+        usage: Some(priced(ctx, &agent.model, completion.usage)),
         error: None,
         message: Some((MessageId::new(), completion.content)),
     };
@@ -284,4 +289,17 @@ async fn await_acks(acks: Vec<PublishAckFuture>) {
             tracing::warn!(error = %e, "an event was not acked");
         }
     }
+}
+
+/// Usage with the model alias and its estimated cost.
+fn priced(
+    ctx: &Ctx,
+    model: &str,
+    mut usage: agentyard_core::run::Usage,
+) -> agentyard_core::run::Usage {
+    let cost =
+        ctx.catalog.cost(model, u64::from(usage.prompt_tokens), u64::from(usage.completion_tokens));
+    usage.cost_usd = Some((cost * 1e8).round() / 1e8);
+    usage.model = Some(model.to_owned());
+    usage
 }

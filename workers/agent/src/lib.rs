@@ -9,7 +9,6 @@
 //! generate, but only the first final write applies, because it is conditional on the run still
 //! being `in_progress` at that step. A cancelled run therefore never turns `completed`.
 
-mod agents;
 mod handler;
 mod prompt;
 
@@ -17,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use agentyard_agents::Catalog;
 use agentyard_bus::{Bus, BusError, Outbox, consume};
 use agentyard_core::RunId;
 use agentyard_llm::Llm;
@@ -57,7 +57,7 @@ pub(crate) struct Ctx {
     llm: Llm,
     settings: Arc<Settings>,
     cancels: Cancels,
-    agent_types: Arc<agents::AgentTypes>,
+    catalog: Arc<Catalog>,
 }
 
 /// Runs the agent worker until `shutdown`, then finishes the jobs in flight.
@@ -71,18 +71,44 @@ pub async fn run(
     llm: Llm,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
-    let agent_types = Arc::new(agents::AgentTypes::load().map_err(WorkerError::Config)?);
+    let catalog =
+        Arc::new(Catalog::load(settings.config_dir.as_deref()).map_err(WorkerError::Config)?);
     let outbox = Outbox::start(bus.clone(), store.clone(), shutdown.clone());
     let cancels: Cancels = Arc::default();
     tokio::spawn(listen_for_cancels(bus.clone(), cancels.clone(), shutdown.clone()));
-    let consumer = bus.agent_consumer().await?;
-    let concurrency = settings.agent_concurrency;
-    let ctx = Ctx { store, bus, outbox, llm, settings: Arc::new(settings), cancels, agent_types };
+    tokio::spawn(answer_status(bus.clone(), llm.clone(), shutdown.clone()));
+    let consumers = bus.agent_consumers().await?;
+    let (concurrency, ack_wait) = (settings.agent_concurrency, settings.ack_wait);
+    let ctx = Ctx { store, bus, outbox, llm, settings: Arc::new(settings), cancels, catalog };
     tracing::info!(concurrency, model = ctx.llm.model(), "agent worker started");
-    consume::run(consumer, concurrency, shutdown, move |msg| handler::handle(ctx.clone(), msg))
-        .await?;
+    consume::run(consumers, concurrency, ack_wait, shutdown, move |msg| {
+        handler::handle(ctx.clone(), msg)
+    })
+    .await?;
     tracing::info!("agent worker stopped");
     Ok(())
+}
+
+/// Answers the API's status requests (`GET /v1/agents/{id}/status`): this worker's model and
+/// whether its server answers.
+async fn answer_status(bus: Bus, llm: Llm, shutdown: CancellationToken) {
+    let mut sub = match bus.client().subscribe(bus.subjects().agent_worker_status()).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot subscribe to status requests");
+            return;
+        }
+    };
+    loop {
+        let msg = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            m = sub.next() => match m { Some(m) => m, None => return },
+        };
+        let Some(reply) = msg.reply else { continue };
+        let reachable = llm.reachable(Duration::from_millis(800)).await;
+        let body = serde_json::json!({"model": llm.model(), "model_reachable": reachable});
+        let _ = bus.client().publish(reply, body.to_string().into()).await;
+    }
 }
 
 async fn listen_for_cancels(bus: Bus, cancels: Cancels, shutdown: CancellationToken) {
