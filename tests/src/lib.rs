@@ -32,6 +32,10 @@ rules:
   - match: "^bad request"
     responses:
       - error: { status: 400, message: "unsupported parameter" }
+  - match: "^busy"
+    responses:
+      - text: "working on it one two three four five six seven"
+        token_delay_ms: 30
   - match: "^slow"
     responses:
       - text: "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty twentyone twentytwo twentythree twentyfour twentyfive twentysix twentyseven twentyeight twentynine thirty"
@@ -150,6 +154,9 @@ impl TestApp {
             ("AY_LLM_TIMEOUT", "10s"),
             ("AY_DB_POOL_SIZE", "8"),
             ("AY_LOG", "info,sqlx=warn,async_nats=warn"),
+            // Limits are off unless a test turns them on.
+            ("AY_RATE_LIMIT", "0"),
+            ("AY_ORG_MAX_ACTIVE_RUNS", "0"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -249,6 +256,28 @@ impl TestApp {
         let r = self.req(reqwest::Method::GET, path).send().await.expect("GET");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `method path` with `token` and an optional JSON body; returns (status, JSON body or null).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut r = self.http.request(method, format!("{}{path}", self.api_url)).bearer_auth(token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await.expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `PATCH path` with a JSON body and the admin token.
+    pub async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::PATCH, path, &self.token, Some(body)).await
     }
 
     /// Posts `input` on a new thread; returns the run.

@@ -12,6 +12,10 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Per-field problems of a rejected configuration.
+    pub fields: Vec<agentyard_agents::FieldError>,
+    /// Seconds for a `Retry-After` header (429).
+    pub retry_after: Option<u64>,
 }
 
 /// The error body (for OpenAPI).
@@ -26,12 +30,34 @@ pub struct ErrorDetail {
     /// Stable, machine-readable: `invalid_json`, `thread_not_found`, `insufficient_scope`, ...
     pub code: String,
     pub message: String,
+    /// Every bad field, for validation errors that found several.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<agentyard_agents::FieldError>,
 }
 
 impl ApiError {
     /// An error with a status, a code and a message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self { status, code, message: message.into(), fields: Vec::new(), retry_after: None }
+    }
+
+    /// 422 naming every bad field.
+    pub fn fields(code: &'static str, fields: Vec<agentyard_agents::FieldError>) -> Self {
+        let message = fields.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        Self { fields, ..Self::invalid(code, message) }
+    }
+
+    /// 429 with `Retry-After: seconds`.
+    pub fn too_many(code: &'static str, message: impl Into<String>, seconds: u64) -> Self {
+        Self {
+            retry_after: Some(seconds.max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+        }
+    }
+
+    /// 403 for a missing scope.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "insufficient_scope", message)
     }
 
     /// 404 for a resource of kind `what` (also answered for other orgs' resources).
@@ -81,9 +107,18 @@ impl From<agentyard_bus::BusError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body =
-            ErrorBody { error: ErrorDetail { code: self.code.to_owned(), message: self.message } };
-        (self.status, axum::Json(body)).into_response()
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+                fields: self.fields,
+            },
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(s) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, s.into());
+        }
+        response
     }
 }
 

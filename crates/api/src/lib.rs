@@ -5,9 +5,11 @@
 //! - [`error`]: the JSON error shape and body parsing.
 //! - [`auth`]: bearer tokens to principals (with a short cache), scopes.
 //! - [`service`]: creating, waiting for, cancelling and streaming runs.
+//! - [`agents`]: the org's agents (effective configuration, changes, status, delegation).
 //! - [`hub`]: live events fanned out to the SSE clients of this process.
 //! - [`routes`]: the HTTP handlers, annotated for OpenAPI ([`openapi`]).
 
+pub mod agents;
 pub mod auth;
 pub mod error;
 pub mod hub;
@@ -34,25 +36,50 @@ pub struct AppState {
     pub outbox: Outbox,
     pub settings: Arc<Settings>,
     pub auth: Arc<auth::AuthCache>,
+    pub limiter: Arc<auth::RateLimiter>,
     pub hub: Arc<hub::EventHub>,
+    /// Agent types and model aliases (`config/agents.yaml`).
+    pub catalog: Arc<agentyard_agents::Catalog>,
 }
 
 impl AppState {
     /// Builds the state and starts its background tasks (outbox relay, event hub).
     ///
     /// # Errors
-    /// When the event hub's consumer cannot be created.
+    /// When `config/agents.yaml` is broken or the event hub's consumer cannot be created.
     pub async fn new(
         settings: Settings,
         store: Store,
         bus: Bus,
         shutdown: CancellationToken,
-    ) -> Result<Self, agentyard_bus::BusError> {
+    ) -> Result<Self, StartError> {
+        let catalog = agentyard_agents::Catalog::load(settings.config_dir.as_deref())
+            .map_err(StartError::Config)?;
         let outbox = Outbox::start(bus.clone(), store.clone(), shutdown.clone());
-        let hub = hub::EventHub::start(&bus, shutdown).await?;
+        let hub = hub::EventHub::start(&bus, shutdown.clone()).await?;
         let auth = Arc::new(auth::AuthCache::default());
-        Ok(Self { store, bus, outbox, settings: Arc::new(settings), auth, hub })
+        tokio::spawn(auth::listen_for_revocations(bus.clone(), auth.clone(), shutdown));
+        let limiter = Arc::new(auth::RateLimiter::new(settings.rate_limit, settings.rate_burst));
+        Ok(Self {
+            store,
+            bus,
+            outbox,
+            settings: Arc::new(settings),
+            auth,
+            limiter,
+            hub,
+            catalog: Arc::new(catalog),
+        })
     }
+}
+
+/// Why the API could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Bus(#[from] agentyard_bus::BusError),
 }
 
 /// The whole HTTP surface.

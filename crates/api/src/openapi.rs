@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_scalar::{Scalar, Servable};
 
 use crate::AppState;
-use crate::routes::{runs, threads};
+use crate::routes::{agents, orgs, runs, threads};
 
 struct Bearer;
 
@@ -30,6 +30,12 @@ impl Modify for Bearer {
         crate::routes::health::healthz, crate::routes::health::readyz,
         threads::create, threads::get, threads::messages,
         runs::create_on_thread, runs::create, runs::get, runs::events, runs::cancel,
+        orgs::create_org, orgs::get_org, orgs::create_user, orgs::list_users,
+        orgs::create_token, orgs::list_tokens, orgs::revoke_token, orgs::usage,
+        agents::types, agents::list, agents::create, agents::delegate, agents::get, agents::patch,
+        agents::delete, agents::recreate, agents::activate, agents::deactivate,
+        agents::reset_config, agents::status, agents::configuration, agents::config_source,
+        agents::tools, agents::put_tools, agents::stats, agents::performance,
     ),
     components(schemas(crate::error::ErrorBody, agentyard_core::run::Run))
 )]

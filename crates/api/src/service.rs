@@ -6,8 +6,8 @@ use std::time::Duration;
 use agentyard_bus::BusError;
 use agentyard_bus::events::SeqEvent;
 use agentyard_core::events::{RunEvent, is_terminal_kind};
-use agentyard_core::run::{MultitaskStrategy, Run};
-use agentyard_core::{RunId, ThreadId};
+use agentyard_core::run::{MultitaskStrategy, Priority, Run};
+use agentyard_core::{AgentId, RunId, ThreadId};
 use agentyard_store::OutboxRow;
 use agentyard_store::orgs::Principal;
 use agentyard_store::runs::{CancelOutcome, CreateOutcome, NewRun};
@@ -39,6 +39,11 @@ pub struct CreateRunRequest {
     pub metadata: Option<serde_json::Value>,
     /// `POST /v1/runs` only: the thread to post to; a new thread when absent.
     pub thread_id: Option<ThreadId>,
+    /// The agent that answers; the org's default agent when absent.
+    pub agent_id: Option<AgentId>,
+    /// `high`, `normal` (default) or `low`: saturated workers take higher priorities first.
+    #[serde(default)]
+    pub priority: Priority,
 }
 
 /// Checks a create request against the limits.
@@ -108,12 +113,14 @@ pub async fn create_run(
         id,
         org: who.org_id,
         thread,
-        agent: None,
+        agent: req.agent_id,
         user: who.user_id,
         input: req.input,
         strategy: req.multitask_strategy,
         metadata: req.metadata.unwrap_or_else(|| serde_json::json!({})),
         idempotency,
+        priority: req.priority,
+        quota: Some(state.settings.org_max_active_runs).filter(|q| *q > 0),
     };
     match state.store.create_run(&new).await? {
         CreateOutcome::Created { run, outbox, interrupted } => {
@@ -130,6 +137,20 @@ pub async fn create_run(
             StatusCode::CONFLICT,
             "thread_busy",
             format!("the thread has an active run ({active}) and multitask_strategy is reject"),
+        )),
+        CreateOutcome::AgentNotFound => Err(ApiError::not_found("agent_not_found", "agent")),
+        CreateOutcome::AgentInactive => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "agent_inactive",
+            "the agent is deactivated; activate it with POST /v1/agents/{id}/activate",
+        )),
+        CreateOutcome::QuotaExceeded { live } => Err(ApiError::too_many(
+            "quota_exceeded",
+            format!(
+                "the organization has {live} active runs; its quota is {}",
+                state.settings.org_max_active_runs
+            ),
+            1,
         )),
     }
 }

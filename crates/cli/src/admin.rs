@@ -2,7 +2,7 @@
 
 use agentyard_core::{OrgId, TokenId};
 use agentyard_runtime::Settings;
-use agentyard_store::orgs::ORG_SCOPES;
+use agentyard_store::orgs::ALL_SCOPES;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 
@@ -11,7 +11,8 @@ use crate::roles::connect_store;
 /// Admin commands.
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
-    /// Create an organization with its default agent; prints its id and an admin token.
+    /// Create an organization with its default agent; prints its id and an admin token holding
+    /// every org scope.
     CreateOrg {
         #[arg(long)]
         name: String,
@@ -23,7 +24,8 @@ pub enum AdminCommand {
     CreateToken {
         #[arg(long)]
         org: String,
-        /// Comma-separated scopes, e.g. runs:read,runs:write.
+        /// Comma-separated scopes, e.g. runs:read,runs:write; `platform:admin` lets the token
+        /// create and read organizations.
         #[arg(long, value_delimiter = ',')]
         scopes: Vec<String>,
         #[arg(long, default_value = "cli")]
@@ -61,11 +63,11 @@ pub async fn run(settings: &Settings, cmd: AdminCommand) -> anyhow::Result<()> {
         }
         AdminCommand::CreateToken { org, scopes, name, json } => {
             let org: OrgId = org.parse().context("--org must be an organization id")?;
-            if let Some(bad) = scopes.iter().find(|s| !ORG_SCOPES.contains(&s.as_str())) {
-                bail!("unknown scope {bad:?}; known scopes: {}", ORG_SCOPES.join(", "));
+            if let Some(bad) = scopes.iter().find(|s| !ALL_SCOPES.contains(&s.as_str())) {
+                bail!("unknown scope {bad:?}; known scopes: {}", ALL_SCOPES.join(", "));
             }
             if scopes.is_empty() {
-                bail!("--scopes must name at least one scope ({})", ORG_SCOPES.join(", "));
+                bail!("--scopes must name at least one scope ({})", ALL_SCOPES.join(", "));
             }
             if !store.org_exists(org).await? {
                 bail!("no organization {org}");

@@ -12,7 +12,7 @@ use agentyard_bus::Bus;
 use agentyard_llm::Provider;
 use agentyard_runtime::Settings;
 use agentyard_store::Store;
-use agentyard_store::orgs::ORG_SCOPES;
+use agentyard_store::orgs::{ORG_SCOPES, PLATFORM_ADMIN};
 use anyhow::{Context, bail};
 use sqlx::ConnectOptions;
 use sqlx::postgres::PgConnectOptions;
@@ -28,6 +28,7 @@ const DEV_ORG: &str = "dev";
 /// # Errors
 /// When a dependency can neither be reached nor started.
 pub async fn run(mut settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    roles::check_agents_file(&settings)?;
     std::fs::create_dir_all(&settings.home)
         .with_context(|| format!("cannot create AY_HOME {}", settings.home.display()))?;
     let home = std::fs::canonicalize(&settings.home)?;
@@ -107,6 +108,12 @@ fn print_banner(settings: &Settings, provider: &Provider, token: &str, home: &Pa
     );
 }
 
+/// The dev token holds every org scope, and `platform:admin` (it is the operator's own
+/// machine), so every route can be tried with it.
+fn dev_scopes() -> Vec<String> {
+    ORG_SCOPES.iter().chain([&PLATFORM_ADMIN]).map(|s| (*s).to_owned()).collect()
+}
+
 /// The dev org's token: the saved one while it still works, else a new one.
 async fn dev_token(store: &Store, home: &Path) -> anyhow::Result<String> {
     let path = home.join("dev-token");
@@ -114,15 +121,16 @@ async fn dev_token(store: &Store, home: &Path) -> anyhow::Result<String> {
     if let (Some(org), Ok(saved)) = (org, std::fs::read_to_string(&path))
         && let Some(p) = store.authenticate(saved.trim()).await?
         && p.org_id == org
+        && dev_scopes().iter().all(|s| p.has_scope(s))
     {
         return Ok(saved.trim().to_owned());
     }
     let token = match org {
-        Some(org) => {
-            let scopes: Vec<String> = ORG_SCOPES.iter().map(|s| (*s).to_owned()).collect();
-            store.create_token(org, "dev", &scopes).await?.secret
+        Some(org) => store.create_token(org, "dev", &dev_scopes()).await?.secret,
+        None => {
+            let org = store.create_org(DEV_ORG).await?.org_id;
+            store.create_token(org, "dev", &dev_scopes()).await?.secret
         }
-        None => store.create_org(DEV_ORG).await?.token.secret,
     };
     std::fs::write(&path, format!("{token}\n"))
         .with_context(|| format!("cannot write {}", path.display()))?;

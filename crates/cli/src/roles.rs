@@ -102,11 +102,21 @@ pub async fn connect_bus(settings: &Settings) -> anyhow::Result<Bus> {
     Ok(bus)
 }
 
+/// Fails first thing when `agents.yaml` is broken (the message names its line and field).
+///
+/// # Errors
+/// As above.
+pub fn check_agents_file(settings: &Settings) -> anyhow::Result<()> {
+    agentyard_agents::Catalog::load(settings.config_dir.as_deref()).map_err(anyhow::Error::msg)?;
+    Ok(())
+}
+
 /// `agentyard api`.
 ///
 /// # Errors
 /// When a dependency is unreachable or the address cannot be bound.
 pub async fn api(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    check_agents_file(&settings)?;
     let store = connect_store(&settings, false).await?;
     let bus = connect_bus(&settings).await?;
     serve_api(settings, store, bus, shutdown).await
@@ -137,6 +147,7 @@ pub async fn serve_api(
 /// # Errors
 /// When no model is configured or a dependency is unreachable.
 pub async fn agent_worker(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    check_agents_file(&settings)?;
     let provider = Provider::from_settings(
         settings.openai_base_url.as_deref(),
         settings.openai_api_key.as_deref(),

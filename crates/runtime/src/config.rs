@@ -39,6 +39,14 @@ pub struct Settings {
     pub db_pool_size: u32,
     pub home: PathBuf,
     pub log: Option<String>,
+    /// A directory holding `agents.yaml` to use instead of the compiled-in one.
+    pub config_dir: Option<PathBuf>,
+    /// Requests per second one token may make (0: no limit).
+    pub rate_limit: f64,
+    /// Requests a token may make at once above its rate.
+    pub rate_burst: u32,
+    /// Live (queued, waiting or running) runs one organization may have (0: no limit).
+    pub org_max_active_runs: u32,
 }
 
 /// The `AY_*` variables we read (others are rejected).
@@ -59,6 +67,10 @@ pub const KNOWN_AY_VARS: &[&str] = &[
     "AY_DB_POOL_SIZE",
     "AY_HOME",
     "AY_LOG",
+    "AY_CONFIG_DIR",
+    "AY_RATE_LIMIT",
+    "AY_RATE_BURST",
+    "AY_ORG_MAX_ACTIVE_RUNS",
 ];
 
 impl Settings {
@@ -105,10 +117,16 @@ impl Settings {
             retry_base: parse(&get, "AY_RETRY_BASE", "500ms", parse_duration)?,
             retry_max: parse(&get, "AY_RETRY_MAX", "30s", parse_duration)?,
             history_tokens: parse(&get, "AY_HISTORY_TOKENS", "8000", positive)?,
-            max_tokens: parse(&get, "AY_MAX_TOKENS", "1024", positive)?,
+            max_tokens: parse(&get, "AY_MAX_TOKENS", "32768", positive)?,
             db_pool_size: parse(&get, "AY_DB_POOL_SIZE", "8", positive)?,
             home: PathBuf::from(get("AY_HOME").unwrap_or(".agentyard")),
             log: get("AY_LOG").map(str::to_owned),
+            config_dir: get("AY_CONFIG_DIR").map(PathBuf::from),
+            rate_limit: parse(&get, "AY_RATE_LIMIT", "100", |v| {
+                v.parse().ok().filter(|n: &f64| n.is_finite() && *n >= 0.0)
+            })?,
+            rate_burst: parse(&get, "AY_RATE_BURST", "200", positive)?,
+            org_max_active_runs: parse(&get, "AY_ORG_MAX_ACTIVE_RUNS", "1000", |v| v.parse().ok())?,
         };
         if s.ack_wait < Duration::from_secs(1) {
             return Err(invalid("AY_ACK_WAIT", "must be at least 1s"));

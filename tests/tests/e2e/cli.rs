@@ -66,6 +66,45 @@ async fn an_unknown_or_invalid_setting_stops_the_process_naming_the_variable() {
 }
 
 #[tokio::test]
+async fn a_broken_agents_file_stops_every_role_naming_its_line_and_field() {
+    let app =
+        TestApp::spawn_with(agentyard_e2e::TestOptions { workers: 0, ..Default::default() }).await;
+    let dir = temp_home("bad-agents");
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = include_str!("../../../config/agents.yaml");
+    assert!(good.contains("    temperature: 0.3\n"));
+    std::fs::write(
+        dir.join("agents.yaml"),
+        good.replacen("    temperature: 0.3\n", "    tempreature: 0.3\n", 1),
+    )
+    .unwrap();
+    for role in [&["api"][..], &["worker", "agent"], &["dev"]] {
+        let out = app
+            .command("bad-agents", role)
+            .env("AY_CONFIG_DIR", &dir)
+            .env("AY_HTTP_ADDR", "127.0.0.1:0")
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .await
+            .unwrap();
+        assert!(!out.status.success(), "{role:?} started");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("agents.yaml") && err.contains("tempreature"), "{role:?}: {err}");
+        assert!(err.contains("line"), "{role:?} names no line: {err}");
+    }
+    // The same directory with a good file is accepted.
+    std::fs::write(dir.join("agents.yaml"), good).unwrap();
+    let mut ok = app
+        .command("good-agents", &["worker", "agent"])
+        .env("AY_CONFIG_DIR", &dir)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(ok.try_wait().unwrap().is_none(), "the worker runs with a good file");
+    let _ = ok.kill().await;
+}
+
+#[tokio::test]
 async fn chat_streams_the_reply_to_the_terminal() {
     let mut app = TestApp::spawn().await;
     let _ = &mut app;

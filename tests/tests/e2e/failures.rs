@@ -100,6 +100,8 @@ async fn the_outbox_relay_publishes_jobs_a_crash_left_unsent() {
         strategy: Default::default(),
         metadata: json!({}),
         idempotency: None,
+        priority: Default::default(),
+        quota: None,
     };
     let agentyard_store::runs::CreateOutcome::Created { run, .. } =
         app.store.create_run(&new).await.unwrap()

@@ -1,6 +1,8 @@
 //! The HTTP routes.
 
+pub(crate) mod agents;
 pub(crate) mod health;
+pub(crate) mod orgs;
 pub(crate) mod runs;
 pub(crate) mod threads;
 
@@ -27,6 +29,26 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/runs/{id}", get(runs::get))
         .route("/v1/runs/{id}/events", get(runs::events))
         .route("/v1/runs/{id}/cancel", post(runs::cancel))
+        .route("/v1/organizations", post(orgs::create_org))
+        .route("/v1/organizations/{id}", get(orgs::get_org))
+        .route("/v1/users", post(orgs::create_user).get(orgs::list_users))
+        .route("/v1/tokens", post(orgs::create_token).get(orgs::list_tokens))
+        .route("/v1/tokens/{id}", axum::routing::delete(orgs::revoke_token))
+        .route("/v1/usage", get(orgs::usage))
+        .route("/v1/agent-types", get(agents::types))
+        .route("/v1/agents", get(agents::list).post(agents::create))
+        .route("/v1/agents/delegate", post(agents::delegate))
+        .route("/v1/agents/{id}", get(agents::get).patch(agents::patch).delete(agents::delete))
+        .route("/v1/agents/{id}/recreate", post(agents::recreate))
+        .route("/v1/agents/{id}/activate", post(agents::activate))
+        .route("/v1/agents/{id}/deactivate", post(agents::deactivate))
+        .route("/v1/agents/{id}/reset-config", post(agents::reset_config))
+        .route("/v1/agents/{id}/status", get(agents::status))
+        .route("/v1/agents/{id}/configuration", get(agents::configuration))
+        .route("/v1/agents/{id}/config-source", get(agents::config_source))
+        .route("/v1/agents/{id}/tools", get(agents::tools).put(agents::put_tools))
+        .route("/v1/agents/{id}/stats", get(agents::stats))
+        .route("/v1/agents/{id}/performance", get(agents::performance))
         .fallback(|| async {
             crate::ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such route")
         })

@@ -1,0 +1,410 @@
+//! The agent operations behind the handlers: an org's agents as clients see them (effective
+//! configuration = type defaults + stored overrides), changes checked against the catalog,
+//! status, stats and delegation by capability.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use agentyard_agents::{AgentConfig, Source};
+use agentyard_core::run::{Priority, Run};
+use agentyard_core::{AgentId, RunId};
+use agentyard_store::agents::{AgentRow, CreateAgent};
+use agentyard_store::orgs::Principal;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::service::{self, CreateRunRequest};
+use crate::{ApiError, AppState};
+
+/// An agent of the organization.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Agent {
+    pub id: AgentId,
+    pub agent_type: String,
+    pub name: String,
+    pub is_active: bool,
+    /// The org's default agent answers runs that name no agent.
+    pub is_default: bool,
+    /// What runs use: the type's defaults with the overrides on top.
+    pub configuration: AgentConfig,
+    /// The org's own values (a JSON merge patch on the type's defaults).
+    #[schema(value_type = Object)]
+    pub overrides: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Body of `POST /v1/agents`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAgentRequest {
+    /// A type of `config/agents.yaml` (`GET /v1/agent-types`).
+    pub agent_type: String,
+    /// Default: the type's name.
+    pub name: Option<String>,
+    /// Overrides of the type's defaults.
+    #[schema(value_type = Option<Object>)]
+    pub configuration: Option<serde_json::Value>,
+}
+
+/// Body of `PATCH /v1/agents/{id}`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchAgentRequest {
+    pub name: Option<String>,
+    /// A JSON merge patch on the agent's overrides: a field set to null goes back to its
+    /// default.
+    #[schema(value_type = Option<Object>)]
+    pub configuration: Option<serde_json::Value>,
+}
+
+/// An effective value and where it comes from.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SourcedValue {
+    #[schema(value_type = Object)]
+    pub value: serde_json::Value,
+    pub source: Source,
+}
+
+/// The agent's tools.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentTools {
+    /// Tools the model may call.
+    pub tools_enabled: Vec<String>,
+    /// Tools that run only after a human approves the call (default on PUT: unchanged).
+    #[serde(default)]
+    pub tools_require_approval: Option<Vec<String>>,
+    /// Every tool an agent can be given (read only).
+    #[serde(default, skip_deserializing)]
+    pub available: Vec<String>,
+}
+
+/// Body of `POST /v1/agents/delegate`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DelegateRequest {
+    /// A capability, e.g. `data_analysis` (`GET /v1/agent-types` lists them).
+    pub capability: String,
+    /// The task.
+    pub input: String,
+    #[serde(default)]
+    pub priority: Priority,
+    /// Free-form object stored with the run's metadata.
+    #[schema(value_type = Option<Object>)]
+    pub context: Option<serde_json::Value>,
+}
+
+/// What delegation started.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Delegation {
+    pub agent: Agent,
+    pub run: Run,
+}
+
+/// Is the agent ready to answer?
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AgentStatus {
+    pub id: AgentId,
+    pub is_active: bool,
+    /// The model alias and, as agent workers see it, whether its server answers.
+    pub model: String,
+    /// True when an agent worker reached the model server; false when workers answered but
+    /// could not; null when no worker answered.
+    pub model_reachable: Option<bool>,
+    /// Agent workers that answered within a second.
+    pub workers: usize,
+    /// The MCP servers this agent's tools come from, and whether they answer.
+    pub tool_servers: Vec<ToolServerStatus>,
+    /// Tools the model may call.
+    pub tools_available: Vec<String>,
+    /// Active, at least one worker and the model reachable.
+    pub ready: bool,
+}
+
+/// An MCP server's reachability.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ToolServerStatus {
+    pub name: String,
+    /// Null when nothing checked it.
+    pub reachable: Option<bool>,
+}
+
+/// The view of a stored agent.
+pub fn view(state: &AppState, row: AgentRow) -> Agent {
+    Agent {
+        id: AgentId(row.id),
+        configuration: state.catalog.effective(&row.agent_type, &row.name, &row.config),
+        agent_type: row.agent_type,
+        name: row.name,
+        is_active: row.is_active,
+        is_default: row.is_default,
+        overrides: row.config,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    }
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("agent_not_found", "agent")
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() || name.chars().count() > 200 {
+        return Err(ApiError::invalid("invalid_name", "name must be 1 to 200 characters"));
+    }
+    Ok(())
+}
+
+/// A live agent of the caller's org.
+///
+/// # Errors
+/// 404 `agent_not_found`.
+pub async fn get(state: &AppState, who: &Principal, id: AgentId) -> Result<AgentRow, ApiError> {
+    state.store.get_agent(who.org_id, id).await?.ok_or_else(not_found)
+}
+
+/// Creates the org's agent of a type.
+///
+/// # Errors
+/// 422 `unknown_agent_type` / `invalid_configuration` / `invalid_name`, 409 `agent_exists`.
+pub async fn create(
+    state: &AppState,
+    who: &Principal,
+    req: CreateAgentRequest,
+) -> Result<Agent, ApiError> {
+    let Some(ty) = state.catalog.agent_type(&req.agent_type) else {
+        let known: Vec<&str> = state.catalog.agent_types().keys().map(String::as_str).collect();
+        return Err(ApiError::invalid(
+            "unknown_agent_type",
+            format!("unknown agent_type `{}`; known: {}", req.agent_type, known.join(", ")),
+        ));
+    };
+    let name = req.name.unwrap_or_else(|| ty.name.clone());
+    check_name(&name)?;
+    let overrides = match &req.configuration {
+        None => serde_json::json!({}),
+        Some(patch) => state
+            .catalog
+            .apply_patch(&req.agent_type, &serde_json::json!({}), patch)
+            .map_err(|e| ApiError::fields("invalid_configuration", e))?,
+    };
+    match state.store.create_agent(who.org_id, &req.agent_type, &name, &overrides).await? {
+        CreateAgent::Created(row) => Ok(view(state, row)),
+        CreateAgent::Exists(id) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "agent_exists",
+            format!("the organization already has a {} agent ({id})", req.agent_type),
+        )),
+    }
+}
+
+/// Renames an agent and/or applies a merge patch to its overrides.
+///
+/// # Errors
+/// 404, 422 `invalid_configuration` / `invalid_name` (nothing is stored).
+pub async fn patch(
+    state: &AppState,
+    who: &Principal,
+    id: AgentId,
+    req: PatchAgentRequest,
+) -> Result<Agent, ApiError> {
+    if let Some(n) = &req.name {
+        check_name(n)?;
+    }
+    let catalog = state.catalog.clone();
+    let row = state
+        .store
+        .update_agent::<ApiError>(who.org_id, id, |row| {
+            let config = match &req.configuration {
+                None => row.config.clone(),
+                Some(p) => catalog
+                    .apply_patch(&row.agent_type, &row.config, p)
+                    .map_err(|e| ApiError::fields("invalid_configuration", e))?,
+            };
+            Ok((req.name.clone().unwrap_or_else(|| row.name.clone()), config))
+        })
+        .await??;
+    row.map(|r| view(state, r)).ok_or_else(not_found)
+}
+
+/// Replaces the agent's tool lists.
+///
+/// # Errors
+/// As [`patch`].
+pub async fn put_tools(
+    state: &AppState,
+    who: &Principal,
+    id: AgentId,
+    tools: AgentTools,
+) -> Result<Agent, ApiError> {
+    let mut configuration = serde_json::json!({ "tools_enabled": tools.tools_enabled });
+    if let Some(a) = tools.tools_require_approval {
+        configuration["tools_require_approval"] = serde_json::json!(a);
+    }
+    patch(state, who, id, PatchAgentRequest { name: None, configuration: Some(configuration) })
+        .await
+}
+
+/// Clears the overrides (the name stays).
+///
+/// # Errors
+/// 404.
+pub async fn reset_config(
+    state: &AppState,
+    who: &Principal,
+    id: AgentId,
+) -> Result<Agent, ApiError> {
+    let row = state
+        .store
+        .update_agent::<ApiError>(who.org_id, id, |row| {
+            Ok((row.name.clone(), serde_json::json!({})))
+        })
+        .await??;
+    row.map(|r| view(state, r)).ok_or_else(not_found)
+}
+
+/// Field by field: the effective value and whether it is the default or the org's own.
+pub fn config_source(state: &AppState, row: &AgentRow) -> BTreeMap<&'static str, SourcedValue> {
+    let effective = state.catalog.effective(&row.agent_type, &row.name, &row.config);
+    let values = serde_json::to_value(&effective).expect("a config serializes");
+    state
+        .catalog
+        .config_source(&row.agent_type, &row.name, &row.config)
+        .into_iter()
+        .map(|(f, source)| (f, SourcedValue { value: values[f].clone(), source }))
+        .collect()
+}
+
+/// Whether the agent can answer now: asks the agent workers (core NATS request, one second).
+pub async fn status(state: &AppState, row: AgentRow) -> AgentStatus {
+    let agent = view(state, row);
+    let answers = ask_workers(state, Duration::from_secs(1)).await;
+    let model_reachable = if answers.is_empty() {
+        None
+    } else {
+        Some(answers.iter().any(|a| a["model_reachable"].as_bool() == Some(true)))
+    };
+    let tools = agent.configuration.tools_enabled.clone();
+    AgentStatus {
+        id: agent.id,
+        is_active: agent.is_active,
+        model: agent.configuration.model.clone(),
+        model_reachable,
+        workers: answers.len(),
+        // The built-in tool server arrives with the tools issue; until then nothing checks it.
+        tool_servers: if tools.is_empty() {
+            Vec::new()
+        } else {
+            vec![ToolServerStatus { name: "builtin".into(), reachable: None }]
+        },
+        tools_available: tools,
+        ready: agent.is_active && model_reachable == Some(true),
+    }
+}
+
+async fn ask_workers(state: &AppState, wait: Duration) -> Vec<serde_json::Value> {
+    use futures::StreamExt;
+    let client = state.bus.client();
+    let inbox = client.new_inbox();
+    let Ok(mut sub) = client.subscribe(inbox.clone()).await else { return Vec::new() };
+    let subject = state.bus.subjects().agent_worker_status();
+    if client.publish_with_reply(subject, inbox, Default::default()).await.is_err() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, sub.next()).await {
+        if let Ok(v) = serde_json::from_slice(&msg.payload) {
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// Starts a run of the org's active agent with `capability` (provisioning it from its type
+/// when the org has none) on a new thread.
+///
+/// # Errors
+/// 422 `unknown_capability` / `invalid_input`, 409 `agent_inactive`, 429, 5xx.
+pub async fn delegate(
+    state: &AppState,
+    who: &Principal,
+    req: DelegateRequest,
+) -> Result<Delegation, ApiError> {
+    let capability = req.capability.trim();
+    if let Some(c) = &req.context
+        && !c.is_object()
+    {
+        return Err(ApiError::invalid("invalid_context", "context must be a JSON object"));
+    }
+    let agents = state.store.list_agents(who.org_id).await?;
+    let has = |row: &AgentRow| {
+        state
+            .catalog
+            .effective(&row.agent_type, &row.name, &row.config)
+            .capabilities
+            .iter()
+            .any(|c| c == capability)
+    };
+    let mut chosen = agents.iter().find(|r| r.is_active && has(r)).cloned();
+    if chosen.is_none() {
+        if let Some(inactive) = agents.iter().find(|r| has(r)) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "agent_inactive",
+                format!("the agent with {capability} ({}) is deactivated", inactive.id),
+            ));
+        }
+        let Some(ty) = state.catalog.type_with_capability(capability) else {
+            let mut known: Vec<&str> = state
+                .catalog
+                .agent_types()
+                .values()
+                .flat_map(|t| t.capabilities.iter().map(String::as_str))
+                .collect();
+            known.sort_unstable();
+            return Err(ApiError::invalid(
+                "unknown_capability",
+                format!(
+                    "no agent type has the capability `{capability}`; known: {}",
+                    known.join(", ")
+                ),
+            ));
+        };
+        let name = state.catalog.agent_type(ty).map(|t| t.name.clone()).unwrap_or_default();
+        let row =
+            match state.store.create_agent(who.org_id, ty, &name, &serde_json::json!({})).await? {
+                CreateAgent::Created(row) => row,
+                // Provisioned concurrently, or an agent of that type whose overrides dropped the
+                // capability: use it either way.
+                CreateAgent::Exists(_) => {
+                    state.store.agent_of_type(who.org_id, ty).await?.ok_or_else(not_found)?
+                }
+            };
+        if !row.is_active {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "agent_inactive",
+                "the agent is deactivated",
+            ));
+        }
+        chosen = Some(row);
+    }
+    let row = chosen.expect("chosen above");
+    let metadata = serde_json::json!({
+        "delegation": { "capability": capability, "context": req.context.unwrap_or_else(|| serde_json::json!({})) }
+    });
+    let run_req = CreateRunRequest {
+        input: req.input,
+        stream: false,
+        multitask_strategy: Default::default(),
+        metadata: Some(metadata),
+        thread_id: None,
+        agent_id: Some(AgentId(row.id)),
+        priority: req.priority,
+    };
+    let run = service::create_run(state, who, run_req, None, None, RunId::new()).await?;
+    Ok(Delegation { agent: view(state, row), run })
+}

@@ -1,0 +1,412 @@
+//! Agents: the org's agents, their configuration, tools, status and stats; agent types;
+//! delegation by capability.
+
+use std::collections::BTreeMap;
+
+use agentyard_agents::AgentConfig;
+use agentyard_core::AgentId;
+use agentyard_store::usage::{Bucket, Totals};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::parse_id;
+use crate::agents::{
+    self, Agent, AgentStatus, AgentTools, CreateAgentRequest, DelegateRequest, Delegation,
+    PatchAgentRequest, SourcedValue,
+};
+use crate::auth::Auth;
+use crate::error::{self, ErrorBody, parse_json};
+use crate::{ApiError, AppState};
+
+const READ: &str = "agents:read";
+const ADMIN: &str = "agents:admin";
+
+fn agent_id(raw: &str) -> Result<AgentId, ApiError> {
+    parse_id(raw, "agent_not_found", "agent")
+}
+
+/// The org's agents.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct AgentList {
+    data: Vec<Agent>,
+}
+
+/// The org's agents, oldest first. Provisions the default agent when the org has none.
+#[utoipa::path(get, path = "/v1/agents", tag = "agents",
+    responses((status = 200, body = AgentList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> Result<Json<AgentList>, ApiError> {
+    let who = auth.require(READ)?;
+    let rows = state.store.list_agents(who.org_id).await?;
+    Ok(Json(AgentList { data: rows.into_iter().map(|r| agents::view(&state, r)).collect() }))
+}
+
+/// Creates the org's agent of a type.
+#[utoipa::path(post, path = "/v1/agents", tag = "agents",
+    request_body(content = CreateAgentRequest, content_type = "application/json"),
+    responses((status = 201, body = Agent), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody, description = "agent_exists"),
+        (status = 422, body = ErrorBody, description = "unknown_agent_type, invalid_configuration (naming every bad field)")),
+    security(("bearer" = [])))]
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    auth: Auth,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Agent>), ApiError> {
+    let who = auth.require(ADMIN)?;
+    let req: CreateAgentRequest = parse_json(&error::body(body)?)?;
+    Ok((StatusCode::CREATED, Json(agents::create(&state, who, req).await?)))
+}
+
+/// An agent.
+#[utoipa::path(get, path = "/v1/agents/{id}", tag = "agents", params(("id" = String, Path)),
+    responses((status = 200, body = Agent), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Agent>, ApiError> {
+    let who = auth.require(READ)?;
+    let row = agents::get(&state, who, agent_id(&id)?).await?;
+    Ok(Json(agents::view(&state, row)))
+}
+
+/// Renames an agent and/or changes its configuration (a JSON merge patch on its overrides).
+/// The next run uses the change, on every worker.
+#[utoipa::path(patch, path = "/v1/agents/{id}", tag = "agents", params(("id" = String, Path)),
+    request_body(content = PatchAgentRequest, content_type = "application/json"),
+    responses((status = 200, body = Agent), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn patch(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Agent>, ApiError> {
+    let who = auth.require(ADMIN)?;
+    let id = agent_id(&id)?;
+    let req: PatchAgentRequest = parse_json(&error::body(body)?)?;
+    agents::patch(&state, who, id, req).await.map(Json)
+}
+
+/// Deletes an agent. Its runs stay readable; `recreate` brings it back with the same id.
+#[utoipa::path(delete, path = "/v1/agents/{id}", tag = "agents", params(("id" = String, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let who = auth.require(ADMIN)?;
+    if state.store.delete_agent(who.org_id, agent_id(&id)?).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("agent_not_found", "agent"))
+    }
+}
+
+/// Brings an agent (also a deleted one) back to its type's defaults, keeping its id: no
+/// overrides, the type's name, active.
+#[utoipa::path(post, path = "/v1/agents/{id}/recreate", tag = "agents", params(("id" = String, Path)),
+    responses((status = 200, body = Agent), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn recreate(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Agent>, ApiError> {
+    let who = auth.require(ADMIN)?;
+    let catalog = state.catalog.clone();
+    let row = state
+        .store
+        .recreate_agent(who.org_id, agent_id(&id)?, |t| {
+            catalog.agent_type(t).map_or_else(|| t.to_owned(), |c| c.name.clone())
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("agent_not_found", "agent"))?;
+    Ok(Json(agents::view(&state, row)))
+}
+
+async fn set_active(
+    state: &AppState,
+    auth: &Auth,
+    id: &str,
+    active: bool,
+) -> Result<Json<Agent>, ApiError> {
+    let who = auth.require(ADMIN)?;
+    let row = state
+        .store
+        .set_agent_active(who.org_id, agent_id(id)?, active)
+        .await?
+        .ok_or_else(|| ApiError::not_found("agent_not_found", "agent"))?;
+    Ok(Json(agents::view(state, row)))
+}
+
+/// Activates an agent.
+#[utoipa::path(post, path = "/v1/agents/{id}/activate", tag = "agents", params(("id" = String, Path)),
+    responses((status = 200, body = Agent), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn activate(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Agent>, ApiError> {
+    set_active(&state, &auth, &id, true).await
+}
+
+/// Deactivates an agent: new runs for it answer 409 `agent_inactive`.
+#[utoipa::path(post, path = "/v1/agents/{id}/deactivate", tag = "agents", params(("id" = String, Path)),
+    responses((status = 200, body = Agent), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn deactivate(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Agent>, ApiError> {
+    set_active(&state, &auth, &id, false).await
+}
+
+/// Drops every override: the agent runs with its type's defaults (its name stays).
+#[utoipa::path(post, path = "/v1/agents/{id}/reset-config", tag = "agents", params(("id" = String, Path)),
+    responses((status = 200, body = Agent), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn reset_config(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Agent>, ApiError> {
+    let who = auth.require(ADMIN)?;
+    agents::reset_config(&state, who, agent_id(&id)?).await.map(Json)
+}
+
+/// Whether the agent can answer now: active, its model reachable (as agent workers see it),
+/// its tools.
+#[utoipa::path(get, path = "/v1/agents/{id}/status", tag = "agents", params(("id" = String, Path)),
+    responses((status = 200, body = AgentStatus), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn status(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<AgentStatus>, ApiError> {
+    let who = auth.require(READ)?;
+    let row = agents::get(&state, who, agent_id(&id)?).await?;
+    Ok(Json(agents::status(&state, row).await))
+}
+
+/// The effective configuration.
+#[utoipa::path(get, path = "/v1/agents/{id}/configuration", tag = "agents", params(("id" = String, Path)),
+    responses((status = 200, body = AgentConfig), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn configuration(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<AgentConfig>, ApiError> {
+    let who = auth.require(READ)?;
+    let row = agents::get(&state, who, agent_id(&id)?).await?;
+    Ok(Json(state.catalog.effective(&row.agent_type, &row.name, &row.config)))
+}
+
+/// Field by field: the effective value and whether it is the type's `default` or `custom`.
+#[utoipa::path(get, path = "/v1/agents/{id}/config-source", tag = "agents", params(("id" = String, Path)),
+    responses((status = 200, body = BTreeMap<String, SourcedValue>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn config_source(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<BTreeMap<&'static str, SourcedValue>>, ApiError> {
+    let who = auth.require(READ)?;
+    let row = agents::get(&state, who, agent_id(&id)?).await?;
+    Ok(Json(agents::config_source(&state, &row)))
+}
+
+/// The agent's tools.
+#[utoipa::path(get, path = "/v1/agents/{id}/tools", tag = "agents", params(("id" = String, Path)),
+    responses((status = 200, body = AgentTools), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn tools(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<AgentTools>, ApiError> {
+    let who = auth.require(READ)?;
+    let row = agents::get(&state, who, agent_id(&id)?).await?;
+    let c = state.catalog.effective(&row.agent_type, &row.name, &row.config);
+    Ok(Json(AgentTools {
+        tools_enabled: c.tools_enabled,
+        tools_require_approval: Some(c.tools_require_approval),
+        available: agentyard_agents::BUILTIN_TOOLS.iter().map(|t| (*t).to_owned()).collect(),
+    }))
+}
+
+/// Sets the agent's tools (`tools_enabled`, and `tools_require_approval` when given).
+#[utoipa::path(put, path = "/v1/agents/{id}/tools", tag = "agents", params(("id" = String, Path)),
+    request_body(content = AgentTools, content_type = "application/json"),
+    responses((status = 200, body = Agent), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn put_tools(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Agent>, ApiError> {
+    let who = auth.require(ADMIN)?;
+    let id = agent_id(&id)?;
+    let req: AgentTools = parse_json(&error::body(body)?)?;
+    agents::put_tools(&state, who, id, req).await.map(Json)
+}
+
+/// Query of the stats.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub(crate) struct StatsQuery {
+    /// `hour` or `day` (default): the runs created in the last hour or day.
+    period: Option<String>,
+}
+
+/// An agent's numbers over a period.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct AgentStats {
+    agent_id: AgentId,
+    period: String,
+    since: DateTime<Utc>,
+    /// Messages the runs wrote (user, assistant and tool messages).
+    messages: i64,
+    successful_runs: i64,
+    failed_runs: i64,
+    #[serde(flatten)]
+    totals: Totals,
+}
+
+/// An agent's messages, successful and failed runs, tool calls, response times and tokens over
+/// the last hour or day.
+#[utoipa::path(get, path = "/v1/agents/{id}/stats", tag = "agents", params(("id" = String, Path), StatsQuery),
+    responses((status = 200, body = AgentStats), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn stats(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    query: Result<Query<StatsQuery>, QueryRejection>,
+) -> Result<Json<AgentStats>, ApiError> {
+    let who = auth.require(READ)?;
+    let Query(q) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
+    let period = q.period.unwrap_or_else(|| "day".into());
+    let span = match period.as_str() {
+        "hour" => chrono::Duration::hours(1),
+        "day" => chrono::Duration::days(1),
+        other => {
+            return Err(ApiError::invalid(
+                "invalid_query",
+                format!("period must be hour or day, not {other:?}"),
+            ));
+        }
+    };
+    let row = agents::get(&state, who, agent_id(&id)?).await?;
+    let since = Utc::now() - span;
+    let (totals, messages) = state.store.agent_stats(who.org_id, AgentId(row.id), since).await?;
+    Ok(Json(AgentStats {
+        agent_id: AgentId(row.id),
+        period,
+        since,
+        messages,
+        successful_runs: totals.completed,
+        failed_runs: totals.failed,
+        totals,
+    }))
+}
+
+/// An agent's performance over the last 24 hours, hour by hour.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Performance {
+    agent_id: AgentId,
+    since: DateTime<Utc>,
+    /// Completed runs over ended runs (null without ended runs).
+    success_rate: Option<f64>,
+    totals: Totals,
+    hours: Vec<Bucket>,
+}
+
+/// An agent's success rate, response times and tokens over the last 24 hours, in total and
+/// hour by hour.
+#[utoipa::path(get, path = "/v1/agents/{id}/performance", tag = "agents", params(("id" = String, Path)),
+    responses((status = 200, body = Performance), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn performance(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Performance>, ApiError> {
+    let who = auth.require(READ)?;
+    let row = agents::get(&state, who, agent_id(&id)?).await?;
+    let since = Utc::now() - chrono::Duration::days(1);
+    let id = AgentId(row.id);
+    let (totals, _) = state.store.agent_stats(who.org_id, id, since).await?;
+    let hours = state.store.agent_buckets(who.org_id, id, since).await?;
+    let ended = totals.completed + totals.failed + totals.cancelled;
+    let success_rate = (ended > 0).then(|| totals.completed as f64 / ended as f64);
+    Ok(Json(Performance { agent_id: id, since, success_rate, totals, hours }))
+}
+
+/// An agent type of `config/agents.yaml`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct AgentType {
+    agent_type: String,
+    defaults: AgentConfig,
+}
+
+/// The agent types and their defaults.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct AgentTypeList {
+    data: Vec<AgentType>,
+}
+
+/// The agent types an org can create, with their defaults.
+#[utoipa::path(get, path = "/v1/agent-types", tag = "agents",
+    responses((status = 200, body = AgentTypeList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn types(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> Result<Json<AgentTypeList>, ApiError> {
+    auth.require(READ)?;
+    let data = state
+        .catalog
+        .agent_types()
+        .iter()
+        .map(|(k, v)| AgentType { agent_type: k.clone(), defaults: v.clone() })
+        .collect();
+    Ok(Json(AgentTypeList { data }))
+}
+
+/// Hands a task to the org's active agent with a capability (provisioned from its type when
+/// missing): a run on a new thread, at the given priority.
+#[utoipa::path(post, path = "/v1/agents/delegate", tag = "agents",
+    request_body(content = DelegateRequest, content_type = "application/json"),
+    responses((status = 202, body = Delegation), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody, description = "agent_inactive"),
+        (status = 422, body = ErrorBody, description = "unknown_capability"), (status = 429, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn delegate(
+    State(state): State<AppState>,
+    auth: Auth,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Delegation>), ApiError> {
+    let who = auth.require("runs:write")?;
+    let req: DelegateRequest = parse_json(&error::body(body)?)?;
+    Ok((StatusCode::ACCEPTED, Json(agents::delegate(&state, who, req).await?)))
+}

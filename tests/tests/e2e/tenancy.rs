@@ -1,0 +1,301 @@
+//! Users, tokens, scopes and organization isolation on every route of the tenancy and agent
+//! APIs; the OpenAPI document covers every route the router serves.
+
+use agentyard_e2e::TestApp;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const ORG_SCOPES: &[&str] = &[
+    "runs:read",
+    "runs:write",
+    "agents:read",
+    "agents:admin",
+    "tools:admin",
+    "workflows:run",
+    "org:admin",
+];
+
+async fn token(app: &TestApp, org: &str, scopes: &[&str]) -> String {
+    let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+    app.store.create_token(org.parse().unwrap(), "t", &scopes).await.unwrap().secret
+}
+
+/// Every scope but `scope`.
+async fn token_without(app: &TestApp, org: &str, scope: &str) -> String {
+    let scopes: Vec<&str> = ORG_SCOPES.iter().copied().filter(|s| *s != scope).collect();
+    token(app, org, &scopes).await
+}
+
+#[tokio::test]
+async fn users_and_tokens_are_managed_by_org_admins_and_revocation_is_immediate() {
+    let app = TestApp::spawn().await;
+    let (s, user) = app.post("/v1/users", json!({"name": "Ada", "email": "ada@example.com"})).await;
+    assert_eq!(s, 201, "{user}");
+    let (_, users) = app.get("/v1/users").await;
+    assert_eq!(users["data"].as_array().unwrap().len(), 2, "the admin and Ada: {users}");
+
+    let (s, t) = app
+        .post(
+            "/v1/tokens",
+            json!({"user_id": user["id"], "name": "ada's", "scopes": ["runs:read", "runs:write"]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{t}");
+    let secret = t["token"].as_str().unwrap().to_owned();
+    let (s, run) = app.call(Method::POST, "/v1/runs", &secret, Some(json!({"input": "hi"}))).await;
+    assert_eq!(s, 202, "{run}");
+    let stored_user: Option<uuid::Uuid> =
+        sqlx::query_scalar("SELECT user_id FROM runs WHERE id = $1::uuid")
+            .bind(run["id"].as_str().unwrap())
+            .fetch_one(app.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        stored_user.map(|u| u.to_string()).as_deref(),
+        user["id"].as_str(),
+        "the run is Ada's"
+    );
+
+    let (_, list) = app.get("/v1/tokens").await;
+    let listed = list["data"].as_array().unwrap();
+    assert!(listed.iter().any(|x| x["id"] == t["id"]));
+    assert!(!list.to_string().contains(&secret), "no secret in the list");
+    assert!(listed.iter().all(|x| x.get("token").is_none() && x.get("token_sha256").is_none()));
+
+    // Warm the API's auth cache, revoke, and the very next request is refused.
+    let (s, _) = app
+        .call(Method::GET, &format!("/v1/runs/{}", run["id"].as_str().unwrap()), &secret, None)
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/tokens/{}", t["id"].as_str().unwrap()),
+            &app.token,
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = app
+        .call(Method::GET, &format!("/v1/runs/{}", run["id"].as_str().unwrap()), &secret, None)
+        .await;
+    assert_eq!(s, 401, "revoked at once");
+
+    // No escalation, no unknown scopes, no platform scope, no users of other orgs.
+    let narrow = token(&app, &app.org_id, &["org:admin", "runs:read"]).await;
+    let (s, e) = app
+        .call(
+            Method::POST,
+            "/v1/tokens",
+            &narrow,
+            Some(json!({"name": "x", "scopes": ["runs:write"]})),
+        )
+        .await;
+    assert_eq!((s, e["error"]["code"].as_str()), (403, Some("insufficient_scope")), "{e}");
+    let (s, e) = app.post("/v1/tokens", json!({"name": "x", "scopes": ["runs:fly"]})).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (422, Some("invalid_scopes")), "{e}");
+    let (s, _) = app.post("/v1/tokens", json!({"name": "x", "scopes": ["platform:admin"]})).await;
+    assert_eq!(s, 403);
+    let (_, other_token) = app.new_org("other").await;
+    let (_, other_user) =
+        app.call(Method::POST, "/v1/users", &other_token, Some(json!({"name": "Bob"}))).await;
+    let (s, e) = app
+        .post(
+            "/v1/tokens",
+            json!({"name": "x", "scopes": ["runs:read"], "user_id": other_user["id"]}),
+        )
+        .await;
+    assert_eq!((s, e["error"]["code"].as_str()), (404, Some("user_not_found")), "{e}");
+    let (s, e) = app
+        .post(
+            "/v1/tokens",
+            json!({"name": "x", "scopes": ["runs:read"], "expires_at": "2001-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(s, 422, "{e}");
+    let (s, e) = app
+        .post(
+            "/v1/tokens",
+            json!({"name": "soon", "scopes": ["runs:read"], "expires_at": "2100-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!((s, e["expires_at"].as_str().is_some()), (201, true), "{e}");
+}
+
+#[tokio::test]
+async fn every_route_checks_its_scope_and_never_reaches_another_org() {
+    let app =
+        TestApp::spawn_with(agentyard_e2e::TestOptions { workers: 0, ..Default::default() }).await;
+    let a = app.org_id.clone();
+    let (_, list) = app.get("/v1/agents").await;
+    let agent = list["data"][0]["id"].as_str().unwrap().to_owned();
+    let (_, user) = app.post("/v1/users", json!({"name": "u"})).await;
+    let (_, t) = app.post("/v1/tokens", json!({"name": "victim", "scopes": ["runs:read"]})).await;
+    let victim = t["id"].as_str().unwrap().to_owned();
+    let (b, _) = app.new_org("b").await;
+    let b_all = token(&app, &b, ORG_SCOPES).await;
+    let (_, before) = app.get(&format!("/v1/agents/{agent}")).await;
+
+    // (method, path, scope it needs, body, whether the path names an object of org A)
+    let routes: Vec<(Method, String, &str, Option<Value>, bool)> = vec![
+        (Method::GET, "/v1/agents".into(), "agents:read", None, false),
+        (
+            Method::POST,
+            "/v1/agents".into(),
+            "agents:admin",
+            Some(json!({"agent_type": "content_creator"})),
+            false,
+        ),
+        (Method::GET, "/v1/agent-types".into(), "agents:read", None, false),
+        (Method::GET, format!("/v1/agents/{agent}"), "agents:read", None, true),
+        (
+            Method::PATCH,
+            format!("/v1/agents/{agent}"),
+            "agents:admin",
+            Some(json!({"name": "stolen"})),
+            true,
+        ),
+        (Method::DELETE, format!("/v1/agents/{agent}"), "agents:admin", None, true),
+        (Method::POST, format!("/v1/agents/{agent}/recreate"), "agents:admin", None, true),
+        (Method::POST, format!("/v1/agents/{agent}/activate"), "agents:admin", None, true),
+        (Method::POST, format!("/v1/agents/{agent}/deactivate"), "agents:admin", None, true),
+        (Method::POST, format!("/v1/agents/{agent}/reset-config"), "agents:admin", None, true),
+        (Method::GET, format!("/v1/agents/{agent}/status"), "agents:read", None, true),
+        (Method::GET, format!("/v1/agents/{agent}/configuration"), "agents:read", None, true),
+        (Method::GET, format!("/v1/agents/{agent}/config-source"), "agents:read", None, true),
+        (Method::GET, format!("/v1/agents/{agent}/tools"), "agents:read", None, true),
+        (
+            Method::PUT,
+            format!("/v1/agents/{agent}/tools"),
+            "agents:admin",
+            Some(json!({"tools_enabled": []})),
+            true,
+        ),
+        (Method::GET, format!("/v1/agents/{agent}/stats"), "agents:read", None, true),
+        (Method::GET, format!("/v1/agents/{agent}/performance"), "agents:read", None, true),
+        (
+            Method::POST,
+            "/v1/agents/delegate".into(),
+            "runs:write",
+            Some(json!({"capability": "content_creation", "input": "x"})),
+            false,
+        ),
+        (Method::POST, "/v1/users".into(), "org:admin", Some(json!({"name": "x"})), false),
+        (Method::GET, "/v1/users".into(), "org:admin", None, false),
+        (
+            Method::POST,
+            "/v1/tokens".into(),
+            "org:admin",
+            Some(json!({"name": "x", "scopes": ["runs:read"]})),
+            false,
+        ),
+        (Method::GET, "/v1/tokens".into(), "org:admin", None, false),
+        (Method::DELETE, format!("/v1/tokens/{victim}"), "org:admin", None, true),
+        (Method::GET, "/v1/usage".into(), "org:admin", None, false),
+        (Method::GET, format!("/v1/organizations/{a}"), "org:admin", None, true),
+        (
+            Method::POST,
+            "/v1/organizations".into(),
+            "platform:admin",
+            Some(json!({"name": "x"})),
+            false,
+        ),
+    ];
+    for (method, path, scope, body, names_object) in &routes {
+        let without = if *scope == "platform:admin" {
+            token(&app, &a, ORG_SCOPES).await
+        } else {
+            token_without(&app, &a, scope).await
+        };
+        let (s, e) = app.call(method.clone(), path, &without, body.clone()).await;
+        assert_eq!(s, 403, "{method} {path} without {scope}: {e}");
+        assert_eq!(e["error"]["code"], "insufficient_scope", "{method} {path}");
+        if *names_object {
+            let (s, e) = app.call(method.clone(), path, &b_all, body.clone()).await;
+            assert_eq!(s, 404, "{method} {path} from another org: {e}");
+        }
+        let (s, _) = app.call(method.clone(), path, "ay_not_a_token", body.clone()).await;
+        assert_eq!(s, 401, "{method} {path} without a valid token");
+    }
+    // Org B changed nothing of org A.
+    let (_, after) = app.get(&format!("/v1/agents/{agent}")).await;
+    assert_eq!(before, after);
+    let (s, _) = app.call(Method::GET, "/v1/users", &b_all, None).await;
+    assert_eq!(s, 200);
+    let (_, b_users) = app.call(Method::GET, "/v1/users", &b_all, None).await;
+    assert!(!b_users.to_string().contains(user["id"].as_str().unwrap()), "{b_users}");
+    let (_, b_tokens) = app.call(Method::GET, "/v1/tokens", &b_all, None).await;
+    assert!(!b_tokens.to_string().contains(&victim), "{b_tokens}");
+    let (_, b_agents) = app.call(Method::GET, "/v1/agents", &b_all, None).await;
+    assert!(!b_agents.to_string().contains(&agent), "{b_agents}");
+    let revoked: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM api_tokens WHERE revoked_at IS NOT NULL")
+            .fetch_one(app.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(revoked, 0, "org B revoked nothing");
+}
+
+/// Every `.route(...)` of crates/api/src/routes/mod.rs, as (METHOD, path).
+fn served_routes() -> Vec<(String, String)> {
+    let src = include_str!("../../../crates/api/src/routes/mod.rs");
+    let flat: String = src.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out = Vec::new();
+    for part in flat.split(".route(").skip(1) {
+        let path = part.split('"').nth(1).unwrap().to_owned();
+        let rest = &part[part.find(',').unwrap()..];
+        let end = rest.find(".route(").unwrap_or(rest.len());
+        for m in ["get", "post", "put", "patch", "delete"] {
+            let called = [format!(" {m}("), format!(".{m}("), format!("::{m}("), format!(",{m}(")];
+            if called.iter().any(|c| rest[..end].contains(c.as_str())) {
+                out.push((m.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_served_route_is_in_the_openapi_document() {
+    let app =
+        TestApp::spawn_with(agentyard_e2e::TestOptions { workers: 0, ..Default::default() }).await;
+    let spec: Value = app
+        .http
+        .get(format!("{}/openapi.json", app.api_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let routes = served_routes();
+    assert!(routes.len() > 35, "the route parser found {routes:?}");
+    for (method, path) in &routes {
+        if path == "/openapi.json" {
+            continue;
+        }
+        let op = &spec["paths"][path][method.to_lowercase()];
+        assert!(op.is_object(), "{method} {path} is served but not in /openapi.json");
+        assert!(
+            op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+            "{method} {path} has no responses"
+        );
+    }
+    // And the other way: every documented operation is served (not the 404/405 fallbacks).
+    for (path, ops) in spec["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            let url =
+                format!("{}{}", app.api_url, path.replace("{id}", &uuid::Uuid::nil().to_string()));
+            let r =
+                app.http.request(method.to_uppercase().parse().unwrap(), url).send().await.unwrap();
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            assert!(
+                !(status == 404 && body["error"]["code"] == "not_found") && status != 405,
+                "{method} {path} is documented but not served ({status} {body})"
+            );
+        }
+    }
+    let docs = app.http.get(format!("{}/docs", app.api_url)).send().await.unwrap();
+    assert_eq!(docs.status(), 200);
+}
