@@ -76,6 +76,12 @@ fn stack_options(scenario: &Scenario, c: &Common) -> anyhow::Result<StackOptions
             }
             (*workers, 0, c.agent_concurrency)
         }
+        Scenario::Priority { runs, answer_ms, workers } => {
+            if *runs == 0 {
+                bail!("--runs must be positive");
+            }
+            (*workers, *answer_ms, Some(c.agent_concurrency.unwrap_or(8)))
+        }
         Scenario::Concurrent { runs, answer_ms, workers, post_concurrency, .. } => {
             if *post_concurrency == 0 {
                 bail!("--post-concurrency must be positive");
@@ -154,6 +160,22 @@ async fn measure(
             report.params = json!({"runs": runs, "answer_ms": answer_ms, "workers": workers,
                 "post_concurrency": post_concurrency});
         }
+        Scenario::Priority { runs, answer_ms, workers } => {
+            let slots = common.agent_concurrency.unwrap_or(8);
+            eprintln!(
+                "priority: {runs} low then {runs} high runs of ~{answer_ms} ms, {workers} worker(s) x {slots} slots"
+            );
+            let db = PgPoolOptions::new()
+                .max_connections(2)
+                .connect(&stack.database_url())
+                .await
+                .context("cannot connect to the bench database")?;
+            let lines = scenarios::priority(&api, &db, runs).await?;
+            report.scenario = "priority";
+            report.params = json!({"runs_per_priority": runs, "answer_ms": answer_ms,
+                "workers": workers, "agent_concurrency": slots});
+            report.notes.extend(lines);
+        }
     }
     let after = procfs::snapshot(&watched);
     (report.processes, report.machine_cpu_pct) = procfs::usage(&watched, &before, &after);
@@ -166,7 +188,8 @@ async fn measure(
             .reduce(f64::max);
         report.concurrent = Some(ConcurrentReport::new(*runs, c, rss));
     }
-    report.notes = notes(stack, &report, scenario);
+    let mut notes = notes(stack, &report, scenario);
+    report.notes.append(&mut notes);
     Ok(report)
 }
 

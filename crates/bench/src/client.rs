@@ -123,11 +123,16 @@ impl Api {
     /// # Errors
     /// A short description of what went wrong (transport error or HTTP status and code).
     pub(crate) async fn post_run(&self, input: String) -> Result<(), String> {
+        self.post_run_at(input, "normal").await
+    }
+
+    /// Posts a run of `priority`; Ok once accepted.
+    pub(crate) async fn post_run_at(&self, input: String, priority: &str) -> Result<(), String> {
         let resp = self
             .http
             .post(&*self.runs_url)
             .bearer_auth(&self.token)
-            .json(&json!({"input": input}))
+            .json(&json!({"input": input, "priority": priority}))
             .timeout(POST_TIMEOUT)
             .send()
             .await

@@ -106,6 +106,18 @@ pub(crate) enum Scenario {
         #[arg(long, default_value_t = 300)]
         timeout: u64,
     },
+    /// Saturated workers: `runs` low-priority runs are posted, then `runs` high-priority ones;
+    /// how long does each priority wait for a worker?
+    Priority {
+        /// Runs of each priority.
+        #[arg(long, default_value_t = 200)]
+        runs: usize,
+        /// The scripted model's delay before answering.
+        #[arg(long, default_value_t = 50)]
+        answer_ms: u64,
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+    },
 }
 
 fn main() -> ExitCode {

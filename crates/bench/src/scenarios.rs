@@ -244,6 +244,68 @@ fn peak_overlap(intervals: &[(Option<f64>, Option<f64>)]) -> usize {
     usize::try_from(peak).unwrap_or(0)
 }
 
+/// Posts `runs` low-priority runs, then `runs` high-priority ones, and waits for all of them;
+/// returns report lines: per priority, the wait for a worker (created → started) and the time
+/// to the answer (created → completed), and how many earlier low runs the high ones overtook.
+///
+/// # Errors
+/// When a POST fails or Postgres cannot be queried.
+pub(crate) async fn priority(api: &Api, db: &PgPool, runs: usize) -> anyhow::Result<Vec<String>> {
+    for p in ["low", "high"] {
+        let results: Vec<Result<(), String>> = futures::stream::iter(0..runs)
+            .map(|n| api.post_run_at(format!("benchmark {p} {n}"), p))
+            .buffered(16)
+            .collect()
+            .await;
+        if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+            anyhow::bail!("a POST failed: {e}");
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let left: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM runs WHERE status NOT IN ('completed', 'failed', 'cancelled')",
+        )
+        .fetch_one(db)
+        .await?;
+        if left == 0 {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{left} runs still open after 600 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rows: Vec<(String, i64, f64, f64, f64, f64)> = sqlx::query_as(
+        "SELECT priority, count(*), \
+            percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - created_at) * 1000), \
+            percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - created_at) * 1000), \
+            percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - created_at) * 1000), \
+            percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - created_at) * 1000) \
+         FROM runs WHERE input LIKE 'benchmark %' AND priority IN ('low', 'high') \
+         GROUP BY priority ORDER BY priority",
+    )
+    .fetch_all(db)
+    .await?;
+    let mut lines: Vec<String> = rows
+        .iter()
+        .map(|(p, n, w50, w99, c50, c99)| {
+            format!(
+                "{p}: {n} runs; wait for a worker p50 {w50:.0} ms, p99 {w99:.0} ms; \
+                 post → completed p50 {c50:.0} ms, p99 {c99:.0} ms"
+            )
+        })
+        .collect();
+    let overtaken: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM runs l WHERE l.priority = 'low' AND l.input LIKE 'benchmark %' \
+         AND l.started_at > (SELECT max(started_at) FROM runs WHERE priority = 'high')",
+    )
+    .fetch_one(db)
+    .await?;
+    lines.push(format!(
+        "every high run started before {overtaken} of the {runs} low runs posted ahead of them"
+    ));
+    Ok(lines)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -236,6 +236,13 @@ impl Stack {
             .env("NATS_URL", &self.opts.nats_url)
             .env("AY_SUBJECT_PREFIX", &self.prefix)
             .env("AY_LOG", "warn")
+            // One token drives all the load: no per-token limit. The quota is on (its check is
+            // part of every create) but far above any scenario's runs in flight.
+            .env("AY_RATE_LIMIT", "0")
+            .env(
+                "AY_ORG_MAX_ACTIVE_RUNS",
+                std::env::var("BENCH_QUOTA").unwrap_or_else(|_| "100000".into()),
+            )
             .env("RUST_BACKTRACE", "1");
         if let Some(n) = self.opts.db_pool_size {
             cmd.env("AY_DB_POOL_SIZE", n.to_string());

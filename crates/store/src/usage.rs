@@ -101,9 +101,11 @@ impl Store {
         .fetch_one(&self.pool)
         .await
         .map_err(|e| StoreError::db("agent_stats", e))?;
+        // Through the runs' threads: (thread_id, seq) is indexed, run_id alone is not.
         let messages: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM runs r JOIN messages m ON m.run_id = r.id \
-             WHERE r.agent_id = $1 AND r.org_id = $2 AND r.created_at >= $3",
+            "SELECT count(*) FROM messages m \
+             JOIN (SELECT id, thread_id FROM runs WHERE agent_id = $1 AND org_id = $2 \
+                   AND created_at >= $3) r ON m.thread_id = r.thread_id AND m.run_id = r.id",
         )
         .bind(agent.0)
         .bind(org.0)
