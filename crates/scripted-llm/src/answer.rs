@@ -46,7 +46,14 @@ pub(crate) fn ends_with_tool_result(messages: &[Value]) -> bool {
     messages.last().and_then(role) == Some("tool")
 }
 
-/// The answer the scripted model gives when no script rule matches.
+/// The contents of the tool results that end the conversation (after the last message that is
+/// not a tool result), in order; empty when the conversation does not end with a tool result.
+pub(crate) fn trailing_tool_results(messages: &[Value]) -> Vec<Cow<'_, str>> {
+    let first_tool = messages.iter().rposition(|m| role(m) != Some("tool")).map_or(0, |i| i + 1);
+    messages[first_tool..].iter().map(content_text).collect()
+}
+
+/// The answer the scripted model gives when no rule (of the script, or built in) answers.
 ///
 /// When the last message is a tool result, the answer quotes the trailing tool results:
 /// `Here is what the tools returned: <contents joined by "; ">`. Otherwise it echoes the last
@@ -55,9 +62,7 @@ pub(crate) fn ends_with_tool_result(messages: &[Value]) -> bool {
 /// answer is derived from what you wrote.`
 pub fn default_answer(messages: &[Value]) -> String {
     if ends_with_tool_result(messages) {
-        let first_tool =
-            messages.iter().rposition(|m| role(m) != Some("tool")).map_or(0, |i| i + 1);
-        let results: Vec<Cow<'_, str>> = messages[first_tool..].iter().map(content_text).collect();
+        let results = trailing_tool_results(messages);
         return format!("Here is what the tools returned: {}", results.join("; "));
     }
     let count = messages.iter().filter(|m| role(m) == Some("user")).count();

@@ -4,15 +4,22 @@
 //! speaks the real Chat Completions wire protocol (JSON and SSE chunks, tool-call deltas,
 //! usage, errors with `Retry-After`), so the production client code path is exercised.
 //!
-//! Without a script, every request gets [`default_answer`], derived from the conversation.
-//! A [`Script`] (YAML or JSON, see `examples/script.yaml`) adds rules: a case-insensitive
+//! A [`Script`] (YAML or JSON, see `examples/script.yaml`) holds rules: a case-insensitive
 //! regex on the last user message picks a sequence of responses (text, tool calls, HTTP
-//! errors, hangs, stalls), each rule advancing its own cursor.
+//! errors, hangs, stalls), each rule advancing its own cursor; text and arguments may quote
+//! captures and tool results (`$title`, `$tool_results`).
+//!
+//! What the script does not answer goes to the built-in rules ([`Options::builtin_rules`]),
+//! which call the tools a request offers for phrases such as "add a task to \<title>",
+//! "list my tasks" or `call <name> <json>` (`src/builtin.yaml`, `src/builtin.rs`), so demos and
+//! end-to-end tests can use tools without a script. Everything else gets [`default_answer`],
+//! derived from the conversation.
 //!
 //! # Layout
 //! - `answer`: reading messages; the default answer, tokens and usage counts (pure).
 //! - `script`: the script format, parsed and validated once.
-//! - `plan`: picks the reply to one request (rule, cursor, captures, delays).
+//! - `plan`: picks the reply to one request (rule, cursor, delays); `expand`: `$` references;
+//!   `builtin`: the built-in tool rules.
 //! - `wire`: the OpenAI JSON shapes; `stream`: SSE framing with delays.
 //! - `server`: state, routes and handlers; this file: [`router`], [`serve`], [`spawn`].
 
@@ -25,6 +32,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 mod answer;
+mod builtin;
+mod expand;
 mod plan;
 mod script;
 mod server;
@@ -45,6 +54,9 @@ pub struct Options {
     pub token_delay_ms: u64,
     /// The rules; the default script has none.
     pub script: Script,
+    /// Whether the built-in tool rules answer what the script does not (on by default):
+    /// "add a task to \<title>", `call <name> <json>` and the like, see `src/builtin.yaml`.
+    pub builtin_rules: bool,
     /// The model listed by `/v1/models`, and echoed when a request names none.
     pub model: String,
 }
@@ -55,6 +67,7 @@ impl Default for Options {
             first_token_ms: 0,
             token_delay_ms: 0,
             script: Script::default(),
+            builtin_rules: true,
             model: "scripted".to_owned(),
         }
     }

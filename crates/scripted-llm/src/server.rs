@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Options;
 use crate::answer;
-use crate::plan::{self, BaseTiming, Cursors, Plan, Reply};
-use crate::script::{ErrorSpec, Script};
+use crate::plan::{self, BaseTiming, Plan, Reply, Rules, Turn};
+use crate::script::ErrorSpec;
 use crate::stream;
 use crate::wire::{self, ChatRequest, Head, Usage};
 
@@ -32,9 +32,7 @@ const BODY_LIMIT: usize = 32 * 1024 * 1024;
 /// Everything the handlers share.
 #[derive(Debug)]
 pub(crate) struct AppState {
-    script: Script,
-    cursors: Cursors,
-    base: BaseTiming,
+    rules: Rules,
     model: String,
     /// The last request bodies, oldest first. Kept as raw bytes: recording costs a refcount.
     log: Mutex<VecDeque<Bytes>>,
@@ -47,14 +45,12 @@ pub(crate) struct AppState {
 impl AppState {
     /// State for one server; `shutdown` releases its hanging requests.
     pub(crate) fn new(options: Options, shutdown: CancellationToken) -> Arc<Self> {
-        let cursors = Cursors::new(options.script.rule_count());
+        let base = BaseTiming {
+            first_token_ms: options.first_token_ms,
+            token_delay_ms: options.token_delay_ms,
+        };
         Arc::new(Self {
-            script: options.script,
-            cursors,
-            base: BaseTiming {
-                first_token_ms: options.first_token_ms,
-                token_delay_ms: options.token_delay_ms,
-            },
+            rules: Rules::new(options.script, options.builtin_rules, base),
             model: options.model,
             log: Mutex::new(VecDeque::with_capacity(64)),
             completion_ids: AtomicU64::new(1),
@@ -148,10 +144,11 @@ async fn chat_completions(State(state): State<Arc<AppState>>, body: Bytes) -> Re
         );
     }
     state.record(body);
-    let plan = plan::plan(&state.script, &state.cursors, state.base, &request.messages);
+    let tools = request.tool_names();
+    let plan = plan::plan(&state.rules, Turn { messages: &request.messages, tools: &tools });
     let streaming = request.stream.unwrap_or(false);
     let span = tracing::Span::current();
-    span.record("rule", tracing::field::debug(plan.rule));
+    span.record("rule", tracing::field::debug(plan.source));
     span.record("stream", streaming);
     tracing::debug!("answering chat completion");
     match &plan.reply {

@@ -107,7 +107,7 @@ pub(crate) fn frames(
         Reply::ToolCalls(calls) => {
             for (index, call) in calls.iter().enumerate() {
                 let id = call_id();
-                let function = FunctionDelta { name: Some(call.name), arguments: "" };
+                let function = FunctionDelta { name: Some(&call.name), arguments: "" };
                 let first =
                     ToolCallDelta { index, id: Some(&id), kind: Some("function"), function };
                 if !emit(&mut out, Delta { tool_calls: Some([first]), ..Delta::default() }) {
@@ -156,6 +156,7 @@ mod tests {
     use std::borrow::Cow;
 
     use super::*;
+    use crate::plan::Source;
 
     fn plan(text: &'static str, delay_ms: u64, stall_after: Option<usize>) -> Plan<'static> {
         Plan {
@@ -164,7 +165,7 @@ mod tests {
             token_delay: Duration::from_millis(delay_ms),
             usage: true,
             stall_after,
-            rule: None,
+            source: Source::Default,
         }
     }
 

@@ -22,6 +22,18 @@ pub(crate) struct ChatRequest {
     /// `include_usage` asks for a final usage chunk.
     #[serde(default)]
     pub(crate) stream_options: Option<StreamOptions>,
+    /// The tools the model may call; only function tools' names are read.
+    #[serde(default)]
+    pub(crate) tools: Option<Vec<Value>>,
+}
+
+impl ChatRequest {
+    /// The names of the function tools offered (`{"type": "function", "function": {"name"}}`).
+    pub(crate) fn tool_names(&self) -> Vec<&str> {
+        let tools = self.tools.iter().flatten();
+        let functions = tools.filter(|t| t.get("type").is_none_or(|k| k == "function"));
+        functions.filter_map(|t| t.get("function")?.get("name")?.as_str()).collect()
+    }
 }
 
 /// `stream_options` of a request.
@@ -231,7 +243,7 @@ pub(crate) fn completion_body(
         .map(|c| ToolCallOut {
             id: call_id(),
             kind: "function",
-            function: FunctionOut { name: c.name, arguments: &c.arguments },
+            function: FunctionOut { name: &c.name, arguments: &c.arguments },
         })
         .collect();
     let message = Message { role: "assistant", content, refusal: None, tool_calls };

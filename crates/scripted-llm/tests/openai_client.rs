@@ -158,16 +158,20 @@ async fn tool_call_deltas_accumulate_into_the_scripted_calls_and_the_tool_turn_a
         .build()
         .unwrap();
     let mut messages = vec![ask, assistant.into()];
-    for (id, _, _) in &calls {
+    for ((id, _, _), content) in calls.iter().zip(["added", "1 task: buy milk"]) {
         let result = ChatCompletionRequestToolMessageArgs::default()
             .tool_call_id(id.clone())
-            .content("ok")
+            .content(content)
             .build()
             .unwrap();
         messages.push(result.into());
     }
     let stream = client.chat().create_stream(request(messages, false)).await.unwrap();
-    assert_eq!(content(&collect(stream).await), "Done: I added \"buy milk\" to your tasks.");
+    assert_eq!(
+        content(&collect(stream).await),
+        "Done: I added \"buy milk\" (added). Your tasks: 1 task: buy milk\nAll results:\nadded\n1 \
+         task: buy milk"
+    );
 }
 
 #[tokio::test]

@@ -60,7 +60,7 @@ pub(crate) struct ErrorSpec {
 pub(crate) struct ToolCall {
     /// The function name.
     pub(crate) name: String,
-    /// The arguments object; string values may hold `$name` capture references.
+    /// The arguments object; string values may hold `$name` references.
     pub(crate) arguments: Value,
     /// `arguments` serialized once, used when nothing needs expanding.
     pub(crate) arguments_json: String,
@@ -90,7 +90,7 @@ pub(crate) struct Response {
     pub(crate) usage: bool,
     /// Stream this many content chunks, then hang.
     pub(crate) stall_after_tokens: Option<usize>,
-    /// Whether some string holds a `$` and the rule has a pattern, so captures must be expanded.
+    /// Whether some string holds a `$`, so references must be expanded (see `expand`).
     pub(crate) expands: bool,
 }
 
@@ -119,8 +119,9 @@ struct Inner {
     rules: Vec<Rule>,
 }
 
-/// A parsed, validated script. The default script has no rules, so every request gets the
-/// [`default_answer`](crate::default_answer). Cloning is cheap (shared, immutable).
+/// A parsed, validated script. The default script has no rules, so every request goes to the
+/// built-in rules, then the [`default_answer`](crate::default_answer). Cloning is cheap
+/// (shared, immutable).
 ///
 /// The format (`crates/scripted-llm/examples/script.yaml` shows all of it):
 /// ```yaml
@@ -134,9 +135,15 @@ struct Inner {
 ///                              #       stall_after_tokens: N
 ///       - error: { status: 429, retry_after: 1, message: "slow down" }  # type, code
 ///       - hang: true
+///   - match: "add a task to (?P<title>.+)"
+///     on: tool
+///     responses:
+///       - text: "Added $title:\n$tool_results"
 /// ```
-/// `$name`, `${name}` and `$1` in `text` and in argument strings expand the captures of
-/// `match`; write `$$` for a literal `$` (only in rules that have a `match`).
+/// In `text` and in argument strings, `$name`, `${name}` and `$1` expand the captures of
+/// `match`; `$tool_results` expands to the contents of the tool results that end the
+/// conversation, joined with newlines, and `$tool_result_1`, `$tool_result_2`, ... to one
+/// of them. Unknown names expand to nothing; write `$$` for a literal `$`.
 #[derive(Debug, Clone, Default)]
 pub struct Script {
     inner: Arc<Inner>,
@@ -254,22 +261,16 @@ fn compile_rule(rule: usize, value: Value) -> Result<Rule, ScriptError> {
         let reason = "`responses` must not be empty".to_owned();
         return Err(ScriptError::Invalid { rule, reason });
     }
-    let has_pattern = pattern.is_some();
     let responses = raw
         .responses
         .into_iter()
         .enumerate()
-        .map(|(response, v)| compile_response(rule, response, v, has_pattern))
+        .map(|(response, v)| compile_response(rule, response, v))
         .collect::<Result<_, _>>()?;
     Ok(Rule { pattern, on: raw.on, responses })
 }
 
-fn compile_response(
-    rule: usize,
-    response: usize,
-    value: Value,
-    has_pattern: bool,
-) -> Result<Response, ScriptError> {
+fn compile_response(rule: usize, response: usize, value: Value) -> Result<Response, ScriptError> {
     let raw: RawResponse = serde_json::from_value(value)
         .map_err(|source| ScriptError::ResponseDecode { rule, response, source })?;
     let invalid =
@@ -298,7 +299,7 @@ fn compile_response(
     if raw.stall_after_tokens.is_some() && matches!(kind, Kind::Error(_) | Kind::Hang) {
         return Err(invalid("uses `stall_after_tokens` without `text` or `tool_calls`"));
     }
-    let expands = has_pattern && mentions_dollar(&kind);
+    let expands = mentions_dollar(&kind);
     Ok(Response {
         kind,
         timing: Timing { first_token_ms: raw.first_token_ms, token_delay_ms: raw.token_delay_ms },
@@ -328,7 +329,9 @@ fn mentions_dollar(kind: &Kind) -> bool {
     }
     match kind {
         Kind::Text(t) => t.contains('$'),
-        Kind::ToolCalls(calls) => calls.iter().any(|c| in_value(&c.arguments)),
+        Kind::ToolCalls(calls) => {
+            calls.iter().any(|c| c.name.contains('$') || in_value(&c.arguments))
+        }
         Kind::Error(_) | Kind::Hang => false,
     }
 }
