@@ -1,0 +1,111 @@
+//! The built-in MCP tool server: an organization's tasks, support tickets and integrations,
+//! and the platform's health, as MCP tools over streamable HTTP at `/mcp`.
+//!
+//! Every request carries `Authorization: Bearer <tool token>` (see
+//! [`agentyard_store::tool_tokens`]): the claims of the run that calls the tool. A tool acts
+//! as them and only them: it reads and writes the claims' organization only, needs `runs:read`
+//! to read and `runs:write` to write, and a write is idempotent per the claims' invocation id.
+//!
+//! Layout:
+//! - `auth`: the bearer-token middleware (401 otherwise) and the `Caller` extractor that hands
+//!   the claims to a tool.
+//! - `args`: tool arguments, parsed so that a bad one is a tool error naming its field.
+//! - `reply`: tool results (a sentence plus the data as JSON), errors, idempotent writes.
+//! - `tasks`, `tickets`, `integrations`, `system`: the tools, one group per file.
+//! - `elicit`: asking the user for a missing value, the way the negotiated protocol does it.
+//! - `classify`: a ticket's category and priority from its text.
+
+mod args;
+mod auth;
+mod classify;
+mod elicit;
+mod integrations;
+mod reply;
+mod system;
+mod tasks;
+mod tickets;
+
+use std::sync::Arc;
+
+use agentyard_bus::Bus;
+use agentyard_store::Store;
+use axum::Router;
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ServerHandler, tool_handler};
+use tokio_util::sync::CancellationToken;
+
+/// What the server tells clients about itself.
+const INSTRUCTIONS: &str = "Tools of the agentyard platform: the organization's to-do tasks, \
+    support tickets and integrations, and the platform's health. Every tool acts for the user \
+    of the run that calls it, inside that user's organization.";
+
+/// The MCP server: one instance per MCP session, all sharing the store, the bus and the
+/// tools.
+#[derive(Clone)]
+pub struct ToolServer {
+    store: Store,
+    bus: Bus,
+    tools: Arc<ToolRouter<ToolServer>>,
+}
+
+impl ToolServer {
+    /// A server of every built-in tool.
+    pub fn new(store: Store, bus: Bus) -> Self {
+        let tools = Self::task_tools()
+            + Self::ticket_tools()
+            + Self::integration_tools()
+            + Self::system_tools();
+        Self { store, bus, tools: Arc::new(tools) }
+    }
+}
+
+#[tool_handler(router = self.tools)]
+impl ServerHandler for ToolServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("agentyard", env!("CARGO_PKG_VERSION")))
+            .with_instructions(INSTRUCTIONS.to_owned())
+    }
+}
+
+/// `/mcp` on a router of its own, for `axum::serve` or to merge into another router.
+/// Sessions live until the process ends; [`serve`] ends them on shutdown.
+pub fn router(store: Store, bus: Bus) -> Router {
+    build(store, bus, CancellationToken::new())
+}
+
+fn build(store: Store, bus: Bus, shutdown: CancellationToken) -> Router {
+    let keys = Arc::new(auth::Keys::new(store.clone()));
+    let server = ToolServer::new(store, bus);
+    // The Host check guards unauthenticated local servers against DNS rebinding. Every request
+    // here must carry a signed tool token, which a rebinding page cannot have, and compose and
+    // remote workers reach the server under host names we cannot know in advance.
+    let config = StreamableHttpServerConfig::default()
+        .with_cancellation_token(shutdown)
+        .disable_allowed_hosts();
+    let mcp = StreamableHttpService::new(
+        move || Ok(server.clone()),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    Router::new()
+        .route_service("/mcp", mcp)
+        .route_layer(axum::middleware::from_fn_with_state(keys, auth::require_token))
+}
+
+/// Serves [`router`] on `listener` until `shutdown`, ending open MCP sessions then.
+///
+/// # Errors
+/// When the listener fails.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    store: Store,
+    bus: Bus,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let app = build(store, bus, shutdown.child_token());
+    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
+}
