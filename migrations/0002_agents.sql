@@ -7,6 +7,10 @@ ALTER TABLE agents ADD COLUMN deleted_at timestamptz;
 -- Jobs go to `<prefix>.jobs.agent.<priority>`; workers take high before normal before low.
 ALTER TABLE runs ADD COLUMN priority text NOT NULL DEFAULT 'normal'
     CHECK (priority IN ('high', 'normal', 'low'));
+-- The scopes of the token that started the run: its tool calls act with them.
+ALTER TABLE runs ADD COLUMN scopes text[] NOT NULL DEFAULT '{}';
+-- What a run in `requires_input` waits for (an elicitation or a tool approval).
+ALTER TABLE runs ADD COLUMN required_input jsonb;
 
 -- Usage and per-agent stats over a period read an org's runs by creation time. One index only:
 -- every index is paid on the hot path (measured: each costs several percent of throughput), and
@@ -28,7 +32,8 @@ BEGIN
     RETURN jsonb_build_object(
         'id', r.id, 'thread_id', r.thread_id, 'agent_id', r.agent_id, 'status', r.status,
         'input', r.input, 'output', r.output, 'tools_used', r.tools_used, 'usage', r.usage,
-        'error', r.error, 'multitask_strategy', r.multitask_strategy, 'priority', r.priority, 'metadata', r.metadata,
+        'error', r.error, 'multitask_strategy', r.multitask_strategy, 'priority', r.priority,
+        'required_input', r.required_input, 'metadata', r.metadata,
         'created_at', r.created_at, 'started_at', r.started_at, 'completed_at', r.completed_at);
 END $$;
 
@@ -78,6 +83,20 @@ BEGIN
     RETURN jsonb_build_array(ay_run_event(p_prefix, 'run.cancelled', 'terminal', ay_run_json(r)));
 END $$;
 
+-- Usage summed over a run's model turns.
+CREATE FUNCTION ay_add_usage(a jsonb, b jsonb) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF a IS NULL THEN RETURN b; END IF;
+    IF b IS NULL THEN RETURN a; END IF;
+    RETURN a || jsonb_build_object(
+        'prompt_tokens', coalesce((a->>'prompt_tokens')::bigint, 0) + coalesce((b->>'prompt_tokens')::bigint, 0),
+        'completion_tokens', coalesce((a->>'completion_tokens')::bigint, 0) + coalesce((b->>'completion_tokens')::bigint, 0),
+        'total_tokens', coalesce((a->>'total_tokens')::bigint, 0) + coalesce((b->>'total_tokens')::bigint, 0),
+        'cost_usd', coalesce((a->>'cost_usd')::float8, 0) + coalesce((b->>'cost_usd')::float8, 0))
+        || CASE WHEN (a->>'estimated')::boolean OR (b->>'estimated')::boolean
+                THEN '{"estimated": true}'::jsonb ELSE '{}'::jsonb END;
+END $$;
+
 -- The org's default agent, provisioned (or brought back, when deleted) when missing.
 CREATE OR REPLACE FUNCTION ay_default_agent(p_org uuid) RETURNS uuid LANGUAGE plpgsql AS $$
 DECLARE
@@ -103,7 +122,7 @@ DROP FUNCTION ay_create_run(uuid, uuid, uuid, uuid, uuid, text, text, jsonb, tex
 CREATE FUNCTION ay_create_run(p_org uuid, p_thread uuid, p_run uuid, p_agent uuid, p_user uuid,
         p_input text, p_strategy text, p_metadata jsonb, p_prefix text,
         p_idem_key text, p_idem_hash bytea, p_new_thread uuid, p_message uuid,
-        p_priority text, p_quota integer)
+        p_priority text, p_quota integer, p_scopes text[])
         RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     r runs; v_run jsonb; v_active uuid; v_seq bigint; v_msgs jsonb := '[]'::jsonb;
@@ -190,9 +209,9 @@ BEGIN
     END IF;
 
     INSERT INTO runs(id, org_id, thread_id, agent_id, user_id, status, input,
-                     multitask_strategy, metadata, created_at, priority)
+                     multitask_strategy, metadata, created_at, priority, scopes)
         VALUES (p_run, p_org, p_thread, p_agent, p_user, 'queued', p_input, p_strategy,
-                p_metadata, clock_timestamp(), p_priority)
+                p_metadata, clock_timestamp(), p_priority, p_scopes)
         RETURNING * INTO r;
     v_run := ay_run_json(r);
     v_msgs := v_msgs || jsonb_build_array(ay_run_event(p_prefix, 'run.queued', 'queued', v_run));
@@ -223,7 +242,8 @@ BEGIN
     END IF;
     SELECT org_id, active_run_id, last_seq INTO v_org, v_active, v_seq FROM threads
         WHERE id = v_thread FOR UPDATE;
-    UPDATE runs SET status = p_status, output = p_output, usage = p_usage, error = p_error,
+    UPDATE runs SET status = p_status, output = p_output, usage = ay_add_usage(usage, p_usage),
+            error = p_error,
             completed_at = clock_timestamp()
         WHERE id = p_run AND status = ANY(p_from) AND (p_step IS NULL OR step = p_step)
         RETURNING * INTO r;

@@ -19,6 +19,9 @@ use tokio::process::{Child, Command};
 pub use agentyard_core::sse::SseEvent;
 
 /// The script every test's model follows (see crates/scripted-llm/examples/script.yaml).
+/// What it does not answer goes to the scripted model's built-in tool rules (`add a task to
+/// <title>`, `call <name> <json>`, ...: crates/scripted-llm/src/builtin.yaml), then to the
+/// default answer.
 pub const TEST_SCRIPT: &str = r#"
 rules:
   - match: "^flaky"
@@ -32,6 +35,26 @@ rules:
   - match: "^bad request"
     responses:
       - error: { status: 400, message: "unsupported parameter" }
+  # A model that calls a tool whether or not the agent offers it (to test the tool worker's
+  # own checks).
+  - match: "^rogue call (?P<name>\\S+)"
+    responses:
+      - tool_calls:
+          - name: "$name"
+            arguments: {}
+  - match: "^rogue call"
+    on: tool
+    responses:
+      - text: "Here is what I found:\n$tool_results"
+  - match: "^rogue add (?P<title>.+)"
+    responses:
+      - tool_calls:
+          - name: add_task
+            arguments: { title: "$title" }
+  - match: "^rogue add"
+    on: tool
+    responses:
+      - text: "Here is what I found:\n$tool_results"
   - match: "^busy"
     responses:
       - text: "working on it one two three four five six seven"
@@ -46,6 +69,8 @@ rules:
 #[derive(Clone, Debug)]
 pub struct TestOptions {
     pub workers: usize,
+    /// Also start the built-in tool server and one tool worker.
+    pub tools: bool,
     pub token_delay_ms: u64,
     /// Extra environment for the API and the workers.
     pub env: Vec<(String, String)>,
@@ -53,7 +78,7 @@ pub struct TestOptions {
 
 impl Default for TestOptions {
     fn default() -> Self {
-        Self { workers: 1, token_delay_ms: 0, env: Vec::new() }
+        Self { workers: 1, tools: false, token_delay_ms: 0, env: Vec::new() }
     }
 }
 
@@ -146,6 +171,7 @@ impl TestApp {
             ("NATS_URL", nats_url.as_str()),
             ("AY_SUBJECT_PREFIX", prefix.as_str()),
             ("AY_HTTP_ADDR", &format!("127.0.0.1:{port}")),
+            ("AY_MCP_ADDR", &format!("127.0.0.1:{}", free_port())),
             ("OPENAI_BASE_URL", llm.base_url.as_str()),
             ("AY_ACK_WAIT", "2s"),
             ("AY_RETRY_BASE", "100ms"),
@@ -181,6 +207,12 @@ impl TestApp {
         app.wait_ready().await?;
         for _ in 0..opts.workers {
             app.start_worker()?;
+        }
+        if opts.tools {
+            let child = app.start("mcp", &["mcp-server"])?;
+            app.workers.push(Some(child));
+            app.wait_port(app.env["AY_MCP_ADDR"].clone()).await?;
+            app.start_tool_worker()?;
         }
         Ok(app)
     }
@@ -229,6 +261,39 @@ impl TestApp {
         let child = self.start(&format!("worker{i}"), &["worker", "agent"])?;
         self.workers.push(Some(child));
         Ok(i)
+    }
+
+    /// Starts one more tool worker process; returns its index (for [`TestApp::kill_worker`]).
+    pub fn start_tool_worker(&mut self) -> anyhow::Result<usize> {
+        let i = self.workers.len();
+        let child = self.start(&format!("tool{i}"), &["worker", "tool"])?;
+        self.workers.push(Some(child));
+        Ok(i)
+    }
+
+    async fn wait_port(&self, addr: String) -> anyhow::Result<()> {
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(&addr).await.is_ok() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("nothing listens on {addr}; see target/e2e-logs/{}-mcp.log", self.prefix)
+    }
+
+    /// Waits until a tool worker has listed the built-in server's tools (models see them).
+    pub async fn wait_tools(&self) {
+        for _ in 0..300 {
+            if self.count("SELECT count(*) FROM platform_tools WHERE server = 'builtin'").await > 0
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "no tool worker listed the built-in tools; see target/e2e-logs/{}-tool*.log",
+            self.prefix
+        );
     }
 
     /// `kill -9` of a worker.

@@ -176,7 +176,7 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// `<dir>/agents.yaml` when `dir` is given, else the compiled-in file.
+    /// `<dir>/agents.yaml` when `dir` is given and holds one, else the compiled-in file.
     ///
     /// # Errors
     /// When the file cannot be read, does not parse or breaks a rule; the message names the
@@ -184,6 +184,9 @@ impl Catalog {
     pub fn load(dir: Option<&Path>) -> Result<Self, String> {
         match dir {
             None => Self::parse("config/agents.yaml", DEFAULT_FILE),
+            Some(dir) if !dir.join("agents.yaml").exists() => {
+                Self::parse("config/agents.yaml", DEFAULT_FILE)
+            }
             Some(dir) => {
                 let path = dir.join("agents.yaml");
                 let text = std::fs::read_to_string(&path)
@@ -264,7 +267,17 @@ impl Catalog {
             .or_else(|| self.defaults.get(DEFAULT_AGENT_TYPE))
             .expect("the default type is checked at load");
         let mut merged = base.clone();
-        if let Value::Object(o) = overrides {
+        merge_patch(&mut merged, overrides);
+        let fits = |v: &Value| {
+            serde_json::from_value::<AgentConfig>(v.clone())
+                .is_ok_and(|c| check_config(&c, &self.file.models).is_empty())
+        };
+        if !fits(&merged) {
+            merged = base.clone();
+        }
+        if let Value::Object(o) = overrides
+            && merged == *base
+        {
             for (k, v) in o {
                 let mut candidate = merged.clone();
                 merge_patch(
@@ -424,7 +437,7 @@ fn check_config(c: &AgentConfig, models: &BTreeMap<String, ModelAlias>) -> Vec<F
         [("tools_enabled", &c.tools_enabled), ("tools_require_approval", &c.tools_require_approval)]
     {
         let unknown: Vec<&str> =
-            list.iter().map(String::as_str).filter(|t| !BUILTIN_TOOLS.contains(t)).collect();
+            list.iter().map(String::as_str).filter(|t| !known_tool(t)).collect();
         if !unknown.is_empty() {
             bad(field, format!("unknown tools: {}", unknown.join(", ")));
         }
@@ -436,7 +449,7 @@ fn check_config(c: &AgentConfig, models: &BTreeMap<String, ModelAlias>) -> Vec<F
         .tools_require_approval
         .iter()
         .map(String::as_str)
-        .filter(|t| BUILTIN_TOOLS.contains(t) && !c.tools_enabled.iter().any(|e| e == t))
+        .filter(|t| known_tool(t) && !c.tools_enabled.iter().any(|e| e == t))
         .collect();
     if !not_enabled.is_empty() {
         bad("tools_require_approval", format!("not in tools_enabled: {}", not_enabled.join(", ")));
@@ -450,6 +463,22 @@ fn check_config(c: &AgentConfig, models: &BTreeMap<String, ModelAlias>) -> Vec<F
         bad("capabilities", format!("at most {MAX_LIST} entries"));
     }
     errors
+}
+
+/// A built-in tool, or a tool of another MCP server: `server__tool`, or `server__*` for all of
+/// its tools (whether that server exists is checked where the org's servers are known).
+fn known_tool(t: &str) -> bool {
+    if BUILTIN_TOOLS.contains(&t) {
+        return true;
+    }
+    let Some((server, tool)) = t.split_once("__") else { return false };
+    let name_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    !server.is_empty()
+        && server.len() <= 32
+        && server
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && (tool == "*" || (!tool.is_empty() && t.len() <= 64 && tool.chars().all(name_char)))
 }
 
 fn is_snake_word(s: &str) -> bool {

@@ -130,3 +130,42 @@ fn merge_patch_follows_rfc_7396() {
     merge_patch(&mut t, &json!({"a": [3]}));
     assert_eq!(t, json!({"a": [3]}));
 }
+
+#[test]
+fn tools_of_other_servers_are_namespaced_by_server() {
+    let c = small();
+    let ok = c.apply_patch(
+        "customer_support",
+        &json!({}),
+        &json!({"tools_enabled": ["list_tickets", "everything__echo", "docs-1__*"],
+                "tools_require_approval": []}),
+    );
+    assert!(ok.is_ok(), "{ok:?}");
+    for bad in ["Everything__echo", "x__", "__echo", "echo"] {
+        assert!(
+            c.apply_patch(
+                "customer_support",
+                &json!({}),
+                &json!({"tools_enabled": [bad], "tools_require_approval": []})
+            )
+            .is_err(),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn overrides_that_only_fit_together_apply_together() {
+    let c = small();
+    // Alone, the new tools_enabled would break the default tools_require_approval.
+    let o = c
+        .apply_patch(
+            "customer_support",
+            &json!({}),
+            &json!({"tools_enabled": ["list_tickets", "x__*"], "tools_require_approval": []}),
+        )
+        .unwrap();
+    let e = c.effective("customer_support", "n", &o);
+    assert_eq!(e.tools_enabled, ["list_tickets", "x__*"]);
+    assert!(e.tools_require_approval.is_empty());
+}

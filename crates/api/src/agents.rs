@@ -183,6 +183,9 @@ pub async fn create(
     };
     let name = req.name.unwrap_or_else(|| ty.name.clone());
     check_name(&name)?;
+    if let Some(p) = &req.configuration {
+        check_servers(state, who, p).await?;
+    }
     let overrides = match &req.configuration {
         None => serde_json::json!({}),
         Some(patch) => state
@@ -200,6 +203,41 @@ pub async fn create(
     }
 }
 
+/// Tools named `server__tool` must name a server the org registered or the operator declared.
+async fn check_servers(
+    state: &AppState,
+    who: &Principal,
+    patch: &serde_json::Value,
+) -> Result<(), ApiError> {
+    let mut named: Vec<(&'static str, &str)> = Vec::new();
+    for field in ["tools_enabled", "tools_require_approval"] {
+        for t in patch[field].as_array().into_iter().flatten().filter_map(|v| v.as_str()) {
+            if let Some((server, _)) = t.split_once("__") {
+                named.push((field, server));
+            }
+        }
+    }
+    if named.is_empty() {
+        return Ok(());
+    }
+    let servers = state.store.list_mcp_servers(who.org_id).await?;
+    let unknown: Vec<agentyard_agents::FieldError> = named
+        .into_iter()
+        .filter(|(_, s)| {
+            !state.mcp_servers.0.contains_key(*s) && !servers.iter().any(|x| x.name == *s)
+        })
+        .map(|(field, s)| agentyard_agents::FieldError {
+            field: format!("configuration.{field}"),
+            message: format!("unknown MCP server `{s}` (register it with POST /v1/mcp-servers)"),
+        })
+        .collect();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::fields("invalid_configuration", unknown))
+    }
+}
+
 /// Renames an agent and/or applies a merge patch to its overrides.
 ///
 /// # Errors
@@ -212,6 +250,9 @@ pub async fn patch(
 ) -> Result<Agent, ApiError> {
     if let Some(n) = &req.name {
         check_name(n)?;
+    }
+    if let Some(p) = &req.configuration {
+        check_servers(state, who, p).await?;
     }
     let catalog = state.catalog.clone();
     let row = state

@@ -40,6 +40,8 @@ pub struct AppState {
     pub hub: Arc<hub::EventHub>,
     /// Agent types and model aliases (`config/agents.yaml`).
     pub catalog: Arc<agentyard_agents::Catalog>,
+    /// The operator's MCP servers (`config/mcp-servers.yaml`).
+    pub mcp_servers: Arc<agentyard_mcp::ConfigServers>,
 }
 
 impl AppState {
@@ -55,6 +57,8 @@ impl AppState {
     ) -> Result<Self, StartError> {
         let catalog = agentyard_agents::Catalog::load(settings.config_dir.as_deref())
             .map_err(StartError::Config)?;
+        let mcp_servers = agentyard_mcp::ConfigServers::load(settings.config_dir.as_deref())
+            .map_err(StartError::Config)?;
         let outbox = Outbox::start(bus.clone(), store.clone(), shutdown.clone());
         let hub = hub::EventHub::start(&bus, shutdown.clone()).await?;
         let auth = Arc::new(auth::AuthCache::default());
@@ -69,6 +73,7 @@ impl AppState {
             limiter,
             hub,
             catalog: Arc::new(catalog),
+            mcp_servers: Arc::new(mcp_servers),
         })
     }
 }

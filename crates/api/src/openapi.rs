@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_scalar::{Scalar, Servable};
 
 use crate::AppState;
-use crate::routes::{agents, orgs, runs, threads};
+use crate::routes::{agents, domain, orgs, runs, threads, tools};
 
 struct Bearer;
 
@@ -36,6 +36,10 @@ impl Modify for Bearer {
         agents::delete, agents::recreate, agents::activate, agents::deactivate,
         agents::reset_config, agents::status, agents::configuration, agents::config_source,
         agents::tools, agents::put_tools, agents::stats, agents::performance,
+        tools::run_invocations, tools::answer, tools::invocations, tools::register, tools::list,
+        tools::delete, tools::tools, tools::refresh,
+        domain::list_tasks, domain::create_task, domain::list_tickets, domain::list_integrations,
+        domain::create_integration, domain::patch_integration,
     ),
     components(schemas(crate::error::ErrorBody, agentyard_core::run::Run))
 )]

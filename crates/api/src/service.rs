@@ -121,6 +121,7 @@ pub async fn create_run(
         idempotency,
         priority: req.priority,
         quota: Some(state.settings.org_max_active_runs).filter(|q| *q > 0),
+        scopes: who.scopes.clone(),
     };
     match state.store.create_run(&new).await? {
         CreateOutcome::Created { run, outbox, interrupted } => {

@@ -76,6 +76,12 @@ fn stack_options(scenario: &Scenario, c: &Common) -> anyhow::Result<StackOptions
             }
             (*workers, 0, c.agent_concurrency)
         }
+        Scenario::Tools { clients, duration, workers } => {
+            if *clients == 0 || *duration == 0 {
+                bail!("--clients and --duration must be positive");
+            }
+            (*workers, 0, c.agent_concurrency)
+        }
         Scenario::Priority { runs, answer_ms, workers } => {
             if *runs == 0 {
                 bail!("--runs must be positive");
@@ -102,6 +108,7 @@ fn stack_options(scenario: &Scenario, c: &Common) -> anyhow::Result<StackOptions
         agent_concurrency: concurrency,
         db_pool_size: c.db_pool_size,
         keep: c.keep,
+        tools: matches!(scenario, Scenario::Tools { .. }),
     })
 }
 
@@ -159,6 +166,23 @@ async fn measure(
             report.scenario = "concurrent";
             report.params = json!({"runs": runs, "answer_ms": answer_ms, "workers": workers,
                 "post_concurrency": post_concurrency});
+        }
+        Scenario::Tools { clients, duration, workers } => {
+            eprintln!(
+                "tools: {clients} clients for {duration}s, {workers} agent worker(s), 1 tool worker"
+            );
+            let secs = Duration::from_secs(duration);
+            let load = scenarios::closed_loop(&api, clients, secs, "show ticket stats").await?;
+            report.scenario = "tools";
+            report.params = json!({"clients": clients, "duration_s": duration, "workers": workers,
+                "tool_workers": 1, "tool": "get_ticket_stats"});
+            report.load = Some(LoadReport::from_load(&load));
+            let db = PgPoolOptions::new()
+                .max_connections(2)
+                .connect(&stack.database_url())
+                .await
+                .context("cannot connect to the bench database")?;
+            report.notes.extend(scenarios::tool_round_trips(&db).await?);
         }
         Scenario::Priority { runs, answer_ms, workers } => {
             let slots = common.agent_concurrency.unwrap_or(8);

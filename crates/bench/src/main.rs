@@ -106,6 +106,17 @@ pub(crate) enum Scenario {
         #[arg(long, default_value_t = 300)]
         timeout: u64,
     },
+    /// Closed loop of runs that each make one tool call (`get_ticket_stats` on the built-in
+    /// server): runs/s and the tool round trip (dispatch → result stored).
+    Tools {
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        /// Seconds.
+        #[arg(long, default_value_t = 20)]
+        duration: u64,
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+    },
     /// Saturated workers: `runs` low-priority runs are posted, then `runs` high-priority ones;
     /// how long does each priority wait for a worker?
     Priority {

@@ -306,6 +306,53 @@ pub(crate) async fn priority(api: &Api, db: &PgPool, runs: usize) -> anyhow::Res
     Ok(lines)
 }
 
+/// Count, then p50/p99 of: round trip, dispatch → started, started → stored; error results.
+type RoundTrips =
+    (i64, Option<f64>, Option<f64>, Option<f64>, Option<f64>, Option<f64>, Option<f64>, i64);
+
+/// Report lines on the tool calls of the measured runs: the round trip from dispatch (the
+/// model's tool call stored with its job) to the result stored, the part of it before the
+/// call started, and the rest (connect, `tools/call` with the tool's own time, storing).
+///
+/// # Errors
+/// When Postgres cannot be queried.
+pub(crate) async fn tool_round_trips(db: &PgPool) -> anyhow::Result<Vec<String>> {
+    let row: RoundTrips =
+        sqlx::query_as(
+            "SELECT count(*), \
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - created_at) * 1000), \
+               percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - created_at) * 1000), \
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - created_at) * 1000 - duration_ms), \
+               percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - created_at) * 1000 - duration_ms), \
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms), \
+               percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ms), \
+               count(*) FILTER (WHERE is_error) \
+             FROM tool_invocations WHERE status = 'completed'",
+        )
+        .fetch_one(db)
+        .await?;
+    let (n, rt50, rt99, oh50, oh99, own50, own99, errors) = row;
+    let f = |v: Option<f64>| v.map_or_else(|| "–".to_owned(), |v| format!("{v:.1}"));
+    Ok(vec![
+        format!("tool calls: {n} ({errors} error results)"),
+        format!(
+            "tool round trip, dispatch → result stored: p50 {} ms, p99 {} ms",
+            f(rt50),
+            f(rt99)
+        ),
+        format!(
+            "  dispatch → call started (job queue, pickup, checks): p50 {} ms, p99 {} ms",
+            f(oh50),
+            f(oh99)
+        ),
+        format!(
+            "  call started → result stored (token, connect, tools/call, store): p50 {} ms, p99 {} ms",
+            f(own50),
+            f(own99)
+        ),
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,6 +42,8 @@ pub(crate) struct StackOptions {
     pub(crate) db_pool_size: Option<u32>,
     /// Leave the database and streams behind for inspection.
     pub(crate) keep: bool,
+    /// Also start the built-in tool server and one tool worker.
+    pub(crate) tools: bool,
 }
 
 /// A running child process.
@@ -133,12 +135,36 @@ impl Stack {
             self.spawn(&format!("worker-{i}"), &["worker", "agent"], &worker_env)?;
         }
 
+        if self.opts.tools {
+            let mcp_env = [("AY_MCP_ADDR", format!("127.0.0.1:{}", free_port()?))];
+            self.spawn("mcp-server", &["mcp-server"], &mcp_env)?;
+            self.spawn("tool-worker", &["worker", "tool"], &mcp_env)?;
+            self.wait_tools().await?;
+        }
+
         let out =
             self.run_once("create-org", &["admin", "create-org", "--name", "bench", "--json"]);
         let out: serde_json::Value =
             serde_json::from_str(&out.await?).context("create-org did not print JSON")?;
         let token = out["token"].as_str().context("create-org printed no token")?;
         Ok(token.to_owned())
+    }
+
+    /// Waits until the tool worker has listed the built-in tools.
+    async fn wait_tools(&self) -> anyhow::Result<()> {
+        let db = sqlx::PgPool::connect(&self.database_url()).await?;
+        for _ in 0..300 {
+            let n: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM platform_tools").fetch_one(&db).await?;
+            if n > 0 {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        anyhow::bail!(
+            "the tool worker never listed the built-in tools; see {}",
+            self.log_dir.display()
+        )
     }
 
     /// The children, the bench itself, Postgres and NATS, for the processes table.

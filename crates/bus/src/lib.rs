@@ -143,6 +143,19 @@ impl Bus {
             ..Default::default()
         })
         .await?;
+        let tool = consumer::pull::Config {
+            durable_name: Some("tool".into()),
+            filter_subject: subj.tool_jobs(),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: s.ack_wait,
+            max_deliver: s.max_deliver,
+            max_ack_pending: 100_000,
+            max_waiting: 4096,
+            ..Default::default()
+        };
+        jobs.get_or_create_consumer("tool", tool)
+            .await
+            .map_err(|e| BusError::Provision { what: "consumer tool".into(), source: e.into() })?;
         for priority in Priority::ALL {
             let name = agent_consumer_name(priority);
             let config = consumer::pull::Config {
@@ -180,6 +193,17 @@ impl Bus {
             .await
             .map(|_| ())
             .map_err(|e| BusError::Provision { what: format!("stream {name}"), source: e.into() })
+    }
+
+    /// The shared durable consumer of tool-call jobs.
+    ///
+    /// # Errors
+    /// When it was not provisioned or JetStream is unavailable.
+    pub async fn tool_consumer(&self) -> Result<consumer::PullConsumer> {
+        self.js
+            .get_consumer_from_stream("tool", self.subjects.jobs_stream())
+            .await
+            .map_err(|e| BusError::Provision { what: "consumer tool".into(), source: e.into() })
     }
 
     /// The shared durable consumers of agent jobs, highest priority first.

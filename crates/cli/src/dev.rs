@@ -1,8 +1,8 @@
 //! `agentyard dev`: the whole system in one process. NATS and Postgres are used at their URLs
 //! when they answer; otherwise private instances are started from the installed binaries under
 //! `AY_HOME` (default `./.agentyard`). Then: migrate, a dev organization and token (reused by
-//! the next `dev` on the same database), the model (scripted when none is configured), the API
-//! and the agent worker.
+//! the next `dev` on the same database, which also gets demo integrations and tickets), the model
+//! (scripted when none is configured), the API, the agent worker and the built-in tool server.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -57,6 +57,9 @@ pub async fn run(mut settings: Settings, shutdown: CancellationToken) -> anyhow:
     let store = roles::connect_store(&settings, true).await?;
     let bus = roles::connect_bus(&settings).await?;
     let token = dev_token(&store, &home).await?;
+    if let Some(org) = store.find_org_by_name(DEV_ORG).await? {
+        store.seed_demo(org).await.context("cannot seed the dev organization")?;
+    }
 
     let provider = match Provider::from_settings(
         settings.openai_base_url.as_deref(),
@@ -83,8 +86,14 @@ pub async fn run(mut settings: Settings, shutdown: CancellationToken) -> anyhow:
         &provider,
         shutdown.clone(),
     );
-    let api = roles::serve_api(settings, store, bus, shutdown.clone());
-    let res = tokio::try_join!(api, worker);
+    let tools = async {
+        agentyard_tool_worker::run(settings.clone(), store.clone(), bus.clone(), shutdown.clone())
+            .await
+            .map_err(anyhow::Error::from)
+    };
+    let api = roles::serve_api(settings.clone(), store.clone(), bus.clone(), shutdown.clone());
+    let mcp = roles::serve_mcp(&settings, store.clone(), bus.clone(), shutdown.clone());
+    let res = tokio::try_join!(api, worker, tools, mcp);
     shutdown.cancel();
     for mut c in children {
         let _ = c.kill().await;

@@ -1,4 +1,5 @@
-//! The `agentyard` command: `dev | api | worker agent | migrate | admin | chat | scripted-llm`.
+//! The `agentyard` command: `dev | api | worker agent|tool | mcp-server | migrate | admin | chat
+//! | scripted-llm`.
 //!
 //! Layout:
 //! - [`roles`]: connecting and running the API and the agent worker (shared by `dev`).
@@ -34,6 +35,8 @@ pub enum Command {
     Dev,
     /// The ingress API.
     Api,
+    /// The built-in MCP tool server, at `http://AY_MCP_ADDR/mcp`.
+    McpServer,
     /// A worker.
     Worker {
         #[command(subcommand)]
@@ -70,6 +73,8 @@ pub enum Command {
 pub enum WorkerKind {
     /// Consumes agent steps: calls the model, streams deltas, completes runs.
     Agent,
+    /// Consumes tool calls: runs them on MCP servers (the built-in one at `AY_MCP_URL`).
+    Tool,
 }
 
 /// Parses the command line and runs it.
@@ -106,6 +111,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Dev => dev::run(settings, shutdown).await,
         Command::Api => roles::api(settings, shutdown).await,
+        Command::McpServer => roles::mcp_server(settings, shutdown).await,
+        Command::Worker { kind: WorkerKind::Tool } => roles::tool_worker(settings, shutdown).await,
         Command::Worker { kind: WorkerKind::Agent } => {
             roles::agent_worker(settings, shutdown).await
         }

@@ -141,6 +141,47 @@ pub async fn serve_api(
     Ok(())
 }
 
+/// `agentyard mcp-server`.
+///
+/// # Errors
+/// When a dependency is unreachable or the address cannot be bound.
+pub async fn mcp_server(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let store = connect_store(&settings, false).await?;
+    let bus = connect_bus(&settings).await?;
+    serve_mcp(&settings, store, bus, shutdown).await
+}
+
+/// Binds `AY_MCP_ADDR` and serves the built-in MCP tool server until `shutdown`.
+///
+/// # Errors
+/// When the address cannot be bound.
+pub async fn serve_mcp(
+    settings: &Settings,
+    store: Store,
+    bus: Bus,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(settings.mcp_addr)
+        .await
+        .with_context(|| format!("cannot listen on AY_MCP_ADDR={}", settings.mcp_addr))?;
+    let url = format!("http://{}/mcp", listener.local_addr()?);
+    tracing::info!(%url, "MCP tool server listening");
+    agentyard_tools_server::serve(listener, store, bus, shutdown).await?;
+    Ok(())
+}
+
+/// `agentyard worker tool`.
+///
+/// # Errors
+/// When the configuration is broken or a dependency is unreachable.
+pub async fn tool_worker(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    check_agents_file(&settings)?;
+    let store = connect_store(&settings, false).await?;
+    let bus = connect_bus(&settings).await?;
+    agentyard_tool_worker::run(settings, store, bus, shutdown).await?;
+    Ok(())
+}
+
 /// `agentyard worker agent`: needs a configured model (OPENAI_BASE_URL, OPENAI_API_KEY or a
 /// local Ollama).
 ///

@@ -161,6 +161,11 @@ pub struct Run {
     pub multitask_strategy: MultitaskStrategy,
     #[serde(default)]
     pub priority: Priority,
+    /// While `requires_input`: what the run waits for (`{kind: "elicitation" | "tool_approval",
+    /// invocation_id, ...}`); answer with `POST /v1/runs/{id}/input`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub required_input: Option<serde_json::Value>,
     #[schema(value_type = Object)]
     pub metadata: serde_json::Value,
     pub created_at: DateTime<Utc>,
@@ -176,6 +181,8 @@ pub mod error_codes {
     pub const LLM_BAD_REQUEST: &str = "llm_bad_request";
     /// The job could not be processed within its delivery budget.
     pub const MAX_DELIVERIES: &str = "max_deliveries_exceeded";
+    /// The run needed more model turns than its agent's `max_steps`.
+    pub const MAX_STEPS: &str = "max_steps_exceeded";
     /// Cancelled by the API or by a newer run with `interrupt`.
     pub const CANCELLED: &str = "cancelled";
 }

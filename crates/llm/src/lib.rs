@@ -21,7 +21,8 @@ use async_openai::types::chat::{
     ChatCompletionRequestAssistantMessage, ChatCompletionRequestAssistantMessageContent,
     ChatCompletionRequestMessage, ChatCompletionRequestSystemMessage,
     ChatCompletionRequestToolMessage, ChatCompletionRequestUserMessage,
-    ChatCompletionStreamOptions, CreateChatCompletionRequest, FunctionCall,
+    ChatCompletionStreamOptions, ChatCompletionTool, ChatCompletionTools,
+    CreateChatCompletionRequest, FunctionCall, FunctionObject,
 };
 
 pub use error::{HttpStatusError, LlmError};
@@ -68,6 +69,15 @@ impl ChatMessage {
     }
 }
 
+/// A tool offered to the model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolDef {
+    pub name: String,
+    pub description: Option<String>,
+    /// JSON Schema of the arguments.
+    pub parameters: serde_json::Value,
+}
+
 /// One model call.
 #[derive(Clone, Debug)]
 pub struct ChatRequest {
@@ -76,6 +86,8 @@ pub struct ChatRequest {
     pub max_tokens: u32,
     /// The model to ask for; None: the provider's.
     pub model: Option<String>,
+    /// Tools the model may call.
+    pub tools: Vec<ToolDef>,
     /// Bounds this call's wait for the response and for each chunk; None, or longer than the
     /// client's timeout (`AY_LLM_TIMEOUT`): the client's.
     pub timeout: Option<Duration>,
@@ -165,6 +177,21 @@ impl Llm {
             }),
             max_tokens: Some(req.max_tokens),
             temperature: req.temperature,
+            tools: (!req.tools.is_empty()).then(|| {
+                req.tools
+                    .iter()
+                    .map(|t| {
+                        ChatCompletionTools::Function(ChatCompletionTool {
+                            function: FunctionObject {
+                                name: t.name.clone(),
+                                description: t.description.clone(),
+                                parameters: Some(t.parameters.clone()),
+                                strict: None,
+                            },
+                        })
+                    })
+                    .collect()
+            }),
             ..Default::default()
         }
     }

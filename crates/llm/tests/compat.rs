@@ -8,7 +8,14 @@ use agentyard_llm::{ChatMessage, ChatRequest, Llm, Provider, Role, ToolCall};
 use agentyard_scripted_llm::{Options, Script};
 
 fn request(messages: Vec<ChatMessage>) -> ChatRequest {
-    ChatRequest { messages, temperature: Some(0.3), max_tokens: 77, model: None, timeout: None }
+    ChatRequest {
+        messages,
+        temperature: Some(0.3),
+        max_tokens: 77,
+        model: None,
+        timeout: None,
+        tools: Vec::new(),
+    }
 }
 
 async fn scripted(script: &str) -> (agentyard_scripted_llm::Spawned, Llm) {

@@ -47,6 +47,18 @@ pub struct Settings {
     pub rate_burst: u32,
     /// Live (queued, waiting or running) runs one organization may have (0: no limit).
     pub org_max_active_runs: u32,
+    /// Where `agentyard mcp-server` (the built-in tool server) listens.
+    pub mcp_addr: SocketAddr,
+    /// The built-in tool server's MCP endpoint, as tool workers reach it.
+    pub mcp_url: String,
+    /// Let organizations register MCP servers at private or loopback addresses.
+    pub mcp_allow_private: bool,
+    /// Longest wait for one tool call (not counting a wait for a human's input).
+    pub tool_timeout: Duration,
+    /// Longest wait for a human's answer to an elicitation or approval (then: declined).
+    pub input_timeout: Duration,
+    /// Tool calls one tool worker runs at once.
+    pub tool_concurrency: usize,
 }
 
 /// The `AY_*` variables we read (others are rejected).
@@ -71,6 +83,12 @@ pub const KNOWN_AY_VARS: &[&str] = &[
     "AY_RATE_LIMIT",
     "AY_RATE_BURST",
     "AY_ORG_MAX_ACTIVE_RUNS",
+    "AY_MCP_ADDR",
+    "AY_MCP_URL",
+    "AY_MCP_ALLOW_PRIVATE",
+    "AY_TOOL_TIMEOUT",
+    "AY_INPUT_TIMEOUT",
+    "AY_TOOL_CONCURRENCY",
 ];
 
 impl Settings {
@@ -127,7 +145,22 @@ impl Settings {
             })?,
             rate_burst: parse(&get, "AY_RATE_BURST", "200", positive)?,
             org_max_active_runs: parse(&get, "AY_ORG_MAX_ACTIVE_RUNS", "1000", |v| v.parse().ok())?,
+            mcp_addr: parse(&get, "AY_MCP_ADDR", "127.0.0.1:8081", |v| v.parse().ok())?,
+            mcp_url: String::new(),
+            mcp_allow_private: parse(&get, "AY_MCP_ALLOW_PRIVATE", "0", |v| match v {
+                "1" | "true" | "yes" => Some(true),
+                "0" | "false" | "no" => Some(false),
+                _ => None,
+            })?,
+            tool_timeout: parse(&get, "AY_TOOL_TIMEOUT", "30s", parse_duration)?,
+            input_timeout: parse(&get, "AY_INPUT_TIMEOUT", "10m", parse_duration)?,
+            tool_concurrency: parse(&get, "AY_TOOL_CONCURRENCY", "256", positive)?,
         };
+        let mut s = s;
+        s.mcp_url = get("AY_MCP_URL").map_or_else(
+            || format!("http://{}/mcp", s.mcp_addr),
+            |u| u.trim_end_matches('/').to_owned(),
+        );
         if s.ack_wait < Duration::from_secs(1) {
             return Err(invalid("AY_ACK_WAIT", "must be at least 1s"));
         }

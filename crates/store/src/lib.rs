@@ -11,11 +11,14 @@
 //! - [`usage`]: usage and performance aggregated from the runs.
 
 pub mod agents;
+pub mod domain;
 pub mod error;
 pub mod orgs;
 pub mod outbox;
 pub mod runs;
 pub mod threads;
+pub mod tool_tokens;
+pub mod tools;
 pub mod usage;
 
 use std::time::Duration;

@@ -31,6 +31,8 @@ pub struct NewRun {
     pub priority: Priority,
     /// The org's quota of live runs (None: no limit).
     pub quota: Option<u32>,
+    /// The scopes of the caller's token (the run's tool calls act with them).
+    pub scopes: Vec<String>,
 }
 
 /// How a create ended.
@@ -71,6 +73,27 @@ pub enum CancelOutcome {
 pub struct HistoryMessage {
     pub role: String,
     pub content: String,
+    /// The calls of an assistant message.
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub tool_calls: Vec<StoredToolCall>,
+    /// The call a tool message answers.
+    #[serde(default)]
+    pub tool_call_id: Option<String>,
+}
+
+/// A tool call as stored on its assistant message.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct StoredToolCall {
+    pub id: String,
+    pub name: String,
+    /// The arguments as the model wrote them (JSON text).
+    pub arguments: String,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<StoredToolCall>, D::Error> {
+    Ok(Option::<Vec<StoredToolCall>>::deserialize(d)?.unwrap_or_default())
 }
 
 /// A run a worker just took: everything it needs for the model call, in one round trip.
@@ -143,7 +166,7 @@ impl Store {
             None => (None, None),
         };
         let res: std::result::Result<serde_json::Value, sqlx::Error> = sqlx::query_scalar(
-            "SELECT ay_create_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+            "SELECT ay_create_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
         .bind(new.org.0)
         .bind(new.thread.map(|t| t.0))
@@ -160,6 +183,7 @@ impl Store {
         .bind(MessageId::new().0)
         .bind(new.priority.as_str())
         .bind(new.quota.map(|q| i32::try_from(q).unwrap_or(i32::MAX)))
+        .bind(&new.scopes)
         .fetch_one(&self.pool)
         .await;
         let v = match res {
@@ -298,9 +322,10 @@ impl Store {
              SELECT set_config('synchronous_commit', 'off', true) AS _async_commit, \
                     ay_run_json(ROW(r.*)::runs) AS run, r.org_id, a.agent_type, \
                     a.name AS agent_name, a.config AS agent_config, r.started_at = now() AS first_start, \
-                    (SELECT coalesce(jsonb_agg(jsonb_build_object('role', m.role, 'content', m.content) \
+                    (SELECT coalesce(jsonb_agg(jsonb_build_object('role', m.role, 'content', m.content, \
+                                               'tool_calls', m.tool_calls, 'tool_call_id', m.tool_call_id) \
                                                ORDER BY m.seq), '[]') \
-                     FROM (SELECT role, content, seq FROM messages WHERE thread_id = r.thread_id \
+                     FROM (SELECT role, content, seq, tool_calls, tool_call_id FROM messages WHERE thread_id = r.thread_id \
                            ORDER BY seq DESC LIMIT $3) m) AS history \
              FROM r JOIN agents a ON a.id = r.agent_id",
         )

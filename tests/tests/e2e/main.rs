@@ -8,4 +8,5 @@ mod isolation;
 mod load;
 mod multitask;
 mod tenancy;
+mod tools;
 mod validation;

@@ -134,6 +134,15 @@ async fn generate(
     // changed configuration applies to the next step on every worker, with no cache to go stale.
     let agent =
         ctx.catalog.effective(&started.agent_type, &started.agent_name, &started.agent_config);
+    if job.step >= agent.max_steps {
+        await_acks(acks).await;
+        let message = format!("the run took {} model turns, its agent's max_steps", job.step);
+        return finish_failed(ctx, job, error_codes::MAX_STEPS, &message, delivered).await;
+    }
+    let tools = match ctx.tools.offered(&ctx.store, started.org_id, &agent.tools_enabled).await {
+        Ok(t) => t,
+        Err(e) => return store_failure(ctx, e, delivered),
+    };
     let request = ChatRequest {
         messages: prompt::build(
             &agent.system_prompt,
@@ -144,6 +153,7 @@ async fn generate(
         max_tokens: agent.max_tokens.min(ctx.settings.max_tokens),
         model: ctx.catalog.models().get(&agent.model).and_then(|m| m.model.clone()),
         timeout: Some(Duration::from_secs(u64::from(agent.timeout_seconds))),
+        tools,
     };
     let mut streamed = false;
     let result = tokio::select! {
@@ -167,6 +177,9 @@ async fn generate(
     };
     // Every delta is stored before the run completes, so a replay shows the whole answer.
     await_acks(acks).await;
+    if !completion.tool_calls.is_empty() {
+        return store_tool_calls(ctx, job, completion, &agent.model, delivered).await;
+    }
     let finish = Finish {
         run,
         step: Some(i32::try_from(job.step).unwrap_or(i32::MAX)),
@@ -288,6 +301,89 @@ async fn await_acks(acks: Vec<PublishAckFuture>) {
         if let Err(e) = r {
             tracing::warn!(error = %e, "an event was not acked");
         }
+    }
+}
+
+/// The model answered with tool calls: store them with their jobs, in one transaction; the
+/// tool workers take it from there (this worker never waits for a tool).
+async fn store_tool_calls(
+    ctx: &Ctx,
+    job: &AgentStep,
+    completion: agentyard_llm::Completion,
+    model: &str,
+    delivered: i64,
+) -> Outcome {
+    use agentyard_store::tools::{BUILTIN_SERVER, NAMESPACE_SEPARATOR, NewCall};
+    let calls: Vec<NewCall> = completion
+        .tool_calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let arguments = if c.arguments.trim().is_empty() {
+                serde_json::json!({})
+            } else {
+                serde_json::from_str(&c.arguments)
+                    .unwrap_or_else(|_| serde_json::json!({ "_raw": c.arguments }))
+            };
+            let server = c
+                .name
+                .split_once(NAMESPACE_SEPARATOR)
+                .map_or(BUILTIN_SERVER, |(server, _)| server)
+                .to_owned();
+            NewCall {
+                invocation_id: uuid::Uuid::now_v7(),
+                call_id: if c.id.is_empty() { format!("call_{i}") } else { c.id.clone() },
+                name: c.name.clone(),
+                server,
+                arguments,
+                raw_arguments: c.arguments.clone(),
+            }
+        })
+        .collect();
+    let usage = serde_json::to_value(priced(ctx, model, completion.usage)).unwrap_or_default();
+    let step = i32::try_from(job.step).unwrap_or(i32::MAX);
+    match ctx
+        .store
+        .tool_step(job.run_id, step, MessageId::new(), &completion.content, &calls, &usage)
+        .await
+    {
+        Ok(t) => {
+            if !t.applied {
+                tracing::info!(run_id = %job.run_id, "run moved on (cancelled?); tool calls discarded");
+            }
+            let names: Vec<&str> = calls.iter().map(|c| c.name.as_str()).collect();
+            tracing::info!(run_id = %job.run_id, tools = ?names, "tool calls dispatched");
+            let _ = ctx.outbox.dispatch(&t.outbox).await;
+            Outcome::Done
+        }
+        Err(e) => store_failure(ctx, e, delivered),
+    }
+}
+
+/// Fails the run at this step (not a job failure: nothing goes to the DLQ).
+async fn finish_failed(
+    ctx: &Ctx,
+    job: &AgentStep,
+    code: &str,
+    message: &str,
+    delivered: i64,
+) -> Outcome {
+    let finish = Finish {
+        run: job.run_id,
+        step: Some(i32::try_from(job.step).unwrap_or(i32::MAX)),
+        from: &["queued", "in_progress"],
+        status: RunStatus::Failed,
+        output: None,
+        usage: None,
+        error: Some(RunError { code: code.to_owned(), message: message.to_owned() }),
+        message: None,
+    };
+    match ctx.store.finish_run(&finish).await {
+        Ok(done) => {
+            let _ = ctx.outbox.dispatch(&done.outbox).await;
+            Outcome::Done
+        }
+        Err(e) => store_failure(ctx, e, delivered),
     }
 }
 

@@ -11,6 +11,7 @@
 
 mod handler;
 mod prompt;
+mod tools;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -58,6 +59,7 @@ pub(crate) struct Ctx {
     settings: Arc<Settings>,
     cancels: Cancels,
     catalog: Arc<Catalog>,
+    tools: Arc<tools::ToolCache>,
 }
 
 /// Runs the agent worker until `shutdown`, then finishes the jobs in flight.
@@ -79,7 +81,9 @@ pub async fn run(
     tokio::spawn(answer_status(bus.clone(), llm.clone(), shutdown.clone()));
     let consumers = bus.agent_consumers().await?;
     let (concurrency, ack_wait) = (settings.agent_concurrency, settings.ack_wait);
-    let ctx = Ctx { store, bus, outbox, llm, settings: Arc::new(settings), cancels, catalog };
+    let tools = Arc::new(tools::ToolCache::default());
+    let ctx =
+        Ctx { store, bus, outbox, llm, settings: Arc::new(settings), cancels, catalog, tools };
     tracing::info!(concurrency, model = ctx.llm.model(), "agent worker started");
     consume::run(consumers, concurrency, ack_wait, shutdown, move |msg| {
         handler::handle(ctx.clone(), msg)

@@ -1,7 +1,8 @@
 //! What the model is sent: the agent's system prompt and the newest history that fits the
-//! token budget (4 characters a token; the newest message is always kept).
+//! token budget (4 characters a token; the newest message is always kept). A cut never leaves
+//! a tool result without the assistant message that called it.
 
-use agentyard_llm::{ChatMessage, Role};
+use agentyard_llm::{ChatMessage, Role, ToolCall};
 use agentyard_store::runs::HistoryMessage;
 
 fn tokens(text: &str) -> usize {
@@ -19,8 +20,23 @@ pub(crate) fn build(system: &str, history: &[HistoryMessage], budget: usize) -> 
         }
         left = left.saturating_sub(cost);
         if let Some(role) = Role::parse(&m.role) {
-            kept.push(ChatMessage::new(role, m.content.clone()));
+            let mut msg = ChatMessage::new(role, m.content.clone());
+            msg.tool_call_id.clone_from(&m.tool_call_id);
+            msg.tool_calls = m
+                .tool_calls
+                .iter()
+                .map(|c| ToolCall {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    arguments: c.arguments.clone(),
+                })
+                .collect();
+            kept.push(msg);
         }
+    }
+    // Oldest first from here: drop tool results whose call was cut off.
+    while kept.len() > 1 && kept.last().is_some_and(|m| m.role == Role::Tool) {
+        kept.pop();
     }
     kept.push(ChatMessage::new(Role::System, system));
     kept.reverse();
@@ -32,7 +48,12 @@ mod tests {
     use super::*;
 
     fn msg(role: &str, content: &str) -> HistoryMessage {
-        HistoryMessage { role: role.into(), content: content.into() }
+        HistoryMessage {
+            role: role.into(),
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The HTTP routes.
 
 pub(crate) mod agents;
+pub(crate) mod domain;
 pub(crate) mod health;
 pub(crate) mod orgs;
 pub(crate) mod runs;
 pub(crate) mod threads;
+pub(crate) mod tools;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -29,6 +31,17 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/runs/{id}", get(runs::get))
         .route("/v1/runs/{id}/events", get(runs::events))
         .route("/v1/runs/{id}/cancel", post(runs::cancel))
+        .route("/v1/runs/{id}/tool-invocations", get(tools::run_invocations))
+        .route("/v1/runs/{id}/input", post(tools::answer))
+        .route("/v1/tool-invocations", get(tools::invocations))
+        .route("/v1/mcp-servers", post(tools::register).get(tools::list))
+        .route("/v1/mcp-servers/{id}", axum::routing::delete(tools::delete))
+        .route("/v1/mcp-servers/{id}/tools", get(tools::tools))
+        .route("/v1/mcp-servers/{id}/refresh", post(tools::refresh))
+        .route("/v1/tasks", get(domain::list_tasks).post(domain::create_task))
+        .route("/v1/tickets", get(domain::list_tickets))
+        .route("/v1/integrations", get(domain::list_integrations).post(domain::create_integration))
+        .route("/v1/integrations/{id}", axum::routing::patch(domain::patch_integration))
         .route("/v1/organizations", post(orgs::create_org))
         .route("/v1/organizations/{id}", get(orgs::get_org))
         .route("/v1/users", post(orgs::create_user).get(orgs::list_users))

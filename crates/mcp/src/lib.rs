@@ -1,0 +1,224 @@
+//! The MCP client: connects to a server over streamable HTTP (optionally with a bearer token)
+//! or stdio (a child process), lists its tools and calls them. It declares elicitation; when a
+//! server asks for input during a call (a server-to-client `elicitation/create` up to protocol
+//! 2025-11-25, an input-required result from 2026-07-28 on; rmcp drives both), the request goes
+//! to an [`InputBroker`] and its answer back to the server.
+//!
+//! Also: the operator's `config/mcp-servers.yaml` ([`ConfigServers`]) and the checks on URLs
+//! organizations register ([`check_url`]).
+
+mod config;
+mod url_check;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use rmcp::model::{
+    CallToolRequestParams, ClientConfig, ElicitRequestParams, ElicitResult, ElicitationAction,
+    ElicitationCapability, FormElicitationCapability,
+};
+use rmcp::service::{RequestContext, RunningService};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::{ClientHandler, ErrorData, RoleClient, ServiceExt};
+use serde::{Deserialize, Serialize};
+
+pub use config::{ConfigServers, ServerConfig, valid_name};
+pub use url_check::check_url;
+
+/// A tool as a server lists it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Tool {
+    pub name: String,
+    pub description: Option<String>,
+    pub input_schema: serde_json::Value,
+}
+
+/// What a human answered to an elicitation.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Answer {
+    Accept(serde_json::Value),
+    Decline,
+    Cancel,
+}
+
+/// Takes an elicitation (`message`, the requested JSON Schema) to a human and returns the answer.
+pub trait InputBroker: Send + Sync + 'static {
+    fn elicit(&self, message: String, schema: serde_json::Value) -> BoxFuture<'static, Answer>;
+}
+
+/// What a call returned.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Output {
+    /// The text contents joined (other contents as JSON).
+    pub text: String,
+    pub is_error: bool,
+}
+
+/// Why a call or a listing failed.
+#[derive(Debug)]
+pub enum McpError {
+    /// The server could not be reached, broke the connection or timed out: worth retrying.
+    Unreachable(String),
+    /// The server answered with a protocol error (unknown tool, bad arguments, ...).
+    Refused(String),
+}
+
+impl std::fmt::Display for McpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unreachable(m) => write!(f, "server unreachable: {m}"),
+            Self::Refused(m) => write!(f, "server refused the call: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for McpError {}
+
+struct Handler {
+    broker: Option<Arc<dyn InputBroker>>,
+    info: ClientConfig,
+}
+
+impl ClientHandler for Handler {
+    fn get_info(&self) -> ClientConfig {
+        self.info.clone()
+    }
+
+    async fn create_elicitation(
+        &self,
+        request: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        let (
+            Some(broker),
+            ElicitRequestParams::FormElicitationParams { message, requested_schema, .. },
+        ) = (&self.broker, request)
+        else {
+            return Ok(ElicitResult::new(ElicitationAction::Decline));
+        };
+        let schema = serde_json::to_value(&requested_schema).unwrap_or_default();
+        Ok(match broker.elicit(message, schema).await {
+            Answer::Accept(content) => {
+                ElicitResult::new(ElicitationAction::Accept).with_content(content)
+            }
+            Answer::Decline => ElicitResult::new(ElicitationAction::Decline),
+            Answer::Cancel => ElicitResult::new(ElicitationAction::Cancel),
+        })
+    }
+}
+
+/// A connection to one server.
+pub struct Client {
+    service: RunningService<RoleClient, Handler>,
+}
+
+fn handler(broker: Option<Arc<dyn InputBroker>>) -> Handler {
+    let mut info = ClientConfig::default();
+    info.capabilities.elicitation =
+        Some(ElicitationCapability::new().with_form(FormElicitationCapability::default()));
+    info.client_info.name = "agentyard".into();
+    info.client_info.version = env!("CARGO_PKG_VERSION").into();
+    Handler { broker, info }
+}
+
+impl Client {
+    /// Connects to `server` within `timeout`.
+    ///
+    /// # Errors
+    /// [`McpError::Unreachable`] when it cannot be started or reached.
+    pub async fn connect(
+        server: &ServerConfig,
+        broker: Option<Arc<dyn InputBroker>>,
+        timeout: Duration,
+    ) -> Result<Self, McpError> {
+        let handler = handler(broker);
+        let unreachable = |e: &dyn std::fmt::Display| McpError::Unreachable(e.to_string());
+        let connecting = async {
+            match server {
+                ServerConfig::Http { url, bearer_token } => {
+                    let mut config = StreamableHttpClientTransportConfig::with_uri(url.as_str());
+                    if let Some(t) = bearer_token {
+                        config = config.auth_header(t.clone());
+                    }
+                    let http = reqwest::Client::builder()
+                        .connect_timeout(timeout)
+                        .build()
+                        .map_err(|e| unreachable(&e))?;
+                    let transport = StreamableHttpClientTransport::with_client(http, config);
+                    handler.serve(transport).await.map_err(|e| unreachable(&e))
+                }
+                ServerConfig::Stdio { command, args, env } => {
+                    let mut cmd = tokio::process::Command::new(command);
+                    cmd.args(args).envs(env).stderr(std::process::Stdio::null());
+                    let transport = TokioChildProcess::new(cmd).map_err(|e| unreachable(&e))?;
+                    handler.serve(transport).await.map_err(|e| unreachable(&e))
+                }
+            }
+        };
+        let service = tokio::time::timeout(timeout, connecting)
+            .await
+            .map_err(|_| McpError::Unreachable(format!("no answer within {timeout:?}")))??;
+        Ok(Self { service })
+    }
+
+    /// Every tool the server lists.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn list_tools(&self) -> Result<Vec<Tool>, McpError> {
+        let tools = self.service.peer().list_all_tools().await.map_err(classify)?;
+        Ok(tools
+            .into_iter()
+            .map(|t| Tool {
+                name: t.name.to_string(),
+                description: t.description.map(|d| d.to_string()),
+                input_schema: serde_json::Value::Object((*t.input_schema).clone()),
+            })
+            .collect())
+    }
+
+    /// Calls `tool` with `arguments` (a JSON object), answering the server's input requests
+    /// through the broker.
+    ///
+    /// # Errors
+    /// [`McpError::Unreachable`] for transport failures, [`McpError::Refused`] for protocol
+    /// errors.
+    pub async fn call(
+        &self,
+        tool: &str,
+        arguments: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Output, McpError> {
+        let mut params = CallToolRequestParams::new(tool.to_owned());
+        params.arguments = Some(arguments);
+        let result = self.service.call_tool(params).await.map_err(classify)?;
+        let text = result
+            .content
+            .iter()
+            .map(|c| {
+                let v = serde_json::to_value(c).unwrap_or_default();
+                v.get("text").and_then(|t| t.as_str()).map_or_else(|| v.to_string(), str::to_owned)
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let text = if text.is_empty() {
+            result.structured_content.map(|s| s.to_string()).unwrap_or_default()
+        } else {
+            text
+        };
+        Ok(Output { text, is_error: result.is_error.unwrap_or(false) })
+    }
+
+    /// Closes the connection (and stops a stdio server).
+    pub async fn close(self) {
+        let _ = self.service.cancel().await;
+    }
+}
+
+fn classify(e: rmcp::ServiceError) -> McpError {
+    match e {
+        rmcp::ServiceError::McpError(e) => McpError::Refused(e.message.to_string()),
+        other => McpError::Unreachable(other.to_string()),
+    }
+}

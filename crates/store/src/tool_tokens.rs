@@ -1,0 +1,138 @@
+//! Short-lived tokens a tool worker mints for one tool call: they carry the run's principal
+//! (org, user, scopes) and the call (run, invocation), signed with the platform's HMAC-SHA256
+//! key, so the built-in tool server acts exactly as the user who started the run and keys its
+//! idempotent writes by the invocation. Verifying needs no database round trip.
+//!
+//! Format: `ayt.<hex of the JSON claims>.<hex of the HMAC-SHA256 of that hex>`.
+
+use agentyard_core::{AgentId, OrgId, RunId, UserId};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::{Result, Store, StoreError};
+
+/// What a tool token stands for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolClaims {
+    pub org_id: OrgId,
+    pub user_id: Option<UserId>,
+    pub agent_id: AgentId,
+    pub run_id: RunId,
+    pub invocation_id: uuid::Uuid,
+    pub scopes: Vec<String>,
+    /// Expiry, unix seconds.
+    pub exp: i64,
+}
+
+impl ToolClaims {
+    /// True when the token holds `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+}
+
+const BLOCK: usize = 64;
+
+fn hmac(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    let mut k = [0u8; BLOCK];
+    if key.len() > BLOCK {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let (mut inner, mut outer) = (Sha256::new(), Sha256::new());
+    inner.update(k.map(|b| b ^ 0x36));
+    inner.update(msg);
+    outer.update(k.map(|b| b ^ 0x5c));
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+/// Signs `claims`.
+pub fn mint(key: &[u8], claims: &ToolClaims) -> String {
+    let body = hex::encode(serde_json::to_vec(claims).expect("claims serialize"));
+    let mac = hex::encode(hmac(key, body.as_bytes()));
+    format!("ayt.{body}.{mac}")
+}
+
+/// The claims of a token signed with `key` that has not expired.
+pub fn verify(key: &[u8], token: &str) -> Option<ToolClaims> {
+    let rest = token.strip_prefix("ayt.")?;
+    let (body, mac) = rest.split_once('.')?;
+    let mac = hex::decode(mac).ok()?;
+    let expected = hmac(key, body.as_bytes());
+    // Constant time: the comparison does not stop at the first differing byte.
+    if mac.len() != expected.len()
+        || mac.iter().zip(expected).fold(0, |acc, (a, b)| acc | (a ^ b)) != 0
+    {
+        return None;
+    }
+    let claims: ToolClaims = serde_json::from_slice(&hex::decode(body).ok()?).ok()?;
+    (claims.exp > chrono::Utc::now().timestamp()).then_some(claims)
+}
+
+impl Store {
+    /// The platform's tool-token key, made (32 random bytes) on first use.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn tool_token_key(&self) -> Result<Vec<u8>> {
+        let mut fresh = [0u8; 32];
+        rand::rng().fill_bytes(&mut fresh);
+        sqlx::query(
+            "INSERT INTO platform_secrets(name, value) VALUES ('tool_token_key', $1) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(fresh.as_slice())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("tool_token_key.init", e))?;
+        sqlx::query_scalar("SELECT value FROM platform_secrets WHERE name = 'tool_token_key'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| StoreError::db("tool_token_key", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(exp: i64) -> ToolClaims {
+        ToolClaims {
+            org_id: OrgId::new(),
+            user_id: None,
+            agent_id: AgentId::new(),
+            run_id: RunId::new(),
+            invocation_id: uuid::Uuid::now_v7(),
+            scopes: vec!["runs:read".into()],
+            exp,
+        }
+    }
+
+    #[test]
+    fn a_minted_token_verifies_and_a_tampered_or_expired_one_does_not() {
+        let key = b"k".repeat(40);
+        let c = claims(chrono::Utc::now().timestamp() + 60);
+        let t = mint(&key, &c);
+        assert_eq!(verify(&key, &t), Some(c.clone()));
+        assert_eq!(verify(b"other key", &t), None);
+        let mut forged = c;
+        forged.scopes.push("runs:write".into());
+        let body = hex::encode(serde_json::to_vec(&forged).unwrap());
+        let mac = t.rsplit('.').next().unwrap();
+        assert_eq!(verify(&key, &format!("ayt.{body}.{mac}")), None);
+        assert_eq!(verify(&key, &mint(&key, &claims(1))), None, "expired");
+        assert_eq!(verify(&key, "ay_123"), None);
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231_case_2() {
+        let mac = hmac(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(
+            hex::encode(mac),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+}

@@ -1,0 +1,506 @@
+//! Tool calls: the step machine's transitions (Postgres functions of
+//! `migrations/0004_tools.sql`), the audit log, the tool definitions offered to models, and
+//! the MCP servers organizations register.
+
+use agentyard_core::{MessageId, OrgId, RunId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::FromRow;
+
+use crate::outbox::decode_rows;
+use crate::{OutboxRow, Result, Store, StoreError};
+
+/// The server of the built-in tools.
+pub const BUILTIN_SERVER: &str = "builtin";
+
+/// Separates a server's name from its tool's in the names models see (`server__tool`).
+pub const NAMESPACE_SEPARATOR: &str = "__";
+
+/// A call the model made, about to be stored.
+#[derive(Clone, Debug, Serialize)]
+pub struct NewCall {
+    pub invocation_id: uuid::Uuid,
+    pub call_id: String,
+    /// The name the model called.
+    pub name: String,
+    pub server: String,
+    /// Parsed arguments (`{"_raw": text}` when the model wrote invalid JSON).
+    pub arguments: serde_json::Value,
+    pub raw_arguments: String,
+}
+
+/// A transition's result.
+#[derive(Debug)]
+pub struct Transition {
+    pub applied: bool,
+    /// True when this result was the step's last: the next AgentStep is in `outbox`.
+    pub next_step: bool,
+    pub outbox: Vec<OutboxRow>,
+}
+
+/// An invocation with what a tool worker needs to run it.
+#[derive(Clone, Debug, FromRow)]
+pub struct PendingCall {
+    pub id: uuid::Uuid,
+    pub org_id: uuid::Uuid,
+    pub run_id: uuid::Uuid,
+    pub user_id: Option<uuid::Uuid>,
+    pub agent_id: uuid::Uuid,
+    pub step: i32,
+    pub server: String,
+    pub tool: String,
+    pub arguments: serde_json::Value,
+    pub status: String,
+    pub attempt: i32,
+    pub input_request: Option<serde_json::Value>,
+    pub input_response: Option<serde_json::Value>,
+    pub run_status: String,
+    pub run_step: i32,
+    pub scopes: Vec<String>,
+    pub agent_type: Option<String>,
+    pub agent_name: Option<String>,
+    pub agent_config: Option<serde_json::Value>,
+}
+
+/// One row of the audit log.
+#[derive(Clone, Debug, PartialEq, Serialize, FromRow, utoipa::ToSchema)]
+pub struct Invocation {
+    pub id: uuid::Uuid,
+    pub run_id: uuid::Uuid,
+    pub org_id: uuid::Uuid,
+    pub user_id: Option<uuid::Uuid>,
+    pub agent_id: uuid::Uuid,
+    pub step: i32,
+    pub server: String,
+    pub tool: String,
+    #[schema(value_type = Object)]
+    pub arguments: serde_json::Value,
+    /// `pending`, `requires_input` or `completed`.
+    pub status: String,
+    pub result: Option<String>,
+    pub is_error: Option<bool>,
+    pub error: Option<String>,
+    pub attempt: i32,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<i32>,
+}
+
+const INVOCATION_COLUMNS: &str = "id, run_id, org_id, user_id, agent_id, step, server, tool, \
+    arguments, status, result, is_error, error, attempt, created_at, started_at, completed_at, \
+    duration_ms";
+
+/// A tool a model may be offered.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, FromRow)]
+pub struct ToolSpec {
+    pub server: String,
+    /// The name the model sees (`server__tool` for servers other than the built-in one).
+    pub name: String,
+    pub description: Option<String>,
+    pub input_schema: serde_json::Value,
+}
+
+/// An MCP server an organization registered (never with its token).
+#[derive(Clone, Debug, PartialEq, Serialize, FromRow, utoipa::ToSchema)]
+pub struct McpServer {
+    pub id: uuid::Uuid,
+    pub name: String,
+    pub url: String,
+    /// True when a bearer token is stored (it is never shown).
+    pub has_token: bool,
+    /// The cached `tools/list`: `[{name, description, input_schema}]`.
+    #[schema(value_type = Vec<Object>)]
+    pub tools: serde_json::Value,
+    pub tools_refreshed_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+const SERVER_COLUMNS: &str = "id, name, url, bearer_token IS NOT NULL AS has_token, tools, \
+    tools_refreshed_at, last_error, created_at";
+
+fn transition(op: &'static str, v: &serde_json::Value) -> Result<Transition> {
+    Ok(Transition {
+        applied: v["applied"].as_bool().unwrap_or(false),
+        next_step: v["next_step"].as_bool().unwrap_or(false),
+        outbox: decode_rows(op, &v["outbox"])?,
+    })
+}
+
+impl Store {
+    /// Stores a step that ended in tool calls (see `ay_tool_step`).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn tool_step(
+        &self,
+        run: RunId,
+        step: i32,
+        message: MessageId,
+        content: &str,
+        calls: &[NewCall],
+        usage: &serde_json::Value,
+    ) -> Result<Transition> {
+        let calls = serde_json::to_value(calls)
+            .map_err(|e| StoreError::Decode { op: "tool_step", detail: e.to_string() })?;
+        let v: serde_json::Value =
+            sqlx::query_scalar("SELECT ay_tool_step($1, $2, $3, $4, $5, $6, $7)")
+                .bind(run.0)
+                .bind(step)
+                .bind(message.0)
+                .bind(content)
+                .bind(calls)
+                .bind(usage)
+                .bind(&self.prefix)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| StoreError::db("tool_step", e))?;
+        transition("tool_step", &v)
+    }
+
+    /// Records the end of a call (see `ay_tool_result`).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn tool_result(
+        &self,
+        invocation: uuid::Uuid,
+        result: &str,
+        is_error: bool,
+        error: Option<&str>,
+        attempt: i32,
+        started_at: Option<DateTime<Utc>>,
+    ) -> Result<Transition> {
+        let v: serde_json::Value =
+            sqlx::query_scalar("SELECT ay_tool_result($1, $2, $3, $4, $5, $6, $7)")
+                .bind(invocation)
+                .bind(result)
+                .bind(is_error)
+                .bind(error)
+                .bind(attempt)
+                .bind(started_at)
+                .bind(&self.prefix)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| StoreError::db("tool_result", e))?;
+        transition("tool_result", &v)
+    }
+
+    /// Puts the call's run into `requires_input` with `request` (see `ay_tool_input`).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn tool_input(
+        &self,
+        invocation: uuid::Uuid,
+        request: &serde_json::Value,
+    ) -> Result<Transition> {
+        let v: serde_json::Value = sqlx::query_scalar("SELECT ay_tool_input($1, $2, $3)")
+            .bind(invocation)
+            .bind(request)
+            .bind(&self.prefix)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| StoreError::db("tool_input", e))?;
+        transition("tool_input", &v)
+    }
+
+    /// Answers what a run of `org` waits for. None: no such run; Some((None, _)): it waits
+    /// for nothing; Some((Some(invocation), outbox)): answered.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn answer_input(
+        &self,
+        org: OrgId,
+        run: RunId,
+        response: &serde_json::Value,
+    ) -> Result<Option<(Option<uuid::Uuid>, Vec<OutboxRow>)>> {
+        let v: serde_json::Value = sqlx::query_scalar("SELECT ay_answer_input($1, $2, $3, $4)")
+            .bind(org.0)
+            .bind(run.0)
+            .bind(response)
+            .bind(&self.prefix)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| StoreError::db("answer_input", e))?;
+        match v["outcome"].as_str() {
+            Some("not_found") => Ok(None),
+            Some("not_waiting") => Ok(Some((None, Vec::new()))),
+            _ => {
+                let inv = v["invocation_id"].as_str().and_then(|s| s.parse().ok());
+                Ok(Some((inv, decode_rows("answer_input", &v["outbox"])?)))
+            }
+        }
+    }
+
+    /// An invocation with its run's state, principal and agent.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn pending_call(&self, invocation: uuid::Uuid) -> Result<Option<PendingCall>> {
+        sqlx::query_as(
+            "SELECT i.id, i.org_id, i.run_id, i.user_id, i.agent_id, i.step, i.server, i.tool, \
+                i.arguments, i.status, i.attempt, i.input_request, i.input_response, \
+                r.status AS run_status, r.step AS run_step, r.scopes, a.agent_type, \
+                a.name AS agent_name, a.config AS agent_config \
+             FROM tool_invocations i JOIN runs r ON r.id = i.run_id \
+             LEFT JOIN agents a ON a.id = i.agent_id WHERE i.id = $1",
+        )
+        .bind(invocation)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("pending_call", e))
+    }
+
+    /// Counts an attempt of a call (before it runs); returns the attempt number.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn start_attempt(&self, invocation: uuid::Uuid) -> Result<i32> {
+        sqlx::query_scalar(
+            "UPDATE tool_invocations SET attempt = attempt + 1, \
+                started_at = coalesce(started_at, clock_timestamp()) \
+             WHERE id = $1 RETURNING attempt",
+        )
+        .bind(invocation)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("start_attempt", e))
+    }
+
+    /// The answer to a call's input request, if one came.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn input_response(
+        &self,
+        invocation: uuid::Uuid,
+    ) -> Result<(Option<serde_json::Value>, String)> {
+        sqlx::query_as(
+            "SELECT i.input_response, r.status FROM tool_invocations i \
+             JOIN runs r ON r.id = i.run_id WHERE i.id = $1",
+        )
+        .bind(invocation)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("input_response", e))
+    }
+
+    /// The audit log of one run of `org`, oldest first.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn run_invocations(&self, org: OrgId, run: RunId) -> Result<Vec<Invocation>> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {INVOCATION_COLUMNS} FROM tool_invocations WHERE org_id = $1 AND run_id = $2 \
+             ORDER BY step, call_index"
+        )))
+        .bind(org.0)
+        .bind(run.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("run_invocations", e))
+    }
+
+    /// The org's audit log, newest first: of `tool` (when given), since `since`.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn org_invocations(
+        &self,
+        org: OrgId,
+        tool: Option<&str>,
+        since: Option<DateTime<Utc>>,
+        limit: i64,
+    ) -> Result<Vec<Invocation>> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {INVOCATION_COLUMNS} FROM tool_invocations WHERE org_id = $1 \
+             AND ($2::text IS NULL OR tool = $2) AND ($3::timestamptz IS NULL OR created_at >= $3) \
+             ORDER BY created_at DESC, id DESC LIMIT $4"
+        )))
+        .bind(org.0)
+        .bind(tool)
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("org_invocations", e))
+    }
+
+    /// Every tool `org` can offer a model: the platform servers' tools and its own servers'
+    /// (namespaced `server__tool`).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn tool_specs(&self, org: OrgId) -> Result<Vec<ToolSpec>> {
+        sqlx::query_as(
+            "SELECT server, CASE WHEN server = 'builtin' THEN name ELSE server || '__' || name END \
+                    AS name, description, input_schema FROM platform_tools \
+             UNION ALL \
+             SELECT s.name, s.name || '__' || (t->>'name'), t->>'description', \
+                    coalesce(t->'input_schema', '{\"type\": \"object\"}') \
+             FROM mcp_servers s, jsonb_array_elements(s.tools) t WHERE s.org_id = $1",
+        )
+        .bind(org.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("tool_specs", e))
+    }
+
+    /// Replaces the cached tools of a platform server.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn set_platform_tools(&self, server: &str, tools: &[ToolSpec]) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(|e| StoreError::db("platform_tools", e))?;
+        sqlx::query("DELETE FROM platform_tools WHERE server = $1")
+            .bind(server)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::db("platform_tools.delete", e))?;
+        for t in tools {
+            sqlx::query(
+                "INSERT INTO platform_tools(server, name, description, input_schema) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(server)
+            .bind(&t.name)
+            .bind(&t.description)
+            .bind(&t.input_schema)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::db("platform_tools.insert", e))?;
+        }
+        tx.commit().await.map_err(|e| StoreError::db("platform_tools.commit", e))
+    }
+
+    /// Registers an MCP server for `org`. None when the org has one of that name.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn create_mcp_server(
+        &self,
+        org: OrgId,
+        name: &str,
+        url: &str,
+        bearer_token: Option<&str>,
+    ) -> Result<Option<McpServer>> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO mcp_servers(id, org_id, name, url, bearer_token) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (org_id, name) DO NOTHING \
+             RETURNING {SERVER_COLUMNS}"
+        )))
+        .bind(uuid::Uuid::now_v7())
+        .bind(org.0)
+        .bind(name)
+        .bind(url)
+        .bind(bearer_token)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("create_mcp_server", e))
+    }
+
+    /// The org's MCP servers, by name.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn list_mcp_servers(&self, org: OrgId) -> Result<Vec<McpServer>> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {SERVER_COLUMNS} FROM mcp_servers WHERE org_id = $1 ORDER BY name"
+        )))
+        .bind(org.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("list_mcp_servers", e))
+    }
+
+    /// One of the org's MCP servers.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn get_mcp_server(&self, org: OrgId, id: uuid::Uuid) -> Result<Option<McpServer>> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {SERVER_COLUMNS} FROM mcp_servers WHERE org_id = $1 AND id = $2"
+        )))
+        .bind(org.0)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("get_mcp_server", e))
+    }
+
+    /// How to reach an org's server by name: (url, bearer token).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn mcp_server_endpoint(
+        &self,
+        org: OrgId,
+        name: &str,
+    ) -> Result<Option<(String, Option<String>)>> {
+        sqlx::query_as("SELECT url, bearer_token FROM mcp_servers WHERE org_id = $1 AND name = $2")
+            .bind(org.0)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| StoreError::db("mcp_server_endpoint", e))
+    }
+
+    /// The token of an org's server, for the API's own tools/list.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn mcp_server_token(&self, org: OrgId, id: uuid::Uuid) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT bearer_token FROM mcp_servers WHERE org_id = $1 AND id = $2")
+            .bind(org.0)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map(Option::flatten)
+            .map_err(|e| StoreError::db("mcp_server_token", e))
+    }
+
+    /// Stores a server's tools/list (or the error of trying).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn set_mcp_server_tools(
+        &self,
+        org: OrgId,
+        id: uuid::Uuid,
+        tools: std::result::Result<&serde_json::Value, &str>,
+    ) -> Result<Option<McpServer>> {
+        let (tools, error) = match tools {
+            Ok(t) => (Some(t), None),
+            Err(e) => (None, Some(e)),
+        };
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE mcp_servers SET tools = coalesce($3, tools), last_error = $4, \
+                tools_refreshed_at = CASE WHEN $3 IS NULL THEN tools_refreshed_at ELSE now() END \
+             WHERE org_id = $1 AND id = $2 RETURNING {SERVER_COLUMNS}"
+        )))
+        .bind(org.0)
+        .bind(id)
+        .bind(tools)
+        .bind(error)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("set_mcp_server_tools", e))
+    }
+
+    /// Removes one of the org's servers.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn delete_mcp_server(&self, org: OrgId, id: uuid::Uuid) -> Result<bool> {
+        sqlx::query("DELETE FROM mcp_servers WHERE org_id = $1 AND id = $2")
+            .bind(org.0)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map(|r| r.rows_affected() == 1)
+            .map_err(|e| StoreError::db("delete_mcp_server", e))
+    }
+}

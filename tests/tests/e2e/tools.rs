@@ -1,0 +1,598 @@
+//! Tools over MCP: the step machine, the built-in tool server, external servers (streamable
+//! HTTP and stdio), the audit log, elicitation, approval and failures. Real processes: API,
+//! agent worker, tool worker, `agentyard mcp-server`, the scripted model, NATS and Postgres.
+
+use std::time::Duration;
+
+use agentyard_e2e::{TestApp, TestOptions};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(60);
+
+async fn tools_app(env: &[(&str, &str)]) -> TestApp {
+    let app = TestApp::spawn_with(TestOptions {
+        tools: true,
+        env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        ..Default::default()
+    })
+    .await;
+    app.wait_tools().await;
+    app
+}
+
+async fn seed(app: &TestApp) {
+    app.store.seed_demo(app.org_id.parse().unwrap()).await.unwrap();
+}
+
+/// Posts `input` to `agent` (the default agent when None) and waits for the end.
+async fn ask(app: &TestApp, agent: Option<&str>, input: &str) -> Value {
+    let mut body = json!({"input": input});
+    if let Some(a) = agent {
+        body["agent_id"] = json!(a);
+    }
+    let (s, run) = app.post("/v1/runs", body).await;
+    assert_eq!(s, 202, "{run}");
+    app.wait_terminal(run["id"].as_str().unwrap(), T).await
+}
+
+async fn invocations(app: &TestApp, run: &Value) -> Vec<Value> {
+    let (s, list) =
+        app.get(&format!("/v1/runs/{}/tool-invocations", run["id"].as_str().unwrap())).await;
+    assert_eq!(s, 200, "{list}");
+    list["data"].as_array().unwrap().clone()
+}
+
+async fn agent_of_type(app: &TestApp, agent_type: &str) -> String {
+    let (s, a) = app.post("/v1/agents", json!({"agent_type": agent_type})).await;
+    assert_eq!(s, 201, "{a}");
+    a["id"].as_str().unwrap().to_owned()
+}
+
+async fn default_agent(app: &TestApp) -> String {
+    let (_, list) = app.get("/v1/agents").await;
+    list["data"][0]["id"].as_str().unwrap().to_owned()
+}
+
+async fn set_tools(app: &TestApp, agent: &str, enabled: &[&str], approval: &[&str]) {
+    let (s, a) = app
+        .call(
+            Method::PUT,
+            &format!("/v1/agents/{agent}/tools"),
+            &app.token,
+            Some(json!({"tools_enabled": enabled, "tools_require_approval": approval})),
+        )
+        .await;
+    assert_eq!(s, 200, "{a}");
+}
+
+fn output(run: &Value) -> &str {
+    run["output"]["content"].as_str().unwrap_or_default()
+}
+
+async fn event_types(app: &TestApp, run: &Value) -> Vec<String> {
+    let url = format!("{}/v1/runs/{}/events", app.api_url, run["id"].as_str().unwrap());
+    let text =
+        app.http.get(url).bearer_auth(&app.token).send().await.unwrap().text().await.unwrap();
+    text.lines().filter_map(|l| l.strip_prefix("event: ")).map(str::to_owned).collect()
+}
+
+async fn wait_status(app: &TestApp, run: &str, status: &str) -> Value {
+    for _ in 0..300 {
+        let (_, r) = app.get(&format!("/v1/runs/{run}")).await;
+        if r["status"] == status {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("run {run} never reached {status}");
+}
+
+#[tokio::test]
+async fn what_integrations_are_active_is_answered_by_a_logged_tool_call() {
+    let app = tools_app(&[]).await;
+    seed(&app).await;
+    let run = ask(&app, None, "What integrations are active?").await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["tools_used"], json!(["get_active_integrations"]));
+    let active: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM integrations WHERE is_active ORDER BY name")
+            .fetch_all(app.store.pool())
+            .await
+            .unwrap();
+    let inactive: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM integrations WHERE NOT is_active")
+            .fetch_all(app.store.pool())
+            .await
+            .unwrap();
+    assert!(!active.is_empty() && !inactive.is_empty());
+    for name in &active {
+        assert!(output(&run).contains(name.as_str()), "{name} missing from {}", output(&run));
+    }
+    for name in &inactive {
+        assert!(!output(&run).contains(name.as_str()), "inactive {name} in {}", output(&run));
+    }
+    let calls = invocations(&app, &run).await;
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0]["tool"], "get_active_integrations");
+    assert_eq!(calls[0]["server"], "builtin");
+    assert_eq!(calls[0]["is_error"], false);
+    assert!(calls[0]["duration_ms"].as_i64().is_some(), "{}", calls[0]);
+    let (_, org_log) = app.get("/v1/tool-invocations?tool=get_active_integrations").await;
+    assert_eq!(org_log["data"].as_array().unwrap().len(), 1);
+    let events = event_types(&app, &run).await;
+    for e in ["tool_call.created", "tool_call.completed", "run.completed"] {
+        assert!(events.iter().any(|x| x == e), "{e} missing from {events:?}");
+    }
+}
+
+#[tokio::test]
+async fn tasks_are_added_listed_completed_and_deleted_through_chat() {
+    let app = tools_app(&[]).await;
+    let agent = agent_of_type(&app, "task_assistant").await;
+    set_tools(&app, &agent, &["add_task", "list_tasks", "complete_task", "delete_task"], &[]).await;
+    let run = ask(&app, Some(&agent), "add a task to buy groceries").await;
+    assert_eq!(
+        (&run["status"], &run["tools_used"]),
+        (&json!("completed"), &json!(["add_task"])),
+        "{run}"
+    );
+    let (title, status): (String, String) = sqlx::query_as("SELECT title, status FROM tasks")
+        .fetch_one(app.store.pool())
+        .await
+        .unwrap();
+    assert_eq!((title.as_str(), status.as_str()), ("buy groceries", "pending"));
+    let (_, listed) = app.get("/v1/tasks").await;
+    assert_eq!(listed["data"][0]["title"], "buy groceries", "{listed}");
+
+    let run = ask(&app, Some(&agent), "list my tasks").await;
+    assert!(output(&run).contains("buy groceries"), "{run}");
+    let run = ask(&app, Some(&agent), "complete the task buy groceries").await;
+    assert_eq!(run["tools_used"], json!(["complete_task"]), "{run}");
+    let status: String =
+        sqlx::query_scalar("SELECT status FROM tasks").fetch_one(app.store.pool()).await.unwrap();
+    assert_eq!(status, "completed");
+    let run = ask(&app, Some(&agent), "delete the task buy groceries").await;
+    assert_eq!(run["tools_used"], json!(["delete_task"]), "{run}");
+    assert_eq!(app.count("SELECT count(*) FROM tasks").await, 0);
+    let (_, listed) = app.get("/v1/tasks").await;
+    assert_eq!(listed["data"], json!([]));
+}
+
+#[tokio::test]
+async fn two_calls_in_one_turn_both_run_and_the_next_step_is_enqueued_once() {
+    let app = tools_app(&[]).await;
+    let agent = agent_of_type(&app, "task_assistant").await;
+    app.llm.clear_requests();
+    let run = ask(&app, Some(&agent), "add tasks milk and bread").await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["tools_used"], json!(["add_task", "add_task"]));
+    let mut titles: Vec<String> =
+        sqlx::query_scalar("SELECT title FROM tasks").fetch_all(app.store.pool()).await.unwrap();
+    titles.sort();
+    assert_eq!(titles, ["bread", "milk"]);
+    // One model turn with the calls, one after both results: never a third.
+    assert_eq!(app.llm.requests().len(), 2);
+    let roles: Vec<String> =
+        sqlx::query_scalar("SELECT role FROM messages WHERE run_id = $1::uuid ORDER BY seq")
+            .bind(run["id"].as_str().unwrap())
+            .fetch_all(app.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(roles, ["user", "assistant", "tool", "tool", "assistant"]);
+    assert_eq!(invocations(&app, &run).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_tool_worker_killed_during_add_task_leaves_one_task_and_one_answer() {
+    let mut app = tools_app(&[]).await;
+    let agent = agent_of_type(&app, "task_assistant").await;
+    let (s, r) = app
+        .post("/v1/runs", json!({"input": "add a task to survive a crash", "agent_id": agent}))
+        .await;
+    assert_eq!(s, 202, "{r}");
+    // Kill the tool worker the moment the task is written: before or after it recorded the
+    // result, its job comes back to another worker.
+    let tool_worker = 2; // 0: agent worker, 1: mcp-server, 2: tool worker
+    for _ in 0..2000 {
+        if app.count("SELECT count(*) FROM tasks").await > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    app.kill_worker(tool_worker).await;
+    app.start_tool_worker().unwrap();
+    let done = app.wait_terminal(r["id"].as_str().unwrap(), T).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(app.count("SELECT count(*) FROM tasks").await, 1, "exactly one task");
+    assert_eq!(done["tools_used"], json!(["add_task"]));
+    let answers: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM messages WHERE run_id = $1::uuid AND role = 'assistant' AND tool_calls IS NULL",
+    )
+    .bind(r["id"].as_str().unwrap())
+    .fetch_one(app.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(answers, 1, "the run completed once");
+}
+
+#[tokio::test]
+async fn another_orgs_agent_cannot_see_or_change_this_orgs_data() {
+    let app = tools_app(&[]).await;
+    seed(&app).await;
+    let (s, _) = app.post("/v1/tasks", json!({"title": "secret plan"})).await;
+    assert_eq!(s, 201);
+    let (_, b_token) = app.new_org("b").await;
+    let as_b = |method: Method, path: &str, body: Option<Value>| {
+        let t = b_token.clone();
+        let app = &app;
+        let path = path.to_owned();
+        async move { app.call(method, &path, &t, body).await }
+    };
+    let (_, b_agent) =
+        as_b(Method::POST, "/v1/agents", Some(json!({"agent_type": "task_assistant"}))).await;
+    let b_agent = b_agent["id"].as_str().unwrap().to_owned();
+    let mut outputs = Vec::new();
+    for (agent, input) in [
+        (Some(b_agent.as_str()), "list my tasks"),
+        (Some(b_agent.as_str()), "complete the task secret plan"),
+        (None, "What integrations are active?"),
+        (None, "show ticket stats"),
+    ] {
+        let mut body = json!({"input": input});
+        if let Some(a) = agent {
+            body["agent_id"] = json!(a);
+        }
+        let (s, r) = as_b(Method::POST, "/v1/runs", Some(body)).await;
+        assert_eq!(s, 202, "{r}");
+        let path = format!("/v1/runs/{}?wait=30", r["id"].as_str().unwrap());
+        let (_, done) = as_b(Method::GET, &path, None).await;
+        assert_eq!(done["status"], "completed", "{done}");
+        outputs.push(output(&done).to_owned());
+    }
+    let all = outputs.join("\n");
+    assert!(!outputs[0].contains("secret plan"), "{}", outputs[0]);
+    for name in ["Slack", "Salesforce", "GitHub"] {
+        assert!(!all.contains(name), "org B saw {name}: {all}");
+    }
+    let status: String = sqlx::query_scalar("SELECT status FROM tasks WHERE title = 'secret plan'")
+        .fetch_one(app.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(status, "pending", "org B changed nothing");
+    let (_, b_tasks) = as_b(Method::GET, "/v1/tasks", None).await;
+    assert_eq!(b_tasks["data"], json!([]));
+    let (_, b_integrations) = as_b(Method::GET, "/v1/integrations", None).await;
+    assert_eq!(b_integrations["data"], json!([]));
+    let (_, b_tickets) = as_b(Method::GET, "/v1/tickets", None).await;
+    assert_eq!(b_tickets["data"], json!([]));
+}
+
+#[tokio::test]
+async fn a_disabled_tool_or_a_missing_scope_gets_an_error_result_and_nothing_runs() {
+    let app = tools_app(&[]).await;
+    seed(&app).await;
+    // The default agent (customer support) has no task tools; the model calls one anyway.
+    let run = ask(&app, None, "rogue add sneaky").await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert!(output(&run).contains("not enabled"), "{run}");
+    assert_eq!(app.count("SELECT count(*) FROM tasks").await, 0);
+    let calls = invocations(&app, &run).await;
+    assert_eq!(
+        (&calls[0]["is_error"], &calls[0]["attempt"]),
+        (&json!(true), &json!(0)),
+        "{calls:?}"
+    );
+
+    // A token that may start runs but not read: the read-only tool is refused.
+    let write_only = app
+        .store
+        .create_token(app.org_id.parse().unwrap(), "w", &["runs:write".to_owned()])
+        .await
+        .unwrap()
+        .secret;
+    let (s, r) = app
+        .call(
+            Method::POST,
+            "/v1/runs",
+            &write_only,
+            Some(json!({"input": "What integrations are active?"})),
+        )
+        .await;
+    assert_eq!(s, 202, "{r}");
+    let done = app.wait_terminal(r["id"].as_str().unwrap(), T).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert!(output(&done).contains("scope runs:read"), "{done}");
+    for name in ["Slack", "Salesforce"] {
+        assert!(!output(&done).contains(name), "{done}");
+    }
+    let calls = invocations(&app, &done).await;
+    assert_eq!(calls[0]["is_error"], true);
+}
+
+#[tokio::test]
+async fn create_ticket_without_a_description_asks_the_user() {
+    let app = tools_app(&[]).await;
+    let (s, r) = app
+        .post(
+            "/v1/runs",
+            json!({"input": "create a ticket titled Printer on fire without a description"}),
+        )
+        .await;
+    assert_eq!(s, 202, "{r}");
+    let id = r["id"].as_str().unwrap().to_owned();
+    let waiting = wait_status(&app, &id, "requires_input").await;
+    let asked = &waiting["required_input"];
+    assert_eq!(asked["kind"], "elicitation", "{waiting}");
+    assert!(asked["requested_schema"]["properties"]["description"].is_object(), "{asked}");
+    assert!(asked["message"].as_str().is_some_and(|m| !m.is_empty()));
+    let (s, e) = app
+        .post(
+            &format!("/v1/runs/{id}/input"),
+            json!({"action": "accept", "content": {"description": 42}}),
+        )
+        .await;
+    assert_eq!((s, e["error"]["code"].as_str()), (422, Some("invalid_content")), "{e}");
+    let (s, e) = app.post(&format!("/v1/runs/{id}/input"), json!({"action": "approve"})).await;
+    assert_eq!(s, 422, "{e}");
+    let (s, r2) = app
+        .post(
+            &format!("/v1/runs/{id}/input"),
+            json!({"action": "accept", "content": {"description": "Smoke from tray 2"}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{r2}");
+    let done = app.wait_terminal(&id, T).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let (title, description): (String, String) =
+        sqlx::query_as("SELECT title, description FROM tickets")
+            .fetch_one(app.store.pool())
+            .await
+            .unwrap();
+    assert_eq!((title.as_str(), description.as_str()), ("Printer on fire", "Smoke from tray 2"));
+    let events = event_types(&app, &done).await;
+    assert!(events.iter().any(|e| e == "run.requires_input"), "{events:?}");
+    let (s, _) = app.post(&format!("/v1/runs/{id}/input"), json!({"action": "decline"})).await;
+    assert_eq!(s, 409, "a finished run waits for nothing");
+
+    // Declined: the model is told, no ticket, the run still completes.
+    let (_, r) = app
+        .post("/v1/runs", json!({"input": "create a ticket titled Second without a description"}))
+        .await;
+    let id = r["id"].as_str().unwrap().to_owned();
+    wait_status(&app, &id, "requires_input").await;
+    let (s, _) = app.post(&format!("/v1/runs/{id}/input"), json!({"action": "decline"})).await;
+    assert_eq!(s, 200);
+    let done = app.wait_terminal(&id, T).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert!(output(&done).to_lowercase().contains("declin"), "{done}");
+    assert_eq!(app.count("SELECT count(*) FROM tickets").await, 1);
+}
+
+#[tokio::test]
+async fn a_delete_waits_for_approval_and_runs_once_or_never() {
+    let app = tools_app(&[]).await;
+    seed(&app).await;
+    let tickets: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT id FROM tickets ORDER BY created_at LIMIT 2")
+            .fetch_all(app.store.pool())
+            .await
+            .unwrap();
+    let before = app.count("SELECT count(*) FROM tickets").await;
+    // Approved: the ticket is deleted, once.
+    let input = format!("call delete_ticket {{\"ticket_id\": \"{}\"}}", tickets[0]);
+    let (_, r) = app.post("/v1/runs", json!({"input": input})).await;
+    let id = r["id"].as_str().unwrap().to_owned();
+    let waiting = wait_status(&app, &id, "requires_input").await;
+    assert_eq!(waiting["required_input"]["kind"], "tool_approval", "{waiting}");
+    assert_eq!(waiting["required_input"]["tool"], "delete_ticket");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        app.count("SELECT count(*) FROM tickets").await,
+        before,
+        "nothing ran before approval"
+    );
+    let (s, _) = app.post(&format!("/v1/runs/{id}/input"), json!({"action": "approve"})).await;
+    assert_eq!(s, 200);
+    let done = app.wait_terminal(&id, T).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(app.count("SELECT count(*) FROM tickets").await, before - 1);
+    let calls = invocations(&app, &done).await;
+    assert_eq!((calls.len(), &calls[0]["is_error"]), (1, &json!(false)), "{calls:?}");
+
+    // Denied: it never runs.
+    let input = format!("call delete_ticket {{\"ticket_id\": \"{}\"}}", tickets[1]);
+    let (_, r) = app.post("/v1/runs", json!({"input": input})).await;
+    let id = r["id"].as_str().unwrap().to_owned();
+    wait_status(&app, &id, "requires_input").await;
+    let (s, _) = app.post(&format!("/v1/runs/{id}/input"), json!({"action": "deny"})).await;
+    assert_eq!(s, 200);
+    let done = app.wait_terminal(&id, T).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert!(output(&done).contains("did not approve"), "{done}");
+    assert_eq!(
+        app.count("SELECT count(*) FROM tickets").await,
+        before - 1,
+        "the denied delete never ran"
+    );
+}
+
+#[tokio::test]
+async fn a_run_past_max_steps_fails_with_max_steps_exceeded() {
+    let app = tools_app(&[]).await;
+    let agent = agent_of_type(&app, "task_assistant").await;
+    let (s, _) =
+        app.patch(&format!("/v1/agents/{agent}"), json!({"configuration": {"max_steps": 3}})).await;
+    assert_eq!(s, 200);
+    let run = ask(&app, Some(&agent), "keep calling tools").await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert_eq!(run["error"]["code"], "max_steps_exceeded");
+    assert_eq!(invocations(&app, &run).await.len(), 3, "three turns, each with a call");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_retried_then_answered_with_an_error_and_the_run_completes() {
+    let app = tools_app(&[("AY_MCP_ALLOW_PRIVATE", "1"), ("AY_TOOL_TIMEOUT", "2s")]).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (s, server) = app
+        .post(
+            "/v1/mcp-servers",
+            json!({"name": "down", "url": format!("http://127.0.0.1:{port}/mcp")}),
+        )
+        .await;
+    assert_eq!(s, 201, "{server}");
+    assert!(server["last_error"].as_str().is_some(), "{server}");
+    let agent = default_agent(&app).await;
+    set_tools(&app, &agent, &["list_tickets", "down__*"], &[]).await;
+    let run = ask(&app, None, "rogue call down__echo").await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert!(output(&run).contains("could not be reached"), "{run}");
+    let calls = invocations(&app, &run).await;
+    assert_eq!(calls[0]["is_error"], true);
+    assert!(calls[0]["attempt"].as_i64().unwrap() >= 2, "retried: {}", calls[0]);
+}
+
+#[tokio::test]
+async fn bad_registrations_are_refused_with_json_errors() {
+    let app = TestApp::spawn_with(TestOptions { workers: 0, ..Default::default() }).await;
+    for (body, status, code) in [
+        (json!({"name": "x", "url": "not a url"}), 422, "invalid_url"),
+        (json!({"name": "x", "url": "ftp://example.com/mcp"}), 422, "invalid_url"),
+        (json!({"name": "x", "url": "http://127.0.0.1:9/mcp"}), 422, "invalid_url"),
+        (json!({"name": "x", "url": "http://10.0.0.7/mcp"}), 422, "invalid_url"),
+        (json!({"name": "Bad Name", "url": "https://93.184.216.34/mcp"}), 422, "invalid_name"),
+        (json!({"name": "a__b", "url": "https://93.184.216.34/mcp"}), 422, "invalid_name"),
+        (
+            json!({"name": "x", "url": "https://93.184.216.34/mcp", "command": "rm"}),
+            422,
+            "invalid_request",
+        ),
+    ] {
+        let (s, e) = app.post("/v1/mcp-servers", body.clone()).await;
+        assert_eq!((s, e["error"]["code"].as_str()), (status, Some(code)), "{body}: {e}");
+    }
+    assert_eq!(app.count("SELECT count(*) FROM mcp_servers").await, 0, "nothing stored");
+    let agent = default_agent(&app).await;
+    let (s, e) = app
+        .call(
+            Method::PUT,
+            &format!("/v1/agents/{agent}/tools"),
+            &app.token,
+            Some(json!({"tools_enabled": ["nosuch__echo"]})),
+        )
+        .await;
+    assert_eq!(s, 422, "a tool of an unknown server: {e}");
+    assert!(e["error"]["message"].as_str().unwrap().contains("nosuch"), "{e}");
+    let app2 = TestApp::spawn_with(TestOptions {
+        workers: 0,
+        env: vec![("AY_MCP_ALLOW_PRIVATE".into(), "1".into())],
+        ..Default::default()
+    })
+    .await;
+    let (s, first) = app2
+        .post(
+            "/v1/mcp-servers",
+            json!({"name": "local", "url": "http://127.0.0.1:9/mcp", "bearer_token": "s3cret"}),
+        )
+        .await;
+    assert_eq!(s, 201, "allowed by the operator: {first}");
+    assert!(!first.to_string().contains("s3cret"), "the token is never returned");
+    let (s, e) = app2
+        .post("/v1/mcp-servers", json!({"name": "local", "url": "http://127.0.0.1:10/mcp"}))
+        .await;
+    assert_eq!((s, e["error"]["code"].as_str()), (409, Some("server_exists")), "{e}");
+    let (_, list) = app2.get("/v1/mcp-servers").await;
+    assert!(!list.to_string().contains("s3cret"));
+    assert_eq!(list["data"][0]["has_token"], true);
+}
+
+/// `@modelcontextprotocol/server-everything`, installed by `.ci/run` (or here when missing).
+fn everything_js() -> std::path::PathBuf {
+    let dir = std::env::var("AY_TEST_NPM_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| {
+        std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/agentyard/npm")
+    });
+    let js = dir.join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    if !js.exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = std::process::Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "@modelcontextprotocol/server-everything"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm");
+        assert!(ok.success(), "npm install @modelcontextprotocol/server-everything failed");
+    }
+    js
+}
+
+#[tokio::test]
+async fn external_servers_over_streamable_http_and_stdio_are_listed_called_and_logged() {
+    let js = everything_js();
+    // The operator's stdio server, from config/mcp-servers.yaml.
+    let dir = std::env::temp_dir().join(format!("ay-mcp-config-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("mcp-servers.yaml"),
+        format!(
+            "servers:\n  every-stdio:\n    command: node\n    args: [\"{}\", stdio]\n",
+            js.display()
+        ),
+    )
+    .unwrap();
+    let app =
+        tools_app(&[("AY_MCP_ALLOW_PRIVATE", "1"), ("AY_CONFIG_DIR", dir.to_str().unwrap())]).await;
+    // The streamable HTTP one, registered by the org.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut http = tokio::process::Command::new("node")
+        .arg(&js)
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut up = false;
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "server-everything did not listen on {port}");
+    let (s, server) = app
+        .post(
+            "/v1/mcp-servers",
+            json!({"name": "every-http", "url": format!("http://127.0.0.1:{port}/mcp")}),
+        )
+        .await;
+    assert_eq!(s, 201, "{server}");
+    assert!(server["last_error"].is_null(), "{server}");
+    let id = server["id"].as_str().unwrap();
+    let (_, tools) = app.get(&format!("/v1/mcp-servers/{id}/tools")).await;
+    assert!(tools.as_array().unwrap().iter().any(|t| t["name"] == "echo"), "{tools}");
+    // The stdio server's tools, listed by the tool worker.
+    for _ in 0..200 {
+        if app.count("SELECT count(*) FROM platform_tools WHERE server = 'every-stdio'").await > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let agent = default_agent(&app).await;
+    set_tools(&app, &agent, &["every-http__echo", "every-stdio__echo"], &[]).await;
+    tokio::time::sleep(Duration::from_secs(6)).await; // the agent workers' tool cache
+    for (server, words) in [("every-http", "over http"), ("every-stdio", "over stdio")] {
+        let input = format!("call {server}__echo {{\"message\": \"{words}\"}}");
+        let run = ask(&app, None, &input).await;
+        assert_eq!(run["status"], "completed", "{run}");
+        assert_eq!(run["tools_used"], json!([format!("{server}__echo")]), "{run}");
+        assert!(output(&run).contains(words), "{run}");
+        let calls = invocations(&app, &run).await;
+        assert_eq!(
+            (&calls[0]["server"], &calls[0]["is_error"]),
+            (&json!(server), &json!(false)),
+            "{calls:?}"
+        );
+    }
+    let _ = http.kill().await;
+}

@@ -1,0 +1,120 @@
+//! The tool worker: consumes `ToolCall` jobs and runs each call on its MCP server, as the user
+//! who started the run. Every call ends as a row of the audit log (`tool_invocations`) with its
+//! result or error; the transaction recording a step's last result enqueues the next
+//! `AgentStep`. Stateless: any number of processes share the durable `tool` consumer.
+//!
+//! Before a call runs: the tool must be enabled for the agent and allowed by the run's scopes
+//! (else an error result goes back to the model and nothing runs); a tool that needs approval
+//! waits for a human (`requires_input`). During a call, a server's elicitation waits for a
+//! human the same way. Unreachable servers and timeouts are retried with backoff, behind a
+//! circuit breaker per server, then answered with an error result.
+
+mod call;
+mod input;
+mod refresh;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use agentyard_agents::Catalog;
+use agentyard_bus::{Bus, BusError, Outbox, consume};
+use agentyard_mcp::ConfigServers;
+use agentyard_runtime::Settings;
+use agentyard_store::Store;
+use tokio_util::sync::CancellationToken;
+
+/// Why the worker stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error(transparent)]
+    Store(#[from] agentyard_store::StoreError),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Consecutive failures after which a server's breaker opens.
+const BREAKER_FAILURES: u32 = 3;
+/// How long an open breaker refuses calls.
+const BREAKER_OPEN: Duration = Duration::from_secs(10);
+
+/// Per server: consecutive failures and, when open, until when.
+#[derive(Debug, Default)]
+pub(crate) struct Breakers(Mutex<HashMap<String, (u32, Option<Instant>)>>);
+
+impl Breakers {
+    /// None when calls may go; else how long the breaker stays open.
+    pub(crate) fn open_for(&self, server: &str) -> Option<Duration> {
+        let map = self.0.lock().expect("breakers poisoned");
+        map.get(server)
+            .and_then(|(_, until)| *until)
+            .and_then(|u| u.checked_duration_since(Instant::now()))
+    }
+
+    pub(crate) fn record(&self, server: &str, ok: bool) {
+        let mut map = self.0.lock().expect("breakers poisoned");
+        let entry = map.entry(server.to_owned()).or_default();
+        if ok {
+            *entry = (0, None);
+        } else {
+            entry.0 += 1;
+            if entry.0 >= BREAKER_FAILURES {
+                tracing::warn!(server, failures = entry.0, "circuit breaker open");
+                entry.1 = Some(Instant::now() + BREAKER_OPEN);
+            }
+        }
+    }
+}
+
+/// What a call handler needs; shared by all jobs of the process.
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    store: Store,
+    bus: Bus,
+    outbox: Outbox,
+    settings: Arc<Settings>,
+    catalog: Arc<Catalog>,
+    servers: Arc<ConfigServers>,
+    key: Arc<Vec<u8>>,
+    breakers: Arc<Breakers>,
+}
+
+/// Runs the tool worker until `shutdown`, then finishes the calls in flight.
+///
+/// # Errors
+/// When the configuration is broken or the bus cannot be read.
+pub async fn run(
+    settings: Settings,
+    store: Store,
+    bus: Bus,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    let catalog =
+        Arc::new(Catalog::load(settings.config_dir.as_deref()).map_err(WorkerError::Config)?);
+    let servers =
+        Arc::new(ConfigServers::load(settings.config_dir.as_deref()).map_err(WorkerError::Config)?);
+    let key = Arc::new(store.tool_token_key().await?);
+    let outbox = Outbox::start(bus.clone(), store.clone(), shutdown.clone());
+    let consumer = bus.tool_consumer().await?;
+    let (concurrency, ack_wait) = (settings.tool_concurrency, settings.ack_wait);
+    let ctx = Ctx {
+        store,
+        bus,
+        outbox,
+        settings: Arc::new(settings),
+        catalog,
+        servers,
+        key,
+        breakers: Arc::default(),
+    };
+    tokio::spawn(refresh::platform_tools(ctx.clone(), shutdown.clone()));
+    tracing::info!(concurrency, builtin = %ctx.settings.mcp_url, servers = ctx.servers.0.len(), "tool worker started");
+    consume::run(vec![consumer], concurrency, ack_wait, shutdown, move |msg| {
+        call::handle(ctx.clone(), msg)
+    })
+    .await?;
+    tracing::info!("tool worker stopped");
+    Ok(())
+}
