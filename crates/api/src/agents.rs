@@ -115,7 +115,8 @@ pub struct AgentStatus {
     pub model_reachable: Option<bool>,
     /// Agent workers that answered within a second.
     pub workers: usize,
-    /// The MCP servers this agent's tools come from, and whether they answer.
+    /// The MCP servers this agent's tools come from, and whether they answer (null for stdio
+    /// servers, which run per call).
     pub tool_servers: Vec<ToolServerStatus>,
     /// Tools the model may call.
     pub tools_available: Vec<String>,
@@ -318,31 +319,68 @@ pub fn config_source(state: &AppState, row: &AgentRow) -> BTreeMap<&'static str,
         .collect()
 }
 
-/// Whether the agent can answer now: asks the agent workers (core NATS request, one second).
-pub async fn status(state: &AppState, row: AgentRow) -> AgentStatus {
+/// Whether the agent can answer now: asks the agent workers (core NATS request, one second)
+/// and probes the HTTP servers its tools come from (any HTTP answer within a second counts).
+pub async fn status(
+    state: &AppState,
+    who: &Principal,
+    row: AgentRow,
+) -> Result<AgentStatus, ApiError> {
     let agent = view(state, row);
-    let answers = ask_workers(state, Duration::from_secs(1)).await;
+    let tools = agent.configuration.tools_enabled.clone();
+    let mut names: Vec<String> = Vec::new();
+    for t in &tools {
+        let server = t.split_once("__").map_or("builtin", |(s, _)| s).to_owned();
+        if !names.contains(&server) {
+            names.push(server);
+        }
+    }
+    let org_servers = state.store.list_mcp_servers(who.org_id).await?;
+    let urls: Vec<(String, Option<String>)> = names
+        .into_iter()
+        .map(|n| {
+            let url = if n == "builtin" {
+                Some(state.settings.mcp_url.clone())
+            } else if let Some(s) = org_servers.iter().find(|s| s.name == n) {
+                Some(s.url.clone())
+            } else {
+                match state.mcp_servers.0.get(&n) {
+                    Some(agentyard_mcp::ServerConfig::Http { url, .. }) => Some(url.clone()),
+                    _ => None,
+                }
+            };
+            (n, url)
+        })
+        .collect();
+    let http =
+        reqwest::Client::builder().timeout(Duration::from_secs(1)).build().unwrap_or_default();
+    let probes = urls.iter().map(|(name, url)| {
+        let http = http.clone();
+        async move {
+            let reachable = match url {
+                Some(u) => Some(http.get(u).send().await.is_ok()),
+                None => None,
+            };
+            ToolServerStatus { name: name.clone(), reachable }
+        }
+    });
+    let (answers, tool_servers) =
+        tokio::join!(ask_workers(state, Duration::from_secs(1)), futures::future::join_all(probes));
     let model_reachable = if answers.is_empty() {
         None
     } else {
         Some(answers.iter().any(|a| a["model_reachable"].as_bool() == Some(true)))
     };
-    let tools = agent.configuration.tools_enabled.clone();
-    AgentStatus {
+    Ok(AgentStatus {
         id: agent.id,
         is_active: agent.is_active,
         model: agent.configuration.model.clone(),
         model_reachable,
         workers: answers.len(),
-        // The built-in tool server arrives with the tools issue; until then nothing checks it.
-        tool_servers: if tools.is_empty() {
-            Vec::new()
-        } else {
-            vec![ToolServerStatus { name: "builtin".into(), reachable: None }]
-        },
+        tool_servers,
         tools_available: tools,
         ready: agent.is_active && model_reachable == Some(true),
-    }
+    })
 }
 
 async fn ask_workers(state: &AppState, wait: Duration) -> Vec<serde_json::Value> {

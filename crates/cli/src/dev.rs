@@ -29,6 +29,8 @@ const DEV_ORG: &str = "dev";
 /// When a dependency can neither be reached nor started.
 pub async fn run(mut settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     roles::check_agents_file(&settings)?;
+    // A developer's own MCP servers run on localhost: let the dev org register them.
+    settings.mcp_allow_private = true;
     std::fs::create_dir_all(&settings.home)
         .with_context(|| format!("cannot create AY_HOME {}", settings.home.display()))?;
     let home = std::fs::canonicalize(&settings.home)?;

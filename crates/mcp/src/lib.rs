@@ -114,6 +114,20 @@ pub struct Client {
     service: RunningService<RoleClient, Handler>,
 }
 
+/// One HTTP client for every connection of the process: building one (TLS roots, pools) costs
+/// milliseconds, more than a call on loopback. Timeouts are enforced around each use.
+fn http() -> reqwest::Client {
+    static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    HTTP.get_or_init(|| {
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(256)
+            .build()
+            .unwrap_or_default()
+    })
+    .clone()
+}
+
 fn handler(broker: Option<Arc<dyn InputBroker>>) -> Handler {
     let mut info = ClientConfig::default();
     info.capabilities.elicitation =
@@ -142,11 +156,7 @@ impl Client {
                     if let Some(t) = bearer_token {
                         config = config.auth_header(t.clone());
                     }
-                    let http = reqwest::Client::builder()
-                        .connect_timeout(timeout)
-                        .build()
-                        .map_err(|e| unreachable(&e))?;
-                    let transport = StreamableHttpClientTransport::with_client(http, config);
+                    let transport = StreamableHttpClientTransport::with_client(http(), config);
                     handler.serve(transport).await.map_err(|e| unreachable(&e))
                 }
                 ServerConfig::Stdio { command, args, env } => {

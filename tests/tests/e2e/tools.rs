@@ -118,8 +118,25 @@ async fn what_integrations_are_active_is_answered_by_a_logged_tool_call() {
     assert_eq!(calls[0]["server"], "builtin");
     assert_eq!(calls[0]["is_error"], false);
     assert!(calls[0]["duration_ms"].as_i64().is_some(), "{}", calls[0]);
+    // The same data over REST: switching an integration off changes the next answer.
+    let (_, list) = app.get("/v1/integrations").await;
+    let slack =
+        list["data"].as_array().unwrap().iter().find(|i| i["name"] == active[0]).unwrap().clone();
+    let (s, patched) = app
+        .patch(
+            &format!("/v1/integrations/{}", slack["id"].as_str().unwrap()),
+            json!({"is_active": false}),
+        )
+        .await;
+    assert_eq!((s, &patched["is_active"]), (200, &json!(false)), "{patched}");
+    let again = ask(&app, None, "What integrations are active?").await;
+    assert!(!output(&again).contains(active[0].as_str()), "{again}");
     let (_, org_log) = app.get("/v1/tool-invocations?tool=get_active_integrations").await;
-    assert_eq!(org_log["data"].as_array().unwrap().len(), 1);
+    assert_eq!(org_log["data"].as_array().unwrap().len(), 2);
+    let agent = default_agent(&app).await;
+    let (_, status) = app.get(&format!("/v1/agents/{agent}/status")).await;
+    assert_eq!(status["tool_servers"], json!([{"name": "builtin", "reachable": true}]), "{status}");
+    assert_eq!(status["tools_available"].as_array().unwrap().len(), 13);
     let events = event_types(&app, &run).await;
     for e in ["tool_call.created", "tool_call.completed", "run.completed"] {
         assert!(events.iter().any(|x| x == e), "{e} missing from {events:?}");
@@ -367,6 +384,32 @@ async fn create_ticket_without_a_description_asks_the_user() {
     assert_eq!(done["status"], "completed", "{done}");
     assert!(output(&done).to_lowercase().contains("declin"), "{done}");
     assert_eq!(app.count("SELECT count(*) FROM tickets").await, 1);
+}
+
+#[tokio::test]
+async fn an_answer_given_while_the_tool_worker_is_down_is_used_by_the_redelivered_call() {
+    let mut app = tools_app(&[]).await;
+    let (_, r) = app
+        .post("/v1/runs", json!({"input": "create a ticket titled Crashy without a description"}))
+        .await;
+    let id = r["id"].as_str().unwrap().to_owned();
+    wait_status(&app, &id, "requires_input").await;
+    app.kill_worker(2).await; // the tool worker waiting for the answer
+    let (s, _) = app
+        .post(
+            &format!("/v1/runs/{id}/input"),
+            json!({"action": "accept", "content": {"description": "kept across a crash"}}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    app.start_tool_worker().unwrap();
+    let done = app.wait_terminal(&id, T).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let descriptions: Vec<String> = sqlx::query_scalar("SELECT description FROM tickets")
+        .fetch_all(app.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(descriptions, ["kept across a crash"], "one ticket, with the answer given once");
 }
 
 #[tokio::test]

@@ -202,7 +202,7 @@ pub(crate) async fn status(
 ) -> Result<Json<AgentStatus>, ApiError> {
     let who = auth.require(READ)?;
     let row = agents::get(&state, who, agent_id(&id)?).await?;
-    Ok(Json(agents::status(&state, row).await))
+    agents::status(&state, who, row).await.map(Json)
 }
 
 /// The effective configuration.
