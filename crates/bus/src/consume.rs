@@ -123,3 +123,35 @@ async fn next_message(
     })
     .await
 }
+
+/// Runs `work` while sending JetStream "in progress" acks for `msg` every third of `ack_wait`,
+/// so a long job (a slow model, a human answering) is not redelivered while it is alive.
+pub async fn with_progress<T>(
+    msg: &Message,
+    ack_wait: Duration,
+    work: impl Future<Output = T>,
+) -> T {
+    let mut tick = tokio::time::interval(ack_wait / 3);
+    tick.tick().await;
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = tick.tick() => { let _ = msg.ack_with(AckKind::Progress).await; }
+        }
+    }
+}
+
+/// Exponential backoff with jitter before the `delivered`-th attempt, between `base` and `max`.
+pub fn backoff(base: Duration, max: Duration, delivered: i64) -> Duration {
+    use backon::BackoffBuilder;
+    let n = usize::try_from(delivered.max(1)).unwrap_or(1);
+    backon::ExponentialBuilder::default()
+        .with_min_delay(base)
+        .with_max_delay(max)
+        .with_jitter()
+        .with_max_times(n)
+        .build()
+        .nth(n - 1)
+        .unwrap_or(max)
+}

@@ -11,7 +11,6 @@ use agentyard_store::StoreError;
 use agentyard_store::runs::{Finish, StartedRun};
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::{AckKind, Message};
-use backon::BackoffBuilder;
 use futures::future::join_all;
 use std::future::IntoFuture;
 use tokio_util::sync::CancellationToken;
@@ -56,7 +55,12 @@ async fn handle_job(ctx: Ctx, msg: Message, job: AgentStep, delivered: i64) {
             message: format!("the job was delivered {delivered} times without completing"),
         }
     } else {
-        with_progress(&msg, ctx.settings.ack_wait, step(&ctx, &job, delivered)).await
+        agentyard_bus::consume::with_progress(
+            &msg,
+            ctx.settings.ack_wait,
+            step(&ctx, &job, delivered),
+        )
+        .await
     };
     match outcome {
         Outcome::Done => settle(&msg, AckKind::Ack).await,
@@ -77,23 +81,6 @@ async fn handle_job(ctx: Ctx, msg: Message, job: AgentStep, delivered: i64) {
                     settle(&msg, AckKind::Nak(Some(backoff(&ctx, delivered)))).await;
                 }
             }
-        }
-    }
-}
-
-/// Keeps the message from being redelivered while a long model call runs.
-async fn with_progress(
-    msg: &Message,
-    ack_wait: Duration,
-    work: impl std::future::Future<Output = Outcome>,
-) -> Outcome {
-    let mut tick = tokio::time::interval(ack_wait / 3);
-    tick.tick().await;
-    tokio::pin!(work);
-    loop {
-        tokio::select! {
-            out = &mut work => return out,
-            _ = tick.tick() => { let _ = msg.ack_with(AckKind::Progress).await; }
         }
     }
 }
@@ -255,15 +242,7 @@ fn store_failure(ctx: &Ctx, e: StoreError, delivered: i64) -> Outcome {
 
 /// Exponential backoff with jitter for the `delivered`-th attempt, capped.
 fn backoff(ctx: &Ctx, delivered: i64) -> Duration {
-    let n = usize::try_from(delivered.max(1)).unwrap_or(1);
-    backon::ExponentialBuilder::default()
-        .with_min_delay(ctx.settings.retry_base)
-        .with_max_delay(ctx.settings.retry_max)
-        .with_jitter()
-        .with_max_times(n)
-        .build()
-        .nth(n - 1)
-        .unwrap_or(ctx.settings.retry_max)
+    agentyard_bus::consume::backoff(ctx.settings.retry_base, ctx.settings.retry_max, delivered)
 }
 
 async fn fail_run(ctx: &Ctx, run: RunId, code: &str, message: &str) -> Result<(), StoreError> {

@@ -9,7 +9,6 @@ use agentyard_mcp::{Client, McpError, ServerConfig};
 use agentyard_store::tool_tokens::{self, ToolClaims};
 use agentyard_store::tools::{BUILTIN_SERVER, NAMESPACE_SEPARATOR, PendingCall};
 use async_nats::jetstream::{AckKind, Message};
-use backon::BackoffBuilder;
 use serde::Deserialize;
 use tracing::Instrument;
 
@@ -62,7 +61,7 @@ pub(crate) async fn handle(ctx: Ctx, msg: Message) {
     };
     let span = tracing::info_span!("tool_call", run_id = %job.run_id, invocation_id = %job.invocation_id, delivered);
     async {
-        let outcome = with_progress(
+        let outcome = agentyard_bus::consume::with_progress(
             &msg,
             ctx.settings.ack_wait,
             run_call(&ctx, job.invocation_id, delivered),
@@ -81,23 +80,6 @@ pub(crate) async fn handle(ctx: Ctx, msg: Message) {
     }
     .instrument(span)
     .await;
-}
-
-/// Keeps the message from being redelivered while the call (or a human) takes its time.
-async fn with_progress(
-    msg: &Message,
-    ack_wait: Duration,
-    work: impl std::future::Future<Output = Outcome>,
-) -> Outcome {
-    let mut tick = tokio::time::interval(ack_wait / 3);
-    tick.tick().await;
-    tokio::pin!(work);
-    loop {
-        tokio::select! {
-            out = &mut work => return out,
-            _ = tick.tick() => { let _ = msg.ack_with(AckKind::Progress).await; }
-        }
-    }
 }
 
 async fn run_call(ctx: &Ctx, invocation: uuid::Uuid, delivered: i64) -> Outcome {
@@ -340,15 +322,7 @@ fn truncate(text: &str) -> String {
 }
 
 fn backoff(ctx: &Ctx, delivered: i64) -> Duration {
-    let n = usize::try_from(delivered.max(1)).unwrap_or(1);
-    backon::ExponentialBuilder::default()
-        .with_min_delay(ctx.settings.retry_base)
-        .with_max_delay(ctx.settings.retry_max)
-        .with_jitter()
-        .with_max_times(n)
-        .build()
-        .nth(n - 1)
-        .unwrap_or(ctx.settings.retry_max)
+    agentyard_bus::consume::backoff(ctx.settings.retry_base, ctx.settings.retry_max, delivered)
 }
 
 #[cfg(test)]
