@@ -413,6 +413,20 @@ async fn an_answer_given_while_the_tool_worker_is_down_is_used_by_the_redelivere
 }
 
 #[tokio::test]
+async fn no_answer_in_time_counts_as_decline() {
+    let app = tools_app(&[("AY_INPUT_TIMEOUT", "1s")]).await;
+    let (_, r) = app
+        .post("/v1/runs", json!({"input": "create a ticket titled Ignored without a description"}))
+        .await;
+    let id = r["id"].as_str().unwrap().to_owned();
+    wait_status(&app, &id, "requires_input").await;
+    let done = app.wait_terminal(&id, T).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert!(output(&done).to_lowercase().contains("declin"), "{done}");
+    assert_eq!(app.count("SELECT count(*) FROM tickets").await, 0);
+}
+
+#[tokio::test]
 async fn a_delete_waits_for_approval_and_runs_once_or_never() {
     let app = tools_app(&[]).await;
     seed(&app).await;
