@@ -89,9 +89,16 @@ pub async fn run(mut settings: Settings, shutdown: CancellationToken) -> anyhow:
         shutdown.clone(),
     );
     let tools = async {
-        agentyard_tool_worker::run(settings.clone(), store.clone(), bus.clone(), shutdown.clone())
-            .await
-            .map_err(anyhow::Error::from)
+        let llm = agentyard_llm::Llm::new(&provider, settings.llm_timeout);
+        agentyard_tool_worker::run(
+            settings.clone(),
+            store.clone(),
+            bus.clone(),
+            Some(llm),
+            shutdown.clone(),
+        )
+        .await
+        .map_err(anyhow::Error::from)
     };
     let api = roles::serve_api(settings.clone(), store.clone(), bus.clone(), shutdown.clone());
     let mcp = roles::serve_mcp(&settings, store.clone(), bus.clone(), shutdown.clone());

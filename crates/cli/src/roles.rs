@@ -176,9 +176,17 @@ pub async fn serve_mcp(
 /// When the configuration is broken or a dependency is unreachable.
 pub async fn tool_worker(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     check_agents_file(&settings)?;
+    // The model answers servers' sampling requests; without one, sampling is not offered.
+    let llm = Provider::from_settings(
+        settings.openai_base_url.as_deref(),
+        settings.openai_api_key.as_deref(),
+        settings.model.as_deref(),
+    )
+    .await
+    .map(|p| Llm::new(&p, settings.llm_timeout));
     let store = connect_store(&settings, false).await?;
     let bus = connect_bus(&settings).await?;
-    agentyard_tool_worker::run(settings, store, bus, shutdown).await?;
+    agentyard_tool_worker::run(settings, store, bus, llm, shutdown).await?;
     Ok(())
 }
 

@@ -4,6 +4,9 @@
 //! 2025-11-25, an input-required result from 2026-07-28 on; rmcp drives both), the request goes
 //! to an [`InputBroker`] and its answer back to the server.
 //!
+//! When given a [`Sampler`], it also declares sampling and answers a server's
+//! `sampling/createMessage` with the client's model.
+//!
 //! Also: the operator's `config/mcp-servers.yaml` ([`ConfigServers`]) and the checks on URLs
 //! organizations register ([`check_url`]).
 
@@ -16,8 +19,11 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use rmcp::model::{
     CallToolRequestParams, ClientConfig, ElicitRequestParams, ElicitResult, ElicitationAction,
-    ElicitationCapability, FormElicitationCapability,
+    ElicitationCapability, FormElicitationCapability, SamplingCapability,
 };
+// Sampling is deprecated by SEP-2577 (protocol 2026-07-28) but servers still ask for it.
+#[allow(deprecated)]
+use rmcp::model::{CreateMessageRequestParams, CreateMessageResult, SamplingMessage};
 use rmcp::service::{RequestContext, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
@@ -46,6 +52,17 @@ pub enum Answer {
 /// Takes an elicitation (`message`, the requested JSON Schema) to a human and returns the answer.
 pub trait InputBroker: Send + Sync + 'static {
     fn elicit(&self, message: String, schema: serde_json::Value) -> BoxFuture<'static, Answer>;
+}
+
+/// Answers a server's sampling requests (`sampling/createMessage`: "ask your model") with the
+/// client's own model. Returns (the model's name, its text).
+pub trait Sampler: Send + Sync + 'static {
+    fn sample(
+        &self,
+        system: Option<String>,
+        prompt: String,
+        max_tokens: u32,
+    ) -> BoxFuture<'static, Result<(String, String), String>>;
 }
 
 /// What a call returned.
@@ -78,12 +95,51 @@ impl std::error::Error for McpError {}
 
 struct Handler {
     broker: Option<Arc<dyn InputBroker>>,
+    sampler: Option<Arc<dyn Sampler>>,
     info: ClientConfig,
 }
 
+#[allow(deprecated)] // create_message: sampling, see the imports
 impl ClientHandler for Handler {
     fn get_info(&self) -> ClientConfig {
         self.info.clone()
+    }
+
+    async fn create_message(
+        &self,
+        params: CreateMessageRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        let Some(sampler) = &self.sampler else {
+            return Err(ErrorData::invalid_request("this client does not sample", None));
+        };
+        // The messages' text, in order (sampling asks one question; roles are kept as labels
+        // when there are several).
+        let texts: Vec<String> = params
+            .messages
+            .iter()
+            .map(|m| {
+                let v = serde_json::to_value(&m.content).unwrap_or_default();
+                let blocks =
+                    if v.is_array() { v.as_array().cloned().unwrap_or_default() } else { vec![v] };
+                blocks
+                    .iter()
+                    .filter_map(|b| b["text"].as_str().map(str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .collect();
+        let prompt = texts.join("\n\n");
+        let max_tokens = params.max_tokens.clamp(1, 4096);
+        match sampler.sample(params.system_prompt.clone(), prompt, max_tokens).await {
+            Ok((model, text)) => {
+                let mut result =
+                    CreateMessageResult::new(SamplingMessage::assistant_text(text), model);
+                result.stop_reason = Some("endTurn".into());
+                Ok(result)
+            }
+            Err(e) => Err(ErrorData::internal_error(format!("the model failed: {e}"), None)),
+        }
     }
 
     async fn create_elicitation(
@@ -128,13 +184,19 @@ fn http() -> reqwest::Client {
     .clone()
 }
 
-fn handler(broker: Option<Arc<dyn InputBroker>>) -> Handler {
+fn handler(broker: Option<Arc<dyn InputBroker>>, sampler: Option<Arc<dyn Sampler>>) -> Handler {
     let mut info = ClientConfig::default();
     info.capabilities.elicitation =
         Some(ElicitationCapability::new().with_form(FormElicitationCapability::default()));
+    if sampler.is_some() {
+        #[allow(deprecated)] // SEP-2577 deprecates sampling; servers still use it and we answer
+        {
+            info.capabilities.sampling = Some(SamplingCapability::default());
+        }
+    }
     info.client_info.name = "agentyard".into();
     info.client_info.version = env!("CARGO_PKG_VERSION").into();
-    Handler { broker, info }
+    Handler { broker, sampler, info }
 }
 
 impl Client {
@@ -145,9 +207,10 @@ impl Client {
     pub async fn connect(
         server: &ServerConfig,
         broker: Option<Arc<dyn InputBroker>>,
+        sampler: Option<Arc<dyn Sampler>>,
         timeout: Duration,
     ) -> Result<Self, McpError> {
-        let handler = handler(broker);
+        let handler = handler(broker, sampler);
         let unreachable = |e: &dyn std::fmt::Display| McpError::Unreachable(e.to_string());
         let connecting = async {
             match server {

@@ -73,6 +73,34 @@ pub(crate) fn call_rule<'s>(
     ))
 }
 
+/// The prompt the built-in tool server sends (through MCP sampling) to have a ticket classified.
+pub(crate) const CLASSIFY_PROMPT: &str = "Classify this support ticket";
+
+/// The answer to a ticket-classification request: a JSON object with `category` and
+/// `priority`, chosen by a few keywords (a real model reads the text).
+pub(crate) fn classify_rule<'s>(last_user: &str) -> Option<Reply<'s>> {
+    let lower = last_user.trim_start().strip_prefix(CLASSIFY_PROMPT)?.to_lowercase();
+    let any = |words: &[&str]| words.iter().any(|w| lower.contains(w));
+    let category = if any(&["refund", "invoice", "charge", "bill", "payment", "price"]) {
+        "billing"
+    } else if any(&["password", "login", "account", "email", "sign in"]) {
+        "account"
+    } else if any(&["error", "crash", "bug", "broken", "down", "fail", "slow", "fire"]) {
+        "technical"
+    } else {
+        "general"
+    };
+    let priority = if any(&["urgent", "asap", "critical", "outage", "down", "fire", "immediately"])
+    {
+        "high"
+    } else if any(&["whenever", "no rush", "minor", "question"]) {
+        "low"
+    } else {
+        "medium"
+    };
+    Some(text(serde_json::json!({"category": category, "priority": priority}).to_string()))
+}
+
 fn text<'s>(s: String) -> Reply<'s> {
     Reply::Text(Cow::Owned(s))
 }
@@ -164,5 +192,23 @@ mod tests {
         for bad in ["call a {oops", "call a {} then", "call a {} and b", "call a {} and {}"] {
             assert!(matches!(parsed(bad), Some(Err(_))), "{bad}");
         }
+    }
+}
+
+#[cfg(test)]
+mod classify_tests {
+    use super::*;
+
+    #[test]
+    fn ticket_classification_requests_get_a_json_answer() {
+        let reply =
+            classify_rule("Classify this support ticket:\n\nThe site is down, urgent!").unwrap();
+        let Reply::Text(t) = reply else { panic!("not text") };
+        let v: Value = serde_json::from_str(&t).unwrap();
+        assert_eq!(
+            (v["category"].as_str(), v["priority"].as_str()),
+            (Some("technical"), Some("high"))
+        );
+        assert!(classify_rule("hello").is_none());
     }
 }

@@ -157,6 +157,9 @@ pub(crate) fn plan<'s>(rules: &'s Rules, turn: Turn<'_>) -> Plan<'s> {
         if let Some(reply) = builtin::call_rule(&last_user, ends_with_tool, turn) {
             return plain(reply, Source::BuiltinCall);
         }
+        if let Some(reply) = builtin::classify_rule(&last_user) {
+            return plain(reply, Source::BuiltinCall);
+        }
         let script = builtin::script();
         if let Some((index, rule)) = find(script, &last_user, ends_with_tool) {
             let response = &rule.responses[cursors.advance(index, rule.responses.len())];

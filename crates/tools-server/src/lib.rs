@@ -21,6 +21,7 @@ mod classify;
 mod elicit;
 mod integrations;
 mod reply;
+mod sample;
 mod system;
 mod tasks;
 mod tickets;

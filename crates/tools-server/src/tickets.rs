@@ -18,6 +18,23 @@ use crate::auth::{Caller, READ, WRITE};
 use crate::classify::classify;
 use crate::elicit::{Answer, Question};
 use crate::reply::{Started, ToolError, finish, reply};
+use crate::sample::{Sampled, ask_model};
+
+/// The request a model answers to classify a ticket.
+const CLASSIFY_PROMPT: &str = "Classify this support ticket";
+const CLASSIFY_SYSTEM: &str = "You classify customer support tickets. Answer with only a JSON \
+    object: {\"category\": \"billing\" | \"technical\" | \"account\" | \"general\", \
+    \"priority\": \"low\" | \"medium\" | \"high\"}.";
+
+/// The category and priority in a model's answer: the first JSON object in it.
+fn model_choice(answer: &str) -> Option<(Category, Priority)> {
+    let start = answer.find('{')?;
+    let end = answer.rfind('}')?;
+    let v: serde_json::Value = serde_json::from_str(answer.get(start..=end)?).ok()?;
+    let category = v["category"].as_str()?.trim().to_lowercase().parse().ok()?;
+    let priority = v["priority"].as_str()?.trim().to_lowercase().parse().ok()?;
+    Some((category, priority))
+}
 
 /// Tickets a list or search returns by default.
 const DEFAULT_LIMIT: i64 = 20;
@@ -215,22 +232,52 @@ impl ToolServer {
         Ok(self.write_ticket(&caller, "create_ticket", &ticket, sentence).await?.into())
     }
 
-    /// Creates a support ticket from a customer's message, choosing its category (billing,
-    /// technical, account, general) and priority (low, medium, high) by keyword rules; the
-    /// result says which words decided.
+    /// Creates a support ticket from a customer's message: a model reads the text and picks
+    /// its category (billing, technical, account, general) and priority (low, medium, high);
+    /// when no model can be asked, keyword rules pick. The result says which did.
     #[tool(input_schema = input::<CreateTicketWithAi>())]
     async fn create_ticket_with_ai(
         &self,
         caller: Caller,
+        ctx: RequestContext<RoleServer>,
+        responses: InputResponses,
         args: Args<CreateTicketWithAi>,
-    ) -> Result<CallToolResult, ToolError> {
+    ) -> Result<CallToolResponse, ToolError> {
         caller.require(WRITE)?;
         let text = args.parse()?.text;
+        // A replayed call must not ask the model again.
+        if let Some(result) = self.replay(&caller, "create_ticket_with_ai").await? {
+            return Ok(result.into());
+        }
         let c = classify(&text);
-        let ticket = NewTicket::parse(&c.title, &text, Some(c.category), Some(c.priority))
+        let prompt = format!("{CLASSIFY_PROMPT}:\n\n{text}");
+        let sampled =
+            ask_model(&ctx, responses.0.as_ref(), "classification", CLASSIFY_SYSTEM, prompt);
+        let (category, priority, how) = match sampled.await {
+            Sampled::Ask(input) => return Ok(input.into()),
+            Sampled::Text(answer) => match model_choice(&answer) {
+                Some((cat, pri)) => {
+                    (cat, pri, format!("The model chose category {cat} and priority {pri}."))
+                }
+                None => (
+                    c.category,
+                    c.priority,
+                    format!(
+                        "The model's answer could not be used, so keyword rules chose: {}",
+                        c.reason
+                    ),
+                ),
+            },
+            Sampled::Unavailable(why) => (
+                c.category,
+                c.priority,
+                format!("No model could be asked ({why}), so keyword rules chose: {}", c.reason),
+            ),
+        };
+        let ticket = NewTicket::parse(&c.title, &text, Some(category), Some(priority))
             .map_err(|e| ToolError::Invalid { field: "text".into(), message: e.message })?;
-        let sentence = |t: &TicketRow| format!("Created the ticket {:?}. {}", t.title, c.reason);
-        self.write_ticket(&caller, "create_ticket_with_ai", &ticket, sentence).await
+        let sentence = |t: &TicketRow| format!("Created the ticket {:?}. {how}", t.title);
+        Ok(self.write_ticket(&caller, "create_ticket_with_ai", &ticket, sentence).await?.into())
     }
 
     /// Reads one ticket by its id: title, description, category, priority, status and

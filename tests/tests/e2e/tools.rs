@@ -413,6 +413,29 @@ async fn an_answer_given_while_the_tool_worker_is_down_is_used_by_the_redelivere
 }
 
 #[tokio::test]
+async fn create_ticket_with_ai_lets_the_model_pick_category_and_priority() {
+    let app = tools_app(&[]).await;
+    app.llm.clear_requests();
+    let input = r#"call create_ticket_with_ai {"text": "I was charged twice this month. Please refund me, it is urgent."}"#;
+    let run = ask(&app, None, input).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert!(output(&run).contains("The model chose category billing and priority high"), "{run}");
+    let (category, priority): (String, String) =
+        sqlx::query_as("SELECT category, priority FROM tickets")
+            .fetch_one(app.store.pool())
+            .await
+            .unwrap();
+    assert_eq!((category.as_str(), priority.as_str()), ("billing", "high"));
+    // The tool server asked the platform's model through the tool worker (MCP sampling).
+    let asked = app.llm.requests().iter().any(|r| {
+        r["messages"].as_array().unwrap().iter().any(|m| {
+            m["content"].as_str().is_some_and(|c| c.starts_with("Classify this support ticket"))
+        })
+    });
+    assert!(asked, "the model was not asked");
+}
+
+#[tokio::test]
 async fn no_answer_in_time_counts_as_decline() {
     let app = tools_app(&[("AY_INPUT_TIMEOUT", "1s")]).await;
     let (_, r) = app

@@ -214,7 +214,7 @@ async fn execute(
 ) -> Result<agentyard_mcp::Output, McpError> {
     let timeout = ctx.settings.tool_timeout;
     let as_broker: Arc<dyn agentyard_mcp::InputBroker> = Arc::new(broker.clone());
-    let client = Client::connect(server, Some(as_broker), timeout).await?;
+    let client = Client::connect(server, Some(as_broker), ctx.sampler.clone(), timeout).await?;
     let out = {
         let call = client.call(tool, arguments);
         tokio::pin!(call);

@@ -6,7 +6,8 @@
 //! Before a call runs: the tool must be enabled for the agent and allowed by the run's scopes
 //! (else an error result goes back to the model and nothing runs); a tool that needs approval
 //! waits for a human (`requires_input`). During a call, a server's elicitation waits for a
-//! human the same way. Unreachable servers and timeouts are retried with backoff, behind a
+//! human the same way. A server's sampling request ("ask your model") is answered with the
+//! platform's model when one is configured. Unreachable servers and timeouts are retried with backoff, behind a
 //! circuit breaker per server, then answered with an error result.
 
 mod call;
@@ -79,6 +80,41 @@ pub(crate) struct Ctx {
     servers: Arc<ConfigServers>,
     key: Arc<Vec<u8>>,
     breakers: Arc<Breakers>,
+    /// Answers servers' sampling requests; None: sampling is not offered.
+    sampler: Option<Arc<dyn agentyard_mcp::Sampler>>,
+}
+
+/// Sampling with the platform's model (the one agent workers use).
+struct ModelSampler(agentyard_llm::Llm);
+
+impl agentyard_mcp::Sampler for ModelSampler {
+    fn sample(
+        &self,
+        system: Option<String>,
+        prompt: String,
+        max_tokens: u32,
+    ) -> futures::future::BoxFuture<'static, Result<(String, String), String>> {
+        use agentyard_llm::{ChatMessage, ChatRequest, Role};
+        let llm = self.0.clone();
+        Box::pin(async move {
+            let mut messages = Vec::new();
+            if let Some(s) = system {
+                messages.push(ChatMessage::new(Role::System, s));
+            }
+            messages.push(ChatMessage::new(Role::User, prompt));
+            let request = ChatRequest {
+                messages,
+                temperature: Some(0.0),
+                max_tokens,
+                model: None,
+                timeout: None,
+                tools: Vec::new(),
+            };
+            let stream = llm.stream_chat(&request).await.map_err(|e| e.to_string())?;
+            let done = stream.finish().await.map_err(|e| e.to_string())?;
+            Ok((llm.model().to_owned(), done.content))
+        })
+    }
 }
 
 /// Runs the tool worker until `shutdown`, then finishes the calls in flight.
@@ -89,6 +125,7 @@ pub async fn run(
     settings: Settings,
     store: Store,
     bus: Bus,
+    llm: Option<agentyard_llm::Llm>,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
     let catalog =
@@ -108,6 +145,7 @@ pub async fn run(
         servers,
         key,
         breakers: Arc::default(),
+        sampler: llm.map(|l| Arc::new(ModelSampler(l)) as Arc<dyn agentyard_mcp::Sampler>),
     };
     tokio::spawn(refresh::platform_tools(ctx.clone(), shutdown.clone()));
     tracing::info!(concurrency, builtin = %ctx.settings.mcp_url, servers = ctx.servers.0.len(), "tool worker started");

@@ -50,7 +50,7 @@ async fn refresh_all(ctx: &Ctx) -> bool {
 
 async fn refresh(ctx: &Ctx, name: &str, server: &ServerConfig) -> bool {
     let listed = async {
-        let client = Client::connect(server, None, ctx.settings.tool_timeout).await?;
+        let client = Client::connect(server, None, None, ctx.settings.tool_timeout).await?;
         let tools = client.list_tools().await;
         client.close().await;
         tools

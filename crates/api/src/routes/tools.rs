@@ -266,6 +266,7 @@ async fn refresh_tools(
         let client = Client::connect(
             &config,
             None,
+            None,
             state.settings.tool_timeout.min(std::time::Duration::from_secs(10)),
         )
         .await?;
