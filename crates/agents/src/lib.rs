@@ -465,6 +465,15 @@ fn check_config(c: &AgentConfig, models: &BTreeMap<String, ModelAlias>) -> Vec<F
     errors
 }
 
+/// True when `enabled` (an agent's `tools_enabled`) enables the tool the model sees as `tool`:
+/// by its name, or by `server__*` for every tool of a server.
+pub fn tool_enabled(enabled: &[String], tool: &str) -> bool {
+    enabled.iter().any(|e| match e.strip_suffix('*') {
+        Some(prefix) if prefix.ends_with("__") => tool.starts_with(prefix),
+        _ => e == tool,
+    })
+}
+
 /// A built-in tool, or a tool of another MCP server: `server__tool`, or `server__*` for all of
 /// its tools (whether that server exists is checked where the org's servers are known).
 fn known_tool(t: &str) -> bool {

@@ -70,7 +70,7 @@ async fn handle_job(ctx: Ctx, msg: Message, job: AgentStep, delivered: i64) {
         }
         Outcome::Fail { code, message } => {
             tracing::error!(code, %message, "run failed");
-            match fail_run(&ctx, job.run_id, code, &message).await {
+            match fail_run(&ctx, job.run_id, None, code, &message).await {
                 Ok(()) => {
                     dead_letter(&ctx, &msg, &format!("{code}: {message}")).await;
                     settle(&msg, AckKind::Term).await;
@@ -124,7 +124,12 @@ async fn generate(
     if job.step >= agent.max_steps {
         await_acks(acks).await;
         let message = format!("the run took {} model turns, its agent's max_steps", job.step);
-        return finish_failed(ctx, job, error_codes::MAX_STEPS, &message, delivered).await;
+        let step = Some(i32::try_from(job.step).unwrap_or(i32::MAX));
+        // Not a job failure: nothing goes to the DLQ.
+        return match fail_run(ctx, job.run_id, step, error_codes::MAX_STEPS, &message).await {
+            Ok(()) => Outcome::Done,
+            Err(e) => store_failure(ctx, e, delivered),
+        };
     }
     let tools = match ctx.tools.offered(&ctx.store, started.org_id, &agent.tools_enabled).await {
         Ok(t) => t,
@@ -245,10 +250,17 @@ fn backoff(ctx: &Ctx, delivered: i64) -> Duration {
     agentyard_bus::consume::backoff(ctx.settings.retry_base, ctx.settings.retry_max, delivered)
 }
 
-async fn fail_run(ctx: &Ctx, run: RunId, code: &str, message: &str) -> Result<(), StoreError> {
+/// Fails the run, at `step` only when given (None: whatever step it is at).
+async fn fail_run(
+    ctx: &Ctx,
+    run: RunId,
+    step: Option<i32>,
+    code: &str,
+    message: &str,
+) -> Result<(), StoreError> {
     let finish = Finish {
         run,
-        step: None,
+        step,
         from: &["queued", "in_progress"],
         status: RunStatus::Failed,
         output: None,
@@ -333,33 +345,6 @@ async fn store_tool_calls(
             let names: Vec<&str> = calls.iter().map(|c| c.name.as_str()).collect();
             tracing::info!(run_id = %job.run_id, tools = ?names, "tool calls dispatched");
             let _ = ctx.outbox.dispatch(&t.outbox).await;
-            Outcome::Done
-        }
-        Err(e) => store_failure(ctx, e, delivered),
-    }
-}
-
-/// Fails the run at this step (not a job failure: nothing goes to the DLQ).
-async fn finish_failed(
-    ctx: &Ctx,
-    job: &AgentStep,
-    code: &str,
-    message: &str,
-    delivered: i64,
-) -> Outcome {
-    let finish = Finish {
-        run: job.run_id,
-        step: Some(i32::try_from(job.step).unwrap_or(i32::MAX)),
-        from: &["queued", "in_progress"],
-        status: RunStatus::Failed,
-        output: None,
-        usage: None,
-        error: Some(RunError { code: code.to_owned(), message: message.to_owned() }),
-        message: None,
-    };
-    match ctx.store.finish_run(&finish).await {
-        Ok(done) => {
-            let _ = ctx.outbox.dispatch(&done.outbox).await;
             Outcome::Done
         }
         Err(e) => store_failure(ctx, e, delivered),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use agentyard_core::OrgId;
 use agentyard_llm::ToolDef;
-use agentyard_store::tools::{NAMESPACE_SEPARATOR, ToolSpec};
+use agentyard_store::tools::ToolSpec;
 use agentyard_store::{Store, StoreError};
 
 const TTL: Duration = Duration::from_secs(5);
@@ -55,11 +55,8 @@ impl ToolCache {
 fn select(specs: &[ToolSpec], enabled: &[String]) -> Vec<ToolDef> {
     let mut out: Vec<ToolDef> = Vec::new();
     for e in enabled {
-        let matches = |s: &&ToolSpec| match e.strip_suffix('*') {
-            Some(prefix) if prefix.ends_with(NAMESPACE_SEPARATOR) => s.name.starts_with(prefix),
-            _ => &s.name == e,
-        };
-        for s in specs.iter().filter(matches) {
+        let one = std::slice::from_ref(e);
+        for s in specs.iter().filter(|s| agentyard_agents::tool_enabled(one, &s.name)) {
             if !out.iter().any(|d| d.name == s.name) {
                 out.push(ToolDef {
                     name: s.name.clone(),

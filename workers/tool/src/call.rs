@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agentyard_agents::AgentConfig;
 use agentyard_core::{AgentId, OrgId, RunId, UserId};
 use agentyard_mcp::{Client, McpError, ServerConfig};
 use agentyard_store::tool_tokens::{self, ToolClaims};
@@ -114,7 +113,7 @@ async fn try_call(
         call.agent_name.as_deref().unwrap_or_default(),
         call.agent_config.as_ref().unwrap_or(&serde_json::Value::Null),
     );
-    if !enabled(&agent, &call.tool) {
+    if !agentyard_agents::tool_enabled(&agent.tools_enabled, &call.tool) {
         let m = format!("the tool `{}` is not enabled for this agent; it was not run", call.tool);
         record(ctx, &call, &m, true, 0).await?;
         return Ok(Outcome::Done);
@@ -278,13 +277,6 @@ fn tool_name(call: &PendingCall) -> &str {
         .strip_prefix(call.server.as_str())
         .and_then(|t| t.strip_prefix(NAMESPACE_SEPARATOR))
         .unwrap_or(&call.tool)
-}
-
-fn enabled(agent: &AgentConfig, tool: &str) -> bool {
-    agent.tools_enabled.iter().any(|e| match e.strip_suffix('*') {
-        Some(prefix) if prefix.ends_with(NAMESPACE_SEPARATOR) => tool.starts_with(prefix),
-        _ => e == tool,
-    })
 }
 
 fn required_scope(server: &str, tool: &str) -> &'static str {

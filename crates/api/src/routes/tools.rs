@@ -307,12 +307,7 @@ pub(crate) async fn tools(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let who = auth.require("agents:read")?;
-    let id: uuid::Uuid = parse_id(&id, "server_not_found", "MCP server")?;
-    let server = state
-        .store
-        .get_mcp_server(who.org_id, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("server_not_found", "MCP server"))?;
+    let server = org_server(&state, who, &id).await?;
     Ok(Json(server.tools))
 }
 
@@ -326,13 +321,8 @@ pub(crate) async fn refresh(
     Path(id): Path<String>,
 ) -> Result<Json<McpServer>, ApiError> {
     let who = auth.require("tools:admin")?;
-    let id: uuid::Uuid = parse_id(&id, "server_not_found", "MCP server")?;
-    let server = state
-        .store
-        .get_mcp_server(who.org_id, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("server_not_found", "MCP server"))?;
-    let token = state.store.mcp_server_token(who.org_id, id).await?;
+    let server = org_server(&state, who, &id).await?;
+    let token = state.store.mcp_server_token(who.org_id, server.id).await?;
     Ok(Json(refresh_tools(&state, who.org_id, server, token).await?))
 }
 
@@ -350,8 +340,22 @@ pub(crate) async fn delete(
     if state.store.delete_mcp_server(who.org_id, id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::not_found("server_not_found", "MCP server"))
+        Err(server_not_found())
     }
+}
+
+fn server_not_found() -> ApiError {
+    ApiError::not_found("server_not_found", "MCP server")
+}
+
+/// One of the caller's org's servers, by the id in the path.
+async fn org_server(
+    state: &AppState,
+    who: &agentyard_store::orgs::Principal,
+    raw_id: &str,
+) -> Result<McpServer, ApiError> {
+    let id: uuid::Uuid = parse_id(raw_id, "server_not_found", "MCP server")?;
+    state.store.get_mcp_server(who.org_id, id).await?.ok_or_else(server_not_found)
 }
 
 #[cfg(test)]
