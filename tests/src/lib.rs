@@ -154,7 +154,7 @@ impl TestApp {
         let database_url = with_database(&base_database_url(), &db_name);
         let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
         agentyard_cli::roles::create_database_if_missing(&database_url).await?;
-        let store = Store::connect(&database_url, 8, &prefix).await?;
+        let store = Store::connect(&database_url, 8).await?;
         store.migrate().await?;
         let org = store.create_org("org-a").await?;
 

@@ -22,28 +22,6 @@ pub const DEFAULT_FILE: &str = include_str!("../../../config/agents.yaml");
 /// Every organization's default agent is of this type.
 pub const DEFAULT_AGENT_TYPE: &str = "customer_support";
 
-/// The tools of the built-in tool server.
-pub const BUILTIN_TOOLS: &[&str] = &[
-    "add_task",
-    "list_tasks",
-    "complete_task",
-    "update_task",
-    "delete_task",
-    "create_ticket",
-    "create_ticket_with_ai",
-    "get_ticket",
-    "update_ticket",
-    "delete_ticket",
-    "update_ticket_status",
-    "assign_ticket",
-    "search_tickets",
-    "list_tickets",
-    "get_ticket_stats",
-    "list_integrations",
-    "get_active_integrations",
-    "get_system_health",
-];
-
 /// Bounds of the numeric settings.
 pub const TEMPERATURE: (f64, f64) = (0.0, 2.0);
 pub const MAX_TOKENS: (u64, u64) = (1, 32_768);
@@ -98,8 +76,13 @@ pub struct AgentConfig {
     pub capabilities: Vec<String>,
     /// Tools the model may call.
     pub tools_enabled: Vec<String>,
-    /// Tools that run only after a human approves the call.
+    /// Tools that run only after a human approves the call. When an agent does not set it,
+    /// its type's list plus the built-in tools that need approval by default, of those enabled.
     pub tools_require_approval: Vec<String>,
+    /// Whether the model must (`required`), may (`auto`, the default) or must not (`none`) call
+    /// one of its tools.
+    #[serde(default)]
+    pub tool_choice: agentyard_core::tools::ToolChoice,
     /// The system prompt.
     pub system_prompt: String,
 }
@@ -117,6 +100,7 @@ pub const CONFIG_FIELDS: &[&str] = &[
     "capabilities",
     "tools_enabled",
     "tools_require_approval",
+    "tool_choice",
     "system_prompt",
 ];
 
@@ -136,6 +120,10 @@ pub struct ModelAlias {
     /// The model to ask for; absent: the provider's default (`AY_MODEL`).
     #[serde(default)]
     pub model: Option<String>,
+    /// The model's context window in tokens, when known: the history sent is trimmed so that
+    /// it and the answer fit (`AY_HISTORY_TOKENS` caps it either way).
+    #[serde(default)]
+    pub context_tokens: Option<u32>,
     pub price: Price,
 }
 
@@ -268,6 +256,7 @@ impl Catalog {
             .expect("the default type is checked at load");
         let mut merged = base.clone();
         merge_patch(&mut merged, overrides);
+        settle_approvals(&mut merged, base, overrides);
         let fits = |v: &Value| {
             serde_json::from_value::<AgentConfig>(v.clone())
                 .is_ok_and(|c| check_config(&c, &self.file.models).is_empty())
@@ -280,10 +269,9 @@ impl Catalog {
         {
             for (k, v) in o {
                 let mut candidate = merged.clone();
-                merge_patch(
-                    &mut candidate,
-                    &Value::Object(Map::from_iter([(k.clone(), v.clone())])),
-                );
+                let one = Value::Object(Map::from_iter([(k.clone(), v.clone())]));
+                merge_patch(&mut candidate, &one);
+                settle_approvals(&mut candidate, base, &one);
                 if let Ok(c) = serde_json::from_value::<AgentConfig>(candidate.clone())
                     && check_config(&c, &self.file.models).is_empty()
                 {
@@ -342,6 +330,7 @@ impl Catalog {
             .expect("the default type is checked at load");
         let mut merged = base.clone();
         merge_patch(&mut merged, &overrides);
+        settle_approvals(&mut merged, base, &overrides);
         let config = match serde_json::from_value::<AgentConfig>(merged.clone()) {
             Ok(c) => c,
             Err(_) => {
@@ -465,6 +454,31 @@ fn check_config(c: &AgentConfig, models: &BTreeMap<String, ModelAlias>) -> Vec<F
     errors
 }
 
+/// When `overrides` do not set `tools_require_approval`, the effective list is the type's
+/// default list plus the built-in tools that need approval by default, each only while enabled:
+/// changing `tools_enabled` alone never leaves the list naming a tool that is off.
+fn settle_approvals(merged: &mut Value, base: &Value, overrides: &Value) {
+    if overrides.get("tools_require_approval").is_some_and(|v| !v.is_null()) {
+        return;
+    }
+    let names = |v: &Value| -> Vec<String> {
+        v.as_array().into_iter().flatten().filter_map(|t| t.as_str().map(str::to_owned)).collect()
+    };
+    let enabled = names(&merged["tools_enabled"]);
+    let mut approvals: Vec<String> = names(&base["tools_require_approval"])
+        .into_iter()
+        .filter(|t| enabled.contains(t))
+        .collect();
+    for t in &enabled {
+        if agentyard_core::tools::builtin(t).is_some_and(|b| b.needs_approval)
+            && !approvals.contains(t)
+        {
+            approvals.push(t.clone());
+        }
+    }
+    merged["tools_require_approval"] = Value::from(approvals);
+}
+
 /// True when `enabled` (an agent's `tools_enabled`) enables the tool the model sees as `tool`:
 /// by its name, or by `server__*` for every tool of a server.
 pub fn tool_enabled(enabled: &[String], tool: &str) -> bool {
@@ -477,7 +491,7 @@ pub fn tool_enabled(enabled: &[String], tool: &str) -> bool {
 /// A built-in tool, or a tool of another MCP server: `server__tool`, or `server__*` for all of
 /// its tools (whether that server exists is checked where the org's servers are known).
 fn known_tool(t: &str) -> bool {
-    if BUILTIN_TOOLS.contains(&t) {
+    if agentyard_core::tools::builtin(t).is_some() {
         return true;
     }
     let Some((server, tool)) = t.split_once("__") else { return false };
@@ -506,6 +520,7 @@ fn type_message(field: &str, serde_message: &str) -> String {
         "max_steps" => "an integer between 1 and 50",
         "response_style" => "one of concise, detailed, friendly, formal, technical",
         "capabilities" | "tools_enabled" | "tools_require_approval" => "an array of strings",
+        "tool_choice" => "one of auto, required, none",
         _ => "a string",
     };
     let detail = serde_message.split(" at line").next().unwrap_or(serde_message);

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use agentyard_core::TokenId;
+use agentyard_core::{Scope, TokenId};
 use agentyard_store::orgs::{Principal, token_hash};
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
@@ -59,7 +59,7 @@ impl Auth {
     ///
     /// # Errors
     /// `insufficient_scope`.
-    pub fn require(&self, scope: &str) -> Result<&Principal, ApiError> {
+    pub fn require(&self, scope: Scope) -> Result<&Principal, ApiError> {
         if self.0.has_scope(scope) {
             Ok(&self.0)
         } else {
@@ -95,7 +95,7 @@ impl FromRequestParts<AppState> for Auth {
         let hash = token_hash(token);
         let principal = match state.auth.get(&hash) {
             Some(p) => p,
-            None => match state.store.authenticate(token).await? {
+            None => match state.services.store.authenticate(token).await? {
                 Some(p) => {
                     state.auth.put(hash, p.clone());
                     p
@@ -114,7 +114,7 @@ impl FromRequestParts<AppState> for Auth {
                 "rate_limited",
                 format!(
                     "this token exceeded {} requests per second; retry after {} ms",
-                    state.settings.rate_limit,
+                    state.services.settings.rate_limit,
                     wait.as_millis()
                 ),
                 wait.as_secs_f64().ceil() as u64,

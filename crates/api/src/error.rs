@@ -1,8 +1,16 @@
-//! Every error answer is `{"error": {"code": "...", "message": "..."}}` with a fitting status.
-//! 5xx answers say only "internal error"; the cause goes to the log.
+//! Every error answer is `{"error": {"code": "...", "message": "..."}}` with a fitting status;
+//! 5xx answers say only "internal error" (the cause goes to the log). Domain errors of
+//! [`agentyard_services`] map to statuses here. Also the extractors that turn a bad request
+//! into such an answer: [`JsonBody`] (400 `invalid_json`, 422 `invalid_request`, 413),
+//! [`PathId`] (a malformed id is the entity's 404) and [`QueryParams`] (422 `invalid_query`).
 
+use agentyard_services::{Entity, Error};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -41,12 +49,6 @@ impl ApiError {
         Self { status, code, message: message.into(), fields: Vec::new(), retry_after: None }
     }
 
-    /// 422 naming every bad field.
-    pub fn fields(code: &'static str, fields: Vec<agentyard_agents::FieldError>) -> Self {
-        let message = fields.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-        Self { fields, ..Self::invalid(code, message) }
-    }
-
     /// 429 with `Retry-After: seconds`.
     pub fn too_many(code: &'static str, message: impl Into<String>, seconds: u64) -> Self {
         Self {
@@ -60,9 +62,13 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "insufficient_scope", message)
     }
 
-    /// 404 for a resource of kind `what` (also answered for other orgs' resources).
-    pub fn not_found(code: &'static str, what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, code, format!("{what} not found"))
+    /// 404 for a resource of kind `entity` (also answered for other orgs' resources).
+    pub fn not_found(entity: Entity) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            entity.not_found_code(),
+            format!("{} not found", entity.name()),
+        )
     }
 
     /// 422 with a message naming the bad field.
@@ -72,36 +78,43 @@ impl ApiError {
 
     /// 500; logs `err` with its cause chain.
     pub fn internal(err: &(dyn std::error::Error + 'static)) -> Self {
-        let mut chain = err.to_string();
-        let mut src = err.source();
-        while let Some(s) = src {
-            chain.push_str(": ");
-            chain.push_str(&s.to_string());
-            src = s.source();
-        }
+        let chain = agentyard_services::error::cause_chain(err);
         tracing::error!(error.cause_chain = %chain, "internal error");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error")
     }
 }
 
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let code = e.code();
+        match e {
+            Error::NotFound(entity) => Self::not_found(entity),
+            Error::Invalid { message, fields, .. } => {
+                Self { fields, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message) }
+            }
+            Error::TooLarge(m) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, code, m),
+            Error::Conflict { message, .. } => Self::new(StatusCode::CONFLICT, code, message),
+            Error::Forbidden(m) => Self::forbidden(m),
+            Error::Limited { message, retry_after_secs, .. } => {
+                Self::too_many(code, message, retry_after_secs)
+            }
+            Error::Unavailable(what) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, code, format!("{what} unavailable"))
+            }
+            Error::Internal(source) => Self::internal(source.as_ref()),
+        }
+    }
+}
+
 impl From<agentyard_store::StoreError> for ApiError {
     fn from(e: agentyard_store::StoreError) -> Self {
-        if e.is_transient() {
-            tracing::warn!(error = %e, "database unavailable");
-            return Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "database unavailable",
-            );
-        }
-        Self::internal(&e)
+        Error::from(e).into()
     }
 }
 
 impl From<agentyard_bus::BusError> for ApiError {
     fn from(e: agentyard_bus::BusError) -> Self {
-        tracing::warn!(error = %e, "bus unavailable");
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "message bus unavailable")
+        Error::from(e).into()
     }
 }
 
@@ -132,12 +145,6 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", "the body is empty"));
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
-    deserialize_all(de)
-}
-
-fn deserialize_all<'de, T: DeserializeOwned>(
-    de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'de>>,
-) -> Result<T, ApiError> {
     let value = T::deserialize(&mut *de).and_then(|v| de.end().map(|()| v));
     value.map_err(|e| {
         use serde_json::error::Category;
@@ -152,18 +159,97 @@ fn deserialize_all<'de, T: DeserializeOwned>(
     })
 }
 
-/// The request body, or a JSON error when it could not be read (too large: 413).
-///
-/// # Errors
-/// 413 `input_too_large` over the body limit, 400 `invalid_body` otherwise.
-pub fn body(
-    read: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<axum::body::Bytes, ApiError> {
-    read.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(e.status(), "input_too_large", "the request body is too large")
-        } else {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.body_text())
+fn body_error(e: &BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(e.status(), "input_too_large", "the request body is too large")
+    } else {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.body_text())
+    }
+}
+
+/// A JSON body, parsed (see [`parse_json`]), with its bytes (an idempotency key guards them).
+#[derive(Debug)]
+pub struct JsonBody<T> {
+    pub value: T,
+    pub bytes: Bytes,
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| body_error(&e))?;
+        Ok(Self { value: parse_json(&bytes)?, bytes })
+    }
+}
+
+/// A JSON body that may be empty (then `None`).
+#[derive(Debug)]
+pub struct OptionalJsonBody<T>(pub Option<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| body_error(&e))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(None));
         }
-    })
+        Ok(Self(Some(parse_json(&bytes)?)))
+    }
+}
+
+/// An id in the path whose entity says its "not found" answer (a malformed id is answered like
+/// an unknown one: ids are opaque to clients).
+pub trait PathEntity: std::str::FromStr {
+    const ENTITY: Entity;
+}
+
+macro_rules! path_entity {
+    ($($id:ty => $entity:ident),+ $(,)?) => {$(
+        impl PathEntity for $id {
+            const ENTITY: Entity = Entity::$entity;
+        }
+    )+};
+}
+
+path_entity!(
+    agentyard_core::RunId => Run,
+    agentyard_core::ThreadId => Thread,
+    agentyard_core::AgentId => Agent,
+    agentyard_core::McpServerId => McpServer,
+    agentyard_core::OrgId => Organization,
+    agentyard_core::TokenId => Token,
+    agentyard_core::IntegrationId => Integration,
+);
+
+/// The `{id}` of the path, parsed.
+#[derive(Debug)]
+pub struct PathId<T>(pub T);
+
+impl<S: Send + Sync, T: PathEntity> FromRequestParts<S> for PathId<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| ApiError::not_found(T::ENTITY))?;
+        raw.parse().map(Self).map_err(|_| ApiError::not_found(T::ENTITY))
+    }
+}
+
+/// The query string, parsed; a bad one is 422 `invalid_query`.
+#[derive(Debug)]
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(q)| Self(q))
+            .map_err(|e| ApiError::invalid("invalid_query", e.body_text()))
+    }
 }

@@ -1,27 +1,27 @@
-//! The ingress API (axum): authenticates, validates, persists through [`agentyard_store`] and
-//! publishes through [`agentyard_bus`]. Handlers stay thin; the run logic is in [`service`].
+//! The ingress API (axum): authenticates, parses, calls one of [`agentyard_services`] and
+//! answers; it maps domain errors to HTTP. What is HTTP's own lives here: bearer tokens and
+//! rate limits, SSE, long-polls, and the one live event reader they share.
 //!
 //! Layout:
-//! - [`error`]: the JSON error shape and body parsing.
-//! - [`auth`]: bearer tokens to principals (with a short cache), scopes.
-//! - [`service`]: creating, waiting for, cancelling and streaming runs.
-//! - [`agents`]: the org's agents (effective configuration, changes, status, delegation).
-//! - [`hub`]: live events fanned out to the SSE clients of this process.
+//! - [`error`]: the JSON error shape and the extractors (JSON body, path id, query).
+//! - [`auth`]: bearer tokens to principals (with a short cache), scopes, the rate limiter.
+//! - [`hub`]: the process's one reader of every event, fanned out to its waiters.
+//! - [`live`]: event streams of a run or an organization, and long-polls, served from the hub.
 //! - [`routes`]: the HTTP handlers, annotated for OpenAPI ([`openapi`]).
 
-pub mod agents;
 pub mod auth;
 pub mod error;
 pub mod hub;
+mod live;
 pub mod openapi;
 pub mod routes;
-pub mod service;
 mod sse;
 
 use std::sync::Arc;
 
 use agentyard_bus::{Bus, Outbox};
 use agentyard_runtime::Settings;
+use agentyard_services::Services;
 use agentyard_store::Store;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
@@ -31,24 +31,19 @@ pub use error::ApiError;
 /// Everything a handler may use; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Store,
-    pub bus: Bus,
-    pub outbox: Outbox,
-    pub settings: Arc<Settings>,
+    pub services: Services,
     pub auth: Arc<auth::AuthCache>,
     pub limiter: Arc<auth::RateLimiter>,
     pub hub: Arc<hub::EventHub>,
-    /// Agent types and model aliases (`config/agents.yaml`).
-    pub catalog: Arc<agentyard_agents::Catalog>,
-    /// The operator's MCP servers (`config/mcp-servers.yaml`).
-    pub mcp_servers: Arc<agentyard_mcp::ConfigServers>,
 }
 
 impl AppState {
-    /// Builds the state and starts its background tasks (outbox relay, event hub).
+    /// Builds the state and starts its background tasks (outbox relay, event hub, revocation
+    /// listener).
     ///
     /// # Errors
-    /// When `config/agents.yaml` is broken or the event hub's consumer cannot be created.
+    /// When `config/agents.yaml` or `config/mcp-servers.yaml` is broken, or the event hub's
+    /// reader cannot start.
     pub async fn new(
         settings: Settings,
         store: Store,
@@ -64,17 +59,15 @@ impl AppState {
         let auth = Arc::new(auth::AuthCache::default());
         tokio::spawn(auth::listen_for_revocations(bus.clone(), auth.clone(), shutdown));
         let limiter = Arc::new(auth::RateLimiter::new(settings.rate_limit, settings.rate_burst));
-        Ok(Self {
+        let services = Services {
             store,
             bus,
             outbox,
             settings: Arc::new(settings),
-            auth,
-            limiter,
-            hub,
             catalog: Arc::new(catalog),
             mcp_servers: Arc::new(mcp_servers),
-        })
+        };
+        Ok(Self { services, auth, limiter, hub })
     }
 }
 

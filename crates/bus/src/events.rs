@@ -1,140 +1,188 @@
-//! Reading run events back, with their sequence numbers in the `EVENTS` stream (the SSE `id:`):
-//! one run's events from a given sequence, ending after its terminal event; or every run's
-//! events from now on, for an API process's shared hub.
+//! Reading events back, with their sequence numbers in the `EVENTS` stream (the SSE `id:`):
+//! every event from now on, for an API process's one shared reader ([`Bus::live_events`]); and
+//! the stored events of a subject after a sequence ([`Bus::replay`]), read with direct gets, so
+//! a client catching up costs no consumer on the server.
 
-use agentyard_core::RunId;
-use agentyard_core::events::RunEvent;
+use std::sync::Arc;
+
+use agentyard_core::events::{Event, EventKind};
+use agentyard_core::run::Run;
+use agentyard_core::{OrgId, RunId};
 use async_nats::jetstream::consumer::{DeliverPolicy, push};
-use async_nats::jetstream::{Message, stream};
+use async_nats::jetstream::stream;
 use futures::{Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::{Bus, BusError, Result};
 
-/// An event and its sequence number in the `EVENTS` stream.
-#[derive(Clone, Debug, PartialEq)]
+/// An event as read back: where it belongs, its kind, its data as published (not parsed: most
+/// readers only pass it on), and its sequence number in the `EVENTS` stream.
+#[derive(Clone, Debug)]
 pub struct SeqEvent {
     pub seq: u64,
-    pub event: RunEvent,
+    pub org: OrgId,
+    pub run: RunId,
+    pub kind: EventKind,
+    pub data: Arc<RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "type")]
+    kind: String,
+    data: Box<RawValue>,
+}
+
+#[derive(Deserialize)]
+struct RunData {
+    run: Run,
+}
+
+impl SeqEvent {
+    /// The typed event.
+    ///
+    /// # Errors
+    /// When the data does not match its kind (a bug, or a newer publisher).
+    pub fn event(&self) -> serde_json::Result<Event> {
+        let text = format!(r#"{{"type":"{}","data":{}}}"#, self.kind.as_str(), self.data.get());
+        serde_json::from_str(&text)
+    }
+
+    /// The run a `run.*` event carries.
+    pub fn run(&self) -> Option<Run> {
+        serde_json::from_str::<RunData>(self.data.get()).ok().map(|d| d.run)
+    }
+
+    /// Decodes a stored message; None (with a warning) for one that is not an event we know.
+    pub fn parse(bus: &Bus, subject: &str, seq: u64, payload: &[u8]) -> Option<Self> {
+        let Some(address) = bus.subjects().parse_event(subject) else {
+            tracing::debug!(subject, seq, "not a run event subject; skipped");
+            return None;
+        };
+        let envelope: Envelope = match serde_json::from_slice(payload) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(subject, seq, error = %e, "skipping an undecodable event");
+                return None;
+            }
+        };
+        let Some(kind) = EventKind::parse(&envelope.kind) else {
+            tracing::warn!(subject, seq, kind = envelope.kind, "skipping an event of unknown kind");
+            return None;
+        };
+        Some(Self { seq, org: address.org, run: address.run, kind, data: envelope.data.into() })
+    }
 }
 
 type Source = Box<dyn std::error::Error + Send + Sync>;
 
-fn read_err(what: String) -> impl Fn(Source) -> BusError {
+fn read_err(what: &str) -> impl Fn(Source) -> BusError + Clone + use<> {
+    let what = what.to_owned();
     move |source| BusError::Read { what: what.clone(), source }
 }
 
-/// Decodes a delivered event; None (with a warning) for one we cannot read.
-fn decode(m: &Message) -> Option<SeqEvent> {
-    let seq = m.info().ok()?.stream_sequence;
-    match serde_json::from_slice::<RunEvent>(&m.payload) {
-        Ok(event) => Some(SeqEvent { seq, event }),
-        Err(e) => {
-            tracing::warn!(subject = %m.subject, seq, error = %e, "skipping an undecodable event");
-            None
-        }
-    }
-}
-
 impl Bus {
-    async fn events_stream(&self, err: &impl Fn(Source) -> BusError) -> Result<stream::Stream<()>> {
-        self.js.get_stream_no_info(self.subjects.events_stream()).await.map_err(|e| err(e.into()))
+    async fn events_stream(&self) -> Result<stream::Stream<()>> {
+        self.js
+            .get_stream_no_info(self.subjects.events_stream())
+            .await
+            .map_err(|e| read_err("the events stream")(e.into()))
     }
 
-    /// An ordered push consumer of `filter` (server-side flow control, recreated by the client
-    /// from the last sequence if it stalls).
-    async fn ordered(
-        &self,
-        filter: String,
-        deliver_policy: DeliverPolicy,
-        err: &impl Fn(Source) -> BusError,
-    ) -> Result<push::Ordered> {
+    /// Every event published from now on, of every organization: one ordered consumer that an
+    /// API process shares among all its clients (a consumer per client would make the server
+    /// match every stored event against thousands of filters). Ends when the consumer breaks
+    /// for good; the caller starts another one.
+    ///
+    /// # Errors
+    /// When the consumer cannot be created.
+    pub async fn live_events(&self) -> Result<impl Stream<Item = SeqEvent> + Send + use<>> {
+        let err = read_err("live events");
         let consumer = self
-            .events_stream(err)
+            .events_stream()
             .await?
             .create_consumer(push::OrderedConfig {
                 deliver_subject: self.client.new_inbox(),
-                filter_subject: filter,
-                deliver_policy,
+                filter_subject: self.subjects.all_events(),
+                deliver_policy: DeliverPolicy::New,
                 ..Default::default()
             })
             .await
             .map_err(|e| err(e.into()))?;
-        consumer.messages().await.map_err(|e| err(e.into()))
+        let messages = consumer.messages().await.map_err(|e| err(e.into()))?;
+        let bus = self.clone();
+        Ok(messages.filter_map(move |m| {
+            let out = match m {
+                Ok(m) => m
+                    .info()
+                    .ok()
+                    .map(|i| i.stream_sequence)
+                    .and_then(|seq| SeqEvent::parse(&bus, &m.subject, seq, &m.payload)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the live event consumer reported an error");
+                    None
+                }
+            };
+            futures::future::ready(out)
+        }))
     }
 
-    /// The last event stored for `run`, if any.
+    /// The stored events of `subject` (a run's, or an organization's `events.<org>.>`) with a
+    /// sequence above `after`, oldest first, ending with the last one stored now.
+    ///
+    /// # Errors
+    /// The stream yields an error when JetStream cannot be read.
+    pub async fn replay(
+        &self,
+        subject: String,
+        after: u64,
+    ) -> Result<impl Stream<Item = Result<SeqEvent>> + Send + use<>> {
+        let stream = self.events_stream().await?;
+        let bus = self.clone();
+        Ok(futures::stream::try_unfold(Some(after + 1), move |next| {
+            let (stream, bus, subject) = (stream.clone(), bus.clone(), subject.clone());
+            async move {
+                let mut next = match next {
+                    Some(n) => n,
+                    None => return Ok(None),
+                };
+                loop {
+                    match stream.direct_get_next_for_subject(subject.as_str(), Some(next)).await {
+                        Ok(m) => {
+                            next = m.sequence + 1;
+                            if let Some(e) =
+                                SeqEvent::parse(&bus, &m.subject, m.sequence, &m.payload)
+                            {
+                                return Ok(Some((e, Some(next))));
+                            }
+                        }
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                async_nats::jetstream::stream::DirectGetErrorKind::NotFound
+                            ) =>
+                        {
+                            return Ok(None);
+                        }
+                        Err(e) => return Err(read_err(&format!("events of {subject}"))(e.into())),
+                    }
+                }
+            }
+        }))
+    }
+
+    /// The newest sequence number of the `EVENTS` stream (0 when empty).
     ///
     /// # Errors
     /// When JetStream cannot be read.
-    pub async fn last_run_event(&self, run: RunId) -> Result<Option<SeqEvent>> {
-        let err = read_err(format!("last event of run {run}"));
-        let stream = self.events_stream(&err).await?;
-        match stream.get_last_raw_message_by_subject(&self.subjects.run_events(run)).await {
-            Ok(raw) => {
-                let event = serde_json::from_slice(&raw.payload).map_err(|e| err(e.into()))?;
-                Ok(Some(SeqEvent { seq: raw.sequence, event }))
-            }
-            Err(e) if matches!(e.kind(), stream::LastRawMessageErrorKind::NoMessageFound) => {
-                Ok(None)
-            }
-            Err(e) => Err(err(e.into())),
-        }
-    }
-
-    /// Every event of `run` with a sequence above `after` (all when None), live, in order,
-    /// ending right after the terminal event.
-    ///
-    /// # Errors
-    /// When the consumer cannot be created.
-    pub async fn run_events(
-        &self,
-        run: RunId,
-        after: Option<u64>,
-    ) -> Result<impl Stream<Item = Result<SeqEvent>> + Send + use<>> {
-        let err = read_err(format!("events of run {run}"));
-        let deliver_policy = match after {
-            Some(seq) => DeliverPolicy::ByStartSequence { start_sequence: seq + 1 },
-            None => DeliverPolicy::All,
-        };
-        let messages = self.ordered(self.subjects.run_events(run), deliver_policy, &err).await?;
-        let events = messages
-            .filter_map(move |m| {
-                let out = match m {
-                    Ok(m) => decode(&m).map(Ok),
-                    Err(e) => Some(Err(err(e.into()))),
-                };
-                futures::future::ready(out)
-            })
-            .boxed();
-        // End right after the terminal event, without waiting for another message.
-        Ok(futures::stream::unfold((events, false), |(mut inner, ended)| async move {
-            if ended {
-                return None;
-            }
-            let item = inner.next().await?;
-            let ended = matches!(&item, Ok(e) if e.event.is_terminal());
-            Some((item, (inner, ended)))
-        }))
-    }
-
-    /// Every run event published from now on, with its run: one ordered consumer that an API
-    /// process shares among all its SSE clients (a consumer per client would make the server
-    /// match every stored event against thousands of filters).
-    ///
-    /// # Errors
-    /// When the consumer cannot be created.
-    pub async fn live_run_events(
-        &self,
-    ) -> Result<impl Stream<Item = (RunId, SeqEvent)> + Send + use<>> {
-        let err = read_err("live run events".into());
-        let messages =
-            self.ordered(self.subjects.all_run_events(), DeliverPolicy::New, &err).await?;
-        Ok(messages.filter_map(|m| {
-            let out = m.ok().and_then(|m| {
-                let run: RunId = m.subject.rsplit('.').next()?.parse().ok()?;
-                Some((run, decode(&m)?))
-            });
-            futures::future::ready(out)
-        }))
+    pub async fn last_event_seq(&self) -> Result<u64> {
+        let mut stream = self
+            .js
+            .get_stream(self.subjects.events_stream())
+            .await
+            .map_err(|e| read_err("the events stream")(e.into()))?;
+        let info = stream.info().await.map_err(|e| read_err("the events stream")(e.into()))?;
+        Ok(info.state.last_sequence)
     }
 }

@@ -1,23 +1,30 @@
-//! The bus: JetStream streams and consumers, publishing with message ids, the outbox
-//! dispatcher and relay, the consume loop, and reading run events back for SSE.
+//! The bus: JetStream streams and consumers, the one place subjects and message ids are derived
+//! from facts ([`publication`]), the outbox dispatcher and relay, the job runner every worker
+//! uses, and reading events back.
 //!
 //! Streams (names under the subject prefix, see [`agentyard_core::subjects`]):
 //! - `JOBS`: work queue of jobs, deduplicated by `Nats-Msg-Id`; agent jobs go to
-//!   `jobs.agent.<priority>`, each read by a durable pull consumer `agent-<priority>`.
-//! - `EVENTS`: run events kept for `AY_EVENTS_MAX_AGE`; read by ordered consumers.
-//! - `DLQ`: jobs that could not be processed, with the reason in a header.
+//!   `jobs.agent.<priority>`, each read by a durable pull consumer `agent-<priority>`; tool
+//!   jobs to `jobs.tool` (consumer `tool`).
+//! - `EVENTS`: every organization's events (`events.<org>.run.<run>`), kept for
+//!   `AY_EVENTS_MAX_AGE`.
+//! - `DLQ`: jobs given up, with the reason in a header.
+//!
+//! Layout: [`runner`] (the consume loop), [`outbox`] (dispatcher and relay), [`events`]
+//! (reading events back: live, and replayed from a sequence).
 
-pub mod consume;
 pub mod error;
 pub mod events;
 pub mod outbox;
+pub mod runner;
 
 use std::time::Duration;
 
-use agentyard_core::RunId;
-use agentyard_core::events::RunEvent;
+use agentyard_core::events::Event;
+use agentyard_core::outbox::Fact;
 use agentyard_core::run::Priority;
 use agentyard_core::subjects::Subjects;
+use agentyard_core::{OrgId, RunId};
 use async_nats::jetstream::{self, consumer, stream};
 
 pub use error::{BusError, Result};
@@ -28,13 +35,14 @@ pub fn agent_consumer_name(priority: Priority) -> String {
     format!("agent-{}", priority.as_str())
 }
 
+/// The durable consumer of tool-call jobs.
+pub const TOOL_CONSUMER: &str = "tool";
+
 /// Stream and consumer settings.
 #[derive(Clone, Debug)]
 pub struct BusSettings {
     pub events_max_age: Duration,
     pub ack_wait: Duration,
-    /// JetStream redelivers a job at most this many times; the worker gives up earlier.
-    pub max_deliver: i64,
 }
 
 /// A connection to NATS with JetStream, under one subject prefix.
@@ -43,6 +51,37 @@ pub struct Bus {
     client: async_nats::Client,
     js: jetstream::Context,
     subjects: Subjects,
+}
+
+/// What to publish for a fact: its subject, message id and payload.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Publication {
+    pub subject: String,
+    pub msg_id: String,
+    pub payload: bytes::Bytes,
+}
+
+/// The subject, message id and payload of `fact` under `subjects`: the only place they are
+/// derived.
+///
+/// # Errors
+/// When the fact cannot be encoded (a bug).
+pub fn publication(subjects: &Subjects, fact: &Fact) -> Result<Publication> {
+    use agentyard_core::jobs::Job;
+    let (subject, payload) = match fact {
+        Fact::Job { job } => {
+            let subject = match job {
+                Job::AgentStep(j) => subjects.agent_jobs(j.priority),
+                Job::ToolCall(_) => subjects.tool_jobs(),
+                Job::WorkflowStep(_) => subjects.workflow_jobs(),
+            };
+            (subject, job.payload().map_err(BusError::Encode)?)
+        }
+        Fact::Event { org, run, event, .. } => {
+            (subjects.run_events(*org, *run), serde_json::to_vec(event).map_err(BusError::Encode)?)
+        }
+    };
+    Ok(Publication { subject, msg_id: fact.msg_id(), payload: payload.into() })
 }
 
 impl Bus {
@@ -98,22 +137,16 @@ impl Bus {
         &self.js
     }
 
-    /// Creates the streams and durable consumers when missing (idempotent; every process calls
-    /// it at start, so no start order between processes matters).
+    /// Creates the streams and durable consumers when missing, and brings existing ones to the
+    /// current configuration (idempotent; every process calls it at start, so no start order
+    /// between processes matters).
     ///
     /// # Errors
     /// When JetStream is unavailable or refuses a configuration.
     pub async fn provision(&self, s: &BusSettings) -> Result<()> {
         let subj = &self.subjects;
-        // Agent jobs moved from `jobs.agent` to `jobs.agent.<priority>`: the consumer of the old
-        // subject goes first, or the stream could not drop that subject.
-        if let Ok(old) = self.js.get_stream(subj.jobs_stream()).await
-            && old.cached_info().config.subjects.iter().any(|s| s.ends_with(".jobs.agent"))
-        {
-            let _ = old.delete_consumer("agent").await;
-        }
         let jobs = self
-            .upsert_jobs_stream(stream::Config {
+            .upsert_stream(stream::Config {
                 name: subj.jobs_stream(),
                 subjects: vec![subj.all_agent_jobs(), subj.tool_jobs(), subj.workflow_jobs()],
                 retention: stream::RetentionPolicy::WorkQueue,
@@ -125,7 +158,7 @@ impl Bus {
         // Limits streams follow the configuration (e.g. a new AY_EVENTS_MAX_AGE) on restart.
         self.upsert_stream(stream::Config {
             name: subj.events_stream(),
-            subjects: vec![subj.all_run_events(), subj.all_workflow_events()],
+            subjects: vec![subj.all_events()],
             retention: stream::RetentionPolicy::Limits,
             storage: stream::StorageType::File,
             max_age: s.events_max_age,
@@ -143,40 +176,41 @@ impl Bus {
             ..Default::default()
         })
         .await?;
-        let tool = consumer::pull::Config {
-            durable_name: Some("tool".into()),
-            filter_subject: subj.tool_jobs(),
-            ack_policy: consumer::AckPolicy::Explicit,
-            ack_wait: s.ack_wait,
-            max_deliver: s.max_deliver,
-            max_ack_pending: 100_000,
-            max_waiting: 4096,
-            ..Default::default()
-        };
-        jobs.get_or_create_consumer("tool", tool)
-            .await
-            .map_err(|e| BusError::Provision { what: "consumer tool".into(), source: e.into() })?;
+        let mut durables = vec![(TOOL_CONSUMER.to_owned(), subj.tool_jobs())];
         for priority in Priority::ALL {
-            let name = agent_consumer_name(priority);
+            durables.push((agent_consumer_name(priority), subj.agent_jobs(priority)));
+        }
+        for (name, filter) in durables {
+            // JetStream never gives up on a job by itself (max_deliver -1): the runner decides,
+            // after recording why, so a run never waits for a job that was silently dropped.
             let config = consumer::pull::Config {
                 durable_name: Some(name.clone()),
-                filter_subject: subj.agent_jobs(priority),
+                filter_subject: filter,
                 ack_policy: consumer::AckPolicy::Explicit,
                 ack_wait: s.ack_wait,
-                max_deliver: s.max_deliver,
+                max_deliver: -1,
                 max_ack_pending: 100_000,
                 max_waiting: 4096,
                 ..Default::default()
             };
-            jobs.get_or_create_consumer(&name, config).await.map_err(|e| BusError::Provision {
+            let err = |e: Box<dyn std::error::Error + Send + Sync>| BusError::Provision {
                 what: format!("consumer {name}"),
-                source: e.into(),
-            })?;
+                source: e,
+            };
+            match jobs.consumer_info(&name).await {
+                Ok(info) if info.config.max_deliver != -1 || info.config.ack_wait != s.ack_wait => {
+                    jobs.create_consumer(config).await.map_err(|e| err(e.into()))?;
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    jobs.get_or_create_consumer(&name, config).await.map_err(|e| err(e.into()))?;
+                }
+            }
         }
         Ok(())
     }
 
-    async fn upsert_jobs_stream(&self, config: stream::Config) -> Result<stream::Stream> {
+    async fn upsert_stream(&self, config: stream::Config) -> Result<stream::Stream> {
         let name = config.name.clone();
         let err = |e: Box<dyn std::error::Error + Send + Sync>| BusError::Provision {
             what: format!("stream {name}"),
@@ -186,22 +220,13 @@ impl Bus {
         self.js.get_stream(&name).await.map_err(|e| err(e.into()))
     }
 
-    async fn upsert_stream(&self, config: stream::Config) -> Result<()> {
-        let name = config.name.clone();
-        self.js
-            .create_or_update_stream(config)
-            .await
-            .map(|_| ())
-            .map_err(|e| BusError::Provision { what: format!("stream {name}"), source: e.into() })
-    }
-
     /// The shared durable consumer of tool-call jobs.
     ///
     /// # Errors
     /// When it was not provisioned or JetStream is unavailable.
     pub async fn tool_consumer(&self) -> Result<consumer::PullConsumer> {
         self.js
-            .get_consumer_from_stream("tool", self.subjects.jobs_stream())
+            .get_consumer_from_stream(TOOL_CONSUMER, self.subjects.jobs_stream())
             .await
             .map_err(|e| BusError::Provision { what: "consumer tool".into(), source: e.into() })
     }
@@ -227,17 +252,18 @@ impl Bus {
         Ok(out)
     }
 
-    /// Publishes a run event without waiting for JetStream's ack: the returned future resolves
-    /// to the ack. Await several together; never line them up one behind another.
+    /// Publishes an event of a run without waiting for JetStream's ack: the returned future
+    /// resolves to the ack. Await several together; never line them up one behind another.
     ///
     /// # Errors
     /// When the message cannot be sent.
     pub async fn publish_event(
         &self,
+        org: OrgId,
         run: RunId,
-        event: &RunEvent,
+        event: &Event,
     ) -> Result<jetstream::context::PublishAckFuture> {
-        let subject = self.subjects.run_events(run);
+        let subject = self.subjects.run_events(org, run);
         let payload = serde_json::to_vec(event).map_err(BusError::Encode)?;
         self.js
             .publish(subject.clone(), payload.into())
@@ -245,7 +271,7 @@ impl Bus {
             .map_err(|e| BusError::Publish { subject, source: e.into() })
     }
 
-    /// Copies a job to the dead-letter stream with the reason in `Ay-Dlq-Reason`.
+    /// Copies a job to the dead-letter stream (`dlq.<kind>`) with the reason in `Ay-Dlq-Reason`.
     ///
     /// # Errors
     /// When JetStream does not ack it.

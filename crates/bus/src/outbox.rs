@@ -1,24 +1,28 @@
-//! The outbox dispatcher: publishes the rows a transaction wrote, right after its commit, then
-//! deletes them in batches (one `DELETE` for many rows); and the relay, which re-publishes rows
-//! a crash left behind. Every row carries a `Nats-Msg-Id`, so a second publish is harmless.
+//! The outbox dispatcher: publishes the facts a transaction wrote, right after its commit, then
+//! deletes their rows in batches (one `DELETE` for many rows); and the relay, which re-publishes
+//! rows a crash left behind. Every fact carries its `Nats-Msg-Id`, so a second publish is
+//! harmless. A fact the relay cannot read is set aside (`outbox_rejects`) and reported; it never
+//! stops the relay for the other rows.
 
 use std::time::Duration;
 
+use agentyard_core::outbox::Fact;
 use agentyard_store::{OutboxRow, Store};
 use async_nats::jetstream::message::PublishMessage;
 use futures::future::join_all;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Bus, BusError};
+use crate::{Bus, BusError, publication};
 
 /// Rows older than this are the relay's.
 const RELAY_MIN_AGE_MS: i64 = 3_000;
 const RELAY_EVERY: Duration = Duration::from_secs(1);
+const RELAY_BATCH: i64 = 1000;
 const DELETE_BATCH: usize = 1024;
 const DELETE_GATHER: Duration = Duration::from_millis(25);
 
-/// Publishes outbox rows; cheap to clone.
+/// Publishes outbox facts; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Outbox {
     bus: Bus,
@@ -35,42 +39,66 @@ impl Outbox {
         outbox
     }
 
-    /// Publishes `rows` in order (pipelined: all are sent before any ack is awaited) and queues
-    /// the acked ones for deletion. Rows that fail stay for the relay.
+    /// Publishes the facts of `rows` in order (pipelined: all are sent before any ack is
+    /// awaited) and queues the rows whose facts were all acked for deletion. Rows that fail stay
+    /// for the relay.
     ///
     /// # Errors
     /// The first publish failure (after every row was tried).
     pub async fn dispatch(&self, rows: &[OutboxRow]) -> Result<(), BusError> {
-        let mut acks = Vec::new();
-        for row in rows {
-            for m in &row.messages {
-                let payload = serde_json::to_vec(&m.payload).map_err(BusError::Encode)?;
-                let publish = PublishMessage::build().payload(payload.into()).message_id(&m.msg_id);
-                let sent = self.bus.js.send_publish(m.subject.clone(), publish).await;
-                acks.push((row.id, m, sent));
-            }
-        }
-        let waits = acks.into_iter().map(|(row, m, sent)| async move {
-            let res: Result<(), Box<dyn std::error::Error + Send + Sync>> = match sent {
-                Ok(ack) => ack.await.map(|_| ()).map_err(Into::into),
-                Err(e) => Err(e.into()),
-            };
-            (row, m, res)
-        });
-        let mut failed_rows = Vec::new();
+        let mut failed = Vec::new();
         let mut first_err = None;
-        for (row, m, res) in join_all(waits).await {
-            if let Err(source) = res {
-                tracing::warn!(subject = %m.subject, msg_id = %m.msg_id, error = %source,
-                    "publish failed; the outbox relay will retry");
-                failed_rows.push(row);
-                first_err.get_or_insert(BusError::Publish { subject: m.subject.clone(), source });
+        let batches = rows.iter().map(|r| (r.id, r.facts.as_slice()));
+        for (row, res) in self.publish(batches).await {
+            if let Err(e) = res {
+                failed.push(row);
+                first_err.get_or_insert(e);
             }
         }
-        for row in rows.iter().filter(|r| !failed_rows.contains(&r.id)) {
+        for row in rows.iter().filter(|r| !failed.contains(&r.id)) {
             let _ = self.deletes.send(row.id);
         }
         first_err.map_or(Ok(()), Err)
+    }
+
+    /// Publishes each row's facts; returns, per fact, its row and how it went.
+    async fn publish<'a>(
+        &self,
+        rows: impl Iterator<Item = (i64, &'a [Fact])>,
+    ) -> Vec<(i64, Result<(), BusError>)> {
+        let mut sent = Vec::new();
+        for (row, facts) in rows {
+            for fact in facts {
+                let p = match publication(self.bus.subjects(), fact) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        sent.push((row, String::new(), String::new(), Err(e)));
+                        continue;
+                    }
+                };
+                let message = PublishMessage::build().payload(p.payload).message_id(&p.msg_id);
+                let ack = self.bus.js.send_publish(p.subject.clone(), message).await;
+                let ack = ack.map_err(|e| BusError::Publish {
+                    subject: p.subject.clone(),
+                    source: e.into(),
+                });
+                sent.push((row, p.subject, p.msg_id, ack));
+            }
+        }
+        let waits = sent.into_iter().map(|(row, subject, msg_id, ack)| async move {
+            let res = match ack {
+                Ok(ack) => ack
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| BusError::Publish { subject: subject.clone(), source: e.into() }),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = &res {
+                tracing::warn!(%subject, %msg_id, error = %e, "publish failed; the outbox relay will retry");
+            }
+            (row, res)
+        });
+        join_all(waits).await
     }
 
     async fn relay_loop(self, store: Store, shutdown: CancellationToken) {
@@ -79,16 +107,52 @@ impl Outbox {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(RELAY_EVERY) => {}
             }
-            match store.outbox_stale(RELAY_MIN_AGE_MS, 1000).await {
-                Ok(rows) if !rows.is_empty() => {
-                    tracing::info!(rows = rows.len(), "relaying unsent outbox rows");
-                    let _ = self.dispatch(&rows).await;
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "outbox relay cannot read the outbox"),
+            if let Err(e) = self.relay_once(&store).await {
+                tracing::warn!(error = %e, "outbox relay cannot read the outbox");
             }
         }
     }
+
+    /// Re-publishes the rows older than a few seconds: their publisher crashed or failed.
+    /// Returns how many rows were handled.
+    ///
+    /// # Errors
+    /// When the outbox cannot be read.
+    pub async fn relay_once(&self, store: &Store) -> Result<usize, agentyard_store::StoreError> {
+        let rows = store.outbox_stale(RELAY_MIN_AGE_MS, RELAY_BATCH).await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        tracing::info!(rows = rows.len(), "relaying unsent outbox rows");
+        let results = self.publish(rows.iter().map(|r| (r.id, r.facts.as_slice()))).await;
+        let failed: Vec<i64> =
+            results.iter().filter(|(_, r)| r.is_err()).map(|(row, _)| *row).collect();
+        for row in &rows {
+            if failed.contains(&row.id) {
+                continue;
+            }
+            if !row.unreadable.is_empty() {
+                for (fact, error) in &row.unreadable {
+                    tracing::error!(outbox_id = row.id, %error, fact = %truncate(fact, 300),
+                        "an outbox fact cannot be read: set aside in outbox_rejects");
+                }
+                if let Err(e) = store.outbox_reject(row.id, &row.unreadable).await {
+                    tracing::warn!(outbox_id = row.id, error = %e, "cannot set an outbox fact aside");
+                    continue;
+                }
+            }
+            let _ = self.deletes.send(row.id);
+        }
+        Ok(rows.len())
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    let mut cut = s.len().min(max);
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &s[..cut]
 }
 
 async fn delete_loop(store: Store, mut rx: mpsc::UnboundedReceiver<i64>) {

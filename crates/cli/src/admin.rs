@@ -1,8 +1,7 @@
 //! `agentyard admin`: organizations and tokens, straight against Postgres (for operators).
 
-use agentyard_core::{OrgId, TokenId};
+use agentyard_core::{OrgId, Scope, TokenId};
 use agentyard_runtime::Settings;
-use agentyard_store::orgs::ALL_SCOPES;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 
@@ -63,11 +62,14 @@ pub async fn run(settings: &Settings, cmd: AdminCommand) -> anyhow::Result<()> {
         }
         AdminCommand::CreateToken { org, scopes, name, json } => {
             let org: OrgId = org.parse().context("--org must be an organization id")?;
-            if let Some(bad) = scopes.iter().find(|s| !ALL_SCOPES.contains(&s.as_str())) {
-                bail!("unknown scope {bad:?}; known scopes: {}", ALL_SCOPES.join(", "));
-            }
+            let known = || Scope::ALL.map(Scope::as_str).join(", ");
+            let scopes: Vec<Scope> = scopes
+                .iter()
+                .map(|s| s.parse::<Scope>())
+                .collect::<Result<_, _>>()
+                .map_err(anyhow::Error::msg)?;
             if scopes.is_empty() {
-                bail!("--scopes must name at least one scope ({})", ALL_SCOPES.join(", "));
+                bail!("--scopes must name at least one scope ({})", known());
             }
             if !store.org_exists(org).await? {
                 bail!("no organization {org}");

@@ -9,10 +9,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use agentyard_bus::Bus;
+use agentyard_core::Scope;
 use agentyard_llm::Provider;
 use agentyard_runtime::Settings;
 use agentyard_store::Store;
-use agentyard_store::orgs::{ORG_SCOPES, PLATFORM_ADMIN};
 use anyhow::{Context, bail};
 use sqlx::ConnectOptions;
 use sqlx::postgres::PgConnectOptions;
@@ -128,8 +128,8 @@ fn print_banner(settings: &Settings, provider: &Provider, token: &str, home: &Pa
 
 /// The dev token holds every org scope, and `platform:admin` (it is the operator's own
 /// machine), so every route can be tried with it.
-fn dev_scopes() -> Vec<String> {
-    ORG_SCOPES.iter().chain([&PLATFORM_ADMIN]).map(|s| (*s).to_owned()).collect()
+fn dev_scopes() -> Vec<Scope> {
+    Scope::ALL.to_vec()
 }
 
 /// The dev org's token: the saved one while it still works, else a new one.
@@ -139,7 +139,7 @@ async fn dev_token(store: &Store, home: &Path) -> anyhow::Result<String> {
     if let (Some(org), Ok(saved)) = (org, std::fs::read_to_string(&path))
         && let Some(p) = store.authenticate(saved.trim()).await?
         && p.org_id == org
-        && dev_scopes().iter().all(|s| p.has_scope(s))
+        && dev_scopes().iter().all(|s| p.has_scope(*s))
     {
         return Ok(saved.trim().to_owned());
     }

@@ -22,14 +22,9 @@ pub async fn connect_store(settings: &Settings, migrate: bool) -> anyhow::Result
         create_database_if_missing(&settings.database_url).await?;
     }
     let store =
-        Store::connect(&settings.database_url, settings.db_pool_size, &settings.subject_prefix)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot connect to Postgres (DATABASE_URL={})",
-                    redact(&settings.database_url)
-                )
-            })?;
+        Store::connect(&settings.database_url, settings.db_pool_size).await.with_context(|| {
+            format!("cannot connect to Postgres (DATABASE_URL={})", redact(&settings.database_url))
+        })?;
     if migrate {
         store.migrate().await.context("cannot migrate the database")?;
     }
@@ -95,7 +90,6 @@ pub async fn connect_bus(settings: &Settings) -> anyhow::Result<Bus> {
     bus.provision(&BusSettings {
         events_max_age: settings.events_max_age,
         ack_wait: settings.ack_wait,
-        max_deliver: settings.max_attempts + 1,
     })
     .await
     .context("cannot provision JetStream (is it enabled? nats-server -js)")?;

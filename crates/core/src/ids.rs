@@ -1,12 +1,15 @@
 //! Typed ids: uuid v7 newtypes, so ids sort by creation time and keep indexes warm, and a
-//! `RunId` can never be passed where a `ThreadId` is expected.
+//! `RunId` can never be passed where a `ThreadId` is expected. With the `sqlx` feature each is
+//! a Postgres `uuid` parameter and column as it is (no `.0`).
 
 macro_rules! id_type {
     ($($(#[$doc:meta])* $name:ident),+ $(,)?) => {$(
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema, utoipa::ToSchema)]
+        #[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(transparent))]
         #[serde(transparent)]
+        #[schema(value_type = String, format = Uuid)]
         pub struct $name(pub uuid::Uuid);
 
         impl $name {
@@ -14,6 +17,11 @@ macro_rules! id_type {
             #[allow(clippy::new_without_default)]
             pub fn new() -> Self {
                 Self(uuid::Uuid::now_v7())
+            }
+
+            /// The nil id (all zeros): "nobody" in claims that need an id.
+            pub const fn nil() -> Self {
+                Self(uuid::Uuid::nil())
             }
         }
 
@@ -53,4 +61,18 @@ id_type!(
     MessageId,
     /// One execution of an agent on a thread.
     RunId,
+    /// One tool call a model made (a row of the audit log).
+    InvocationId,
+    /// An MCP server an organization registered.
+    McpServerId,
+    /// A to-do task of the built-in tools.
+    TaskId,
+    /// A support ticket of the built-in tools.
+    TicketId,
+    /// An integration of the built-in tools.
+    IntegrationId,
+    /// A workflow definition.
+    WorkflowId,
+    /// One execution of a workflow.
+    ExecutionId,
 );

@@ -27,6 +27,10 @@ pub enum LlmError {
     Stream(String),
     #[error("the model server sent something unexpected: {0}")]
     Protocol(String),
+    /// The streamed answer ended without a finish reason: cut off, or (llama.cpp with an
+    /// overflowing context) an empty stream with no `[DONE]`.
+    #[error("the model's streamed answer ended without a finish reason ({0} characters received)")]
+    Incomplete(usize),
 }
 
 impl LlmError {
@@ -57,7 +61,7 @@ impl LlmError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Status { status, .. } => *status == 429 || *status >= 500,
-            Self::Timeout(_) | Self::Connect(_) | Self::Stream(_) => true,
+            Self::Timeout(_) | Self::Connect(_) | Self::Stream(_) | Self::Incomplete(_) => true,
             Self::Protocol(_) => false,
         }
     }
@@ -72,7 +76,11 @@ impl LlmError {
 
     /// The stable error code a run fails with because of this error.
     pub fn code(&self) -> &'static str {
-        use agentyard_core::run::error_codes::{LLM_BAD_REQUEST, LLM_UNAVAILABLE};
-        if self.is_transient() { LLM_UNAVAILABLE } else { LLM_BAD_REQUEST }
+        use agentyard_core::run::error_codes::{LLM_BAD_REQUEST, LLM_INCOMPLETE, LLM_UNAVAILABLE};
+        match self {
+            Self::Incomplete(_) => LLM_INCOMPLETE,
+            e if e.is_transient() => LLM_UNAVAILABLE,
+            _ => LLM_BAD_REQUEST,
+        }
     }
 }

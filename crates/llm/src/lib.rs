@@ -21,8 +21,9 @@ use async_openai::types::chat::{
     ChatCompletionRequestAssistantMessage, ChatCompletionRequestAssistantMessageContent,
     ChatCompletionRequestMessage, ChatCompletionRequestSystemMessage,
     ChatCompletionRequestToolMessage, ChatCompletionRequestUserMessage,
-    ChatCompletionStreamOptions, ChatCompletionTool, ChatCompletionTools,
-    CreateChatCompletionRequest, FunctionCall, FunctionObject,
+    ChatCompletionStreamOptions, ChatCompletionTool, ChatCompletionToolChoiceOption,
+    ChatCompletionTools, CreateChatCompletionRequest, FunctionCall, FunctionObject,
+    ToolChoiceOptions,
 };
 
 pub use error::{HttpStatusError, LlmError};
@@ -88,6 +89,8 @@ pub struct ChatRequest {
     pub model: Option<String>,
     /// Tools the model may call.
     pub tools: Vec<ToolDef>,
+    /// Whether it must, may or must not call one (None: the server's default).
+    pub tool_choice: Option<agentyard_core::tools::ToolChoice>,
     /// Bounds this call's wait for the response and for each chunk; None, or longer than the
     /// client's timeout (`AY_LLM_TIMEOUT`): the client's.
     pub timeout: Option<Duration>,
@@ -191,6 +194,14 @@ impl Llm {
                         })
                     })
                     .collect()
+            }),
+            tool_choice: req.tool_choice.map(|c| {
+                use agentyard_core::tools::ToolChoice;
+                ChatCompletionToolChoiceOption::Mode(match c {
+                    ToolChoice::Auto => ToolChoiceOptions::Auto,
+                    ToolChoice::Required => ToolChoiceOptions::Required,
+                    ToolChoice::None => ToolChoiceOptions::None,
+                })
             }),
             ..Default::default()
         }

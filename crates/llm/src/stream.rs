@@ -136,9 +136,13 @@ impl ChatStream {
     /// token, `estimated: true`) when the server reported none.
     ///
     /// # Errors
-    /// As [`ChatStream::next_delta`].
+    /// As [`ChatStream::next_delta`]; [`LlmError::Incomplete`] when the stream ended without a
+    /// finish reason (a server that cut the answer off or sent an empty stream).
     pub async fn finish(mut self) -> Result<Completion, LlmError> {
         while self.next_delta().await?.is_some() {}
+        if self.finish_reason.is_none() {
+            return Err(LlmError::Incomplete(self.content.len()));
+        }
         let usage = self.usage.unwrap_or_else(|| {
             let prompt = estimate_tokens(self.prompt_chars);
             let completion = estimate_tokens(self.content.len());

@@ -15,6 +15,7 @@ fn request(messages: Vec<ChatMessage>) -> ChatRequest {
         model: None,
         timeout: None,
         tools: Vec::new(),
+        tool_choice: None,
     }
 }
 

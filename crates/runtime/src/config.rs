@@ -28,8 +28,12 @@ pub struct Settings {
     pub max_input_bytes: usize,
     pub events_max_age: Duration,
     pub agent_concurrency: usize,
-    /// Deliveries of a job before its run fails and the job goes to the DLQ.
+    /// Model calls (and tool calls) per step before the run fails (the call gets an error).
     pub max_attempts: i64,
+    /// Deliveries of a job after which it is given up whatever happened (a job that keeps
+    /// killing its worker); failures to reach Postgres or NATS do not count against
+    /// `max_attempts`, only against this.
+    pub max_deliveries: i64,
     pub ack_wait: Duration,
     pub llm_timeout: Duration,
     pub retry_base: Duration,
@@ -59,6 +63,8 @@ pub struct Settings {
     pub input_timeout: Duration,
     /// Tool calls one tool worker runs at once.
     pub tool_concurrency: usize,
+    /// Event streams (SSE) one token may hold open on one API process.
+    pub max_streams_per_token: usize,
 }
 
 /// The `AY_*` variables we read (others are rejected).
@@ -70,6 +76,7 @@ pub const KNOWN_AY_VARS: &[&str] = &[
     "AY_EVENTS_MAX_AGE",
     "AY_AGENT_CONCURRENCY",
     "AY_MAX_ATTEMPTS",
+    "AY_MAX_DELIVERIES",
     "AY_ACK_WAIT",
     "AY_LLM_TIMEOUT",
     "AY_RETRY_BASE",
@@ -89,6 +96,7 @@ pub const KNOWN_AY_VARS: &[&str] = &[
     "AY_TOOL_TIMEOUT",
     "AY_INPUT_TIMEOUT",
     "AY_TOOL_CONCURRENCY",
+    "AY_MAX_STREAMS_PER_TOKEN",
 ];
 
 impl Settings {
@@ -130,6 +138,9 @@ impl Settings {
             max_attempts: parse(&get, "AY_MAX_ATTEMPTS", "5", |v| {
                 v.parse().ok().filter(|n: &i64| (1..=100).contains(n))
             })?,
+            max_deliveries: parse(&get, "AY_MAX_DELIVERIES", "100", |v| {
+                v.parse().ok().filter(|n: &i64| (1..=100_000).contains(n))
+            })?,
             ack_wait: parse(&get, "AY_ACK_WAIT", "30s", parse_duration)?,
             llm_timeout: parse(&get, "AY_LLM_TIMEOUT", "120s", parse_duration)?,
             retry_base: parse(&get, "AY_RETRY_BASE", "500ms", parse_duration)?,
@@ -155,6 +166,7 @@ impl Settings {
             tool_timeout: parse(&get, "AY_TOOL_TIMEOUT", "30s", parse_duration)?,
             input_timeout: parse(&get, "AY_INPUT_TIMEOUT", "10m", parse_duration)?,
             tool_concurrency: parse(&get, "AY_TOOL_CONCURRENCY", "256", positive)?,
+            max_streams_per_token: parse(&get, "AY_MAX_STREAMS_PER_TOKEN", "1000", positive)?,
         };
         let mut s = s;
         s.mcp_url = get("AY_MCP_URL").map_or_else(

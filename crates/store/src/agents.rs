@@ -12,8 +12,8 @@ use crate::{Result, Store, StoreError};
 /// An agent as stored.
 #[derive(Clone, Debug, PartialEq, Serialize, FromRow)]
 pub struct AgentRow {
-    pub id: uuid::Uuid,
-    pub org_id: uuid::Uuid,
+    pub id: AgentId,
+    pub org_id: OrgId,
     pub agent_type: String,
     pub name: String,
     pub is_active: bool,
@@ -42,7 +42,7 @@ impl Store {
     /// Database failures.
     pub async fn list_agents(&self, org: OrgId) -> Result<Vec<AgentRow>> {
         sqlx::query("SELECT ay_default_agent($1)")
-            .bind(org.0)
+            .bind(org)
             .execute(&self.pool)
             .await
             .map_err(|e| StoreError::db("list_agents.default", e))?;
@@ -50,7 +50,7 @@ impl Store {
             "SELECT {COLUMNS} FROM agents WHERE org_id = $1 AND deleted_at IS NULL \
              ORDER BY created_at, id"
         )))
-        .bind(org.0)
+        .bind(org)
         .fetch_all(&self.pool)
         .await
         .map_err(|e| StoreError::db("list_agents", e))
@@ -64,8 +64,8 @@ impl Store {
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM agents WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL"
         )))
-        .bind(id.0)
-        .bind(org.0)
+        .bind(id)
+        .bind(org)
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| StoreError::db("get_agent", e))
@@ -80,7 +80,7 @@ impl Store {
             "SELECT {COLUMNS} FROM agents WHERE org_id = $1 AND agent_type = $2 \
              AND deleted_at IS NULL"
         )))
-        .bind(org.0)
+        .bind(org)
         .bind(agent_type)
         .fetch_optional(&self.pool)
         .await
@@ -106,8 +106,8 @@ impl Store {
                 WHERE agents.deleted_at IS NOT NULL \
              RETURNING {COLUMNS}"
         )))
-        .bind(AgentId::new().0)
-        .bind(org.0)
+        .bind(AgentId::new())
+        .bind(org)
         .bind(agent_type)
         .bind(name)
         .bind(config)
@@ -118,7 +118,7 @@ impl Store {
             Some(r) => Ok(CreateAgent::Created(r)),
             None => {
                 let existing = self.agent_of_type(org, agent_type).await?;
-                Ok(CreateAgent::Exists(AgentId(existing.map_or_else(uuid::Uuid::nil, |a| a.id))))
+                Ok(CreateAgent::Exists(existing.map_or_else(AgentId::nil, |a| a.id)))
             }
         }
     }
@@ -139,8 +139,8 @@ impl Store {
             "SELECT {COLUMNS} FROM agents WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL \
              FOR UPDATE"
         )))
-        .bind(id.0)
-        .bind(org.0)
+        .bind(id)
+        .bind(org)
         .fetch_optional(&mut *tx)
         .await
         .map_err(|e| StoreError::db("update_agent.lock", e))?;
@@ -153,7 +153,7 @@ impl Store {
             "UPDATE agents SET name = $2, config = $3, updated_at = now() WHERE id = $1 \
              RETURNING {COLUMNS}"
         )))
-        .bind(id.0)
+        .bind(id)
         .bind(name)
         .bind(config)
         .fetch_one(&mut *tx)
@@ -177,8 +177,8 @@ impl Store {
             "UPDATE agents SET is_active = $3, updated_at = now() \
              WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL RETURNING {COLUMNS}"
         )))
-        .bind(id.0)
-        .bind(org.0)
+        .bind(id)
+        .bind(org)
         .bind(active)
         .fetch_optional(&self.pool)
         .await
@@ -194,8 +194,8 @@ impl Store {
             "UPDATE agents SET deleted_at = now(), updated_at = now() \
              WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL",
         )
-        .bind(id.0)
-        .bind(org.0)
+        .bind(id)
+        .bind(org)
         .execute(&self.pool)
         .await
         .map(|r| r.rows_affected() == 1)
@@ -215,8 +215,8 @@ impl Store {
     ) -> Result<Option<AgentRow>> {
         let agent_type: Option<String> =
             sqlx::query_scalar("SELECT agent_type FROM agents WHERE id = $1 AND org_id = $2")
-                .bind(id.0)
-                .bind(org.0)
+                .bind(id)
+                .bind(org)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(|e| StoreError::db("recreate_agent.find", e))?;
@@ -226,8 +226,8 @@ impl Store {
                  updated_at = now() \
              WHERE id = $1 AND org_id = $2 RETURNING {COLUMNS}"
         )))
-        .bind(id.0)
-        .bind(org.0)
+        .bind(id)
+        .bind(org)
         .bind(name_of_type(&agent_type))
         .fetch_optional(&self.pool)
         .await

@@ -15,7 +15,7 @@ pub mod integrations;
 pub mod tasks;
 pub mod tickets;
 
-use agentyard_core::{OrgId, UserId};
+use agentyard_core::{InvocationId, OrgId, UserId};
 use sqlx::{Postgres, Transaction};
 
 use crate::{Result, Store, StoreError};
@@ -97,7 +97,7 @@ pub struct ToolWrite {
     pub(crate) tx: Transaction<'static, Postgres>,
     pub(crate) org: OrgId,
     pub(crate) user: Option<UserId>,
-    invocation: uuid::Uuid,
+    invocation: InvocationId,
 }
 
 impl ToolWrite {
@@ -118,7 +118,7 @@ impl ToolWrite {
 
 #[derive(sqlx::FromRow)]
 struct WriteRecord {
-    org_id: uuid::Uuid,
+    org_id: OrgId,
     tool: String,
     result: serde_json::Value,
 }
@@ -133,7 +133,7 @@ impl Store {
         &self,
         org: OrgId,
         user: Option<UserId>,
-        invocation: uuid::Uuid,
+        invocation: InvocationId,
         tool: &str,
     ) -> Result<WriteStart> {
         let mut tx = self.pool.begin().await.map_err(|e| StoreError::db("tool_write", e))?;
@@ -143,7 +143,7 @@ impl Store {
              VALUES ($1, $2, $3, 'null') ON CONFLICT (invocation_id) DO NOTHING",
         )
         .bind(invocation)
-        .bind(org.0)
+        .bind(org)
         .bind(tool)
         .execute(&mut *tx)
         .await
@@ -159,7 +159,7 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| StoreError::db("tool_write.replay", e))?;
-        Ok(if record.org_id == org.0 && record.tool == tool {
+        Ok(if record.org_id == org && record.tool == tool {
             WriteStart::Done(record.result)
         } else {
             WriteStart::Conflict
@@ -174,14 +174,14 @@ impl Store {
     pub async fn tool_write_result(
         &self,
         org: OrgId,
-        invocation: uuid::Uuid,
+        invocation: InvocationId,
         tool: &str,
     ) -> Result<Option<serde_json::Value>> {
         sqlx::query_scalar(
             "SELECT result FROM tool_writes WHERE invocation_id = $1 AND org_id = $2 AND tool = $3",
         )
         .bind(invocation)
-        .bind(org.0)
+        .bind(org)
         .bind(tool)
         .fetch_optional(&self.pool)
         .await
@@ -197,13 +197,13 @@ impl Store {
         let mut tx = self.pool.begin().await.map_err(|e| StoreError::db("seed_demo", e))?;
         // Two seeds of one org at once: the second waits here, then finds the integrations.
         sqlx::query("SELECT 1 FROM organizations WHERE id = $1 FOR UPDATE")
-            .bind(org.0)
+            .bind(org)
             .execute(&mut *tx)
             .await
             .map_err(|e| StoreError::db("seed_demo.lock", e))?;
         let seeded: bool =
             sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM integrations WHERE org_id = $1)")
-                .bind(org.0)
+                .bind(org)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| StoreError::db("seed_demo.check", e))?;

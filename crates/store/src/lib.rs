@@ -1,14 +1,20 @@
 //! Postgres persistence: every repository function is scoped to the organization it serves.
+//! SQL knows rows, not NATS: transitions write outbox facts (`agentyard_core::outbox::Fact`),
+//! and `bus` turns them into subjects and messages.
 //!
 //! Layout:
 //! - [`orgs`]: organizations, users, API tokens and authentication.
 //! - [`threads`]: threads and their messages.
 //! - [`runs`]: the run state machine. Each transition (create, start, finish, cancel) is one
-//!   round trip: multi-row transitions are Postgres functions defined in the migrations, so the
-//!   state change and its outbox rows commit together.
-//! - [`outbox`]: rows waiting to be published to JetStream.
+//!   round trip: multi-row transitions are Postgres functions (migrations/0002_runs.sql), so
+//!   the state change and its outbox facts commit together.
+//! - [`tools`]: the tool-call state machine (migrations/0003_tools.sql), the audit log, the
+//!   tools offered to models, the MCP servers organizations register.
+//! - [`outbox`]: facts waiting to be published, and the relay's reading of them.
 //! - [`agents`]: an organization's agents (overrides of their type's defaults).
 //! - [`usage`]: usage and performance aggregated from the runs.
+//! - [`domain`]: the built-in tools' data (tasks, tickets, integrations).
+//! - [`tool_tokens`]: the signed tokens tool workers mint per call.
 
 pub mod agents;
 pub mod domain;
@@ -27,29 +33,28 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 pub use error::{Result, StoreError};
-pub use outbox::{OutboxMessage, OutboxRow};
+pub use outbox::OutboxRow;
 
 /// The schema migrations, embedded in every binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
-/// Handle to the database: a pool plus the subject prefix that outbox rows are written under.
+/// Handle to the database.
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: PgPool,
-    prefix: String,
 }
 
 impl Store {
-    /// Wraps an existing pool; `prefix` is the bus subject prefix (e.g. `ay`).
-    pub fn new(pool: PgPool, prefix: impl Into<String>) -> Self {
-        Self { pool, prefix: prefix.into() }
+    /// Wraps an existing pool.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
     }
 
     /// Connects a pool of at most `max_connections`.
     ///
     /// # Errors
     /// When the URL is invalid or the server does not answer within 5 s.
-    pub async fn connect(url: &str, max_connections: u32, prefix: &str) -> Result<Self> {
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
         let options: PgConnectOptions =
             url.parse().map_err(|source| StoreError::db("parse DATABASE_URL", source))?;
         let pool = PgPoolOptions::new()
@@ -61,7 +66,7 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|source| StoreError::db("connect", source))?;
-        Ok(Self::new(pool, prefix))
+        Ok(Self::new(pool))
     }
 
     /// Applies pending migrations.
@@ -77,13 +82,21 @@ impl Store {
         &self.pool
     }
 
-    /// The bus subject prefix outbox rows are written under.
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
     /// True when Postgres answers a trivial query.
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
+}
+
+/// Decodes a JSON value a transition returned.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    op: &'static str,
+    v: serde_json::Value,
+) -> Result<T> {
+    serde_json::from_value(v).map_err(|e| StoreError::Decode { op, detail: e.to_string() })
+}
+
+/// The member `name` of a transition's result (null when absent).
+pub(crate) fn field(v: &serde_json::Value, name: &str) -> serde_json::Value {
+    v.get(name).cloned().unwrap_or(serde_json::Value::Null)
 }

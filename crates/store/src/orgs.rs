@@ -1,38 +1,12 @@
 //! Organizations, users, API tokens and authentication. Tokens are `ay_` + 64 hex characters;
 //! only their SHA-256 is stored, so a database leak does not leak credentials.
 
-use agentyard_core::{AgentId, OrgId, TokenId, UserId};
+use agentyard_core::{AgentId, OrgId, Scope, TokenId, UserId};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::FromRow;
 
 use crate::{Result, Store, StoreError};
-
-/// Every scope a token can hold inside its organization.
-pub const ORG_SCOPES: &[&str] = &[
-    "runs:read",
-    "runs:write",
-    "agents:read",
-    "agents:admin",
-    "tools:admin",
-    "workflows:run",
-    "org:admin",
-];
-
-/// Creates organizations and reads any of them; granted only by the operator's CLI.
-pub const PLATFORM_ADMIN: &str = "platform:admin";
-
-/// Every scope there is.
-pub const ALL_SCOPES: &[&str] = &[
-    "runs:read",
-    "runs:write",
-    "agents:read",
-    "agents:admin",
-    "tools:admin",
-    "workflows:run",
-    "org:admin",
-    PLATFORM_ADMIN,
-];
 
 /// The agent type every organization gets as its default agent.
 pub const DEFAULT_AGENT_TYPE: &str = "customer_support";
@@ -40,7 +14,7 @@ pub const DEFAULT_AGENT_TYPE: &str = "customer_support";
 /// An organization.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, FromRow, utoipa::ToSchema)]
 pub struct OrgRow {
-    pub id: uuid::Uuid,
+    pub id: OrgId,
     pub name: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
@@ -48,8 +22,8 @@ pub struct OrgRow {
 /// A user.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, FromRow, utoipa::ToSchema)]
 pub struct UserRow {
-    pub id: uuid::Uuid,
-    pub org_id: uuid::Uuid,
+    pub id: UserId,
+    pub org_id: OrgId,
     pub name: String,
     pub email: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
@@ -58,11 +32,11 @@ pub struct UserRow {
 /// A token as listed: never its secret.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, FromRow, utoipa::ToSchema)]
 pub struct TokenRow {
-    pub id: uuid::Uuid,
-    pub org_id: uuid::Uuid,
-    pub user_id: Option<uuid::Uuid>,
+    pub id: TokenId,
+    pub org_id: OrgId,
+    pub user_id: Option<UserId>,
     pub name: String,
-    pub scopes: Vec<String>,
+    pub scopes: Vec<Scope>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
     pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -74,13 +48,13 @@ pub struct Principal {
     pub org_id: OrgId,
     pub user_id: Option<UserId>,
     pub token_id: TokenId,
-    pub scopes: Vec<String>,
+    pub scopes: Vec<Scope>,
 }
 
 impl Principal {
     /// True when the token holds `scope`.
-    pub fn has_scope(&self, scope: &str) -> bool {
-        self.scopes.iter().any(|s| s == scope)
+    pub fn has_scope(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
     }
 }
 
@@ -90,7 +64,7 @@ pub struct NewToken {
     pub id: TokenId,
     pub org_id: OrgId,
     pub secret: String,
-    pub scopes: Vec<String>,
+    pub scopes: Vec<Scope>,
     pub user_id: Option<UserId>,
     pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
@@ -106,10 +80,10 @@ pub struct NewOrg {
 
 #[derive(FromRow)]
 struct PrincipalRow {
-    id: uuid::Uuid,
-    org_id: uuid::Uuid,
-    user_id: Option<uuid::Uuid>,
-    scopes: Vec<String>,
+    id: TokenId,
+    org_id: OrgId,
+    user_id: Option<UserId>,
+    scopes: Vec<Scope>,
 }
 
 /// SHA-256 of a token secret, as stored.
@@ -133,14 +107,14 @@ impl Store {
         let (org_id, user_id, agent_id) = (OrgId::new(), UserId::new(), AgentId::new());
         let mut tx = self.pool.begin().await.map_err(|e| StoreError::db("create_org", e))?;
         sqlx::query("INSERT INTO organizations(id, name) VALUES ($1, $2)")
-            .bind(org_id.0)
+            .bind(org_id)
             .bind(name)
             .execute(&mut *tx)
             .await
             .map_err(|e| StoreError::db("create_org", e))?;
         sqlx::query("INSERT INTO users(id, org_id, name) VALUES ($1, $2, 'admin')")
-            .bind(user_id.0)
-            .bind(org_id.0)
+            .bind(user_id)
+            .bind(org_id)
             .execute(&mut *tx)
             .await
             .map_err(|e| StoreError::db("create_org.user", e))?;
@@ -148,14 +122,14 @@ impl Store {
             "INSERT INTO agents(id, org_id, agent_type, name, is_default) \
              VALUES ($1, $2, $3, 'Customer support', true)",
         )
-        .bind(agent_id.0)
-        .bind(org_id.0)
+        .bind(agent_id)
+        .bind(org_id)
         .bind(DEFAULT_AGENT_TYPE)
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::db("create_org.agent", e))?;
-        let scopes: Vec<String> = ORG_SCOPES.iter().map(|s| (*s).to_owned()).collect();
-        let token = insert_token(&mut tx, org_id, Some(user_id), "admin", &scopes, None).await?;
+        let token =
+            insert_token(&mut tx, org_id, Some(user_id), "admin", &Scope::ORG, None).await?;
         tx.commit().await.map_err(|e| StoreError::db("create_org.commit", e))?;
         Ok(NewOrg { org_id, user_id, agent_id, token })
     }
@@ -165,13 +139,12 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn find_org_by_name(&self, name: &str) -> Result<Option<OrgId>> {
-        sqlx::query_scalar::<_, uuid::Uuid>(
+        sqlx::query_scalar::<_, OrgId>(
             "SELECT id FROM organizations WHERE name = $1 ORDER BY created_at, id LIMIT 1",
         )
         .bind(name)
         .fetch_optional(&self.pool)
         .await
-        .map(|o| o.map(OrgId))
         .map_err(|e| StoreError::db("find_org_by_name", e))
     }
 
@@ -181,7 +154,7 @@ impl Store {
     /// Database failures.
     pub async fn org_exists(&self, org: OrgId) -> Result<bool> {
         sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM organizations WHERE id = $1)")
-            .bind(org.0)
+            .bind(org)
             .fetch_one(&self.pool)
             .await
             .map_err(|e| StoreError::db("org_exists", e))
@@ -191,12 +164,7 @@ impl Store {
     ///
     /// # Errors
     /// Database failures (including an unknown org: a foreign-key violation).
-    pub async fn create_token(
-        &self,
-        org: OrgId,
-        name: &str,
-        scopes: &[String],
-    ) -> Result<NewToken> {
+    pub async fn create_token(&self, org: OrgId, name: &str, scopes: &[Scope]) -> Result<NewToken> {
         self.create_user_token(org, None, name, scopes, None).await
     }
 
@@ -211,7 +179,7 @@ impl Store {
         org: OrgId,
         user: Option<UserId>,
         name: &str,
-        scopes: &[String],
+        scopes: &[Scope],
         expires_at: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<NewToken> {
         let mut tx = self.pool.begin().await.map_err(|e| StoreError::db("create_token", e))?;
@@ -228,7 +196,7 @@ impl Store {
         sqlx::query_as(
             "SELECT id, org_id, user_id, name, scopes, created_at, expires_at, revoked_at              FROM api_tokens WHERE org_id = $1 ORDER BY created_at DESC, id DESC",
         )
-        .bind(org.0)
+        .bind(org)
         .fetch_all(&self.pool)
         .await
         .map_err(|e| StoreError::db("list_tokens", e))
@@ -240,7 +208,7 @@ impl Store {
     /// Database failures.
     pub async fn get_org(&self, org: OrgId) -> Result<Option<OrgRow>> {
         sqlx::query_as("SELECT id, name, created_at FROM organizations WHERE id = $1")
-            .bind(org.0)
+            .bind(org)
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| StoreError::db("get_org", e))
@@ -259,8 +227,8 @@ impl Store {
         sqlx::query_as(
             "INSERT INTO users(id, org_id, name, email) VALUES ($1, $2, $3, $4)              RETURNING id, org_id, name, email, created_at",
         )
-        .bind(UserId::new().0)
-        .bind(org.0)
+        .bind(UserId::new())
+        .bind(org)
         .bind(name)
         .bind(email)
         .fetch_one(&self.pool)
@@ -276,7 +244,7 @@ impl Store {
         sqlx::query_as(
             "SELECT id, org_id, name, email, created_at FROM users WHERE org_id = $1              ORDER BY created_at, id",
         )
-        .bind(org.0)
+        .bind(org)
         .fetch_all(&self.pool)
         .await
         .map_err(|e| StoreError::db("list_users", e))
@@ -288,8 +256,8 @@ impl Store {
     /// Database failures.
     pub async fn user_in_org(&self, org: OrgId, user: UserId) -> Result<bool> {
         sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM users WHERE id = $1 AND org_id = $2)")
-            .bind(user.0)
-            .bind(org.0)
+            .bind(user)
+            .bind(org)
             .fetch_one(&self.pool)
             .await
             .map_err(|e| StoreError::db("user_in_org", e))
@@ -304,8 +272,8 @@ impl Store {
             "UPDATE api_tokens SET revoked_at = now() \
              WHERE id = $1 AND org_id = $2 AND revoked_at IS NULL",
         )
-        .bind(token.0)
-        .bind(org.0)
+        .bind(token)
+        .bind(org)
         .execute(&self.pool)
         .await
         .map(|r| r.rows_affected() == 1)
@@ -326,9 +294,9 @@ impl Store {
         .await
         .map_err(|e| StoreError::db("authenticate", e))?;
         Ok(row.map(|r| Principal {
-            org_id: OrgId(r.org_id),
-            user_id: r.user_id.map(UserId),
-            token_id: TokenId(r.id),
+            org_id: r.org_id,
+            user_id: r.user_id,
+            token_id: r.id,
             scopes: r.scopes,
         }))
     }
@@ -339,7 +307,7 @@ async fn insert_token(
     org: OrgId,
     user: Option<UserId>,
     name: &str,
-    scopes: &[String],
+    scopes: &[Scope],
     expires_at: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<NewToken> {
     let (id, secret) = (TokenId::new(), new_secret());
@@ -347,9 +315,9 @@ async fn insert_token(
         "INSERT INTO api_tokens(id, org_id, user_id, name, token_sha256, scopes, expires_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
-    .bind(id.0)
-    .bind(org.0)
-    .bind(user.map(|u| u.0))
+    .bind(id)
+    .bind(org)
+    .bind(user)
     .bind(name)
     .bind(token_hash(&secret))
     .bind(scopes)

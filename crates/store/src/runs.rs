@@ -1,18 +1,21 @@
 //! The run state machine. Transitions that touch several rows (create, finish, cancel) call a
-//! Postgres function from the migrations, so each is one round trip and one transaction that
-//! also writes the outbox rows (jobs, durable events) the caller must publish after commit.
+//! Postgres function of `migrations/0002_runs.sql`, so each is one round trip and one
+//! transaction that also writes the outbox facts (jobs, durable events) the caller publishes
+//! after commit.
+
+use std::time::Duration;
 
 use agentyard_core::run::{
     MultitaskStrategy, Priority, Run, RunError, RunOutput, RunStatus, Usage,
 };
-use agentyard_core::{AgentId, MessageId, OrgId, RunId, ThreadId, UserId};
+use agentyard_core::{AgentId, MessageId, OrgId, RunId, Scope, ThreadId, UserId};
 use serde::Deserialize;
 use sqlx::FromRow;
 
 use crate::outbox::decode_rows;
-use crate::{OutboxRow, Result, Store, StoreError};
+use crate::{OutboxRow, Result, Store, StoreError, decode, field};
 
-/// What the API asks for.
+/// A run to create.
 #[derive(Clone, Debug)]
 pub struct NewRun {
     /// The new run's id (chosen by the caller so it can listen for its events first).
@@ -32,7 +35,7 @@ pub struct NewRun {
     /// The org's quota of live runs (None: no limit).
     pub quota: Option<u32>,
     /// The scopes of the caller's token (the run's tool calls act with them).
-    pub scopes: Vec<String>,
+    pub scopes: Vec<Scope>,
 }
 
 /// How a create ended.
@@ -107,6 +110,9 @@ pub struct StartedRun {
     pub agent_config: serde_json::Value,
     /// True the first time the run starts (false on a redelivery).
     pub first_start: bool,
+    /// The model call this is for the current step, from 1 (a retry after a model failure or
+    /// a crash counts; a delivery that failed before it got here does not).
+    pub attempt: u32,
     /// The newest messages of the thread, oldest first.
     pub history: Vec<HistoryMessage>,
 }
@@ -115,10 +121,10 @@ pub struct StartedRun {
 #[derive(Clone, Debug)]
 pub struct Finish {
     pub run: RunId,
-    /// Apply only while the run is at this step (None: any step, used for dead letters).
+    /// Apply only while the run is at this step (None: any step, for dead letters and expiry).
     pub step: Option<i32>,
     /// Apply only from these statuses.
-    pub from: &'static [&'static str],
+    pub from: &'static [RunStatus],
     pub status: RunStatus,
     pub output: Option<RunOutput>,
     pub usage: Option<Usage>,
@@ -136,23 +142,35 @@ pub struct FinishOutcome {
     pub outbox: Vec<OutboxRow>,
 }
 
+/// Which runs a list returns.
+#[derive(Clone, Debug, Default)]
+pub struct RunFilter {
+    pub status: Option<RunStatus>,
+    pub thread: Option<ThreadId>,
+    pub agent: Option<AgentId>,
+}
+
+/// A live run that made no progress for longer than its agent allows.
+#[derive(Clone, Debug, FromRow)]
+pub struct OverdueRun {
+    pub run_id: RunId,
+    pub org_id: OrgId,
+    /// Seconds since its last transition.
+    pub silent_secs: f64,
+    /// Seconds its agent allows.
+    pub allowed_secs: f64,
+}
+
 #[derive(FromRow)]
 struct StartRow {
     run: serde_json::Value,
-    org_id: uuid::Uuid,
+    org_id: OrgId,
     agent_type: String,
     agent_name: String,
     agent_config: serde_json::Value,
     first_start: bool,
+    attempt: i32,
     history: serde_json::Value,
-}
-
-fn decode<T: serde::de::DeserializeOwned>(op: &'static str, v: serde_json::Value) -> Result<T> {
-    serde_json::from_value(v).map_err(|e| StoreError::Decode { op, detail: e.to_string() })
-}
-
-fn field(v: &serde_json::Value, name: &str) -> serde_json::Value {
-    v.get(name).cloned().unwrap_or(serde_json::Value::Null)
 }
 
 impl Store {
@@ -166,55 +184,45 @@ impl Store {
             None => (None, None),
         };
         let res: std::result::Result<serde_json::Value, sqlx::Error> = sqlx::query_scalar(
-            "SELECT ay_create_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            "SELECT ay_create_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
-        .bind(new.org.0)
-        .bind(new.thread.map(|t| t.0))
-        .bind(new.id.0)
-        .bind(new.agent.map(|a| a.0))
-        .bind(new.user.map(|u| u.0))
+        .bind(new.org)
+        .bind(new.thread)
+        .bind(new.id)
+        .bind(new.agent)
+        .bind(new.user)
         .bind(&new.input)
-        .bind(new.strategy.as_str())
+        .bind(new.strategy)
         .bind(&new.metadata)
-        .bind(&self.prefix)
         .bind(key)
         .bind(hash)
-        .bind(ThreadId::new().0)
-        .bind(MessageId::new().0)
-        .bind(new.priority.as_str())
+        .bind(ThreadId::new())
+        .bind(MessageId::new())
+        .bind(new.priority)
         .bind(new.quota.map(|q| i32::try_from(q).unwrap_or(i32::MAX)))
         .bind(&new.scopes)
         .fetch_one(&self.pool)
         .await;
         let v = match res {
             Ok(v) => v,
-            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("AY404") => {
-                return Ok(if db.message() == "agent_not_found" {
-                    CreateOutcome::AgentNotFound
-                } else {
-                    CreateOutcome::ThreadNotFound
-                });
-            }
-            Err(sqlx::Error::Database(db))
-                if db.code().as_deref() == Some("AY409") && db.message() == "agent_inactive" =>
-            {
-                return Ok(CreateOutcome::AgentInactive);
-            }
-            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("AY429") => {
-                let live = db
-                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-                    .and_then(|e| e.detail())
-                    .and_then(|d| d.parse().ok())
-                    .unwrap_or(0);
-                return Ok(CreateOutcome::QuotaExceeded { live });
-            }
-            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("AY409") => {
-                let detail = db
-                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-                    .and_then(|e| e.detail())
-                    .and_then(|d| d.parse().ok())
-                    .unwrap_or_else(uuid::Uuid::nil);
-                return Ok(CreateOutcome::ThreadBusy { active: RunId(detail) });
+            Err(sqlx::Error::Database(db)) => {
+                let detail = || {
+                    db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                        .and_then(|e| e.detail())
+                        .map(str::to_owned)
+                };
+                return match (db.code().as_deref(), db.message()) {
+                    (Some("AY404"), "agent_not_found") => Ok(CreateOutcome::AgentNotFound),
+                    (Some("AY404"), _) => Ok(CreateOutcome::ThreadNotFound),
+                    (Some("AY409"), "agent_inactive") => Ok(CreateOutcome::AgentInactive),
+                    (Some("AY409"), _) => Ok(CreateOutcome::ThreadBusy {
+                        active: detail().and_then(|d| d.parse().ok()).unwrap_or(RunId::nil()),
+                    }),
+                    (Some("AY429"), _) => Ok(CreateOutcome::QuotaExceeded {
+                        live: detail().and_then(|d| d.parse().ok()).unwrap_or(0),
+                    }),
+                    _ => Err(StoreError::db("create_run", sqlx::Error::Database(db))),
+                };
             }
             Err(e) => return Err(StoreError::db("create_run", e)),
         };
@@ -239,16 +247,16 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn idempotent_run(&self, org: OrgId, key: &str) -> Result<Option<(Vec<u8>, Run)>> {
-        let row: Option<(Vec<u8>, serde_json::Value)> = sqlx::query_as(
-            "SELECT k.request_sha256, ay_run_json(r) FROM idempotency_keys k \
-             JOIN runs r ON r.id = k.run_id WHERE k.org_id = $1 AND k.key = $2",
+        let hash: Option<(Vec<u8>, RunId)> = sqlx::query_as(
+            "SELECT request_sha256, run_id FROM idempotency_keys WHERE org_id = $1 AND key = $2",
         )
-        .bind(org.0)
+        .bind(org)
         .bind(key)
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| StoreError::db("idempotent_run", e))?;
-        row.map(|(h, v)| Ok((h, decode("idempotent_run", v)?))).transpose()
+        let Some((hash, run)) = hash else { return Ok(None) };
+        Ok(self.get_run(org, run).await?.map(|r| (hash, r)))
     }
 
     /// A run of `org`, or None (also for another org's run).
@@ -256,14 +264,44 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn get_run(&self, org: OrgId, id: RunId) -> Result<Option<Run>> {
-        let v: Option<serde_json::Value> =
-            sqlx::query_scalar("SELECT ay_run_json(r) FROM runs r WHERE id = $1 AND org_id = $2")
-                .bind(id.0)
-                .bind(org.0)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|e| StoreError::db("get_run", e))?;
-        v.map(|v| decode("get_run", v)).transpose()
+        sqlx::query_as("SELECT * FROM runs WHERE id = $1 AND org_id = $2")
+            .bind(id)
+            .bind(org)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| StoreError::db("get_run", e))
+    }
+
+    /// Up to `limit` runs of `org` matching `filter`, newest first, created before the run
+    /// `before` (the previous page's last run) when given.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn list_runs(
+        &self,
+        org: OrgId,
+        filter: &RunFilter,
+        before: Option<RunId>,
+        limit: i64,
+    ) -> Result<Vec<Run>> {
+        sqlx::query_as(
+            "SELECT * FROM runs WHERE org_id = $1 \
+               AND ($2::text IS NULL OR status = $2) \
+               AND ($3::uuid IS NULL OR thread_id = $3) \
+               AND ($4::uuid IS NULL OR agent_id = $4) \
+               AND ($5::uuid IS NULL OR (created_at, id) < \
+                    (SELECT created_at, id FROM runs WHERE id = $5 AND org_id = $1)) \
+             ORDER BY created_at DESC, id DESC LIMIT $6",
+        )
+        .bind(org)
+        .bind(filter.status)
+        .bind(filter.thread)
+        .bind(filter.agent)
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("list_runs", e))
     }
 
     /// Cancels a run of `org`: at once when queued; when in progress the status changes now and
@@ -272,18 +310,13 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn cancel_run(&self, org: OrgId, id: RunId) -> Result<CancelOutcome> {
-        let v: serde_json::Value = sqlx::query_scalar("SELECT ay_cancel_run($1, $2, $3)")
-            .bind(org.0)
-            .bind(id.0)
-            .bind(&self.prefix)
+        let v: serde_json::Value = sqlx::query_scalar("SELECT ay_cancel_run($1, $2)")
+            .bind(org)
+            .bind(id)
             .fetch_one(&self.pool)
             .await
             .map_err(|e| StoreError::db("cancel_run", e))?;
-        let status = |v: &serde_json::Value| {
-            v.get("status").and_then(|s| s.as_str()).and_then(RunStatus::parse).ok_or_else(|| {
-                StoreError::Decode { op: "cancel_run", detail: "missing status".into() }
-            })
-        };
+        let status = |v: &serde_json::Value| decode::<RunStatus>("cancel_run", field(v, "status"));
         match v.get("outcome").and_then(|o| o.as_str()) {
             Some("not_found") => Ok(CancelOutcome::NotFound),
             Some("already_terminal") => Ok(CancelOutcome::AlreadyTerminal(status(&v)?)),
@@ -297,9 +330,9 @@ impl Store {
         }
     }
 
-    /// Takes a run for step `step`: marks it in progress and loads its agent and the newest
-    /// `history_limit` messages, in one round trip. None when the job is stale (the run is
-    /// terminal, waiting for input, or at another step).
+    /// Takes a run for step `step`: marks it in progress, counts the model attempt and loads
+    /// its agent and the newest `history_limit` messages, in one round trip. None when the job
+    /// is stale (the run is terminal, waiting for input, or at another step).
     ///
     /// The write commits asynchronously (no WAL flush wait): were it lost in a Postgres crash,
     /// the run would read `queued` again and its redelivered job would start it again, and the
@@ -315,12 +348,13 @@ impl Store {
     ) -> Result<Option<StartedRun>> {
         let row: Option<StartRow> = sqlx::query_as(
             "WITH r AS ( \
-                UPDATE runs SET status = 'in_progress', started_at = coalesce(started_at, now()) \
+                UPDATE runs SET status = 'in_progress', started_at = coalesce(started_at, now()), \
+                    attempt = attempt + 1, progress_at = now() \
                 WHERE id = $1 AND step = $2 AND status IN ('queued', 'in_progress') \
                 RETURNING * \
              ) \
              SELECT set_config('synchronous_commit', 'off', true) AS _async_commit, \
-                    ay_run_json(ROW(r.*)::runs) AS run, r.org_id, a.agent_type, \
+                    to_jsonb(r) AS run, r.org_id, a.agent_type, r.attempt, \
                     a.name AS agent_name, a.config AS agent_config, r.started_at = now() AS first_start, \
                     (SELECT coalesce(jsonb_agg(jsonb_build_object('role', m.role, 'content', m.content, \
                                                'tool_calls', m.tool_calls, 'tool_call_id', m.tool_call_id) \
@@ -329,7 +363,7 @@ impl Store {
                            ORDER BY seq DESC LIMIT $3) m) AS history \
              FROM r JOIN agents a ON a.id = r.agent_id",
         )
-        .bind(id.0)
+        .bind(id)
         .bind(step)
         .bind(history_limit)
         .fetch_optional(&self.pool)
@@ -338,15 +372,34 @@ impl Store {
         row.map(|r| {
             Ok(StartedRun {
                 run: decode("start_run", r.run)?,
-                org_id: OrgId(r.org_id),
+                org_id: r.org_id,
                 agent_type: r.agent_type,
                 agent_name: r.agent_name,
                 agent_config: r.agent_config,
                 first_start: r.first_start,
+                attempt: u32::try_from(r.attempt).unwrap_or(1),
                 history: decode("start_run", r.history)?,
             })
         })
         .transpose()
+    }
+
+    /// Says that a live run (at `step`, when given) is still making progress (a long model
+    /// answer, a slow tool), so the sweeper does not expire it.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn touch_run(&self, id: RunId, step: Option<i32>) -> Result<()> {
+        sqlx::query(
+            "UPDATE runs SET progress_at = now() WHERE id = $1 AND ($2::integer IS NULL OR step = $2) \
+             AND status IN ('queued', 'in_progress')",
+        )
+        .bind(id)
+        .bind(step)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(|e| StoreError::db("touch_run", e))
     }
 
     /// Ends a run (see [`Finish`]): stores the assistant message, frees the thread and
@@ -362,17 +415,16 @@ impl Store {
         let usage = f.usage.as_ref().map(|u| to_value(serde_json::to_value(u))).transpose()?;
         let error = f.error.as_ref().map(|e| to_value(serde_json::to_value(e))).transpose()?;
         let v: serde_json::Value =
-            sqlx::query_scalar("SELECT ay_finish_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
-                .bind(f.run.0)
+            sqlx::query_scalar("SELECT ay_finish_run($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                .bind(f.run)
                 .bind(f.step)
                 .bind(f.from)
-                .bind(f.status.as_str())
+                .bind(f.status)
                 .bind(output)
                 .bind(usage)
                 .bind(error)
-                .bind(f.message.as_ref().map(|(id, _)| id.0))
+                .bind(f.message.as_ref().map(|(id, _)| *id))
                 .bind(f.message.as_ref().map(|(_, c)| c.as_str()))
-                .bind(&self.prefix)
                 .fetch_one(&self.pool)
                 .await
                 .map_err(|e| StoreError::db("finish_run", e))?;
@@ -385,5 +437,42 @@ impl Store {
             run,
             outbox: decode_rows("finish_run", &field(&v, "outbox"))?,
         })
+    }
+
+    /// Live runs that made no progress for longer than their agent allows: its
+    /// `timeout_seconds` (its own, else `type_timeouts[its type]`) times `attempts`, plus
+    /// `slack`. Oldest first.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn overdue_runs(
+        &self,
+        type_timeouts: &serde_json::Value,
+        attempts: u32,
+        slack: Duration,
+        limit: i64,
+    ) -> Result<Vec<OverdueRun>> {
+        let slack = sqlx::postgres::types::PgInterval::try_from(slack)
+            .map_err(|e| StoreError::Decode { op: "overdue_runs", detail: e.to_string() })?;
+        sqlx::query_as("SELECT * FROM ay_overdue_runs($1, $2, $3, $4)")
+            .bind(type_timeouts)
+            .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
+            .bind(slack)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| StoreError::db("overdue_runs", e))
+    }
+
+    /// After a Postgres crash, refills the (unlogged) table of live runs; drops rows of runs
+    /// that ended. Returns how many rows were added.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn refill_live_runs(&self) -> Result<i32> {
+        sqlx::query_scalar("SELECT ay_refill_live_runs()")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| StoreError::db("refill_live_runs", e))
     }
 }

@@ -1,70 +1,9 @@
 //! Threads and their messages.
 
-use agentyard_core::{MessageId, OrgId, RunId, ThreadId};
-use chrono::{DateTime, Utc};
-use serde::Serialize;
-use sqlx::FromRow;
+use agentyard_core::thread::{Message, Thread};
+use agentyard_core::{OrgId, ThreadId};
 
 use crate::{Result, Store, StoreError};
-
-/// A thread as clients see it.
-#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct Thread {
-    pub id: ThreadId,
-    pub created_at: DateTime<Utc>,
-    #[schema(value_type = Object)]
-    pub metadata: serde_json::Value,
-}
-
-/// A message as clients see it.
-#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct Message {
-    pub id: MessageId,
-    pub thread_id: ThreadId,
-    pub run_id: Option<RunId>,
-    pub seq: i64,
-    pub role: String,
-    pub content: String,
-    pub created_at: DateTime<Utc>,
-}
-
-#[derive(FromRow)]
-struct ThreadRow {
-    id: uuid::Uuid,
-    created_at: DateTime<Utc>,
-    metadata: serde_json::Value,
-}
-
-#[derive(FromRow)]
-struct MessageRow {
-    id: uuid::Uuid,
-    thread_id: uuid::Uuid,
-    run_id: Option<uuid::Uuid>,
-    seq: i64,
-    role: String,
-    content: String,
-    created_at: DateTime<Utc>,
-}
-
-impl From<ThreadRow> for Thread {
-    fn from(r: ThreadRow) -> Self {
-        Self { id: ThreadId(r.id), created_at: r.created_at, metadata: r.metadata }
-    }
-}
-
-impl From<MessageRow> for Message {
-    fn from(r: MessageRow) -> Self {
-        Self {
-            id: MessageId(r.id),
-            thread_id: ThreadId(r.thread_id),
-            run_id: r.run_id.map(RunId),
-            seq: r.seq,
-            role: r.role,
-            content: r.content,
-            created_at: r.created_at,
-        }
-    }
-}
 
 impl Store {
     /// Creates an empty thread.
@@ -72,16 +11,15 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn create_thread(&self, org: OrgId, metadata: &serde_json::Value) -> Result<Thread> {
-        sqlx::query_as::<_, ThreadRow>(
+        sqlx::query_as(
             "INSERT INTO threads(id, org_id, metadata) VALUES ($1, $2, $3) \
              RETURNING id, created_at, metadata",
         )
-        .bind(ThreadId::new().0)
-        .bind(org.0)
+        .bind(ThreadId::new())
+        .bind(org)
         .bind(metadata)
         .fetch_one(&self.pool)
         .await
-        .map(Thread::from)
         .map_err(|e| StoreError::db("create_thread", e))
     }
 
@@ -90,15 +28,35 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn get_thread(&self, org: OrgId, id: ThreadId) -> Result<Option<Thread>> {
-        sqlx::query_as::<_, ThreadRow>(
-            "SELECT id, created_at, metadata FROM threads WHERE id = $1 AND org_id = $2",
+        sqlx::query_as("SELECT id, created_at, metadata FROM threads WHERE id = $1 AND org_id = $2")
+            .bind(id)
+            .bind(org)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| StoreError::db("get_thread", e))
+    }
+
+    /// Up to `limit` threads of `org`, newest first, older than `before` when given (ids are
+    /// uuid v7: they sort by creation).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn list_threads(
+        &self,
+        org: OrgId,
+        before: Option<ThreadId>,
+        limit: i64,
+    ) -> Result<Vec<Thread>> {
+        sqlx::query_as(
+            "SELECT id, created_at, metadata FROM threads WHERE org_id = $1 \
+             AND ($2::uuid IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
         )
-        .bind(id.0)
-        .bind(org.0)
-        .fetch_optional(&self.pool)
+        .bind(org)
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.pool)
         .await
-        .map(|r| r.map(Thread::from))
-        .map_err(|e| StoreError::db("get_thread", e))
+        .map_err(|e| StoreError::db("list_threads", e))
     }
 
     /// Up to `limit` messages of a thread with `seq > after`, oldest first.
@@ -112,17 +70,16 @@ impl Store {
         after: i64,
         limit: i64,
     ) -> Result<Vec<Message>> {
-        sqlx::query_as::<_, MessageRow>(
+        sqlx::query_as(
             "SELECT id, thread_id, run_id, seq, role, content, created_at FROM messages \
              WHERE thread_id = $1 AND org_id = $2 AND seq > $3 ORDER BY seq LIMIT $4",
         )
-        .bind(thread.0)
-        .bind(org.0)
+        .bind(thread)
+        .bind(org)
         .bind(after)
         .bind(limit)
         .fetch_all(&self.pool)
         .await
-        .map(|rows| rows.into_iter().map(Message::from).collect())
         .map_err(|e| StoreError::db("list_messages", e))
     }
 }

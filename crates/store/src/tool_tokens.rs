@@ -5,7 +5,7 @@
 //!
 //! Format: `ayt.<hex of the JSON claims>.<hex of the HMAC-SHA256 of that hex>`.
 
-use agentyard_core::{AgentId, OrgId, RunId, UserId};
+use agentyard_core::{AgentId, InvocationId, OrgId, RunId, Scope, UserId};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -19,16 +19,16 @@ pub struct ToolClaims {
     pub user_id: Option<UserId>,
     pub agent_id: AgentId,
     pub run_id: RunId,
-    pub invocation_id: uuid::Uuid,
-    pub scopes: Vec<String>,
+    pub invocation_id: InvocationId,
+    pub scopes: Vec<Scope>,
     /// Expiry, unix seconds.
     pub exp: i64,
 }
 
 impl ToolClaims {
     /// True when the token holds `scope`.
-    pub fn has_scope(&self, scope: &str) -> bool {
-        self.scopes.iter().any(|s| s == scope)
+    pub fn has_scope(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
     }
 }
 
@@ -105,8 +105,8 @@ mod tests {
             user_id: None,
             agent_id: AgentId::new(),
             run_id: RunId::new(),
-            invocation_id: uuid::Uuid::now_v7(),
-            scopes: vec!["runs:read".into()],
+            invocation_id: InvocationId::new(),
+            scopes: vec![Scope::RunsRead],
             exp,
         }
     }
@@ -119,7 +119,7 @@ mod tests {
         assert_eq!(verify(&key, &t), Some(c.clone()));
         assert_eq!(verify(b"other key", &t), None);
         let mut forged = c;
-        forged.scopes.push("runs:write".into());
+        forged.scopes.push(Scope::RunsWrite);
         let body = hex::encode(serde_json::to_vec(&forged).unwrap());
         let mac = t.rsplit('.').next().unwrap();
         assert_eq!(verify(&key, &format!("ayt.{body}.{mac}")), None);

@@ -2,24 +2,19 @@
 //! `migrations/0004_tools.sql`), the audit log, the tool definitions offered to models, and
 //! the MCP servers organizations register.
 
-use agentyard_core::{MessageId, OrgId, RunId};
+use agentyard_core::run::{InputAnswer, RequiredInput, Run};
+use agentyard_core::{AgentId, InvocationId, McpServerId, MessageId, OrgId, RunId, Scope, UserId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 
 use crate::outbox::decode_rows;
-use crate::{OutboxRow, Result, Store, StoreError};
-
-/// The server of the built-in tools.
-pub const BUILTIN_SERVER: &str = "builtin";
-
-/// Separates a server's name from its tool's in the names models see (`server__tool`).
-pub const NAMESPACE_SEPARATOR: &str = "__";
+use crate::{OutboxRow, Result, Store, StoreError, decode, field};
 
 /// A call the model made, about to be stored.
 #[derive(Clone, Debug, Serialize)]
 pub struct NewCall {
-    pub invocation_id: uuid::Uuid,
+    pub invocation_id: InvocationId,
     pub call_id: String,
     /// The name the model called.
     pub name: String,
@@ -41,35 +36,70 @@ pub struct Transition {
 /// An invocation with what a tool worker needs to run it.
 #[derive(Clone, Debug, FromRow)]
 pub struct PendingCall {
-    pub id: uuid::Uuid,
-    pub org_id: uuid::Uuid,
-    pub run_id: uuid::Uuid,
-    pub user_id: Option<uuid::Uuid>,
-    pub agent_id: uuid::Uuid,
+    pub id: InvocationId,
+    pub org_id: OrgId,
+    pub run_id: RunId,
+    pub user_id: Option<UserId>,
+    pub agent_id: AgentId,
     pub step: i32,
     pub server: String,
     pub tool: String,
     pub arguments: serde_json::Value,
+    /// `pending`, `requires_input` or `completed`.
     pub status: String,
     pub attempt: i32,
-    pub input_request: Option<serde_json::Value>,
+    /// How many times the call was dispatched (a job of another round is stale).
+    pub round: i32,
+    /// Answers given so far, by request key.
     pub input_response: Option<serde_json::Value>,
-    pub run_status: String,
+    pub run_status: agentyard_core::run::RunStatus,
     pub run_step: i32,
-    pub scopes: Vec<String>,
+    pub scopes: Vec<Scope>,
     pub agent_type: Option<String>,
     pub agent_name: Option<String>,
     pub agent_config: Option<serde_json::Value>,
 }
 
+impl PendingCall {
+    /// The answer stored under `key`, if a human (or the input timeout) gave one.
+    pub fn answer(&self, key: &str) -> Option<InputAnswer> {
+        let v = self.input_response.as_ref()?.get(key)?;
+        serde_json::from_value(v.clone()).ok()
+    }
+}
+
+/// How an answer to a run's input request ended.
+#[derive(Debug)]
+pub enum AnswerOutcome {
+    NotFound,
+    /// The run waits for nothing (or not for that call).
+    NotWaiting,
+    /// Stored; the call is enqueued again (in `outbox`).
+    Answered {
+        invocation: InvocationId,
+        run: Box<Run>,
+        outbox: Vec<OutboxRow>,
+    },
+}
+
+/// A call whose wait for a human is over (its deadline passed).
+#[derive(Clone, Debug, FromRow)]
+pub struct DueInput {
+    pub id: InvocationId,
+    pub org_id: OrgId,
+    pub run_id: RunId,
+    #[sqlx(json)]
+    pub input_request: RequiredInput,
+}
+
 /// One row of the audit log.
 #[derive(Clone, Debug, PartialEq, Serialize, FromRow, utoipa::ToSchema)]
 pub struct Invocation {
-    pub id: uuid::Uuid,
-    pub run_id: uuid::Uuid,
-    pub org_id: uuid::Uuid,
-    pub user_id: Option<uuid::Uuid>,
-    pub agent_id: uuid::Uuid,
+    pub id: InvocationId,
+    pub run_id: RunId,
+    pub org_id: OrgId,
+    pub user_id: Option<UserId>,
+    pub agent_id: AgentId,
     pub step: i32,
     pub server: String,
     pub tool: String,
@@ -104,7 +134,7 @@ pub struct ToolSpec {
 /// An MCP server an organization registered (never with its token).
 #[derive(Clone, Debug, PartialEq, Serialize, FromRow, utoipa::ToSchema)]
 pub struct McpServer {
-    pub id: uuid::Uuid,
+    pub id: McpServerId,
     pub name: String,
     pub url: String,
     /// True when a bearer token is stored (it is never shown).
@@ -115,6 +145,20 @@ pub struct McpServer {
     pub tools_refreshed_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
+}
+
+/// A server of the platform (declared by the operator, or the built-in one).
+#[derive(Clone, Debug, PartialEq, Serialize, FromRow)]
+pub struct PlatformServer {
+    pub name: String,
+    /// `http` or `stdio`.
+    pub transport: String,
+    pub tools_refreshed_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    /// Listings that failed in a row (each waits twice as long as the one before).
+    pub failures: i32,
+    /// `[{name, description, input_schema}]`.
+    pub tools: serde_json::Value,
 }
 
 const SERVER_COLUMNS: &str = "id, name, url, bearer_token IS NOT NULL AS has_token, tools, \
@@ -145,14 +189,13 @@ impl Store {
         let calls = serde_json::to_value(calls)
             .map_err(|e| StoreError::Decode { op: "tool_step", detail: e.to_string() })?;
         let v: serde_json::Value =
-            sqlx::query_scalar("SELECT ay_tool_step($1, $2, $3, $4, $5, $6, $7)")
-                .bind(run.0)
+            sqlx::query_scalar("SELECT ay_tool_step($1, $2, $3, $4, $5, $6)")
+                .bind(run)
                 .bind(step)
-                .bind(message.0)
+                .bind(message)
                 .bind(content)
                 .bind(calls)
                 .bind(usage)
-                .bind(&self.prefix)
                 .fetch_one(&self.pool)
                 .await
                 .map_err(|e| StoreError::db("tool_step", e))?;
@@ -165,7 +208,7 @@ impl Store {
     /// Database failures.
     pub async fn tool_result(
         &self,
-        invocation: uuid::Uuid,
+        invocation: InvocationId,
         result: &str,
         is_error: bool,
         error: Option<&str>,
@@ -173,41 +216,48 @@ impl Store {
         started_at: Option<DateTime<Utc>>,
     ) -> Result<Transition> {
         let v: serde_json::Value =
-            sqlx::query_scalar("SELECT ay_tool_result($1, $2, $3, $4, $5, $6, $7)")
+            sqlx::query_scalar("SELECT ay_tool_result($1, $2, $3, $4, $5, $6)")
                 .bind(invocation)
                 .bind(result)
                 .bind(is_error)
                 .bind(error)
                 .bind(attempt)
                 .bind(started_at)
-                .bind(&self.prefix)
                 .fetch_one(&self.pool)
                 .await
                 .map_err(|e| StoreError::db("tool_result", e))?;
         transition("tool_result", &v)
     }
 
-    /// Puts the call's run into `requires_input` with `request` (see `ay_tool_input`).
+    /// The call (of dispatch `round`) waits for a human until `deadline`: the run goes to
+    /// `requires_input` (see `ay_tool_input`). The answer will be stored under `key`.
     ///
     /// # Errors
     /// Database failures.
     pub async fn tool_input(
         &self,
-        invocation: uuid::Uuid,
-        request: &serde_json::Value,
+        invocation: InvocationId,
+        round: i32,
+        request: &RequiredInput,
+        key: &str,
+        deadline: DateTime<Utc>,
     ) -> Result<Transition> {
-        let v: serde_json::Value = sqlx::query_scalar("SELECT ay_tool_input($1, $2, $3)")
+        let request = serde_json::to_value(request)
+            .map_err(|e| StoreError::Decode { op: "tool_input", detail: e.to_string() })?;
+        let v: serde_json::Value = sqlx::query_scalar("SELECT ay_tool_input($1, $2, $3, $4, $5)")
             .bind(invocation)
+            .bind(round)
             .bind(request)
-            .bind(&self.prefix)
+            .bind(key)
+            .bind(deadline)
             .fetch_one(&self.pool)
             .await
             .map_err(|e| StoreError::db("tool_input", e))?;
         transition("tool_input", &v)
     }
 
-    /// Answers what a run of `org` waits for. None: no such run; Some((None, _)): it waits
-    /// for nothing; Some((Some(invocation), outbox)): answered.
+    /// Answers a call of a run of `org` that waits for a human: `invocation`, or the one the
+    /// run shows (see `ay_answer_input`).
     ///
     /// # Errors
     /// Database failures.
@@ -215,34 +265,55 @@ impl Store {
         &self,
         org: OrgId,
         run: RunId,
-        response: &serde_json::Value,
-    ) -> Result<Option<(Option<uuid::Uuid>, Vec<OutboxRow>)>> {
+        invocation: Option<InvocationId>,
+        answer: &InputAnswer,
+    ) -> Result<AnswerOutcome> {
+        let answer = serde_json::to_value(answer)
+            .map_err(|e| StoreError::Decode { op: "answer_input", detail: e.to_string() })?;
         let v: serde_json::Value = sqlx::query_scalar("SELECT ay_answer_input($1, $2, $3, $4)")
-            .bind(org.0)
-            .bind(run.0)
-            .bind(response)
-            .bind(&self.prefix)
+            .bind(org)
+            .bind(run)
+            .bind(invocation)
+            .bind(answer)
             .fetch_one(&self.pool)
             .await
             .map_err(|e| StoreError::db("answer_input", e))?;
         match v["outcome"].as_str() {
-            Some("not_found") => Ok(None),
-            Some("not_waiting") => Ok(Some((None, Vec::new()))),
-            _ => {
-                let inv = v["invocation_id"].as_str().and_then(|s| s.parse().ok());
-                Ok(Some((inv, decode_rows("answer_input", &v["outbox"])?)))
+            Some("not_found") => Ok(AnswerOutcome::NotFound),
+            Some("not_waiting") => Ok(AnswerOutcome::NotWaiting),
+            Some("answered") => Ok(AnswerOutcome::Answered {
+                invocation: decode("answer_input", field(&v, "invocation_id"))?,
+                run: decode("answer_input", field(&v, "run"))?,
+                outbox: decode_rows("answer_input", &v["outbox"])?,
+            }),
+            other => {
+                Err(StoreError::Decode { op: "answer_input", detail: format!("outcome {other:?}") })
             }
         }
+    }
+
+    /// Calls whose wait for a human is past its deadline, oldest deadline first.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn due_inputs(&self, limit: i64) -> Result<Vec<DueInput>> {
+        sqlx::query_as(
+            "SELECT id, org_id, run_id, input_request FROM tool_invocations              WHERE input_deadline < now() AND status = 'requires_input'              ORDER BY input_deadline LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("due_inputs", e))
     }
 
     /// An invocation with its run's state, principal and agent.
     ///
     /// # Errors
     /// Database failures.
-    pub async fn pending_call(&self, invocation: uuid::Uuid) -> Result<Option<PendingCall>> {
+    pub async fn pending_call(&self, invocation: InvocationId) -> Result<Option<PendingCall>> {
         sqlx::query_as(
             "SELECT i.id, i.org_id, i.run_id, i.user_id, i.agent_id, i.step, i.server, i.tool, \
-                i.arguments, i.status, i.attempt, i.input_request, i.input_response, \
+                i.arguments, i.status, i.attempt, i.round, i.input_response, \
                 r.status AS run_status, r.step AS run_step, r.scopes, a.agent_type, \
                 a.name AS agent_name, a.config AS agent_config \
              FROM tool_invocations i JOIN runs r ON r.id = i.run_id \
@@ -258,7 +329,7 @@ impl Store {
     ///
     /// # Errors
     /// Database failures.
-    pub async fn start_attempt(&self, invocation: uuid::Uuid) -> Result<i32> {
+    pub async fn start_attempt(&self, invocation: InvocationId) -> Result<i32> {
         sqlx::query_scalar(
             "UPDATE tool_invocations SET attempt = attempt + 1, \
                 started_at = coalesce(started_at, clock_timestamp()) \
@@ -270,24 +341,6 @@ impl Store {
         .map_err(|e| StoreError::db("start_attempt", e))
     }
 
-    /// The answer to a call's input request, if one came.
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn input_response(
-        &self,
-        invocation: uuid::Uuid,
-    ) -> Result<(Option<serde_json::Value>, String)> {
-        sqlx::query_as(
-            "SELECT i.input_response, r.status FROM tool_invocations i \
-             JOIN runs r ON r.id = i.run_id WHERE i.id = $1",
-        )
-        .bind(invocation)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| StoreError::db("input_response", e))
-    }
-
     /// The audit log of one run of `org`, oldest first.
     ///
     /// # Errors
@@ -297,8 +350,8 @@ impl Store {
             "SELECT {INVOCATION_COLUMNS} FROM tool_invocations WHERE org_id = $1 AND run_id = $2 \
              ORDER BY step, call_index"
         )))
-        .bind(org.0)
-        .bind(run.0)
+        .bind(org)
+        .bind(run)
         .fetch_all(&self.pool)
         .await
         .map_err(|e| StoreError::db("run_invocations", e))
@@ -320,7 +373,7 @@ impl Store {
              AND ($2::text IS NULL OR tool = $2) AND ($3::timestamptz IS NULL OR created_at >= $3) \
              ORDER BY created_at DESC, id DESC LIMIT $4"
         )))
-        .bind(org.0)
+        .bind(org)
         .bind(tool)
         .bind(since)
         .bind(limit)
@@ -343,7 +396,7 @@ impl Store {
                     coalesce(t->'input_schema', '{\"type\": \"object\"}') \
              FROM mcp_servers s, jsonb_array_elements(s.tools) t WHERE s.org_id = $1",
         )
-        .bind(org.0)
+        .bind(org)
         .fetch_all(&self.pool)
         .await
         .map_err(|e| StoreError::db("tool_specs", e))
@@ -376,6 +429,95 @@ impl Store {
         tx.commit().await.map_err(|e| StoreError::db("platform_tools.commit", e))
     }
 
+    /// Claims the next listing of a platform server when it is due (at most one tool worker
+    /// lists a server at a time; a broken server is tried again later and later).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn claim_platform_refresh(&self, server: &str, transport: &str) -> Result<bool> {
+        sqlx::query(
+            "INSERT INTO platform_servers(name, transport) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET transport = EXCLUDED.transport",
+        )
+        .bind(server)
+        .bind(transport)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("claim_platform_refresh.upsert", e))?;
+        let claimed: Option<String> = sqlx::query_scalar(
+            "UPDATE platform_servers SET next_try_at = now() + interval '60 seconds' \
+             WHERE name = $1 AND next_try_at <= now() RETURNING name",
+        )
+        .bind(server)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("claim_platform_refresh", e))?;
+        Ok(claimed.is_some())
+    }
+
+    /// Records how listing a platform server went: its tools and the next listing in
+    /// `every`; or the error, its count, and the next try after a backoff that doubles per
+    /// failure from `retry` up to `max_backoff`. Returns the consecutive failures.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn platform_refresh_done(
+        &self,
+        server: &str,
+        listed: std::result::Result<&[ToolSpec], &str>,
+        every: std::time::Duration,
+        retry: std::time::Duration,
+        max_backoff: std::time::Duration,
+    ) -> Result<i32> {
+        let secs = |d: std::time::Duration| d.as_secs_f64();
+        match listed {
+            Ok(tools) => {
+                self.set_platform_tools(server, tools).await?;
+                sqlx::query(
+                    "UPDATE platform_servers SET tools_refreshed_at = now(), last_error = NULL, \
+                     failures = 0, next_try_at = now() + make_interval(secs => $2) WHERE name = $1",
+                )
+                .bind(server)
+                .bind(secs(every))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| StoreError::db("platform_refresh_done", e))?;
+                Ok(0)
+            }
+            Err(error) => sqlx::query_scalar(
+                "UPDATE platform_servers SET last_error = $2, failures = failures + 1, \
+                    next_try_at = now() + make_interval(secs => \
+                        least($4, $3 * power(2, least(failures, 20)))) \
+                 WHERE name = $1 RETURNING failures",
+            )
+            .bind(server)
+            .bind(error)
+            .bind(secs(retry))
+            .bind(secs(max_backoff))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| StoreError::db("platform_refresh_done", e)),
+        }
+    }
+
+    /// The platform's servers (the built-in one and the operator's) and how their last listing
+    /// went, by name.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn platform_servers(&self) -> Result<Vec<PlatformServer>> {
+        sqlx::query_as(
+            "SELECT s.name, s.transport, s.tools_refreshed_at, s.last_error, s.failures, \
+                coalesce((SELECT jsonb_agg(jsonb_build_object('name', t.name, \
+                    'description', t.description, 'input_schema', t.input_schema) ORDER BY t.name) \
+                  FROM platform_tools t WHERE t.server = s.name), '[]') AS tools \
+             FROM platform_servers s ORDER BY s.name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("platform_servers", e))
+    }
+
     /// Registers an MCP server for `org`. None when the org has one of that name.
     ///
     /// # Errors
@@ -392,8 +534,8 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (org_id, name) DO NOTHING \
              RETURNING {SERVER_COLUMNS}"
         )))
-        .bind(uuid::Uuid::now_v7())
-        .bind(org.0)
+        .bind(McpServerId::new())
+        .bind(org)
         .bind(name)
         .bind(url)
         .bind(bearer_token)
@@ -410,7 +552,7 @@ impl Store {
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {SERVER_COLUMNS} FROM mcp_servers WHERE org_id = $1 ORDER BY name"
         )))
-        .bind(org.0)
+        .bind(org)
         .fetch_all(&self.pool)
         .await
         .map_err(|e| StoreError::db("list_mcp_servers", e))
@@ -420,11 +562,11 @@ impl Store {
     ///
     /// # Errors
     /// Database failures.
-    pub async fn get_mcp_server(&self, org: OrgId, id: uuid::Uuid) -> Result<Option<McpServer>> {
+    pub async fn get_mcp_server(&self, org: OrgId, id: McpServerId) -> Result<Option<McpServer>> {
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {SERVER_COLUMNS} FROM mcp_servers WHERE org_id = $1 AND id = $2"
         )))
-        .bind(org.0)
+        .bind(org)
         .bind(id)
         .fetch_optional(&self.pool)
         .await
@@ -441,7 +583,7 @@ impl Store {
         name: &str,
     ) -> Result<Option<(String, Option<String>)>> {
         sqlx::query_as("SELECT url, bearer_token FROM mcp_servers WHERE org_id = $1 AND name = $2")
-            .bind(org.0)
+            .bind(org)
             .bind(name)
             .fetch_optional(&self.pool)
             .await
@@ -452,9 +594,9 @@ impl Store {
     ///
     /// # Errors
     /// Database failures.
-    pub async fn mcp_server_token(&self, org: OrgId, id: uuid::Uuid) -> Result<Option<String>> {
+    pub async fn mcp_server_token(&self, org: OrgId, id: McpServerId) -> Result<Option<String>> {
         sqlx::query_scalar("SELECT bearer_token FROM mcp_servers WHERE org_id = $1 AND id = $2")
-            .bind(org.0)
+            .bind(org)
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -469,7 +611,7 @@ impl Store {
     pub async fn set_mcp_server_tools(
         &self,
         org: OrgId,
-        id: uuid::Uuid,
+        id: McpServerId,
         tools: std::result::Result<&serde_json::Value, &str>,
     ) -> Result<Option<McpServer>> {
         let (tools, error) = match tools {
@@ -481,7 +623,7 @@ impl Store {
                 tools_refreshed_at = CASE WHEN $3 IS NULL THEN tools_refreshed_at ELSE now() END \
              WHERE org_id = $1 AND id = $2 RETURNING {SERVER_COLUMNS}"
         )))
-        .bind(org.0)
+        .bind(org)
         .bind(id)
         .bind(tools)
         .bind(error)
@@ -494,9 +636,9 @@ impl Store {
     ///
     /// # Errors
     /// Database failures.
-    pub async fn delete_mcp_server(&self, org: OrgId, id: uuid::Uuid) -> Result<bool> {
+    pub async fn delete_mcp_server(&self, org: OrgId, id: McpServerId) -> Result<bool> {
         sqlx::query("DELETE FROM mcp_servers WHERE org_id = $1 AND id = $2")
-            .bind(org.0)
+            .bind(org)
             .bind(id)
             .execute(&self.pool)
             .await

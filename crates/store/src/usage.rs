@@ -35,7 +35,7 @@ pub struct Totals {
 /// Totals of one agent.
 #[derive(Clone, Debug, PartialEq, Serialize, FromRow, utoipa::ToSchema)]
 pub struct AgentTotals {
-    pub agent_id: uuid::Uuid,
+    pub agent_id: AgentId,
     pub agent_type: Option<String>,
     pub name: Option<String>,
     #[sqlx(flatten)]
@@ -95,8 +95,8 @@ impl Store {
             "SELECT {TOTALS} FROM runs r WHERE r.agent_id = $1 AND r.org_id = $2 \
              AND r.created_at >= $3"
         )))
-        .bind(agent.0)
-        .bind(org.0)
+        .bind(agent)
+        .bind(org)
         .bind(since)
         .fetch_one(&self.pool)
         .await
@@ -107,8 +107,8 @@ impl Store {
              JOIN (SELECT id, thread_id FROM runs WHERE agent_id = $1 AND org_id = $2 \
                    AND created_at >= $3) r ON m.thread_id = r.thread_id AND m.run_id = r.id",
         )
-        .bind(agent.0)
-        .bind(org.0)
+        .bind(agent)
+        .bind(org)
         .bind(since)
         .fetch_one(&self.pool)
         .await
@@ -131,8 +131,8 @@ impl Store {
              WHERE r.agent_id = $1 AND r.org_id = $2 AND r.created_at >= $3 \
              GROUP BY 1 ORDER BY 1"
         )))
-        .bind(agent.0)
-        .bind(org.0)
+        .bind(agent)
+        .bind(org)
         .bind(since)
         .fetch_all(&self.pool)
         .await
@@ -154,7 +154,7 @@ impl Store {
             "SELECT {TOTALS} FROM runs r WHERE r.org_id = $1 AND r.created_at >= $2 \
              AND r.created_at < $3"
         )))
-        .bind(org.0)
+        .bind(org)
         .bind(from)
         .bind(to)
         .fetch_one(&self.pool)
@@ -166,7 +166,7 @@ impl Store {
              WHERE r.org_id = $1 AND r.created_at >= $2 AND r.created_at < $3 \
              GROUP BY r.agent_id, a.agent_type, a.name ORDER BY count(*) DESC, r.agent_id"
         )))
-        .bind(org.0)
+        .bind(org)
         .bind(from)
         .bind(to)
         .fetch_all(&self.pool)
@@ -181,7 +181,7 @@ impl Store {
              FROM runs r WHERE r.org_id = $1 AND r.created_at >= $2 AND r.created_at < $3 \
              GROUP BY 1 ORDER BY 1",
         )
-        .bind(org.0)
+        .bind(org)
         .bind(from)
         .bind(to)
         .fetch_all(&self.pool)

@@ -8,6 +8,7 @@
 //! [`Caller`] extractor takes the claims from there. So a tool sees the claims of the very
 //! HTTP request that carried its call, also inside a long-lived MCP session.
 
+use agentyard_core::Scope;
 use std::sync::Arc;
 
 use agentyard_store::Store;
@@ -24,9 +25,9 @@ use tokio::sync::OnceCell;
 use crate::reply::ToolError;
 
 /// Reading needs this scope.
-pub(crate) const READ: &str = "runs:read";
+pub(crate) const READ: Scope = Scope::RunsRead;
 /// Changing data needs this scope.
-pub(crate) const WRITE: &str = "runs:write";
+pub(crate) const WRITE: Scope = Scope::RunsWrite;
 
 /// The platform's token key, read from Postgres on the first request (it never changes).
 pub(crate) struct Keys {
@@ -100,7 +101,7 @@ impl Caller {
     ///
     /// # Errors
     /// A tool error naming the missing scope.
-    pub(crate) fn require(&self, scope: &'static str) -> Result<&ToolClaims, ToolError> {
+    pub(crate) fn require(&self, scope: Scope) -> Result<&ToolClaims, ToolError> {
         if self.0.has_scope(scope) { Ok(&self.0) } else { Err(ToolError::MissingScope(scope)) }
     }
 }

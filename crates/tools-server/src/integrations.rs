@@ -14,7 +14,7 @@ use crate::reply::{ToolError, reply};
 /// An integration as a tool shows it.
 #[derive(Serialize)]
 struct Integration {
-    id: uuid::Uuid,
+    id: agentyard_core::IntegrationId,
     name: String,
     kind: String,
     is_active: bool,

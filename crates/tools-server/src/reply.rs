@@ -19,7 +19,7 @@ use crate::auth::Caller;
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ToolError {
     #[error("this token lacks the scope {0}; nothing was read or written")]
-    MissingScope(&'static str),
+    MissingScope(agentyard_core::Scope),
     /// `field` is empty when the message names it (a missing field).
     #[error("invalid arguments: {}", field_message(field, message))]
     Invalid { field: String, message: String },

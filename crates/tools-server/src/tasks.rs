@@ -80,7 +80,7 @@ pub(crate) struct UpdateTask {
 }
 
 fn task_ref(task_id: Option<uuid::Uuid>, title: Option<&str>) -> Result<TaskRef, ToolError> {
-    Ok(TaskRef::parse(task_id, title)?)
+    Ok(TaskRef::parse(task_id.map(agentyard_core::TaskId), title)?)
 }
 
 fn found(which: &TaskRef, lookup: Lookup<TaskRow>) -> Result<TaskRow, ToolError> {

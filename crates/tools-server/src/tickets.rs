@@ -187,7 +187,10 @@ impl ToolServer {
             Started::Fresh(w) => w,
             Started::Replayed(result) => return Ok(result),
         };
-        let row = w.update_ticket(id, change).await?.ok_or_else(|| not_found(id))?;
+        let row = w
+            .update_ticket(agentyard_core::TicketId(id), change)
+            .await?
+            .ok_or_else(|| not_found(id))?;
         let sentence = format!(
             "Updated the ticket {:?}: status {}, priority {}, category {}, assignee {}.",
             row.title,
@@ -290,7 +293,11 @@ impl ToolServer {
     ) -> Result<CallToolResult, ToolError> {
         let c = caller.require(READ)?;
         let id = args.parse()?.ticket_id;
-        let row = self.store.get_ticket(c.org_id, id).await?.ok_or_else(|| not_found(id))?;
+        let row = self
+            .store
+            .get_ticket(c.org_id, agentyard_core::TicketId(id))
+            .await?
+            .ok_or_else(|| not_found(id))?;
         Ok(reply(format!("The ticket {:?} is {}.", row.title, row.status), &row))
     }
 
@@ -325,7 +332,8 @@ impl ToolServer {
             Started::Fresh(w) => w,
             Started::Replayed(result) => return Ok(result),
         };
-        let row = w.delete_ticket(id).await?.ok_or_else(|| not_found(id))?;
+        let row =
+            w.delete_ticket(agentyard_core::TicketId(id)).await?.ok_or_else(|| not_found(id))?;
         finish(w, reply(format!("Deleted the ticket {:?}.", row.title), &row)).await
     }
 

@@ -11,7 +11,11 @@ const T: Duration = Duration::from_secs(60);
 
 async fn platform_token(app: &TestApp) -> String {
     let org = app.org_id.parse().unwrap();
-    app.store.create_token(org, "platform", &["platform:admin".to_owned()]).await.unwrap().secret
+    app.store
+        .create_token(org, "platform", &[agentyard_core::Scope::PlatformAdmin])
+        .await
+        .unwrap()
+        .secret
 }
 
 fn ids(list: &Value) -> Vec<String> {
@@ -371,7 +375,7 @@ async fn rate_limits_and_quotas_answer_429_and_lose_nothing() {
             .create_token(
                 app.org_id.parse().unwrap(),
                 "q",
-                &["runs:write".into(), "runs:read".into()],
+                &[agentyard_core::Scope::RunsWrite, agentyard_core::Scope::RunsRead],
             )
             .await
             .unwrap()

@@ -102,7 +102,7 @@ async fn the_outbox_relay_publishes_jobs_a_crash_left_unsent() {
         idempotency: None,
         priority: Default::default(),
         quota: None,
-        scopes: vec!["runs:read".into(), "runs:write".into()],
+        scopes: vec![agentyard_core::Scope::RunsRead, agentyard_core::Scope::RunsWrite],
     };
     let agentyard_store::runs::CreateOutcome::Created { run, .. } =
         app.store.create_run(&new).await.unwrap()

@@ -189,7 +189,8 @@ async fn last_delta_time(app: &TestApp, run_id: &str) -> std::time::SystemTime {
     let stream = js.get_stream(subjects.events_stream()).await.unwrap();
     let consumer = stream
         .create_consumer(async_nats::jetstream::consumer::pull::Config {
-            filter_subject: subjects.run_events(run_id.parse().unwrap()),
+            filter_subject: subjects
+                .run_events(app.org_id.parse().unwrap(), run_id.parse().unwrap()),
             ..Default::default()
         })
         .await

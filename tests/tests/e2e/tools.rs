@@ -304,7 +304,7 @@ async fn a_disabled_tool_or_a_missing_scope_gets_an_error_result_and_nothing_run
     // A token that may start runs but not read: the read-only tool is refused.
     let write_only = app
         .store
-        .create_token(app.org_id.parse().unwrap(), "w", &["runs:write".to_owned()])
+        .create_token(app.org_id.parse().unwrap(), "w", &[agentyard_core::Scope::RunsWrite])
         .await
         .unwrap()
         .secret;

@@ -23,12 +23,12 @@ async fn bad_requests_get_the_documented_error_and_nothing_is_written() {
     let tid = thread["id"].as_str().unwrap().to_owned();
     let read_only = app
         .store
-        .create_token(app.org_id.parse().unwrap(), "ro", &["runs:read".into()])
+        .create_token(app.org_id.parse().unwrap(), "ro", &[agentyard_core::Scope::RunsRead])
         .await
         .unwrap();
     let revoked = app
         .store
-        .create_token(app.org_id.parse().unwrap(), "gone", &["runs:write".into()])
+        .create_token(app.org_id.parse().unwrap(), "gone", &[agentyard_core::Scope::RunsWrite])
         .await
         .unwrap();
     app.store.revoke_token(app.org_id.parse().unwrap(), revoked.id).await.unwrap();

@@ -1,121 +1,108 @@
-//! One `AgentStep` job, from decode to settle.
+//! One `AgentStep` job: take the run, call the model with streaming (deltas published as they
+//! come), then one transaction that completes the run or stores its tool calls. The runner
+//! ([`agentyard_bus::runner`]) owns decoding, the span, progress acks, dead letters and settling;
+//! this says what each delivery comes to.
 
+use std::future::IntoFuture;
 use std::time::Duration;
 
-use agentyard_core::events::{RunEvent, kinds};
+use agentyard_bus::runner::{GiveUpFailed, Handler, Verdict};
+use agentyard_core::events::Event;
 use agentyard_core::jobs::AgentStep;
-use agentyard_core::run::{RunError, RunOutput, RunStatus, error_codes};
-use agentyard_core::{MessageId, RunId};
+use agentyard_core::run::{RunError, RunOutput, RunStatus, Usage, error_codes};
+use agentyard_core::{InvocationId, MessageId, OrgId, RunId};
 use agentyard_llm::{ChatRequest, LlmError};
 use agentyard_store::StoreError;
 use agentyard_store::runs::{Finish, StartedRun};
 use async_nats::jetstream::context::PublishAckFuture;
-use async_nats::jetstream::{AckKind, Message};
 use futures::future::join_all;
-use std::future::IntoFuture;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
-use crate::Ctx;
-use crate::prompt;
+use crate::{Ctx, prompt};
 
 /// At most this many messages are read; the token budget then trims them.
 const HISTORY_MESSAGES: i64 = 200;
 
-/// How a job ends.
-enum Outcome {
-    /// Durable write done (or nothing to do): ack.
-    Done,
-    /// Try again later.
-    Retry(Duration),
-    /// Give up: fail the run, dead-letter the job, terminate the message.
-    Fail { code: &'static str, message: String },
-}
+/// The agent worker's handler.
+pub(crate) struct AgentSteps(pub(crate) Ctx);
 
-/// Handles one message and settles it.
-pub(crate) async fn handle(ctx: Ctx, msg: Message) {
-    let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
-    let job: AgentStep = match serde_json::from_slice(&msg.payload) {
-        Ok(job) => job,
-        Err(e) => {
-            tracing::error!(error = %e, "undecodable agent job: dead-lettering it");
-            dead_letter(&ctx, &msg, &format!("undecodable job: {e}")).await;
-            settle(&msg, AckKind::Term).await;
-            return;
-        }
-    };
-    let span = tracing::info_span!("agent_step", run_id = %job.run_id, step = job.step, delivered);
-    handle_job(ctx, msg, job, delivered).instrument(span).await;
-}
+impl Handler for AgentSteps {
+    type Job = AgentStep;
+    const KIND: &'static str = "agent_step";
 
-async fn handle_job(ctx: Ctx, msg: Message, job: AgentStep, delivered: i64) {
-    let outcome = if delivered > ctx.settings.max_attempts {
-        Outcome::Fail {
-            code: error_codes::MAX_DELIVERIES,
-            message: format!("the job was delivered {delivered} times without completing"),
-        }
-    } else {
-        agentyard_bus::consume::with_progress(
-            &msg,
-            ctx.settings.ack_wait,
-            step(&ctx, &job, delivered),
-        )
-        .await
-    };
-    match outcome {
-        Outcome::Done => settle(&msg, AckKind::Ack).await,
-        Outcome::Retry(delay) => {
-            tracing::warn!(?delay, "transient failure; retrying");
-            settle(&msg, AckKind::Nak(Some(delay))).await;
-        }
-        Outcome::Fail { code, message } => {
-            tracing::error!(code, %message, "run failed");
-            match fail_run(&ctx, job.run_id, None, code, &message).await {
-                Ok(()) => {
-                    dead_letter(&ctx, &msg, &format!("{code}: {message}")).await;
-                    settle(&msg, AckKind::Term).await;
-                }
-                // The failure itself could not be recorded: let JetStream redeliver.
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot record the failure; retrying");
-                    settle(&msg, AckKind::Nak(Some(backoff(&ctx, delivered)))).await;
-                }
-            }
+    fn span(&self, job: &AgentStep, delivered: i64) -> tracing::Span {
+        tracing::info_span!("agent_step", run_id = %job.run_id, step = job.step, delivered)
+    }
+
+    async fn handle(&self, job: &AgentStep, delivered: i64) -> Verdict {
+        let _ = delivered;
+        step(&self.0, job).await
+    }
+
+    async fn give_up(
+        &self,
+        job: &AgentStep,
+        code: &'static str,
+        reason: &str,
+    ) -> Result<(), GiveUpFailed> {
+        let step = Some(step_number(job));
+        fail_run(&self.0, job.run_id, step, code, reason)
+            .await
+            .map_err(|e| GiveUpFailed(agentyard_services::error::cause_chain(&e)))
+    }
+
+    async fn keep_alive(&self, job: &AgentStep) {
+        if let Err(e) = self.0.store.touch_run(job.run_id, Some(step_number(job))).await {
+            tracing::debug!(error = %e, "cannot mark the run as alive");
         }
     }
 }
 
-async fn step(ctx: &Ctx, job: &AgentStep, delivered: i64) -> Outcome {
-    let step = i32::try_from(job.step).unwrap_or(i32::MAX);
-    let started = match ctx.store.start_run(job.run_id, step, HISTORY_MESSAGES).await {
+fn step_number(job: &AgentStep) -> i32 {
+    i32::try_from(job.step).unwrap_or(i32::MAX)
+}
+
+async fn step(ctx: &Ctx, job: &AgentStep) -> Verdict {
+    let started = match ctx.store.start_run(job.run_id, step_number(job), HISTORY_MESSAGES).await {
         Ok(Some(s)) => s,
         Ok(None) => {
             tracing::debug!(run_id = %job.run_id, "stale or duplicate job: skipping");
-            return Outcome::Done;
+            return Verdict::Ack;
         }
-        Err(e) => return store_failure(ctx, e, delivered),
+        Err(e) => return store_failure(ctx, &e, 1),
     };
+    let max = u32::try_from(ctx.settings.max_attempts).unwrap_or(u32::MAX);
+    if started.attempt > max {
+        // Earlier attempts started the model call and never finished (the worker died).
+        return Verdict::GiveUp {
+            code: error_codes::MAX_DELIVERIES,
+            reason: format!(
+                "the model call of step {} was started {} times without completing",
+                job.step,
+                started.attempt - 1
+            ),
+        };
+    }
     let cancel = crate::cancel_token(&ctx.cancels, job.run_id);
-    let outcome = generate(ctx, job, &started, delivered, &cancel).await;
+    let verdict = generate(ctx, job, &started, &cancel).await;
     ctx.cancels.lock().expect("cancel map poisoned").remove(&job.run_id);
-    outcome
+    verdict
 }
 
 async fn generate(
     ctx: &Ctx,
     job: &AgentStep,
     started: &StartedRun,
-    delivered: i64,
     cancel: &CancellationToken,
-) -> Outcome {
-    let run = job.run_id;
+) -> Verdict {
+    let (run, org) = (job.run_id, started.org_id);
     let mut acks: Vec<PublishAckFuture> = Vec::new();
     if started.first_start {
         let mut shown = started.run.clone();
         shown.status = RunStatus::InProgress;
-        publish(ctx, run, &RunEvent::with_run(kinds::RUN_STARTED, &shown), &mut acks).await;
-    } else if delivered > 1 {
-        publish(ctx, run, &reset_event(), &mut acks).await;
+        publish(ctx, org, run, &Event::RunStarted { run: shown }, &mut acks).await;
+    } else if started.attempt > 1 {
+        publish(ctx, org, run, &Event::MessageReset {}, &mut acks).await;
     }
     // The agent's overrides come with the run in the statement that started this step, so a
     // changed configuration applies to the next step on every worker, with no cache to go stale.
@@ -124,64 +111,68 @@ async fn generate(
     if job.step >= agent.max_steps {
         await_acks(acks).await;
         let message = format!("the run took {} model turns, its agent's max_steps", job.step);
-        let step = Some(i32::try_from(job.step).unwrap_or(i32::MAX));
-        // Not a job failure: nothing goes to the DLQ.
-        return match fail_run(ctx, job.run_id, step, error_codes::MAX_STEPS, &message).await {
-            Ok(()) => Outcome::Done,
-            Err(e) => store_failure(ctx, e, delivered),
+        // Not a job failure: nothing goes to the dead letters.
+        return match fail_run(ctx, run, Some(step_number(job)), error_codes::MAX_STEPS, &message)
+            .await
+        {
+            Ok(()) => Verdict::Ack,
+            Err(e) => store_failure(ctx, &e, started.attempt),
         };
     }
-    let tools = match ctx.tools.offered(&ctx.store, started.org_id, &agent.tools_enabled).await {
+    let tools = match ctx.tools.offered(&ctx.store, org, &agent.tools_enabled).await {
         Ok(t) => t,
-        Err(e) => return store_failure(ctx, e, delivered),
+        Err(e) => return store_failure(ctx, &e, started.attempt),
     };
+    let model = ctx.catalog.models().get(&agent.model);
     let request = ChatRequest {
         messages: prompt::build(
             &agent.system_prompt,
             &started.history,
-            ctx.settings.history_tokens,
+            prompt::budget(ctx.settings.history_tokens, model, agent.max_tokens),
         ),
         temperature: Some(agent.temperature),
         max_tokens: agent.max_tokens.min(ctx.settings.max_tokens),
-        model: ctx.catalog.models().get(&agent.model).and_then(|m| m.model.clone()),
+        model: model.and_then(|m| m.model.clone()),
         timeout: Some(Duration::from_secs(u64::from(agent.timeout_seconds))),
+        tool_choice: (!tools.is_empty()).then_some(agent.tool_choice),
         tools,
     };
     let mut streamed = false;
     let result = tokio::select! {
         biased;
         _ = cancel.cancelled() => None,
-        r = stream_answer(ctx, run, &request, &mut acks, &mut streamed) => Some(r),
+        r = stream_answer(ctx, org, run, &request, &mut acks, &mut streamed) => Some(r),
     };
     let completion = match result {
         None => {
             await_acks(acks).await;
-            return Outcome::Done; // the API recorded the cancellation already
+            return Verdict::Ack; // the API recorded the cancellation already
         }
         Some(Ok(c)) => c,
         Some(Err(e)) => {
             if streamed {
-                publish(ctx, run, &reset_event(), &mut acks).await;
+                publish(ctx, org, run, &Event::MessageReset {}, &mut acks).await;
             }
             await_acks(acks).await;
-            return llm_failure(ctx, &e, delivered);
+            return llm_failure(ctx, &e, started.attempt);
         }
     };
     // Every delta is stored before the run completes, so a replay shows the whole answer.
     await_acks(acks).await;
     if !completion.tool_calls.is_empty() {
-        return store_tool_calls(ctx, job, completion, &agent.model, delivered).await;
+        return store_tool_calls(ctx, job, completion, &agent.model, started.attempt).await;
     }
+    let content = storable_text(completion.content);
     let finish = Finish {
         run,
-        step: Some(i32::try_from(job.step).unwrap_or(i32::MAX)),
+        step: Some(step_number(job)),
         // `queued` too: the start's write commits asynchronously and may have been lost.
-        from: &["queued", "in_progress"],
+        from: &[RunStatus::Queued, RunStatus::InProgress],
         status: RunStatus::Completed,
-        output: Some(RunOutput { content: completion.content.clone() }),
+        output: Some(RunOutput { content: content.clone() }),
         usage: Some(priced(ctx, &agent.model, completion.usage)),
         error: None,
-        message: Some((MessageId::new(), completion.content)),
+        message: Some((MessageId::new(), content)),
     };
     match ctx.store.finish_run(&finish).await {
         Ok(done) => {
@@ -189,14 +180,15 @@ async fn generate(
                 tracing::info!(run_id = %run, "run moved on (cancelled?); answer discarded");
             }
             let _ = ctx.outbox.dispatch(&done.outbox).await;
-            Outcome::Done
+            Verdict::Ack
         }
-        Err(e) => store_failure(ctx, e, delivered),
+        Err(e) => store_failure(ctx, &e, started.attempt),
     }
 }
 
 async fn stream_answer(
     ctx: &Ctx,
+    org: OrgId,
     run: RunId,
     request: &ChatRequest,
     acks: &mut Vec<PublishAckFuture>,
@@ -205,49 +197,61 @@ async fn stream_answer(
     let mut stream = ctx.llm.stream_chat(request).await?;
     while let Some(delta) = stream.next_delta().await? {
         *streamed = true;
-        publish(ctx, run, &RunEvent::delta(&delta), acks).await;
+        publish(ctx, org, run, &Event::delta(storable_text(delta)), acks).await;
     }
     stream.finish().await
 }
 
-fn reset_event() -> RunEvent {
-    RunEvent { kind: kinds::MESSAGE_RESET.to_owned(), data: serde_json::json!({}) }
+/// Text a model wrote, as Postgres can store it: a NUL character becomes U+FFFD.
+fn storable_text(text: String) -> String {
+    if text.contains('\0') { text.replace('\0', "\u{FFFD}") } else { text }
 }
 
 /// Sends an event without waiting for its ack (the acks are awaited together later).
-async fn publish(ctx: &Ctx, run: RunId, event: &RunEvent, acks: &mut Vec<PublishAckFuture>) {
-    match ctx.bus.publish_event(run, event).await {
+async fn publish(
+    ctx: &Ctx,
+    org: OrgId,
+    run: RunId,
+    event: &Event,
+    acks: &mut Vec<PublishAckFuture>,
+) {
+    match ctx.bus.publish_event(org, run, event).await {
         Ok(ack) => acks.push(ack),
         Err(e) => tracing::warn!(run_id = %run, error = %e, "cannot publish an event"),
     }
 }
 
-fn llm_failure(ctx: &Ctx, e: &LlmError, delivered: i64) -> Outcome {
+fn llm_failure(ctx: &Ctx, e: &LlmError, attempt: u32) -> Verdict {
     if !e.is_transient() {
-        return Outcome::Fail { code: e.code(), message: e.to_string() };
+        return Verdict::GiveUp { code: e.code(), reason: e.to_string() };
     }
-    if delivered >= ctx.settings.max_attempts {
-        return Outcome::Fail {
+    if i64::from(attempt) >= ctx.settings.max_attempts {
+        return Verdict::GiveUp {
             code: e.code(),
-            message: format!("{e} (gave up after {delivered} attempts)"),
+            reason: format!("{e} (gave up after {attempt} attempts)"),
         };
     }
-    let delay = backoff(ctx, delivered).max(e.retry_after().unwrap_or_default());
-    Outcome::Retry(delay)
+    let delay = backoff(ctx, attempt).max(e.retry_after().unwrap_or_default());
+    tracing::warn!(error = %e, attempt, ?delay, "the model call failed; retrying");
+    Verdict::Retry(delay)
 }
 
-fn store_failure(ctx: &Ctx, e: StoreError, delivered: i64) -> Outcome {
-    tracing::warn!(error = %e, "database failure");
-    if e.is_transient() && delivered < ctx.settings.max_attempts {
-        Outcome::Retry(backoff(ctx, delivered))
+/// A database failure: retried while it is transient (Postgres down or restarting: the job
+/// waits for it, however long; the sweeper bounds the run), given up otherwise.
+fn store_failure(ctx: &Ctx, e: &StoreError, attempt: u32) -> Verdict {
+    let cause = agentyard_services::error::cause_chain(e);
+    if e.is_transient() {
+        let delay = backoff(ctx, attempt.max(2));
+        tracing::warn!(error = %cause, ?delay, "database unavailable; retrying");
+        Verdict::Retry(delay)
     } else {
-        Outcome::Fail { code: "internal_error", message: e.to_string() }
+        Verdict::GiveUp { code: error_codes::INTERNAL, reason: cause }
     }
 }
 
-/// Exponential backoff with jitter for the `delivered`-th attempt, capped.
-fn backoff(ctx: &Ctx, delivered: i64) -> Duration {
-    agentyard_bus::consume::backoff(ctx.settings.retry_base, ctx.settings.retry_max, delivered)
+/// Exponential backoff with jitter for the `attempt`-th attempt, capped.
+fn backoff(ctx: &Ctx, attempt: u32) -> Duration {
+    agentyard_bus::runner::backoff(ctx.settings.retry_base, ctx.settings.retry_max, attempt.into())
 }
 
 /// Fails the run, at `step` only when given (None: whatever step it is at).
@@ -261,7 +265,7 @@ async fn fail_run(
     let finish = Finish {
         run,
         step,
-        from: &["queued", "in_progress"],
+        from: &[RunStatus::Queued, RunStatus::InProgress],
         status: RunStatus::Failed,
         output: None,
         usage: None,
@@ -271,18 +275,6 @@ async fn fail_run(
     let done = ctx.store.finish_run(&finish).await?;
     let _ = ctx.outbox.dispatch(&done.outbox).await;
     Ok(())
-}
-
-async fn dead_letter(ctx: &Ctx, msg: &Message, reason: &str) {
-    if let Err(e) = ctx.bus.dead_letter("agent", msg.payload.clone(), reason).await {
-        tracing::error!(error = %e, "cannot publish to the DLQ");
-    }
-}
-
-async fn settle(msg: &Message, kind: AckKind) {
-    if let Err(e) = msg.ack_with(kind).await {
-        tracing::warn!(error = %e, "cannot settle a message; it will be redelivered");
-    }
 }
 
 /// Waits for JetStream's acks of events sent earlier; failures are logged (events are not
@@ -302,40 +294,42 @@ async fn store_tool_calls(
     job: &AgentStep,
     completion: agentyard_llm::Completion,
     model: &str,
-    delivered: i64,
-) -> Outcome {
-    use agentyard_store::tools::{BUILTIN_SERVER, NAMESPACE_SEPARATOR, NewCall};
+    attempt: u32,
+) -> Verdict {
+    use agentyard_store::tools::NewCall;
     let calls: Vec<NewCall> = completion
         .tool_calls
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let arguments = if c.arguments.trim().is_empty() {
+            let raw = storable_text(c.arguments.clone());
+            let arguments = if raw.trim().is_empty() {
                 serde_json::json!({})
             } else {
-                serde_json::from_str(&c.arguments)
-                    .unwrap_or_else(|_| serde_json::json!({ "_raw": c.arguments }))
+                serde_json::from_str::<serde_json::Value>(&raw)
+                    .ok()
+                    .filter(|v| agentyard_core::storable::check_json("arguments", v).is_ok())
+                    .unwrap_or_else(|| serde_json::json!({ "_raw": raw }))
             };
-            let server = c
-                .name
-                .split_once(NAMESPACE_SEPARATOR)
-                .map_or(BUILTIN_SERVER, |(server, _)| server)
-                .to_owned();
             NewCall {
-                invocation_id: uuid::Uuid::now_v7(),
-                call_id: if c.id.is_empty() { format!("call_{i}") } else { c.id.clone() },
-                name: c.name.clone(),
-                server,
+                invocation_id: InvocationId::new(),
+                call_id: if c.id.is_empty() {
+                    format!("call_{i}")
+                } else {
+                    storable_text(c.id.clone())
+                },
+                name: storable_text(c.name.clone()),
+                server: agentyard_core::tools::server_of(&c.name).to_owned(),
                 arguments,
-                raw_arguments: c.arguments.clone(),
+                raw_arguments: raw,
             }
         })
         .collect();
     let usage = serde_json::to_value(priced(ctx, model, completion.usage)).unwrap_or_default();
-    let step = i32::try_from(job.step).unwrap_or(i32::MAX);
+    let content = storable_text(completion.content);
     match ctx
         .store
-        .tool_step(job.run_id, step, MessageId::new(), &completion.content, &calls, &usage)
+        .tool_step(job.run_id, step_number(job), MessageId::new(), &content, &calls, &usage)
         .await
     {
         Ok(t) => {
@@ -345,18 +339,14 @@ async fn store_tool_calls(
             let names: Vec<&str> = calls.iter().map(|c| c.name.as_str()).collect();
             tracing::info!(run_id = %job.run_id, tools = ?names, "tool calls dispatched");
             let _ = ctx.outbox.dispatch(&t.outbox).await;
-            Outcome::Done
+            Verdict::Ack
         }
-        Err(e) => store_failure(ctx, e, delivered),
+        Err(e) => store_failure(ctx, &e, attempt),
     }
 }
 
 /// Usage with the model alias and its estimated cost.
-fn priced(
-    ctx: &Ctx,
-    model: &str,
-    mut usage: agentyard_core::run::Usage,
-) -> agentyard_core::run::Usage {
+fn priced(ctx: &Ctx, model: &str, mut usage: Usage) -> Usage {
     let cost =
         ctx.catalog.cost(model, u64::from(usage.prompt_tokens), u64::from(usage.completion_tokens));
     usage.cost_usd = Some((cost * 1e8).round() / 1e8);

@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agentyard_agents::Catalog;
-use agentyard_bus::{Bus, BusError, Outbox, consume};
+use agentyard_bus::runner::RunnerSettings;
+use agentyard_bus::{Bus, BusError, Outbox};
 use agentyard_core::RunId;
 use agentyard_llm::Llm;
 use agentyard_runtime::Settings;
@@ -75,20 +76,35 @@ pub async fn run(
 ) -> Result<(), WorkerError> {
     let catalog =
         Arc::new(Catalog::load(settings.config_dir.as_deref()).map_err(WorkerError::Config)?);
+    let settings = Arc::new(settings);
     let outbox = Outbox::start(bus.clone(), store.clone(), shutdown.clone());
     let cancels: Cancels = Arc::default();
     tokio::spawn(listen_for_cancels(bus.clone(), cancels.clone(), shutdown.clone()));
     tokio::spawn(answer_status(bus.clone(), llm.clone(), shutdown.clone()));
+    let sweeper = agentyard_services::sweeper::Sweeper::new(
+        store.clone(),
+        outbox.clone(),
+        settings.clone(),
+        &catalog,
+    );
+    tokio::spawn(sweeper.run(shutdown.clone()));
     let consumers = bus.agent_consumers().await?;
-    let (concurrency, ack_wait) = (settings.agent_concurrency, settings.ack_wait);
+    let runner = RunnerSettings {
+        concurrency: settings.agent_concurrency,
+        ack_wait: settings.ack_wait,
+        max_deliveries: settings.max_deliveries,
+        retry_base: settings.retry_base,
+        retry_max: settings.retry_max,
+    };
     let tools = Arc::new(tools::ToolCache::default());
-    let ctx =
-        Ctx { store, bus, outbox, llm, settings: Arc::new(settings), cancels, catalog, tools };
-    tracing::info!(concurrency, model = ctx.llm.model(), "agent worker started");
-    consume::run(consumers, concurrency, ack_wait, shutdown, move |msg| {
-        handler::handle(ctx.clone(), msg)
-    })
-    .await?;
+    let ctx = Ctx { store, bus: bus.clone(), outbox, llm, settings, cancels, catalog, tools };
+    tracing::info!(
+        concurrency = runner.concurrency,
+        model = ctx.llm.model(),
+        "agent worker started"
+    );
+    let handler = Arc::new(handler::AgentSteps(ctx));
+    agentyard_bus::runner::run(bus, consumers, runner, shutdown, handler).await?;
     tracing::info!("agent worker stopped");
     Ok(())
 }

@@ -9,6 +9,23 @@ fn tokens(text: &str) -> usize {
     text.len().div_ceil(4) + 4
 }
 
+/// The tokens of history to send: `AY_HISTORY_TOKENS`, and, when the model alias says how
+/// large its context is, what of it the answer (`max_tokens`) leaves, less a tenth for the
+/// estimate's error (4 characters a token is only an estimate).
+pub(crate) fn budget(
+    history_tokens: usize,
+    model: Option<&agentyard_agents::ModelAlias>,
+    max_tokens: u32,
+) -> usize {
+    match model.and_then(|m| m.context_tokens) {
+        Some(context) => {
+            let room = usize::try_from(context.saturating_sub(max_tokens)).unwrap_or(usize::MAX);
+            history_tokens.min(room - room / 10)
+        }
+        None => history_tokens,
+    }
+}
+
 /// The system prompt plus the newest messages within `budget` tokens, oldest first.
 pub(crate) fn build(system: &str, history: &[HistoryMessage], budget: usize) -> Vec<ChatMessage> {
     let mut left = budget.saturating_sub(tokens(system));
@@ -65,6 +82,20 @@ mod tests {
         assert_eq!(all[0].role, Role::System);
         let cut = build("sys", &history, 30);
         assert_eq!(cut.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(), ["sys", "ok", "hi"]);
+    }
+
+    #[test]
+    fn a_model_alias_with_a_small_context_trims_the_budget() {
+        let alias = |context_tokens| agentyard_agents::ModelAlias {
+            description: String::new(),
+            model: None,
+            context_tokens,
+            price: agentyard_agents::Price { input_per_1m_tokens: 0.0, output_per_1m_tokens: 0.0 },
+        };
+        assert_eq!(budget(8000, None, 1000), 8000);
+        assert_eq!(budget(8000, Some(&alias(None)), 1000), 8000);
+        assert_eq!(budget(8000, Some(&alias(Some(4096))), 1024), 2765);
+        assert_eq!(budget(2000, Some(&alias(Some(100_000))), 1024), 2000);
     }
 
     #[test]

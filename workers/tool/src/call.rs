@@ -1,112 +1,104 @@
-//! One `ToolCall` job, from decode to settle.
+//! One `ToolCall` job: checks, the human's approval when the agent requires it, the call on its
+//! MCP server, and the result stored in one transaction (which, for a step's last call, also
+//! enqueues the next model turn). The runner ([`agentyard_bus::runner`]) owns decoding, the
+//! span, progress acks, dead letters and settling.
+//!
+//! A call that needs a human (an approval before it runs, or an elicitation while it runs) does
+//! not wait in a worker slot: the request is stored on the invocation, the run goes to
+//! `requires_input`, and the job is acked. The answer (or its deadline, via the sweeper)
+//! enqueues the call again, a round later, and it finds the answer stored.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agentyard_core::{AgentId, OrgId, RunId, UserId};
+use agentyard_bus::runner::{GiveUpFailed, Handler, Verdict};
+use agentyard_core::InvocationId;
+use agentyard_core::jobs::ToolCall;
+use agentyard_core::run::{InputAction, RequiredInput, RunStatus, error_codes};
+use agentyard_core::tools::{BUILTIN_SERVER, NAMESPACE_SEPARATOR, required_scope};
 use agentyard_mcp::{Client, McpError, ServerConfig};
+use agentyard_store::StoreError;
 use agentyard_store::tool_tokens::{self, ToolClaims};
-use agentyard_store::tools::{BUILTIN_SERVER, NAMESPACE_SEPARATOR, PendingCall};
-use async_nats::jetstream::{AckKind, Message};
-use serde::Deserialize;
-use tracing::Instrument;
+use agentyard_store::tools::PendingCall;
 
 use crate::Ctx;
-use crate::input::{self, Broker};
+use crate::input::Broker;
 
 /// Results longer than this are cut, with a marker saying how much was cut.
 const MAX_RESULT_BYTES: usize = 16 * 1024;
 
-/// Built-in tools that only read: they need `runs:read`; every other tool needs `runs:write`.
-const READ_ONLY: &[&str] = &[
-    "list_tasks",
-    "get_ticket",
-    "search_tickets",
-    "list_tickets",
-    "get_ticket_stats",
-    "list_integrations",
-    "get_active_integrations",
-    "get_system_health",
-];
+/// The answer key of a tool approval on the invocation.
+pub(crate) const APPROVAL_KEY: &str = "tool_approval";
 
-/// The job (`ay_tool_job` writes it).
-#[derive(Debug, Deserialize)]
-struct ToolJob {
-    #[allow(dead_code)] // the version of the envelope; 1 is the only one
-    v: u32,
-    invocation_id: uuid::Uuid,
-    run_id: uuid::Uuid,
-}
+/// The tool worker's handler.
+pub(crate) struct ToolCalls(pub(crate) Ctx);
 
-enum Outcome {
-    Done,
-    Retry(Duration),
-}
+impl Handler for ToolCalls {
+    type Job = ToolCall;
+    const KIND: &'static str = "tool_call";
 
-/// Handles one message and settles it.
-pub(crate) async fn handle(ctx: Ctx, msg: Message) {
-    let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
-    let job: ToolJob = match serde_json::from_slice(&msg.payload) {
-        Ok(job) => job,
-        Err(e) => {
-            tracing::error!(error = %e, "undecodable tool job: dead-lettering it");
-            let _ = ctx
-                .bus
-                .dead_letter("tool", msg.payload.clone(), &format!("undecodable: {e}"))
-                .await;
-            let _ = msg.ack_with(AckKind::Term).await;
-            return;
+    fn span(&self, job: &ToolCall, delivered: i64) -> tracing::Span {
+        tracing::info_span!("tool_call", run_id = %job.run_id, invocation_id = %job.invocation_id,
+            round = job.round, delivered)
+    }
+
+    async fn handle(&self, job: &ToolCall, _delivered: i64) -> Verdict {
+        match try_call(&self.0, job).await {
+            Ok(v) => v,
+            Err(e) => store_failure(&self.0, &e),
         }
+    }
+
+    /// The call ends as an error result the model sees: the run goes on.
+    async fn give_up(
+        &self,
+        job: &ToolCall,
+        code: &'static str,
+        reason: &str,
+    ) -> Result<(), GiveUpFailed> {
+        let text = format!("this tool call could not be completed ({code}: {reason})");
+        record_id(&self.0, job.invocation_id, &text, true, 0)
+            .await
+            .map(|_| ())
+            .map_err(|e| GiveUpFailed(agentyard_services::error::cause_chain(&e)))
+    }
+
+    async fn keep_alive(&self, job: &ToolCall) {
+        if let Err(e) = self.0.store.touch_run(job.run_id, None).await {
+            tracing::debug!(error = %e, "cannot mark the run as alive");
+        }
+    }
+}
+
+/// A database failure: retried while transient (Postgres down: the job waits for it), given up
+/// otherwise (the call then ends with an error result).
+fn store_failure(ctx: &Ctx, e: &StoreError) -> Verdict {
+    let cause = agentyard_services::error::cause_chain(e);
+    if e.is_transient() {
+        let delay = backoff(ctx, 2);
+        tracing::warn!(error = %cause, ?delay, "database unavailable; retrying");
+        Verdict::Retry(delay)
+    } else {
+        Verdict::GiveUp { code: error_codes::INTERNAL, reason: cause }
+    }
+}
+
+async fn try_call(ctx: &Ctx, job: &ToolCall) -> Result<Verdict, StoreError> {
+    let Some(call) = ctx.store.pending_call(job.invocation_id).await? else {
+        return Ok(Verdict::Ack);
     };
-    let span = tracing::info_span!("tool_call", run_id = %job.run_id, invocation_id = %job.invocation_id, delivered);
-    async {
-        let outcome = agentyard_bus::consume::with_progress(
-            &msg,
-            ctx.settings.ack_wait,
-            run_call(&ctx, job.invocation_id, delivered),
-        )
-        .await;
-        let kind = match outcome {
-            Outcome::Done => AckKind::Ack,
-            Outcome::Retry(delay) => {
-                tracing::warn!(?delay, "tool call failed; retrying");
-                AckKind::Nak(Some(delay))
-            }
-        };
-        if let Err(e) = msg.ack_with(kind).await {
-            tracing::warn!(error = %e, "cannot settle a tool job; it will be redelivered");
-        }
+    if call.status != "pending" || u32::try_from(call.round).ok() != Some(job.round) {
+        // Done, waiting for a human, or owned by a later round: this delivery is stale.
+        tracing::debug!(status = call.status, round = call.round, "stale tool job: skipping");
+        return Ok(Verdict::Ack);
     }
-    .instrument(span)
-    .await;
-}
-
-async fn run_call(ctx: &Ctx, invocation: uuid::Uuid, delivered: i64) -> Outcome {
-    match try_call(ctx, invocation, delivered).await {
-        Ok(o) => o,
-        Err(e) => {
-            tracing::warn!(error = %e, "database failure");
-            Outcome::Retry(backoff(ctx, delivered))
-        }
-    }
-}
-
-async fn try_call(
-    ctx: &Ctx,
-    invocation: uuid::Uuid,
-    delivered: i64,
-) -> Result<Outcome, agentyard_store::StoreError> {
-    let Some(call) = ctx.store.pending_call(invocation).await? else {
-        return Ok(Outcome::Done);
-    };
-    if call.status == "completed" {
-        return Ok(Outcome::Done);
-    }
-    if !matches!(call.run_status.as_str(), "queued" | "in_progress" | "requires_input")
-        || call.run_step != call.step
+    if !matches!(
+        call.run_status,
+        RunStatus::Queued | RunStatus::InProgress | RunStatus::RequiresInput
+    ) || call.run_step != call.step
     {
         record(ctx, &call, "the run ended before this call ran; it was not run", true, 0).await?;
-        return Ok(Outcome::Done);
+        return Ok(Verdict::Ack);
     }
     let agent = ctx.catalog.effective(
         call.agent_type.as_deref().unwrap_or_default(),
@@ -116,94 +108,140 @@ async fn try_call(
     if !agentyard_agents::tool_enabled(&agent.tools_enabled, &call.tool) {
         let m = format!("the tool `{}` is not enabled for this agent; it was not run", call.tool);
         record(ctx, &call, &m, true, 0).await?;
-        return Ok(Outcome::Done);
+        return Ok(Verdict::Ack);
     }
-    let scope = required_scope(&call.server, &call.tool);
-    if !call.scopes.iter().any(|s| s == scope) {
+    let scope = required_scope(&call.tool);
+    if !call.scopes.contains(&scope) {
         let m = format!(
             "the user's token lacks the scope {scope} that `{}` needs; it was not run",
             call.tool
         );
         record(ctx, &call, &m, true, 0).await?;
-        return Ok(Outcome::Done);
+        return Ok(Verdict::Ack);
     }
     let serde_json::Value::Object(arguments) = call.arguments.clone() else {
         record(ctx, &call, "the arguments must be a JSON object; the call was not run", true, 0)
             .await?;
-        return Ok(Outcome::Done);
+        return Ok(Verdict::Ack);
     };
     if arguments.contains_key("_raw") {
         record(ctx, &call, "the arguments were not valid JSON; the call was not run", true, 0)
             .await?;
-        return Ok(Outcome::Done);
+        return Ok(Verdict::Ack);
     }
     if agent.tools_require_approval.iter().any(|t| t == &call.tool) {
-        match input::approval(ctx, &call).await? {
-            input::Approval::Approved => {}
-            input::Approval::Denied(why) => {
+        match call.answer(APPROVAL_KEY) {
+            Some(a) if a.action == InputAction::Approve => {}
+            Some(a) => {
+                let why = if a.timed_out { "no answer in time" } else { "denied" };
                 let m = format!("the user did not approve this call ({why}); it was not run");
                 record(ctx, &call, &m, true, 0).await?;
-                return Ok(Outcome::Done);
+                return Ok(Verdict::Ack);
             }
-            input::Approval::RunEnded => return Ok(Outcome::Done),
+            None => {
+                let request = RequiredInput::ToolApproval {
+                    invocation_id: call.id,
+                    tool: call.tool.clone(),
+                    arguments: call.arguments.clone(),
+                    message: format!("The agent wants to call `{}`. Approve or deny.", call.tool),
+                };
+                wait_for_human(ctx, &call, &request, APPROVAL_KEY).await?;
+                return Ok(Verdict::Ack);
+            }
         }
     }
+    let attempt = call.attempt + 1;
     if let Some(open) = ctx.breakers.open_for(&call.server) {
-        return give_up_or_retry(ctx, &call, delivered, "circuit breaker open", open).await;
+        return give_up_or_retry(ctx, &call, attempt, "its circuit breaker is open", open).await;
     }
     let attempt = ctx.store.start_attempt(call.id).await?;
+    if i64::from(attempt) > ctx.settings.max_attempts + 1 {
+        // Earlier attempts started and never ended (the worker died during the call).
+        return Ok(Verdict::GiveUp {
+            code: error_codes::MAX_DELIVERIES,
+            reason: format!("the call was started {} times without ending", attempt - 1),
+        });
+    }
     let Some(server) = resolve(ctx, &call).await? else {
         let m = format!("no MCP server named `{}`; the call was not run", call.server);
         record(ctx, &call, &m, true, attempt).await?;
-        return Ok(Outcome::Done);
+        return Ok(Verdict::Ack);
     };
     let tool = tool_name(&call);
     let started = Instant::now();
     tracing::info!(server = %call.server, tool, attempt, "tool request");
-    let broker = Broker::new(ctx.clone(), call.clone());
-    let result = execute(ctx, &server, tool, arguments, broker).await;
+    let broker = Broker::new(call.clone());
+    let result = execute(ctx, &server, tool, arguments, broker.clone()).await;
     let ms = started.elapsed().as_millis();
+    if let Some((request, key)) = broker.suspended() {
+        // The server asked the user something we have no answer to yet: the call is run again
+        // once it is answered, and gets the answer then.
+        tracing::info!(server = %call.server, tool, duration_ms = ms, "the server asked for input");
+        wait_for_human(ctx, &call, &request, &key).await?;
+        return Ok(Verdict::Ack);
+    }
     match result {
         Ok(out) => {
             tracing::info!(server = %call.server, tool, duration_ms = ms, is_error = out.is_error, "tool response");
             ctx.breakers.record(&call.server, true);
             record(ctx, &call, &out.text, out.is_error, attempt).await?;
-            Ok(Outcome::Done)
+            Ok(Verdict::Ack)
         }
         Err(McpError::Refused(m)) => {
             tracing::info!(server = %call.server, tool, duration_ms = ms, error = %m, "tool response");
             ctx.breakers.record(&call.server, true);
             record(ctx, &call, &format!("the tool failed: {m}"), true, attempt).await?;
-            Ok(Outcome::Done)
+            Ok(Verdict::Ack)
         }
         Err(McpError::Unreachable(m)) => {
-            tracing::warn!(server = %call.server, tool, duration_ms = ms, error = %m, "tool server unreachable");
+            tracing::warn!(server = %call.server, tool, duration_ms = ms, error = %m,
+                "the tool server could not be reached");
             ctx.breakers.record(&call.server, false);
-            give_up_or_retry(ctx, &call, delivered, &m, Duration::ZERO).await
+            give_up_or_retry(ctx, &call, attempt, &m, Duration::ZERO).await
         }
     }
+}
+
+/// Puts the call in `requires_input` until a human (or the deadline) answers.
+async fn wait_for_human(
+    ctx: &Ctx,
+    call: &PendingCall,
+    request: &RequiredInput,
+    key: &str,
+) -> Result<(), StoreError> {
+    let deadline = chrono::Utc::now()
+        + chrono::Duration::from_std(ctx.settings.input_timeout)
+            .unwrap_or(chrono::Duration::minutes(10));
+    let t = ctx.store.tool_input(call.id, call.round, request, key, deadline).await?;
+    if t.applied {
+        tracing::info!(kind = request.kind(), "waiting for a human's input");
+    }
+    let _ = ctx.outbox.dispatch(&t.outbox).await;
+    Ok(())
 }
 
 /// Retries with backoff while attempts remain; then the model gets an error result.
 async fn give_up_or_retry(
     ctx: &Ctx,
     call: &PendingCall,
-    delivered: i64,
+    attempt: i32,
     why: &str,
     at_least: Duration,
-) -> Result<Outcome, agentyard_store::StoreError> {
-    if delivered < ctx.settings.max_attempts {
-        return Ok(Outcome::Retry(backoff(ctx, delivered).max(at_least)));
+) -> Result<Verdict, StoreError> {
+    if i64::from(attempt) < ctx.settings.max_attempts {
+        let delay = backoff(ctx, attempt.into()).max(at_least);
+        tracing::warn!(server = %call.server, attempt, ?delay, "tool call failed ({why}); retrying");
+        return Ok(Verdict::Retry(delay));
     }
     let m = format!(
-        "the tool server `{}` could not be reached after {delivered} attempts ({why}); the call did not run",
+        "the tool server `{}` could not be reached after {attempt} attempts ({why}); the call did not run",
         call.server
     );
-    record(ctx, call, &m, true, i32::try_from(delivered).unwrap_or(i32::MAX)).await?;
-    Ok(Outcome::Done)
+    record(ctx, call, &m, true, attempt).await?;
+    Ok(Verdict::Ack)
 }
 
-/// Calls `tool` within `AY_TOOL_TIMEOUT`, not counting time spent waiting for a human.
+/// Calls `tool` within `AY_TOOL_TIMEOUT`.
 async fn execute(
     ctx: &Ctx,
     server: &ServerConfig,
@@ -212,23 +250,11 @@ async fn execute(
     broker: Broker,
 ) -> Result<agentyard_mcp::Output, McpError> {
     let timeout = ctx.settings.tool_timeout;
-    let as_broker: Arc<dyn agentyard_mcp::InputBroker> = Arc::new(broker.clone());
+    let as_broker: Arc<dyn agentyard_mcp::InputBroker> = Arc::new(broker);
     let client = Client::connect(server, Some(as_broker), ctx.sampler.clone(), timeout).await?;
-    let out = {
-        let call = client.call(tool, arguments);
-        tokio::pin!(call);
-        let mut deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            tokio::select! {
-                r = &mut call => break r,
-                _ = tokio::time::sleep_until(deadline) => {
-                    match broker.paused_until(timeout) {
-                        Some(later) => deadline = later,
-                        None => break Err(McpError::Unreachable(format!("no answer within {timeout:?}"))),
-                    }
-                }
-            }
-        }
+    let out = match tokio::time::timeout(timeout, client.call(tool, arguments)).await {
+        Ok(r) => r,
+        Err(_) => Err(McpError::Unreachable(format!("no answer within {timeout:?}"))),
     };
     client.close().await;
     out
@@ -236,20 +262,16 @@ async fn execute(
 
 /// How to reach the call's server: the built-in one (with a token for the run's principal),
 /// one of the org's, or one of the operator's.
-async fn resolve(
-    ctx: &Ctx,
-    call: &PendingCall,
-) -> Result<Option<ServerConfig>, agentyard_store::StoreError> {
+async fn resolve(ctx: &Ctx, call: &PendingCall) -> Result<Option<ServerConfig>, StoreError> {
     if call.server == BUILTIN_SERVER {
         let exp = chrono::Utc::now().timestamp()
-            + i64::try_from((ctx.settings.tool_timeout + ctx.settings.input_timeout).as_secs())
-                .unwrap_or(3600)
-            + 60;
+            + i64::try_from(ctx.settings.tool_timeout.as_secs()).unwrap_or(3600)
+            + 120;
         let claims = ToolClaims {
-            org_id: OrgId(call.org_id),
-            user_id: call.user_id.map(UserId),
-            agent_id: AgentId(call.agent_id),
-            run_id: RunId(call.run_id),
+            org_id: call.org_id,
+            user_id: call.user_id,
+            agent_id: call.agent_id,
+            run_id: call.run_id,
             invocation_id: call.id,
             scopes: call.scopes.clone(),
             exp,
@@ -261,7 +283,7 @@ async fn resolve(
         }));
     }
     if let Some((url, bearer_token)) =
-        ctx.store.mcp_server_endpoint(OrgId(call.org_id), &call.server).await?
+        ctx.store.mcp_server_endpoint(call.org_id, &call.server).await?
     {
         return Ok(Some(ServerConfig::Http { url, bearer_token }));
     }
@@ -279,27 +301,36 @@ fn tool_name(call: &PendingCall) -> &str {
         .unwrap_or(&call.tool)
 }
 
-fn required_scope(server: &str, tool: &str) -> &'static str {
-    if server == BUILTIN_SERVER && READ_ONLY.contains(&tool) { "runs:read" } else { "runs:write" }
-}
-
-/// Stores the call's end (the result cut to [`MAX_RESULT_BYTES`]) and publishes what it
-/// enqueued (the next step, when this was the step's last call).
+/// Stores the call's end and publishes what it enqueued (the next step, when this was the
+/// step's last call).
 pub(crate) async fn record(
     ctx: &Ctx,
     call: &PendingCall,
     text: &str,
     is_error: bool,
     attempt: i32,
-) -> Result<(), agentyard_store::StoreError> {
-    let result = truncate(text);
+) -> Result<(), StoreError> {
+    record_id(ctx, call.id, text, is_error, attempt).await.map(|next| {
+        if next {
+            tracing::info!(run_id = %call.run_id, "last call of the step: next step enqueued");
+        }
+    })
+}
+
+/// Stores a call's end (the text cut to [`MAX_RESULT_BYTES`], NUL characters replaced so
+/// Postgres can store it); true when it enqueued the next step.
+async fn record_id(
+    ctx: &Ctx,
+    invocation: InvocationId,
+    text: &str,
+    is_error: bool,
+    attempt: i32,
+) -> Result<bool, StoreError> {
+    let result = truncate(&text.replace('\0', "\u{FFFD}"));
     let error = is_error.then_some(result.as_str());
-    let t = ctx.store.tool_result(call.id, &result, is_error, error, attempt, None).await?;
-    if t.next_step {
-        tracing::info!(run_id = %call.run_id, "last call of the step: next step enqueued");
-    }
+    let t = ctx.store.tool_result(invocation, &result, is_error, error, attempt, None).await?;
     let _ = ctx.outbox.dispatch(&t.outbox).await;
-    Ok(())
+    Ok(t.next_step)
 }
 
 fn truncate(text: &str) -> String {
@@ -313,8 +344,8 @@ fn truncate(text: &str) -> String {
     format!("{}\n…[truncated: {} more bytes]", &text[..cut], text.len() - cut)
 }
 
-fn backoff(ctx: &Ctx, delivered: i64) -> Duration {
-    agentyard_bus::consume::backoff(ctx.settings.retry_base, ctx.settings.retry_max, delivered)
+fn backoff(ctx: &Ctx, attempt: i64) -> Duration {
+    agentyard_bus::runner::backoff(ctx.settings.retry_base, ctx.settings.retry_max, attempt)
 }
 
 #[cfg(test)]
@@ -328,12 +359,5 @@ mod tests {
         assert!(cut.len() < long.len());
         assert!(cut.contains("[truncated: "), "{}", &cut[cut.len() - 40..]);
         assert_eq!(truncate("short"), "short");
-    }
-
-    #[test]
-    fn read_only_built_in_tools_need_read_and_the_rest_write() {
-        assert_eq!(required_scope("builtin", "list_tasks"), "runs:read");
-        assert_eq!(required_scope("builtin", "add_task"), "runs:write");
-        assert_eq!(required_scope("everything", "everything__echo"), "runs:write");
     }
 }

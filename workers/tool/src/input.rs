@@ -1,125 +1,45 @@
-//! Waiting for a human: a tool approval before a call, an elicitation during one. The run goes
-//! to `requires_input` with what is asked; `POST /v1/runs/{id}/input` stores the answer on the
-//! invocation, which this worker polls. An answer is kept by kind on the invocation, so a call
-//! redelivered after a crash reuses it instead of asking again. No answer within
-//! `AY_INPUT_TIMEOUT` counts as decline (elicitation) or deny (approval).
+//! A server's elicitation during a call ("ask the user for ..."). The answer, once a human gave
+//! it, is stored on the invocation under a key of the question (its message and schema), so a
+//! call run again after the answer asks the same question and gets it at once. A question with
+//! no answer yet suspends the call: the broker answers the server `cancel` (the call's result is
+//! then discarded) and remembers the question, which the call handler puts on the run.
 
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
-use agentyard_core::{OrgId, RunId};
+use agentyard_core::run::{InputAction, RequiredInput};
 use agentyard_mcp::{Answer, InputBroker};
-use agentyard_store::StoreError;
 use agentyard_store::tools::PendingCall;
 use futures::future::BoxFuture;
-use serde_json::{Value, json};
-use tokio::time::Instant;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
 
-use crate::Ctx;
-
-const POLL: Duration = Duration::from_millis(200);
-
-/// What the human decided about a call.
-pub(crate) enum Approval {
-    Approved,
-    Denied(String),
-    /// The run ended (cancelled) while waiting.
-    RunEnded,
-}
-
-/// Asks for approval of `call` (or reuses an earlier answer).
-pub(crate) async fn approval(ctx: &Ctx, call: &PendingCall) -> Result<Approval, StoreError> {
-    let request = json!({
-        "kind": "tool_approval",
-        "invocation_id": call.id,
-        "tool": call.tool,
-        "arguments": call.arguments,
-        "message": format!("The agent wants to call `{}`. Approve or deny.", call.tool),
-    });
-    let answer = wait(ctx, call, "tool_approval", &request).await?;
-    Ok(match answer {
-        None => Approval::RunEnded,
-        Some(a) if a["action"] == "approve" => Approval::Approved,
-        Some(a) if a["timed_out"] == true => Approval::Denied("no answer in time".into()),
-        Some(_) => Approval::Denied("denied".into()),
-    })
-}
-
-/// Puts the request on the run (unless an answer of that kind is stored already) and waits for
-/// the answer. None when the run ended first.
-async fn wait(
-    ctx: &Ctx,
-    call: &PendingCall,
-    kind: &str,
-    request: &Value,
-) -> Result<Option<Value>, StoreError> {
-    let (stored, _) = ctx.store.input_response(call.id).await?;
-    if let Some(a) = stored.as_ref().and_then(|s| s.get(kind)) {
-        return Ok(Some(a.clone()));
-    }
-    let t = ctx.store.tool_input(call.id, request).await?;
-    let _ = ctx.outbox.dispatch(&t.outbox).await;
-    if !t.applied {
-        return Ok(None);
-    }
-    tracing::info!(kind, "waiting for a human's input");
-    let deadline = Instant::now() + ctx.settings.input_timeout;
-    loop {
-        tokio::time::sleep(POLL).await;
-        let (stored, status) = ctx.store.input_response(call.id).await?;
-        if let Some(a) = stored.as_ref().and_then(|s| s.get(kind)) {
-            return Ok(Some(a.clone()));
-        }
-        if matches!(status.as_str(), "completed" | "failed" | "cancelled" | "expired") {
-            return Ok(None);
-        }
-        if Instant::now() >= deadline {
-            let action = if kind == "tool_approval" { "deny" } else { "decline" };
-            let answer = json!({"action": action, "timed_out": true});
-            if let Some((_, outbox)) =
-                ctx.store.answer_input(OrgId(call.org_id), RunId(call.run_id), &answer).await?
-            {
-                let _ = ctx.outbox.dispatch(&outbox).await;
-            }
-            tracing::info!(kind, "no answer in time: {action}");
-            // Whatever is stored now (a human may have answered at the last moment) wins.
-            let (stored, _) = ctx.store.input_response(call.id).await?;
-            return Ok(stored.and_then(|s| s.get(kind).cloned()).or(Some(answer)));
-        }
-    }
-}
-
-/// Answers a server's elicitations during one call; tells the call's timeout to pause while a
-/// human is being asked.
+/// Answers a server's elicitations during one call, from the answers stored on it.
 #[derive(Clone)]
-pub(crate) struct Broker(std::sync::Arc<Inner>);
+pub(crate) struct Broker(Arc<Inner>);
 
 struct Inner {
-    ctx: Ctx,
     call: PendingCall,
-    /// Whether a human is being asked now, and when the last wait ended.
-    state: Mutex<(bool, Option<Instant>)>,
+    /// The first question without an answer, with its key.
+    suspended: Mutex<Option<(RequiredInput, String)>>,
+}
+
+/// The key of an elicitation's answer: its message and schema, hashed.
+pub(crate) fn elicitation_key(message: &str, schema: &Value) -> String {
+    let mut h = Sha256::new();
+    h.update(message.as_bytes());
+    h.update([0]);
+    h.update(schema.to_string().as_bytes());
+    format!("elicitation:{}", &hex::encode(h.finalize())[..16])
 }
 
 impl Broker {
-    pub(crate) fn new(ctx: Ctx, call: PendingCall) -> Self {
-        Self(std::sync::Arc::new(Inner { ctx, call, state: Mutex::new((false, None)) }))
+    pub(crate) fn new(call: PendingCall) -> Self {
+        Self(Arc::new(Inner { call, suspended: Mutex::new(None) }))
     }
 
-    /// When the call's deadline passes: a later deadline if a human is (or was just) being
-    /// asked, None if the call really took too long.
-    pub(crate) fn paused_until(&self, timeout: Duration) -> Option<Instant> {
-        let (waiting, ended) = *self.0.state.lock().expect("broker poisoned");
-        let now = Instant::now();
-        if waiting {
-            return Some(now + Duration::from_secs(1));
-        }
-        ended.map(|e| e + timeout).filter(|d| *d > now)
-    }
-
-    fn set_waiting(&self, waiting: bool) {
-        let mut s = self.0.state.lock().expect("broker poisoned");
-        *s = (waiting, if waiting { s.1 } else { Some(Instant::now()) });
+    /// The question the call stopped at, if it did.
+    pub(crate) fn suspended(&self) -> Option<(RequiredInput, String)> {
+        self.0.suspended.lock().expect("broker poisoned").clone()
     }
 }
 
@@ -127,28 +47,39 @@ impl InputBroker for Broker {
     fn elicit(&self, message: String, schema: Value) -> BoxFuture<'static, Answer> {
         let this = self.clone();
         Box::pin(async move {
-            this.set_waiting(true);
-            let request = json!({
-                "kind": "elicitation",
-                "invocation_id": this.0.call.id,
-                "tool": this.0.call.tool,
-                "message": message,
-                "requested_schema": schema,
-            });
-            let answer = wait(&this.0.ctx, &this.0.call, "elicitation", &request).await;
-            this.set_waiting(false);
-            match answer {
-                Ok(Some(a)) => match a["action"].as_str() {
-                    Some("accept") => Answer::Accept(a["content"].clone()),
-                    Some("cancel") => Answer::Cancel,
+            let key = elicitation_key(&message, &schema);
+            if let Some(a) = this.0.call.answer(&key) {
+                return match a.action {
+                    InputAction::Accept => Answer::Accept(a.content.unwrap_or(Value::Null)),
+                    InputAction::Cancel => Answer::Cancel,
                     _ => Answer::Decline,
-                },
-                Ok(None) => Answer::Cancel,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot wait for input; declining");
-                    Answer::Decline
-                }
+                };
             }
+            let mut suspended = this.0.suspended.lock().expect("broker poisoned");
+            if suspended.is_none() {
+                let request = RequiredInput::Elicitation {
+                    invocation_id: this.0.call.id,
+                    tool: this.0.call.tool.clone(),
+                    message,
+                    requested_schema: schema,
+                };
+                *suspended = Some((request, key));
+            }
+            Answer::Cancel
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_question_has_the_same_key_and_another_question_another() {
+        let schema = serde_json::json!({"type": "object"});
+        let a = elicitation_key("Describe it", &schema);
+        assert_eq!(a, elicitation_key("Describe it", &schema));
+        assert_ne!(a, elicitation_key("Describe it again", &schema));
+        assert!(a.starts_with("elicitation:"));
     }
 }

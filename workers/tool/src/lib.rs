@@ -5,10 +5,11 @@
 //!
 //! Before a call runs: the tool must be enabled for the agent and allowed by the run's scopes
 //! (else an error result goes back to the model and nothing runs); a tool that needs approval
-//! waits for a human (`requires_input`). During a call, a server's elicitation waits for a
-//! human the same way. A server's sampling request ("ask your model") is answered with the
-//! platform's model when one is configured. Unreachable servers and timeouts are retried with backoff, behind a
-//! circuit breaker per server, then answered with an error result.
+//! waits for a human (`requires_input`), as a state, not in a worker slot. During a call, a
+//! server's elicitation waits the same way (the call runs again once answered). A server's
+//! sampling request ("ask your model") is answered with the platform's model when one is
+//! configured. Unreachable servers and timeouts are retried with backoff, behind a circuit
+//! breaker per server, then answered with an error result.
 
 mod call;
 mod input;
@@ -19,7 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agentyard_agents::Catalog;
-use agentyard_bus::{Bus, BusError, Outbox, consume};
+use agentyard_bus::runner::RunnerSettings;
+use agentyard_bus::{Bus, BusError, Outbox};
 use agentyard_mcp::ConfigServers;
 use agentyard_runtime::Settings;
 use agentyard_store::Store;
@@ -73,7 +75,6 @@ impl Breakers {
 #[derive(Clone)]
 pub(crate) struct Ctx {
     store: Store,
-    bus: Bus,
     outbox: Outbox,
     settings: Arc<Settings>,
     catalog: Arc<Catalog>,
@@ -109,6 +110,7 @@ impl agentyard_mcp::Sampler for ModelSampler {
                 model: None,
                 timeout: None,
                 tools: Vec::new(),
+                tool_choice: None,
             };
             let stream = llm.stream_chat(&request).await.map_err(|e| e.to_string())?;
             let done = stream.finish().await.map_err(|e| e.to_string())?;
@@ -133,14 +135,27 @@ pub async fn run(
     let servers =
         Arc::new(ConfigServers::load(settings.config_dir.as_deref()).map_err(WorkerError::Config)?);
     let key = Arc::new(store.tool_token_key().await?);
+    let settings = Arc::new(settings);
     let outbox = Outbox::start(bus.clone(), store.clone(), shutdown.clone());
+    let sweeper = agentyard_services::sweeper::Sweeper::new(
+        store.clone(),
+        outbox.clone(),
+        settings.clone(),
+        &catalog,
+    );
+    tokio::spawn(sweeper.run(shutdown.clone()));
     let consumer = bus.tool_consumer().await?;
-    let (concurrency, ack_wait) = (settings.tool_concurrency, settings.ack_wait);
+    let runner = RunnerSettings {
+        concurrency: settings.tool_concurrency,
+        ack_wait: settings.ack_wait,
+        max_deliveries: settings.max_deliveries,
+        retry_base: settings.retry_base,
+        retry_max: settings.retry_max,
+    };
     let ctx = Ctx {
         store,
-        bus,
         outbox,
-        settings: Arc::new(settings),
+        settings,
         catalog,
         servers,
         key,
@@ -148,11 +163,10 @@ pub async fn run(
         sampler: llm.map(|l| Arc::new(ModelSampler(l)) as Arc<dyn agentyard_mcp::Sampler>),
     };
     tokio::spawn(refresh::platform_tools(ctx.clone(), shutdown.clone()));
-    tracing::info!(concurrency, builtin = %ctx.settings.mcp_url, servers = ctx.servers.0.len(), "tool worker started");
-    consume::run(vec![consumer], concurrency, ack_wait, shutdown, move |msg| {
-        call::handle(ctx.clone(), msg)
-    })
-    .await?;
+    tracing::info!(concurrency = runner.concurrency, builtin = %ctx.settings.mcp_url,
+        servers = ctx.servers.0.len(), "tool worker started");
+    let handler = Arc::new(call::ToolCalls(ctx));
+    agentyard_bus::runner::run(bus, vec![consumer], runner, shutdown, handler).await?;
     tracing::info!("tool worker stopped");
     Ok(())
 }

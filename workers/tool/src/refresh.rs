@@ -1,39 +1,45 @@
 //! Keeps `platform_tools` (what agent workers offer models) in step with the `tools/list` of
-//! the built-in server and of the operator's servers: at start (retrying until each answers)
-//! and then every minute.
+//! the built-in server and of the operator's servers. Each server is listed when it is due: a
+//! minute after its last good listing; after a failure, 2 s later, then twice as long after
+//! each further failure (up to 10 minutes), so one broken server is reported and backed off on
+//! its own and never makes the healthy ones be launched again and again. The schedule is in
+//! Postgres (`platform_servers`), shared by every tool worker: one of them lists each server.
 
 use std::time::Duration;
 
-use agentyard_core::{AgentId, OrgId, RunId};
+use agentyard_core::tools::BUILTIN_SERVER;
+use agentyard_core::{AgentId, InvocationId, OrgId, RunId};
 use agentyard_mcp::{Client, ServerConfig};
 use agentyard_store::tool_tokens::{self, ToolClaims};
-use agentyard_store::tools::{BUILTIN_SERVER, ToolSpec};
+use agentyard_store::tools::ToolSpec;
 use tokio_util::sync::CancellationToken;
 
 use crate::Ctx;
 
+const TICK: Duration = Duration::from_secs(2);
 const EVERY: Duration = Duration::from_secs(60);
 const RETRY: Duration = Duration::from_secs(2);
+const MAX_BACKOFF: Duration = Duration::from_secs(600);
 
 pub(crate) async fn platform_tools(ctx: Ctx, shutdown: CancellationToken) {
     loop {
-        let all_ok = refresh_all(&ctx).await;
-        let wait = if all_ok { EVERY } else { RETRY };
+        refresh_due(&ctx).await;
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::time::sleep(TICK) => {}
         }
     }
 }
 
-async fn refresh_all(ctx: &Ctx) -> bool {
+/// Lists every platform server that is due, at once.
+async fn refresh_due(ctx: &Ctx) {
     // Listing needs a valid token but no principal: nil ids, no scopes.
     let claims = ToolClaims {
-        org_id: OrgId(uuid::Uuid::nil()),
+        org_id: OrgId::nil(),
         user_id: None,
-        agent_id: AgentId(uuid::Uuid::nil()),
-        run_id: RunId(uuid::Uuid::nil()),
-        invocation_id: uuid::Uuid::nil(),
+        agent_id: AgentId::nil(),
+        run_id: RunId::nil(),
+        invocation_id: InvocationId::nil(),
         scopes: Vec::new(),
         exp: chrono::Utc::now().timestamp() + 120,
     };
@@ -41,23 +47,34 @@ async fn refresh_all(ctx: &Ctx) -> bool {
         url: ctx.settings.mcp_url.clone(),
         bearer_token: Some(tool_tokens::mint(&ctx.key, &claims)),
     };
-    let mut ok = refresh(ctx, BUILTIN_SERVER, &builtin).await;
-    for (name, server) in &ctx.servers.0 {
-        ok &= refresh(ctx, name, server).await;
-    }
-    ok
+    let servers = std::iter::once((BUILTIN_SERVER, &builtin))
+        .chain(ctx.servers.0.iter().map(|(n, c)| (n.as_str(), c)));
+    futures::future::join_all(servers.map(|(name, config)| refresh(ctx, name, config))).await;
 }
 
-async fn refresh(ctx: &Ctx, name: &str, server: &ServerConfig) -> bool {
+async fn refresh(ctx: &Ctx, name: &str, server: &ServerConfig) {
+    let transport = match server {
+        ServerConfig::Http { .. } => "http",
+        ServerConfig::Stdio { .. } => "stdio",
+    };
+    match ctx.store.claim_platform_refresh(name, transport).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            tracing::warn!(server = name, error = %e, "cannot read the tool-list schedule");
+            return;
+        }
+    }
     let listed = async {
         let client = Client::connect(server, None, None, ctx.settings.tool_timeout).await?;
         let tools = client.list_tools().await;
         client.close().await;
         tools
-    };
-    match listed.await {
-        Ok(tools) => {
-            let specs: Vec<ToolSpec> = tools
+    }
+    .await;
+    let specs: Result<Vec<ToolSpec>, String> = listed
+        .map(|tools| {
+            tools
                 .into_iter()
                 .map(|t| ToolSpec {
                     server: name.to_owned(),
@@ -65,21 +82,18 @@ async fn refresh(ctx: &Ctx, name: &str, server: &ServerConfig) -> bool {
                     description: t.description,
                     input_schema: t.input_schema,
                 })
-                .collect();
-            match ctx.store.set_platform_tools(name, &specs).await {
-                Ok(()) => {
-                    tracing::debug!(server = name, tools = specs.len(), "tools refreshed");
-                    true
-                }
-                Err(e) => {
-                    tracing::warn!(server = name, error = %e, "cannot store the tool list");
-                    false
-                }
-            }
-        }
-        Err(e) => {
-            tracing::warn!(server = name, error = %e, "cannot list tools (will retry)");
-            false
-        }
+                .collect()
+        })
+        .map_err(|e| e.to_string());
+    let outcome = specs.as_deref().map_err(String::as_str);
+    match ctx.store.platform_refresh_done(name, outcome, EVERY, RETRY, MAX_BACKOFF).await {
+        Ok(0) => tracing::debug!(server = name, "tools refreshed"),
+        Ok(failures) => tracing::warn!(
+            server = name,
+            failures,
+            error = specs.as_ref().err().map_or("", String::as_str),
+            "cannot list the tools of a platform MCP server; trying again later"
+        ),
+        Err(e) => tracing::warn!(server = name, error = %e, "cannot store the tool list"),
     }
 }

@@ -4,31 +4,25 @@
 use std::collections::BTreeMap;
 
 use agentyard_agents::AgentConfig;
-use agentyard_core::AgentId;
+use agentyard_core::{AgentId, Scope};
+use agentyard_services::Entity;
+use agentyard_services::agents::{
+    self, Agent, AgentStatus, AgentTools, CreateAgentRequest, DelegateRequest, Delegation,
+    PatchAgentRequest, SourcedValue,
+};
 use agentyard_store::usage::{Bucket, Totals};
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::parse_id;
-use crate::agents::{
-    self, Agent, AgentStatus, AgentTools, CreateAgentRequest, DelegateRequest, Delegation,
-    PatchAgentRequest, SourcedValue,
-};
 use crate::auth::Auth;
-use crate::error::{self, ErrorBody, parse_json};
+use crate::error::{ErrorBody, JsonBody, PathId, QueryParams};
 use crate::{ApiError, AppState};
 
-const READ: &str = "agents:read";
-const ADMIN: &str = "agents:admin";
-
-fn agent_id(raw: &str) -> Result<AgentId, ApiError> {
-    parse_id(raw, "agent_not_found", "agent")
-}
+const READ: Scope = Scope::AgentsRead;
+const ADMIN: Scope = Scope::AgentsAdmin;
 
 /// The org's agents.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -45,8 +39,10 @@ pub(crate) async fn list(
     auth: Auth,
 ) -> Result<Json<AgentList>, ApiError> {
     let who = auth.require(READ)?;
-    let rows = state.store.list_agents(who.org_id).await?;
-    Ok(Json(AgentList { data: rows.into_iter().map(|r| agents::view(&state, r)).collect() }))
+    let rows = state.services.store.list_agents(who.org_id).await?;
+    Ok(Json(AgentList {
+        data: rows.into_iter().map(|r| agents::view(&state.services, r)).collect(),
+    }))
 }
 
 /// Creates the org's agent of a type.
@@ -59,11 +55,11 @@ pub(crate) async fn list(
 pub(crate) async fn create(
     State(state): State<AppState>,
     auth: Auth,
-    body: Result<Bytes, BytesRejection>,
+    body: JsonBody<CreateAgentRequest>,
 ) -> Result<(StatusCode, Json<Agent>), ApiError> {
     let who = auth.require(ADMIN)?;
-    let req: CreateAgentRequest = parse_json(&error::body(body)?)?;
-    Ok((StatusCode::CREATED, Json(agents::create(&state, who, req).await?)))
+    let req = body.value;
+    Ok((StatusCode::CREATED, Json(agents::create(&state.services, who, req).await?)))
 }
 
 /// An agent.
@@ -73,11 +69,11 @@ pub(crate) async fn create(
 pub(crate) async fn get(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    PathId(id): PathId<AgentId>,
 ) -> Result<Json<Agent>, ApiError> {
     let who = auth.require(READ)?;
-    let row = agents::get(&state, who, agent_id(&id)?).await?;
-    Ok(Json(agents::view(&state, row)))
+    let row = agents::get(&state.services, who, id).await?;
+    Ok(Json(agents::view(&state.services, row)))
 }
 
 /// Renames an agent and/or changes its configuration (a JSON merge patch on its overrides).
@@ -90,13 +86,12 @@ pub(crate) async fn get(
 pub(crate) async fn patch(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    PathId(id): PathId<AgentId>,
+    body: JsonBody<PatchAgentRequest>,
 ) -> Result<Json<Agent>, ApiError> {
     let who = auth.require(ADMIN)?;
-    let id = agent_id(&id)?;
-    let req: PatchAgentRequest = parse_json(&error::body(body)?)?;
-    agents::patch(&state, who, id, req).await.map(Json)
+    let req = body.value;
+    Ok(Json(agents::patch(&state.services, who, id, req).await?))
 }
 
 /// Deletes an agent. Its runs stay readable; `recreate` brings it back with the same id.
@@ -106,13 +101,13 @@ pub(crate) async fn patch(
 pub(crate) async fn delete(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    PathId(id): PathId<AgentId>,
 ) -> Result<StatusCode, ApiError> {
     let who = auth.require(ADMIN)?;
-    if state.store.delete_agent(who.org_id, agent_id(&id)?).await? {
+    if state.services.store.delete_agent(who.org_id, id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::not_found("agent_not_found", "agent"))
+        Err(ApiError::not_found(Entity::Agent))
     }
 }
 
@@ -124,33 +119,35 @@ pub(crate) async fn delete(
 pub(crate) async fn recreate(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    PathId(id): PathId<AgentId>,
 ) -> Result<Json<Agent>, ApiError> {
     let who = auth.require(ADMIN)?;
-    let catalog = state.catalog.clone();
+    let catalog = state.services.catalog.clone();
     let row = state
+        .services
         .store
-        .recreate_agent(who.org_id, agent_id(&id)?, |t| {
+        .recreate_agent(who.org_id, id, |t| {
             catalog.agent_type(t).map_or_else(|| t.to_owned(), |c| c.name.clone())
         })
         .await?
-        .ok_or_else(|| ApiError::not_found("agent_not_found", "agent"))?;
-    Ok(Json(agents::view(&state, row)))
+        .ok_or_else(|| ApiError::not_found(Entity::Agent))?;
+    Ok(Json(agents::view(&state.services, row)))
 }
 
 async fn set_active(
     state: &AppState,
     auth: &Auth,
-    id: &str,
+    id: AgentId,
     active: bool,
 ) -> Result<Json<Agent>, ApiError> {
     let who = auth.require(ADMIN)?;
     let row = state
+        .services
         .store
-        .set_agent_active(who.org_id, agent_id(id)?, active)
+        .set_agent_active(who.org_id, id, active)
         .await?
-        .ok_or_else(|| ApiError::not_found("agent_not_found", "agent"))?;
-    Ok(Json(agents::view(state, row)))
+        .ok_or_else(|| ApiError::not_found(Entity::Agent))?;
+    Ok(Json(agents::view(&state.services, row)))
 }
 
 /// Activates an agent.
@@ -160,9 +157,9 @@ async fn set_active(
 pub(crate) async fn activate(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    PathId(id): PathId<AgentId>,
 ) -> Result<Json<Agent>, ApiError> {
-    set_active(&state, &auth, &id, true).await
+    set_active(&state, &auth, id, true).await
 }
 
 /// Deactivates an agent: new runs for it answer 409 `agent_inactive`.
@@ -172,9 +169,9 @@ pub(crate) async fn activate(
 pub(crate) async fn deactivate(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    PathId(id): PathId<AgentId>,
 ) -> Result<Json<Agent>, ApiError> {
-    set_active(&state, &auth, &id, false).await
+    set_active(&state, &auth, id, false).await
 }
 
 /// Drops every override: the agent runs with its type's defaults (its name stays).
@@ -184,10 +181,10 @@ pub(crate) async fn deactivate(
 pub(crate) async fn reset_config(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    PathId(id): PathId<AgentId>,
 ) -> Result<Json<Agent>, ApiError> {
     let who = auth.require(ADMIN)?;
-    agents::reset_config(&state, who, agent_id(&id)?).await.map(Json)
+    Ok(Json(agents::reset_config(&state.services, who, id).await?))
 }
 
 /// Whether the agent can answer now: active, its model reachable (as agent workers see it),
@@ -198,11 +195,11 @@ pub(crate) async fn reset_config(
 pub(crate) async fn status(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    PathId(id): PathId<AgentId>,
 ) -> Result<Json<AgentStatus>, ApiError> {
     let who = auth.require(READ)?;
-    let row = agents::get(&state, who, agent_id(&id)?).await?;
-    agents::status(&state, who, row).await.map(Json)
+    let row = agents::get(&state.services, who, id).await?;
+    Ok(Json(agents::status(&state.services, who, row).await?))
 }
 
 /// The effective configuration.
@@ -212,11 +209,11 @@ pub(crate) async fn status(
 pub(crate) async fn configuration(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    PathId(id): PathId<AgentId>,
 ) -> Result<Json<AgentConfig>, ApiError> {
     let who = auth.require(READ)?;
-    let row = agents::get(&state, who, agent_id(&id)?).await?;
-    Ok(Json(state.catalog.effective(&row.agent_type, &row.name, &row.config)))
+    let row = agents::get(&state.services, who, id).await?;
+    Ok(Json(state.services.catalog.effective(&row.agent_type, &row.name, &row.config)))
 }
 
 /// Field by field: the effective value and whether it is the type's `default` or `custom`.
@@ -226,11 +223,11 @@ pub(crate) async fn configuration(
 pub(crate) async fn config_source(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    PathId(id): PathId<AgentId>,
 ) -> Result<Json<BTreeMap<&'static str, SourcedValue>>, ApiError> {
     let who = auth.require(READ)?;
-    let row = agents::get(&state, who, agent_id(&id)?).await?;
-    Ok(Json(agents::config_source(&state, &row)))
+    let row = agents::get(&state.services, who, id).await?;
+    Ok(Json(agents::config_source(&state.services, &row)))
 }
 
 /// The agent's tools.
@@ -240,15 +237,15 @@ pub(crate) async fn config_source(
 pub(crate) async fn tools(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    PathId(id): PathId<AgentId>,
 ) -> Result<Json<AgentTools>, ApiError> {
     let who = auth.require(READ)?;
-    let row = agents::get(&state, who, agent_id(&id)?).await?;
-    let c = state.catalog.effective(&row.agent_type, &row.name, &row.config);
+    let row = agents::get(&state.services, who, id).await?;
+    let c = state.services.catalog.effective(&row.agent_type, &row.name, &row.config);
     Ok(Json(AgentTools {
         tools_enabled: c.tools_enabled,
         tools_require_approval: Some(c.tools_require_approval),
-        available: agentyard_agents::BUILTIN_TOOLS.iter().map(|t| (*t).to_owned()).collect(),
+        available: agentyard_core::tools::BUILTIN_TOOLS.iter().map(|t| t.name.to_owned()).collect(),
     }))
 }
 
@@ -261,13 +258,12 @@ pub(crate) async fn tools(
 pub(crate) async fn put_tools(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    PathId(id): PathId<AgentId>,
+    body: JsonBody<AgentTools>,
 ) -> Result<Json<Agent>, ApiError> {
     let who = auth.require(ADMIN)?;
-    let id = agent_id(&id)?;
-    let req: AgentTools = parse_json(&error::body(body)?)?;
-    agents::put_tools(&state, who, id, req).await.map(Json)
+    let req = body.value;
+    Ok(Json(agents::put_tools(&state.services, who, id, req).await?))
 }
 
 /// Query of the stats.
@@ -300,11 +296,10 @@ pub(crate) struct AgentStats {
 pub(crate) async fn stats(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
-    query: Result<Query<StatsQuery>, QueryRejection>,
+    PathId(id): PathId<AgentId>,
+    QueryParams(q): QueryParams<StatsQuery>,
 ) -> Result<Json<AgentStats>, ApiError> {
     let who = auth.require(READ)?;
-    let Query(q) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let period = q.period.unwrap_or_else(|| "day".into());
     let span = match period.as_str() {
         "hour" => chrono::Duration::hours(1),
@@ -316,11 +311,11 @@ pub(crate) async fn stats(
             ));
         }
     };
-    let row = agents::get(&state, who, agent_id(&id)?).await?;
+    let row = agents::get(&state.services, who, id).await?;
     let since = Utc::now() - span;
-    let (totals, messages) = state.store.agent_stats(who.org_id, AgentId(row.id), since).await?;
+    let (totals, messages) = state.services.store.agent_stats(who.org_id, row.id, since).await?;
     Ok(Json(AgentStats {
-        agent_id: AgentId(row.id),
+        agent_id: row.id,
         period,
         since,
         messages,
@@ -349,14 +344,14 @@ pub(crate) struct Performance {
 pub(crate) async fn performance(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    PathId(id): PathId<AgentId>,
 ) -> Result<Json<Performance>, ApiError> {
     let who = auth.require(READ)?;
-    let row = agents::get(&state, who, agent_id(&id)?).await?;
+    let row = agents::get(&state.services, who, id).await?;
     let since = Utc::now() - chrono::Duration::days(1);
-    let id = AgentId(row.id);
-    let (totals, _) = state.store.agent_stats(who.org_id, id, since).await?;
-    let hours = state.store.agent_buckets(who.org_id, id, since).await?;
+    let id = row.id;
+    let (totals, _) = state.services.store.agent_stats(who.org_id, id, since).await?;
+    let hours = state.services.store.agent_buckets(who.org_id, id, since).await?;
     let ended = totals.completed + totals.failed + totals.cancelled;
     let success_rate = (ended > 0).then(|| totals.completed as f64 / ended as f64);
     Ok(Json(Performance { agent_id: id, since, success_rate, totals, hours }))
@@ -385,6 +380,7 @@ pub(crate) async fn types(
 ) -> Result<Json<AgentTypeList>, ApiError> {
     auth.require(READ)?;
     let data = state
+        .services
         .catalog
         .agent_types()
         .iter()
@@ -404,9 +400,9 @@ pub(crate) async fn types(
 pub(crate) async fn delegate(
     State(state): State<AppState>,
     auth: Auth,
-    body: Result<Bytes, BytesRejection>,
+    body: JsonBody<DelegateRequest>,
 ) -> Result<(StatusCode, Json<Delegation>), ApiError> {
-    let who = auth.require("runs:write")?;
-    let req: DelegateRequest = parse_json(&error::body(body)?)?;
-    Ok((StatusCode::ACCEPTED, Json(agents::delegate(&state, who, req).await?)))
+    let who = auth.require(Scope::RunsWrite)?;
+    let req = body.value;
+    Ok((StatusCode::ACCEPTED, Json(agents::delegate(&state.services, who, req).await?)))
 }

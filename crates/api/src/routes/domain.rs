@@ -3,25 +3,24 @@
 //! read and write.
 
 use agentyard_agents::FieldError;
+use agentyard_core::{IntegrationId, Scope};
+use agentyard_services::Entity;
 use agentyard_store::domain::{
     IntegrationChange, IntegrationRow, Invalid, NewIntegration, NewTask, TaskRow, TaskStatus,
     TicketRow, TicketStatus, UpdateIntegration,
 };
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::parse_id;
 use crate::auth::Auth;
-use crate::error::{self, ErrorBody, parse_json};
+use crate::error::{ErrorBody, JsonBody, PathId, QueryParams};
 use crate::{ApiError, AppState};
 
-const READ: &str = "runs:read";
-const WRITE: &str = "runs:write";
-const TOOLS_ADMIN: &str = "tools:admin";
+const READ: Scope = Scope::RunsRead;
+const WRITE: Scope = Scope::RunsWrite;
+const TOOLS_ADMIN: Scope = Scope::ToolsAdmin;
 
 /// Tickets a list returns by default, and at most.
 const DEFAULT_LIMIT: i64 = 50;
@@ -29,11 +28,7 @@ const MAX_LIMIT: i64 = agentyard_store::domain::tickets::MAX_LIMIT;
 
 fn invalid(e: Invalid) -> ApiError {
     let field = FieldError { field: e.field.to_owned(), message: e.message };
-    ApiError::fields("invalid_request", vec![field])
-}
-
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    q.map(|Query(q)| q).map_err(|e| ApiError::invalid("invalid_query", e.body_text()))
+    agentyard_services::Error::fields("invalid_request", vec![field]).into()
 }
 
 fn integration_exists(name: &str) -> ApiError {
@@ -65,10 +60,10 @@ pub(crate) struct TaskList {
 pub(crate) async fn list_tasks(
     State(state): State<AppState>,
     auth: Auth,
-    q: Result<Query<TaskQuery>, QueryRejection>,
+    QueryParams(q): QueryParams<TaskQuery>,
 ) -> Result<Json<TaskList>, ApiError> {
     let who = auth.require(READ)?;
-    let status = match query(q)?.status.as_deref() {
+    let status = match q.status.as_deref() {
         None | Some("all") => None,
         Some(s) => Some(s.parse::<TaskStatus>().map_err(|_| {
             ApiError::invalid(
@@ -77,7 +72,7 @@ pub(crate) async fn list_tasks(
             )
         })?),
     };
-    Ok(Json(TaskList { data: state.store.list_tasks(who.org_id, status).await? }))
+    Ok(Json(TaskList { data: state.services.store.list_tasks(who.org_id, status).await? }))
 }
 
 /// Body of `POST /v1/tasks`.
@@ -101,10 +96,10 @@ pub(crate) struct CreateTask {
 pub(crate) async fn create_task(
     State(state): State<AppState>,
     auth: Auth,
-    body: Result<Bytes, BytesRejection>,
+    body: JsonBody<CreateTask>,
 ) -> Result<(StatusCode, Json<TaskRow>), ApiError> {
     let who = auth.require(WRITE)?;
-    let req: CreateTask = parse_json(&error::body(body)?)?;
+    let req = body.value;
     let due_date = req
         .due_date
         .as_deref()
@@ -114,7 +109,7 @@ pub(crate) async fn create_task(
             invalid(Invalid { field: "due_date", message: "must be a date as YYYY-MM-DD".into() })
         })?;
     let task = NewTask::parse(&req.title, req.description.as_deref(), due_date).map_err(invalid)?;
-    let row = state.store.create_task(who.org_id, who.user_id, &task).await?;
+    let row = state.services.store.create_task(who.org_id, who.user_id, &task).await?;
     Ok((StatusCode::CREATED, Json(row)))
 }
 
@@ -141,10 +136,9 @@ pub(crate) struct TicketList {
 pub(crate) async fn list_tickets(
     State(state): State<AppState>,
     auth: Auth,
-    q: Result<Query<TicketQuery>, QueryRejection>,
+    QueryParams(q): QueryParams<TicketQuery>,
 ) -> Result<Json<TicketList>, ApiError> {
     let who = auth.require(READ)?;
-    let q = query(q)?;
     let status = q
         .status
         .as_deref()
@@ -155,7 +149,9 @@ pub(crate) async fn list_tickets(
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::invalid("invalid_query", format!("limit must be 1 to {MAX_LIMIT}")));
     }
-    Ok(Json(TicketList { data: state.store.list_tickets(who.org_id, status, limit).await? }))
+    Ok(Json(TicketList {
+        data: state.services.store.list_tickets(who.org_id, status, limit).await?,
+    }))
 }
 
 /// The org's integrations.
@@ -173,7 +169,9 @@ pub(crate) async fn list_integrations(
     auth: Auth,
 ) -> Result<Json<IntegrationList>, ApiError> {
     let who = auth.require(READ)?;
-    Ok(Json(IntegrationList { data: state.store.list_integrations(who.org_id, false).await? }))
+    Ok(Json(IntegrationList {
+        data: state.services.store.list_integrations(who.org_id, false).await?,
+    }))
 }
 
 /// Body of `POST /v1/integrations`.
@@ -202,13 +200,13 @@ pub(crate) struct CreateIntegration {
 pub(crate) async fn create_integration(
     State(state): State<AppState>,
     auth: Auth,
-    body: Result<Bytes, BytesRejection>,
+    body: JsonBody<CreateIntegration>,
 ) -> Result<(StatusCode, Json<IntegrationRow>), ApiError> {
     let who = auth.require(TOOLS_ADMIN)?;
-    let req: CreateIntegration = parse_json(&error::body(body)?)?;
+    let req = body.value;
     let new = NewIntegration::parse(&req.name, req.kind.as_deref(), req.is_active, req.config)
         .map_err(invalid)?;
-    match state.store.create_integration(who.org_id, &new).await? {
+    match state.services.store.create_integration(who.org_id, &new).await? {
         Some(row) => Ok((StatusCode::CREATED, Json(row))),
         None => Err(integration_exists(new.name())),
     }
@@ -236,20 +234,17 @@ pub(crate) struct PatchIntegration {
 pub(crate) async fn patch_integration(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    PathId(id): PathId<IntegrationId>,
+    body: JsonBody<PatchIntegration>,
 ) -> Result<Json<IntegrationRow>, ApiError> {
     let who = auth.require(TOOLS_ADMIN)?;
-    let id: uuid::Uuid = parse_id(&id, "integration_not_found", "integration")?;
-    let req: PatchIntegration = parse_json(&error::body(body)?)?;
+    let req = body.value;
     let name = req.name.clone().unwrap_or_default();
     let change = IntegrationChange::parse(req.name.as_deref(), req.is_active, req.config)
         .map_err(invalid)?;
-    match state.store.update_integration(who.org_id, id, &change).await? {
+    match state.services.store.update_integration(who.org_id, id, &change).await? {
         UpdateIntegration::Updated(row) => Ok(Json(row)),
-        UpdateIntegration::NotFound => {
-            Err(ApiError::not_found("integration_not_found", "integration"))
-        }
+        UpdateIntegration::NotFound => Err(ApiError::not_found(Entity::Integration)),
         UpdateIntegration::NameTaken => Err(integration_exists(name.trim())),
     }
 }

@@ -24,7 +24,7 @@ pub(crate) async fn healthz() -> Json<serde_json::Value> {
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
     (status = 200, body = Ready), (status = 503, body = Ready)))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
-    let (nats, postgres) = tokio::join!(state.bus.ping(), state.store.ping());
+    let (nats, postgres) = tokio::join!(state.services.bus.ping(), state.services.store.ping());
     let status = if nats && postgres { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(Ready { nats, postgres }))
 }

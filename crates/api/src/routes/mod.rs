@@ -2,6 +2,7 @@
 
 pub(crate) mod agents;
 pub(crate) mod domain;
+pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod orgs;
 pub(crate) mod runs;
@@ -17,22 +18,23 @@ use crate::AppState;
 /// Every route, with the body limit derived from `AY_MAX_INPUT_BYTES`.
 pub(crate) fn router(state: AppState) -> Router {
     // JSON escaping can double a string's size; leave room for the other fields.
-    let body_limit = state.settings.max_input_bytes * 2 + 64 * 1024;
+    let body_limit = state.services.settings.max_input_bytes * 2 + 64 * 1024;
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(crate::openapi::spec))
-        .merge(crate::openapi::docs())
-        .route("/v1/threads", post(threads::create))
+        .route("/docs", get(crate::openapi::docs))
+        .route("/v1/threads", post(threads::create).get(threads::list))
         .route("/v1/threads/{id}", get(threads::get))
         .route("/v1/threads/{id}/messages", get(threads::messages))
         .route("/v1/threads/{id}/runs", post(runs::create_on_thread))
-        .route("/v1/runs", post(runs::create))
+        .route("/v1/runs", post(runs::create).get(runs::list))
         .route("/v1/runs/{id}", get(runs::get))
         .route("/v1/runs/{id}/events", get(runs::events))
         .route("/v1/runs/{id}/cancel", post(runs::cancel))
         .route("/v1/runs/{id}/tool-invocations", get(tools::run_invocations))
-        .route("/v1/runs/{id}/input", post(tools::answer))
+        .route("/v1/runs/{id}/input", post(runs::answer))
+        .route("/v1/events", get(events::org_events))
         .route("/v1/tool-invocations", get(tools::invocations))
         .route("/v1/mcp-servers", post(tools::register).get(tools::list))
         .route("/v1/mcp-servers/{id}", axum::routing::delete(tools::delete))
@@ -74,13 +76,4 @@ pub(crate) fn router(state: AppState) -> Router {
         })
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
-}
-
-/// Parses a path id; a malformed one is 404 like an unknown one (ids are opaque to clients).
-pub(crate) fn parse_id<T: std::str::FromStr>(
-    raw: &str,
-    code: &'static str,
-    what: &str,
-) -> Result<T, crate::ApiError> {
-    raw.parse().map_err(|_| crate::ApiError::not_found(code, what))
 }

@@ -1,39 +1,20 @@
 //! Tenancy: organizations (platform admins), users and tokens (org admins), usage.
 
-use agentyard_core::{OrgId, TokenId, UserId};
-use agentyard_store::orgs::{ALL_SCOPES, ORG_SCOPES, OrgRow, PLATFORM_ADMIN, TokenRow, UserRow};
+use agentyard_core::{OrgId, Scope, TokenId, UserId};
+use agentyard_services::tenancy::{CreateOrg, CreateToken, CreateUser};
+use agentyard_store::orgs::{OrgRow, TokenRow, UserRow};
 use agentyard_store::usage::{AgentTotals, ModelTotals, Totals};
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::parse_id;
 use crate::auth::Auth;
-use crate::error::{self, ErrorBody, parse_json};
+use crate::error::{ErrorBody, JsonBody, PathId, QueryParams};
 use crate::{ApiError, AppState};
 
-const ORG_ADMIN: &str = "org:admin";
-
-fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
-    if name.trim().is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::invalid(
-            "invalid_request",
-            format!("{field} must be 1 to 200 characters"),
-        ));
-    }
-    Ok(())
-}
-
-/// Body of `POST /v1/organizations`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CreateOrg {
-    name: String,
-}
+const ORG_ADMIN: Scope = Scope::OrgAdmin;
 
 /// A new organization, its admin user, default agent and admin token (shown only here).
 #[derive(Serialize, utoipa::ToSchema)]
@@ -54,17 +35,10 @@ pub(crate) struct NewOrgView {
 pub(crate) async fn create_org(
     State(state): State<AppState>,
     auth: Auth,
-    body: Result<Bytes, BytesRejection>,
+    body: JsonBody<CreateOrg>,
 ) -> Result<(StatusCode, Json<NewOrgView>), ApiError> {
-    auth.require(PLATFORM_ADMIN)?;
-    let req: CreateOrg = parse_json(&error::body(body)?)?;
-    check_name("name", &req.name)?;
-    let new = state.store.create_org(req.name.trim()).await?;
-    let organization = state
-        .store
-        .get_org(new.org_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("organization_not_found", "organization"))?;
+    auth.require(Scope::PlatformAdmin)?;
+    let (new, organization) = state.services.create_org(body.value).await?;
     Ok((
         StatusCode::CREATED,
         Json(NewOrgView {
@@ -83,26 +57,11 @@ pub(crate) async fn create_org(
 pub(crate) async fn get_org(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    PathId(id): PathId<OrgId>,
 ) -> Result<Json<OrgRow>, ApiError> {
-    let platform = auth.0.has_scope(PLATFORM_ADMIN);
-    if !platform {
-        auth.require(ORG_ADMIN)?;
-    }
-    let not_found = || ApiError::not_found("organization_not_found", "organization");
-    let id: OrgId = parse_id(&id, "organization_not_found", "organization")?;
-    if !platform && id != auth.0.org_id {
-        return Err(not_found());
-    }
-    state.store.get_org(id).await?.map(Json).ok_or_else(not_found)
-}
-
-/// Body of `POST /v1/users`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CreateUser {
-    name: String,
-    email: Option<String>,
+    let who =
+        if auth.0.has_scope(Scope::PlatformAdmin) { &auth.0 } else { auth.require(ORG_ADMIN)? };
+    Ok(Json(state.services.get_org(who, id).await?))
 }
 
 /// Adds a user to the caller's organization.
@@ -114,18 +73,10 @@ pub(crate) struct CreateUser {
 pub(crate) async fn create_user(
     State(state): State<AppState>,
     auth: Auth,
-    body: Result<Bytes, BytesRejection>,
+    body: JsonBody<CreateUser>,
 ) -> Result<(StatusCode, Json<UserRow>), ApiError> {
     let who = auth.require(ORG_ADMIN)?;
-    let req: CreateUser = parse_json(&error::body(body)?)?;
-    check_name("name", &req.name)?;
-    if let Some(e) = &req.email
-        && (e.len() > 320 || !e.contains('@') || e.contains(char::is_whitespace))
-    {
-        return Err(ApiError::invalid("invalid_request", "email is not an email address"));
-    }
-    let user = state.store.create_user(who.org_id, req.name.trim(), req.email.as_deref()).await?;
-    Ok((StatusCode::CREATED, Json(user)))
+    Ok((StatusCode::CREATED, Json(state.services.create_user(who, body.value).await?)))
 }
 
 /// A list.
@@ -143,20 +94,7 @@ pub(crate) async fn list_users(
     auth: Auth,
 ) -> Result<Json<List<UserRow>>, ApiError> {
     let who = auth.require(ORG_ADMIN)?;
-    Ok(Json(List { data: state.store.list_users(who.org_id).await? }))
-}
-
-/// Body of `POST /v1/tokens`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CreateToken {
-    /// The user the token acts as (of the caller's org); none: the organization itself.
-    user_id: Option<UserId>,
-    name: String,
-    /// Org scopes, each held by the caller.
-    scopes: Vec<String>,
-    /// Default: never.
-    expires_at: Option<DateTime<Utc>>,
+    Ok(Json(List { data: state.services.store.list_users(who.org_id).await? }))
 }
 
 /// A token as created: `token` is shown only here.
@@ -165,7 +103,7 @@ pub(crate) struct NewTokenView {
     id: TokenId,
     /// The secret: send it as `Authorization: Bearer <token>`. Not stored; not shown again.
     token: String,
-    scopes: Vec<String>,
+    scopes: Vec<Scope>,
     user_id: Option<UserId>,
     expires_at: Option<DateTime<Utc>>,
 }
@@ -192,50 +130,10 @@ impl From<agentyard_store::orgs::NewToken> for NewTokenView {
 pub(crate) async fn create_token(
     State(state): State<AppState>,
     auth: Auth,
-    body: Result<Bytes, BytesRejection>,
+    body: JsonBody<CreateToken>,
 ) -> Result<(StatusCode, Json<NewTokenView>), ApiError> {
     let who = auth.require(ORG_ADMIN)?;
-    let req: CreateToken = parse_json(&error::body(body)?)?;
-    check_name("name", &req.name)?;
-    let unknown: Vec<&str> =
-        req.scopes.iter().map(String::as_str).filter(|s| !ALL_SCOPES.contains(s)).collect();
-    if !unknown.is_empty() {
-        return Err(ApiError::invalid(
-            "invalid_scopes",
-            format!("unknown scopes: {}; known: {}", unknown.join(", "), ORG_SCOPES.join(", ")),
-        ));
-    }
-    if req.scopes.is_empty() {
-        return Err(ApiError::invalid("invalid_scopes", "scopes must not be empty"));
-    }
-    if req.scopes.iter().any(|s| s == PLATFORM_ADMIN) {
-        return Err(ApiError::forbidden(
-            "platform:admin is granted only with `agentyard admin create-token`",
-        ));
-    }
-    let missing: Vec<&str> =
-        req.scopes.iter().map(String::as_str).filter(|s| !who.has_scope(s)).collect();
-    if !missing.is_empty() {
-        return Err(ApiError::forbidden(format!(
-            "the caller lacks the scopes it would grant: {}",
-            missing.join(", ")
-        )));
-    }
-    if req.expires_at.is_some_and(|e| e <= Utc::now()) {
-        return Err(ApiError::invalid("invalid_request", "expires_at must be in the future"));
-    }
-    if let Some(user) = req.user_id
-        && !state.store.user_in_org(who.org_id, user).await?
-    {
-        return Err(ApiError::not_found("user_not_found", "user"));
-    }
-    let mut scopes = req.scopes.clone();
-    scopes.sort_unstable();
-    scopes.dedup();
-    let token = state
-        .store
-        .create_user_token(who.org_id, req.user_id, req.name.trim(), &scopes, req.expires_at)
-        .await?;
+    let token = state.services.create_token(who, body.value).await?;
     Ok((StatusCode::CREATED, Json(NewTokenView::from(token))))
 }
 
@@ -248,7 +146,7 @@ pub(crate) async fn list_tokens(
     auth: Auth,
 ) -> Result<Json<List<TokenRow>>, ApiError> {
     let who = auth.require(ORG_ADMIN)?;
-    Ok(Json(List { data: state.store.list_tokens(who.org_id).await? }))
+    Ok(Json(List { data: state.services.list_tokens(who).await? }))
 }
 
 /// Revokes a token, at once, in every API process.
@@ -258,18 +156,11 @@ pub(crate) async fn list_tokens(
 pub(crate) async fn revoke_token(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    PathId(id): PathId<TokenId>,
 ) -> Result<StatusCode, ApiError> {
     let who = auth.require(ORG_ADMIN)?;
-    let id: TokenId = parse_id(&id, "token_not_found", "token")?;
-    if !state.store.revoke_token(who.org_id, id).await? {
-        return Err(ApiError::not_found("token_not_found", "token"));
-    }
+    state.services.revoke_token(who, id).await?;
     state.auth.evict(id);
-    let subject = state.bus.subjects().auth_revoked();
-    if let Err(e) = state.bus.client().publish(subject, id.to_string().into()).await {
-        tracing::warn!(error = %e, "cannot broadcast a revocation; other API processes see it within the cache TTL");
-    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -299,15 +190,14 @@ pub(crate) struct UsageReport {
 pub(crate) async fn usage(
     State(state): State<AppState>,
     auth: Auth,
-    query: Result<Query<UsageQuery>, QueryRejection>,
+    QueryParams(q): QueryParams<UsageQuery>,
 ) -> Result<Json<UsageReport>, ApiError> {
     let who = auth.require(ORG_ADMIN)?;
-    let Query(q) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let to = q.to.unwrap_or_else(Utc::now);
     let from = q.from.unwrap_or(to - chrono::Duration::days(30));
     if from >= to {
         return Err(ApiError::invalid("invalid_query", "from must be before to"));
     }
-    let (totals, by_agent, by_model) = state.store.org_usage(who.org_id, from, to).await?;
+    let (totals, by_agent, by_model) = state.services.store.org_usage(who.org_id, from, to).await?;
     Ok(Json(UsageReport { from, to, totals, by_agent, by_model }))
 }

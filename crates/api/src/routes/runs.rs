@@ -1,28 +1,30 @@
-//! Runs: create (202 or an SSE stream), read (with long-polling), events, cancel.
+//! Runs: create (202 or an SSE stream), read (with long-polling), list, events, cancel, answer
+//! what a run waits for.
 
 use std::time::Duration;
 
-use agentyard_core::run::Run;
-use agentyard_core::{RunId, ThreadId};
+use agentyard_core::run::{Run, RunStatus};
+use agentyard_core::{AgentId, RunId, Scope, ThreadId};
+use agentyard_services::runs::{CreateRunRequest, InputAnswerRequest, RunQuery};
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::parse_id;
 use crate::auth::Auth;
-use crate::error::{self, ErrorBody, parse_json};
-use crate::service::{self, CreateRunRequest, MAX_WAIT};
-use crate::{ApiError, AppState, sse};
+use crate::error::{ErrorBody, JsonBody, PathId, QueryParams};
+use crate::{ApiError, AppState, live, sse};
+
+/// Longest `?wait=`.
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// Query of `GET /v1/runs/{id}`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub(crate) struct GetQuery {
-    /// Seconds (at most 60) to wait for the run to end before answering.
+    /// Seconds (at most 60) to wait for the run to end (or to start waiting for input) before
+    /// answering.
     wait: Option<f64>,
 }
 
@@ -33,6 +35,29 @@ pub(crate) struct EventsQuery {
     after: Option<u64>,
 }
 
+/// Query of `GET /v1/runs`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub(crate) struct ListQuery {
+    /// Only runs in this status.
+    status: Option<RunStatus>,
+    /// Only runs of this thread.
+    thread_id: Option<ThreadId>,
+    /// Only runs of this agent.
+    agent_id: Option<AgentId>,
+    /// The previous page's `next_cursor`.
+    cursor: Option<String>,
+    /// 1 to 100 (default 20).
+    limit: Option<i64>,
+}
+
+/// A page of runs, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct RunPage {
+    data: Vec<Run>,
+    /// Pass as `cursor` for the next page; null at the end.
+    next_cursor: Option<String>,
+}
+
 /// Posts a message to a thread: starts a run.
 #[utoipa::path(post, path = "/v1/threads/{id}/runs", tag = "runs",
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header,
@@ -40,24 +65,22 @@ pub(crate) struct EventsQuery {
     request_body(content = CreateRunRequest, content_type = "application/json"),
     responses((status = 202, body = Run, description = "queued; or `text/event-stream` when `stream` is true"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "thread_busy (strategy reject)"),
-        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "thread_busy (strategy reject), agent_inactive"),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn create_on_thread(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    PathId(thread): PathId<ThreadId>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: JsonBody<CreateRunRequest>,
 ) -> Result<Response, ApiError> {
-    let who = auth.require("runs:write")?;
-    let body = error::body(body)?;
-    let thread: ThreadId = parse_id(&id, "thread_not_found", "thread")?;
-    let req: CreateRunRequest = parse_json(&body)?;
-    if req.thread_id.is_some() {
+    let who = auth.require(Scope::RunsWrite)?;
+    if body.value.thread_id.is_some() {
         return Err(ApiError::invalid("invalid_request", "thread_id belongs in the path here"));
     }
-    respond_created(&state, who, req, Some(thread), idempotency(&headers, &id, &body)).await
+    let idempotency = idempotency(&headers, &thread.to_string(), &body.bytes);
+    respond_created(&state, who, body.value, Some(thread), idempotency).await
 }
 
 /// Starts a run on a new thread, or on `thread_id`.
@@ -66,43 +89,61 @@ pub(crate) async fn create_on_thread(
     request_body(content = CreateRunRequest, content_type = "application/json"),
     responses((status = 202, body = Run), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     auth: Auth,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: JsonBody<CreateRunRequest>,
 ) -> Result<Response, ApiError> {
-    let who = auth.require("runs:write")?;
-    let body = error::body(body)?;
-    let req: CreateRunRequest = parse_json(&body)?;
-    let thread = req.thread_id;
-    respond_created(&state, who, req, thread, idempotency(&headers, "", &body)).await
+    let who = auth.require(Scope::RunsWrite)?;
+    let thread = body.value.thread_id;
+    let idempotency = idempotency(&headers, "", &body.bytes);
+    respond_created(&state, who, body.value, thread, idempotency).await
 }
 
 async fn respond_created(
     state: &AppState,
-    who: &agentyard_store::orgs::Principal,
+    who: &agentyard_services::Principal,
     req: CreateRunRequest,
     thread: Option<ThreadId>,
     idempotency: Option<(String, Vec<u8>)>,
 ) -> Result<Response, ApiError> {
     let id = RunId::new();
     if !req.stream {
-        let run = service::create_run(state, who, req, thread, idempotency, id).await?;
+        let run = state.services.create_run(who, req, thread, idempotency, id).await?;
         return Ok((StatusCode::ACCEPTED, Json(run)).into_response());
     }
+    let permit = open_stream(state, who)?;
     // Listen before the run exists, so not one event is missed.
-    let live = state.hub.subscribe(id);
-    let run = service::create_run(state, who, req, thread, idempotency, id).await?;
-    if run.id == id {
-        return Ok(sse::respond(live).into_response());
+    let mut sub = state.hub.subscribe_run(id);
+    let run = state.services.create_run(who, req, thread, idempotency, id).await?;
+    // A new run has no stored events yet: the replay finds none. An idempotent replay of an
+    // earlier run reads its events from the start (registered before they are read).
+    if run.id != id {
+        sub = state.hub.subscribe_run(run.id);
     }
-    // An idempotent replay of an earlier run: read its stream from the start.
-    drop(live);
-    let events = service::events_of(state, &run, None).await?;
+    let bus = state.services.bus.clone();
+    let events = live::run_events(bus, &run, who.org_id, None, sub, permit);
     Ok(sse::respond(events).into_response())
+}
+
+/// One more open stream of the caller's token, or 429.
+pub(crate) fn open_stream(
+    state: &AppState,
+    who: &agentyard_services::Principal,
+) -> Result<crate::hub::StreamPermit, ApiError> {
+    let max = state.services.settings.max_streams_per_token;
+    state.hub.open_stream(who.token_id, max).ok_or_else(|| {
+        ApiError::too_many(
+            "too_many_streams",
+            format!(
+                "this token has {max} event streams open (AY_MAX_STREAMS_PER_TOKEN); close one"
+            ),
+            1,
+        )
+    })
 }
 
 /// The key and a hash of what it guards (the path and the body).
@@ -115,7 +156,8 @@ fn idempotency(headers: &HeaderMap, path: &str, body: &[u8]) -> Option<(String, 
     Some((key, h.finalize().to_vec()))
 }
 
-/// A run; `?wait=N` answers as soon as it is terminal, or after N seconds.
+/// A run; `?wait=N` answers as soon as it is terminal (or starts waiting for input), or after
+/// N seconds.
 #[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs", params(("id" = String, Path), GetQuery),
     responses((status = 200, body = Run), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 422, body = ErrorBody)),
@@ -123,11 +165,10 @@ fn idempotency(headers: &HeaderMap, path: &str, body: &[u8]) -> Option<(String, 
 pub(crate) async fn get(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
-    query: Result<Query<GetQuery>, axum::extract::rejection::QueryRejection>,
+    PathId(id): PathId<RunId>,
+    QueryParams(q): QueryParams<GetQuery>,
 ) -> Result<Json<Run>, ApiError> {
-    let who = auth.require("runs:read")?;
-    let Query(q) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
+    let who = auth.require(Scope::RunsRead)?;
     let wait = match q.wait {
         None => Duration::ZERO,
         Some(w) if w.is_finite() && (0.0..=MAX_WAIT.as_secs_f64()).contains(&w) => {
@@ -140,33 +181,66 @@ pub(crate) async fn get(
             ));
         }
     };
-    let id: RunId = parse_id(&id, "run_not_found", "run")?;
-    service::wait_run(&state, who, id, wait).await.map(Json)
+    live::wait_run(&state, who, id, wait).await.map(Json)
+}
+
+/// The organization's runs, newest first, optionally of one status, thread or agent.
+#[utoipa::path(get, path = "/v1/runs", tag = "runs", params(ListQuery),
+    responses((status = 200, body = RunPage), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> Result<Json<RunPage>, ApiError> {
+    let who = auth.require(Scope::RunsRead)?;
+    let query = RunQuery {
+        status: q.status,
+        thread_id: q.thread_id,
+        agent_id: q.agent_id,
+        cursor: q.cursor,
+        limit: q.limit,
+    };
+    let page = state.services.list_runs(who, query).await?;
+    Ok(Json(RunPage { data: page.data, next_cursor: page.next_cursor }))
+}
+
+/// The `Last-Event-ID` header, else `after`.
+pub(crate) fn resume_from(
+    headers: &HeaderMap,
+    after: Option<u64>,
+) -> Result<Option<u64>, ApiError> {
+    match headers.get("last-event-id") {
+        Some(v) => {
+            Ok(Some(v.to_str().ok().and_then(|s| s.trim().parse().ok()).ok_or_else(|| {
+                ApiError::invalid("invalid_last_event_id", "Last-Event-ID must be an event id")
+            })?))
+        }
+        None => Ok(after),
+    }
 }
 
 /// The run's events as SSE; resume with `Last-Event-ID`. Ends after the terminal event.
 #[utoipa::path(get, path = "/v1/runs/{id}/events", tag = "runs",
     params(("id" = String, Path), ("Last-Event-ID" = Option<String>, Header), EventsQuery),
-    responses((status = 200, content_type = "text/event-stream", description = "run.queued, run.started, message.delta, message.reset, message.completed, run.completed | run.failed | run.cancelled"),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 200, content_type = "text/event-stream", description = "run.queued, run.started, message.delta, message.reset, message.completed, tool_call.created, tool_call.completed, run.requires_input, run.input_received, run.completed | run.failed | run.cancelled | run.expired"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "too_many_streams")),
     security(("bearer" = [])))]
 pub(crate) async fn events(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    PathId(id): PathId<RunId>,
     headers: HeaderMap,
-    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+    QueryParams(q): QueryParams<EventsQuery>,
 ) -> Result<Response, ApiError> {
-    let who = auth.require("runs:read")?;
-    let Query(q) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
-    let after = match headers.get("last-event-id") {
-        Some(v) => Some(v.to_str().ok().and_then(|s| s.trim().parse().ok()).ok_or_else(|| {
-            ApiError::invalid("invalid_last_event_id", "Last-Event-ID must be an event id")
-        })?),
-        None => q.after,
-    };
-    let id: RunId = parse_id(&id, "run_not_found", "run")?;
-    let events = service::events(&state, who, id, after).await?;
+    let who = auth.require(Scope::RunsRead)?;
+    let after = resume_from(&headers, q.after)?;
+    let permit = open_stream(&state, who)?;
+    let sub = state.hub.subscribe_run(id);
+    let run = state.services.get_run(who, id).await?;
+    let events = live::run_events(state.services.bus.clone(), &run, who.org_id, after, sub, permit);
     Ok(sse::respond(events).into_response())
 }
 
@@ -178,9 +252,26 @@ pub(crate) async fn events(
 pub(crate) async fn cancel(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    PathId(id): PathId<RunId>,
 ) -> Result<Json<Run>, ApiError> {
-    let who = auth.require("runs:write")?;
-    let id: RunId = parse_id(&id, "run_not_found", "run")?;
-    service::cancel_run(&state, who, id).await.map(Json)
+    let who = auth.require(Scope::RunsWrite)?;
+    Ok(Json(state.services.cancel_run(who, id).await?))
+}
+
+/// Answers what a `requires_input` run waits for (`required_input` on the run says what).
+#[utoipa::path(post, path = "/v1/runs/{id}/input", tag = "runs", params(("id" = String, Path)),
+    request_body(content = InputAnswerRequest, content_type = "application/json"),
+    responses((status = 200, body = Run), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "run_not_waiting"),
+        (status = 422, body = ErrorBody, description = "invalid_action, invalid_content (against the requested schema)")),
+    security(("bearer" = [])))]
+pub(crate) async fn answer(
+    State(state): State<AppState>,
+    auth: Auth,
+    PathId(id): PathId<RunId>,
+    body: JsonBody<InputAnswerRequest>,
+) -> Result<Json<Run>, ApiError> {
+    let who = auth.require(Scope::RunsWrite)?;
+    Ok(Json(state.services.answer_input(who, id, body.value).await?))
 }

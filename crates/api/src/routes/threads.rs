@@ -1,17 +1,14 @@
 //! Threads and their messages.
 
-use agentyard_core::ThreadId;
-use agentyard_store::threads::{Message, Thread};
+use agentyard_core::thread::{Message, Thread};
+use agentyard_core::{Scope, ThreadId};
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::parse_id;
 use crate::auth::Auth;
-use crate::error::{self, ErrorBody, parse_json};
+use crate::error::{ErrorBody, OptionalJsonBody, PathId, QueryParams};
 use crate::{ApiError, AppState};
 
 /// Body of `POST /v1/threads` (optional).
@@ -39,6 +36,23 @@ pub(crate) struct MessagePage {
     next_after: Option<i64>,
 }
 
+/// Query of the thread list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub(crate) struct ListQuery {
+    /// The previous page's `next_cursor`.
+    cursor: Option<String>,
+    /// 1 to 100 (default 20).
+    limit: Option<i64>,
+}
+
+/// A page of threads, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ThreadPage {
+    data: Vec<Thread>,
+    /// Pass as `cursor` for the next page; null at the end.
+    next_cursor: Option<String>,
+}
+
 /// Creates a thread.
 #[utoipa::path(post, path = "/v1/threads", tag = "threads", request_body(content = CreateThread, content_type = "application/json"),
     responses((status = 201, body = Thread), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -47,18 +61,26 @@ pub(crate) struct MessagePage {
 pub(crate) async fn create(
     State(state): State<AppState>,
     auth: Auth,
-    body: Result<Bytes, BytesRejection>,
+    OptionalJsonBody(body): OptionalJsonBody<CreateThread>,
 ) -> Result<(StatusCode, Json<Thread>), ApiError> {
-    let who = auth.require("runs:write")?;
-    let body = error::body(body)?;
-    let req: CreateThread =
-        if body.is_empty() { CreateThread::default() } else { parse_json(&body)? };
-    let metadata = req.metadata.unwrap_or_else(|| serde_json::json!({}));
-    if !metadata.is_object() {
-        return Err(ApiError::invalid("invalid_metadata", "metadata must be a JSON object"));
-    }
-    let thread = state.store.create_thread(who.org_id, &metadata).await?;
-    Ok((StatusCode::CREATED, Json(thread)))
+    let who = auth.require(Scope::RunsWrite)?;
+    let metadata = body.unwrap_or_default().metadata;
+    Ok((StatusCode::CREATED, Json(state.services.create_thread(who, metadata).await?)))
+}
+
+/// The organization's threads, newest first.
+#[utoipa::path(get, path = "/v1/threads", tag = "threads", params(ListQuery),
+    responses((status = 200, body = ThreadPage), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> Result<Json<ThreadPage>, ApiError> {
+    let who = auth.require(Scope::RunsRead)?;
+    let page = state.services.list_threads(who, q.cursor.as_deref(), q.limit).await?;
+    Ok(Json(ThreadPage { data: page.data, next_cursor: page.next_cursor }))
 }
 
 /// A thread.
@@ -68,12 +90,10 @@ pub(crate) async fn create(
 pub(crate) async fn get(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    PathId(id): PathId<ThreadId>,
 ) -> Result<Json<Thread>, ApiError> {
-    let who = auth.require("runs:read")?;
-    let id: ThreadId = parse_id(&id, "thread_not_found", "thread")?;
-    let thread = state.store.get_thread(who.org_id, id).await?;
-    thread.map(Json).ok_or_else(|| ApiError::not_found("thread_not_found", "thread"))
+    let who = auth.require(Scope::RunsRead)?;
+    Ok(Json(state.services.get_thread(who, id).await?))
 }
 
 /// The thread's messages, oldest first, `limit` at a time.
@@ -85,23 +105,10 @@ pub(crate) async fn get(
 pub(crate) async fn messages(
     State(state): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
-    query: Result<Query<MessagesQuery>, axum::extract::rejection::QueryRejection>,
+    PathId(id): PathId<ThreadId>,
+    QueryParams(q): QueryParams<MessagesQuery>,
 ) -> Result<Json<MessagePage>, ApiError> {
-    let who = auth.require("runs:read")?;
-    let Query(q) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
-    let limit = q.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid("invalid_query", "limit must be between 1 and 100"));
-    }
-    let id: ThreadId = parse_id(&id, "thread_not_found", "thread")?;
-    if state.store.get_thread(who.org_id, id).await?.is_none() {
-        return Err(ApiError::not_found("thread_not_found", "thread"));
-    }
-    let mut data =
-        state.store.list_messages(who.org_id, id, q.after.unwrap_or(0), limit + 1).await?;
-    let more = data.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-    data.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    let next_after = if more { data.last().map(|m| m.seq) } else { None };
+    let who = auth.require(Scope::RunsRead)?;
+    let (data, next_after) = state.services.list_messages(who, id, q.after, q.limit).await?;
     Ok(Json(MessagePage { data, next_after }))
 }

@@ -1,7 +1,7 @@
 //! The external systems an organization connected (Slack, a CRM, a help desk, ...): a name
 //! unique in the org (case-insensitive), a kind, whether it is active, and its configuration.
 
-use agentyard_core::OrgId;
+use agentyard_core::{IntegrationId, OrgId};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{FromRow, PgExecutor};
@@ -15,7 +15,7 @@ pub const MAX_NAME: usize = 100;
 /// An integration as stored.
 #[derive(Clone, Debug, PartialEq, Serialize, FromRow, utoipa::ToSchema)]
 pub struct IntegrationRow {
-    pub id: uuid::Uuid,
+    pub id: IntegrationId,
     pub name: String,
     pub kind: String,
     pub is_active: bool,
@@ -140,8 +140,8 @@ pub(crate) async fn insert(
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (org_id, lower(name)) DO NOTHING \
          RETURNING {COLUMNS}"
     )))
-    .bind(uuid::Uuid::now_v7())
-    .bind(org.0)
+    .bind(IntegrationId::new())
+    .bind(org)
     .bind(&new.name)
     .bind(&new.kind)
     .bind(new.is_active)
@@ -165,7 +165,7 @@ impl Store {
             "SELECT {COLUMNS} FROM integrations WHERE org_id = $1 AND (is_active OR NOT $2) \
              ORDER BY lower(name)"
         )))
-        .bind(org.0)
+        .bind(org)
         .bind(active_only)
         .fetch_all(&self.pool)
         .await
@@ -191,7 +191,7 @@ impl Store {
     pub async fn update_integration(
         &self,
         org: OrgId,
-        id: uuid::Uuid,
+        id: IntegrationId,
         change: &IntegrationChange,
     ) -> Result<UpdateIntegration> {
         let row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -200,7 +200,7 @@ impl Store {
              updated_at = now() WHERE id = $1 AND org_id = $2 RETURNING {COLUMNS}"
         )))
         .bind(id)
-        .bind(org.0)
+        .bind(org)
         .bind(&change.name)
         .bind(change.is_active)
         .bind(&change.config)

@@ -1,7 +1,7 @@
 //! An organization's to-do tasks. A tool finds a task by id or by its exact, case-insensitive
 //! title; a title several tasks share is ambiguous.
 
-use agentyard_core::{OrgId, UserId};
+use agentyard_core::{OrgId, TaskId, UserId};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use sqlx::{FromRow, PgExecutor};
@@ -27,13 +27,13 @@ text_enum!(
 /// A task as stored.
 #[derive(Clone, Debug, PartialEq, Serialize, FromRow, utoipa::ToSchema)]
 pub struct TaskRow {
-    pub id: uuid::Uuid,
+    pub id: TaskId,
     pub title: String,
     pub description: Option<String>,
     pub due_date: Option<NaiveDate>,
     pub status: TaskStatus,
     /// The user the creating run acted for.
-    pub created_by: Option<uuid::Uuid>,
+    pub created_by: Option<UserId>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
@@ -105,7 +105,7 @@ impl TaskChange {
 /// Which task: by id, or by exact (case-insensitive) title.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TaskRef {
-    Id(uuid::Uuid),
+    Id(TaskId),
     Title(String),
 }
 
@@ -114,7 +114,7 @@ impl TaskRef {
     ///
     /// # Errors
     /// Neither given (or an empty title).
-    pub fn parse(task_id: Option<uuid::Uuid>, title: Option<&str>) -> Result<Self, Invalid> {
+    pub fn parse(task_id: Option<TaskId>, title: Option<&str>) -> Result<Self, Invalid> {
         match (task_id, title.map(str::trim).filter(|t| !t.is_empty())) {
             (Some(id), _) => Ok(Self::Id(id)),
             (None, Some(t)) => Ok(Self::Title(t.to_owned())),
@@ -142,12 +142,12 @@ pub(crate) async fn insert(
         "INSERT INTO tasks(id, org_id, title, description, due_date, created_by) \
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
     )))
-    .bind(uuid::Uuid::now_v7())
-    .bind(org.0)
+    .bind(TaskId::new())
+    .bind(org)
     .bind(&task.title)
     .bind(&task.description)
     .bind(task.due_date)
-    .bind(user.map(|u| u.0))
+    .bind(user)
     .fetch_one(db)
     .await
     .map_err(|e| StoreError::db("insert_task", e))
@@ -163,7 +163,7 @@ impl Store {
             "SELECT {COLUMNS} FROM tasks WHERE org_id = $1 AND ($2::text IS NULL OR status = $2) \
              ORDER BY created_at, id LIMIT $3"
         )))
-        .bind(org.0)
+        .bind(org)
         .bind(status)
         .bind(LIST_LIMIT)
         .fetch_all(&self.pool)
@@ -245,11 +245,11 @@ impl ToolWrite {
             TaskRef::Id(id) => (Some(*id), None),
             TaskRef::Title(t) => (None, Some(t.as_str())),
         };
-        let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
+        let ids: Vec<TaskId> = sqlx::query_scalar(
             "SELECT id FROM tasks WHERE org_id = $1 AND (id = $2 OR lower(title) = lower($3)) \
              ORDER BY created_at, id LIMIT 2 FOR UPDATE",
         )
-        .bind(self.org.0)
+        .bind(self.org)
         .bind(id)
         .bind(title)
         .fetch_all(&mut *self.tx)
@@ -275,7 +275,7 @@ mod tests {
 
     #[test]
     fn a_task_is_named_by_id_before_title() {
-        let id = uuid::Uuid::now_v7();
+        let id = TaskId::new();
         assert_eq!(TaskRef::parse(Some(id), Some("x")).unwrap(), TaskRef::Id(id));
         assert_eq!(TaskRef::parse(None, Some(" Pay ")).unwrap(), TaskRef::Title("Pay".into()));
         assert_eq!(TaskRef::parse(None, Some(" ")).unwrap_err().field, "task_id");

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use agentyard_core::{OrgId, UserId};
+use agentyard_core::{OrgId, TicketId, UserId};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{FromRow, PgExecutor};
@@ -51,7 +51,7 @@ text_enum!(
 /// A ticket as stored.
 #[derive(Clone, Debug, PartialEq, Serialize, FromRow, utoipa::ToSchema)]
 pub struct TicketRow {
-    pub id: uuid::Uuid,
+    pub id: TicketId,
     pub title: String,
     pub description: String,
     pub category: Category,
@@ -59,7 +59,7 @@ pub struct TicketRow {
     pub status: TicketStatus,
     pub assignee: Option<String>,
     /// The user the creating run acted for.
-    pub created_by: Option<uuid::Uuid>,
+    pub created_by: Option<UserId>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -179,13 +179,13 @@ pub(crate) async fn insert(
         "INSERT INTO tickets(id, org_id, title, description, category, priority, created_by) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
     )))
-    .bind(uuid::Uuid::now_v7())
-    .bind(org.0)
+    .bind(TicketId::new())
+    .bind(org)
     .bind(&t.title)
     .bind(&t.description)
     .bind(t.category)
     .bind(t.priority)
-    .bind(user.map(|u| u.0))
+    .bind(user)
     .fetch_one(db)
     .await
     .map_err(|e| StoreError::db("insert_ticket", e))
@@ -253,7 +253,7 @@ impl Store {
             "SELECT {COLUMNS} FROM tickets WHERE org_id = $1 \
              AND ($2::text IS NULL OR status = $2) ORDER BY created_at DESC, id DESC LIMIT $3"
         )))
-        .bind(org.0)
+        .bind(org)
         .bind(status)
         .bind(limit.clamp(1, MAX_LIMIT))
         .fetch_all(&self.pool)
@@ -265,12 +265,12 @@ impl Store {
     ///
     /// # Errors
     /// Database failures.
-    pub async fn get_ticket(&self, org: OrgId, id: uuid::Uuid) -> Result<Option<TicketRow>> {
+    pub async fn get_ticket(&self, org: OrgId, id: TicketId) -> Result<Option<TicketRow>> {
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM tickets WHERE id = $1 AND org_id = $2"
         )))
         .bind(id)
-        .bind(org.0)
+        .bind(org)
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| StoreError::db("get_ticket", e))
@@ -292,7 +292,7 @@ impl Store {
              AND (title ILIKE $2 OR description ILIKE $2 OR assignee ILIKE $2) \
              ORDER BY created_at DESC, id DESC LIMIT $3"
         )))
-        .bind(org.0)
+        .bind(org)
         .bind(like_pattern(query))
         .bind(limit.clamp(1, MAX_LIMIT))
         .fetch_all(&self.pool)
@@ -310,7 +310,7 @@ impl Store {
             "SELECT status, priority, category, count(*) AS n FROM tickets WHERE org_id = $1 \
              GROUP BY GROUPING SETS ((status), (priority), (category))",
         )
-        .bind(org.0)
+        .bind(org)
         .fetch_all(&self.pool)
         .await
         .map_err(|e| StoreError::db("ticket_stats", e))?;
@@ -355,7 +355,7 @@ impl ToolWrite {
     /// Database failures.
     pub async fn update_ticket(
         &mut self,
-        id: uuid::Uuid,
+        id: TicketId,
         change: &TicketChange,
     ) -> Result<Option<TicketRow>> {
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -366,7 +366,7 @@ impl ToolWrite {
              WHERE id = $1 AND org_id = $2 RETURNING {COLUMNS}"
         )))
         .bind(id)
-        .bind(self.org.0)
+        .bind(self.org)
         .bind(&change.title)
         .bind(&change.description)
         .bind(change.category)
@@ -382,12 +382,12 @@ impl ToolWrite {
     ///
     /// # Errors
     /// Database failures.
-    pub async fn delete_ticket(&mut self, id: uuid::Uuid) -> Result<Option<TicketRow>> {
+    pub async fn delete_ticket(&mut self, id: TicketId) -> Result<Option<TicketRow>> {
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "DELETE FROM tickets WHERE id = $1 AND org_id = $2 RETURNING {COLUMNS}"
         )))
         .bind(id)
-        .bind(self.org.0)
+        .bind(self.org)
         .fetch_optional(&mut *self.tx)
         .await
         .map_err(|e| StoreError::db("delete_ticket", e))

@@ -57,7 +57,7 @@ impl TestServer {
         admin.close().await;
         let prefix = format!("t{short}");
         let url = with_database(&admin_database_url(), &db_name);
-        let store = Store::connect(&url, 4, &prefix).await.expect("connect");
+        let store = Store::connect(&url, 4).await.expect("connect");
         agentyard_store::MIGRATOR.run(store.pool()).await.expect("migrate");
         let nats = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
         let bus = Bus::connect(&nats, &prefix).await.expect("NATS");
@@ -150,8 +150,8 @@ pub(crate) fn claims(org: OrgId, scopes: &[&str]) -> ToolClaims {
         user_id: None,
         agent_id: AgentId::new(),
         run_id: RunId::new(),
-        invocation_id: uuid::Uuid::now_v7(),
-        scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        invocation_id: agentyard_core::InvocationId::new(),
+        scopes: scopes.iter().map(|s| s.parse().expect("a scope")).collect(),
         exp: chrono::Utc::now().timestamp() + 300,
     }
 }

@@ -1,6 +1,5 @@
-//! The agent operations behind the handlers: an org's agents as clients see them (effective
-//! configuration = type defaults + stored overrides), changes checked against the catalog,
-//! status, stats and delegation by capability.
+//! An org's agents as clients see them (effective configuration = type defaults + stored
+//! overrides), changes checked against the catalog, status, and delegation by capability.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,13 +8,11 @@ use agentyard_agents::{AgentConfig, Source};
 use agentyard_core::run::{Priority, Run};
 use agentyard_core::{AgentId, RunId};
 use agentyard_store::agents::{AgentRow, CreateAgent};
-use agentyard_store::orgs::Principal;
-use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::service::{self, CreateRunRequest};
-use crate::{ApiError, AppState};
+use crate::runs::CreateRunRequest;
+use crate::{Entity, Error, Principal, Result, Services};
 
 /// An agent of the organization.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -133,10 +130,10 @@ pub struct ToolServerStatus {
 }
 
 /// The view of a stored agent.
-pub fn view(state: &AppState, row: AgentRow) -> Agent {
+pub fn view(svc: &Services, row: AgentRow) -> Agent {
     Agent {
-        id: AgentId(row.id),
-        configuration: state.catalog.effective(&row.agent_type, &row.name, &row.config),
+        id: row.id,
+        configuration: svc.catalog.effective(&row.agent_type, &row.name, &row.config),
         agent_type: row.agent_type,
         name: row.name,
         is_active: row.is_active,
@@ -147,13 +144,13 @@ pub fn view(state: &AppState, row: AgentRow) -> Agent {
     }
 }
 
-fn not_found() -> ApiError {
-    ApiError::not_found("agent_not_found", "agent")
+fn not_found() -> Error {
+    Error::NotFound(Entity::Agent)
 }
 
-fn check_name(name: &str) -> Result<(), ApiError> {
+fn check_name(name: &str) -> Result<(), Error> {
     if name.trim().is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::invalid("invalid_name", "name must be 1 to 200 characters"));
+        return Err(Error::invalid("invalid_name", "name must be 1 to 200 characters"));
     }
     Ok(())
 }
@@ -162,8 +159,8 @@ fn check_name(name: &str) -> Result<(), ApiError> {
 ///
 /// # Errors
 /// 404 `agent_not_found`.
-pub async fn get(state: &AppState, who: &Principal, id: AgentId) -> Result<AgentRow, ApiError> {
-    state.store.get_agent(who.org_id, id).await?.ok_or_else(not_found)
+pub async fn get(svc: &Services, who: &Principal, id: AgentId) -> Result<AgentRow, Error> {
+    svc.store.get_agent(who.org_id, id).await?.ok_or_else(not_found)
 }
 
 /// Creates the org's agent of a type.
@@ -171,13 +168,13 @@ pub async fn get(state: &AppState, who: &Principal, id: AgentId) -> Result<Agent
 /// # Errors
 /// 422 `unknown_agent_type` / `invalid_configuration` / `invalid_name`, 409 `agent_exists`.
 pub async fn create(
-    state: &AppState,
+    svc: &Services,
     who: &Principal,
     req: CreateAgentRequest,
-) -> Result<Agent, ApiError> {
-    let Some(ty) = state.catalog.agent_type(&req.agent_type) else {
-        let known: Vec<&str> = state.catalog.agent_types().keys().map(String::as_str).collect();
-        return Err(ApiError::invalid(
+) -> Result<Agent, Error> {
+    let Some(ty) = svc.catalog.agent_type(&req.agent_type) else {
+        let known: Vec<&str> = svc.catalog.agent_types().keys().map(String::as_str).collect();
+        return Err(Error::invalid(
             "unknown_agent_type",
             format!("unknown agent_type `{}`; known: {}", req.agent_type, known.join(", ")),
         ));
@@ -185,19 +182,18 @@ pub async fn create(
     let name = req.name.unwrap_or_else(|| ty.name.clone());
     check_name(&name)?;
     if let Some(p) = &req.configuration {
-        check_servers(state, who, p).await?;
+        check_servers(svc, who, p).await?;
     }
     let overrides = match &req.configuration {
         None => serde_json::json!({}),
-        Some(patch) => state
+        Some(patch) => svc
             .catalog
             .apply_patch(&req.agent_type, &serde_json::json!({}), patch)
-            .map_err(|e| ApiError::fields("invalid_configuration", e))?,
+            .map_err(|e| Error::fields("invalid_configuration", e))?,
     };
-    match state.store.create_agent(who.org_id, &req.agent_type, &name, &overrides).await? {
-        CreateAgent::Created(row) => Ok(view(state, row)),
-        CreateAgent::Exists(id) => Err(ApiError::new(
-            StatusCode::CONFLICT,
+    match svc.store.create_agent(who.org_id, &req.agent_type, &name, &overrides).await? {
+        CreateAgent::Created(row) => Ok(view(svc, row)),
+        CreateAgent::Exists(id) => Err(Error::conflict(
             "agent_exists",
             format!("the organization already has a {} agent ({id})", req.agent_type),
         )),
@@ -206,10 +202,10 @@ pub async fn create(
 
 /// Tools named `server__tool` must name a server the org registered or the operator declared.
 async fn check_servers(
-    state: &AppState,
+    svc: &Services,
     who: &Principal,
     patch: &serde_json::Value,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let mut named: Vec<(&'static str, &str)> = Vec::new();
     for field in ["tools_enabled", "tools_require_approval"] {
         for t in patch[field].as_array().into_iter().flatten().filter_map(|v| v.as_str()) {
@@ -221,22 +217,18 @@ async fn check_servers(
     if named.is_empty() {
         return Ok(());
     }
-    let servers = state.store.list_mcp_servers(who.org_id).await?;
+    let servers = svc.store.list_mcp_servers(who.org_id).await?;
     let unknown: Vec<agentyard_agents::FieldError> = named
         .into_iter()
         .filter(|(_, s)| {
-            !state.mcp_servers.0.contains_key(*s) && !servers.iter().any(|x| x.name == *s)
+            !svc.mcp_servers.0.contains_key(*s) && !servers.iter().any(|x| x.name == *s)
         })
         .map(|(field, s)| agentyard_agents::FieldError {
             field: format!("configuration.{field}"),
             message: format!("unknown MCP server `{s}` (register it with POST /v1/mcp-servers)"),
         })
         .collect();
-    if unknown.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::fields("invalid_configuration", unknown))
-    }
+    if unknown.is_empty() { Ok(()) } else { Err(Error::fields("invalid_configuration", unknown)) }
 }
 
 /// Renames an agent and/or applies a merge patch to its overrides.
@@ -244,31 +236,31 @@ async fn check_servers(
 /// # Errors
 /// 404, 422 `invalid_configuration` / `invalid_name` (nothing is stored).
 pub async fn patch(
-    state: &AppState,
+    svc: &Services,
     who: &Principal,
     id: AgentId,
     req: PatchAgentRequest,
-) -> Result<Agent, ApiError> {
+) -> Result<Agent, Error> {
     if let Some(n) = &req.name {
         check_name(n)?;
     }
     if let Some(p) = &req.configuration {
-        check_servers(state, who, p).await?;
+        check_servers(svc, who, p).await?;
     }
-    let catalog = state.catalog.clone();
-    let row = state
+    let catalog = svc.catalog.clone();
+    let row = svc
         .store
-        .update_agent::<ApiError>(who.org_id, id, |row| {
+        .update_agent::<Error>(who.org_id, id, |row| {
             let config = match &req.configuration {
                 None => row.config.clone(),
                 Some(p) => catalog
                     .apply_patch(&row.agent_type, &row.config, p)
-                    .map_err(|e| ApiError::fields("invalid_configuration", e))?,
+                    .map_err(|e| Error::fields("invalid_configuration", e))?,
             };
             Ok((req.name.clone().unwrap_or_else(|| row.name.clone()), config))
         })
         .await??;
-    row.map(|r| view(state, r)).ok_or_else(not_found)
+    row.map(|r| view(svc, r)).ok_or_else(not_found)
 }
 
 /// Replaces the agent's tool lists.
@@ -276,43 +268,35 @@ pub async fn patch(
 /// # Errors
 /// As [`patch`].
 pub async fn put_tools(
-    state: &AppState,
+    svc: &Services,
     who: &Principal,
     id: AgentId,
     tools: AgentTools,
-) -> Result<Agent, ApiError> {
+) -> Result<Agent, Error> {
     let mut configuration = serde_json::json!({ "tools_enabled": tools.tools_enabled });
     if let Some(a) = tools.tools_require_approval {
         configuration["tools_require_approval"] = serde_json::json!(a);
     }
-    patch(state, who, id, PatchAgentRequest { name: None, configuration: Some(configuration) })
-        .await
+    patch(svc, who, id, PatchAgentRequest { name: None, configuration: Some(configuration) }).await
 }
 
 /// Clears the overrides (the name stays).
 ///
 /// # Errors
 /// 404.
-pub async fn reset_config(
-    state: &AppState,
-    who: &Principal,
-    id: AgentId,
-) -> Result<Agent, ApiError> {
-    let row = state
+pub async fn reset_config(svc: &Services, who: &Principal, id: AgentId) -> Result<Agent, Error> {
+    let row = svc
         .store
-        .update_agent::<ApiError>(who.org_id, id, |row| {
-            Ok((row.name.clone(), serde_json::json!({})))
-        })
+        .update_agent::<Error>(who.org_id, id, |row| Ok((row.name.clone(), serde_json::json!({}))))
         .await??;
-    row.map(|r| view(state, r)).ok_or_else(not_found)
+    row.map(|r| view(svc, r)).ok_or_else(not_found)
 }
 
 /// Field by field: the effective value and whether it is the default or the org's own.
-pub fn config_source(state: &AppState, row: &AgentRow) -> BTreeMap<&'static str, SourcedValue> {
-    let effective = state.catalog.effective(&row.agent_type, &row.name, &row.config);
+pub fn config_source(svc: &Services, row: &AgentRow) -> BTreeMap<&'static str, SourcedValue> {
+    let effective = svc.catalog.effective(&row.agent_type, &row.name, &row.config);
     let values = serde_json::to_value(&effective).expect("a config serializes");
-    state
-        .catalog
+    svc.catalog
         .config_source(&row.agent_type, &row.name, &row.config)
         .into_iter()
         .map(|(f, source)| (f, SourcedValue { value: values[f].clone(), source }))
@@ -321,12 +305,8 @@ pub fn config_source(state: &AppState, row: &AgentRow) -> BTreeMap<&'static str,
 
 /// Whether the agent can answer now: asks the agent workers (core NATS request, one second)
 /// and probes the HTTP servers its tools come from (any HTTP answer within a second counts).
-pub async fn status(
-    state: &AppState,
-    who: &Principal,
-    row: AgentRow,
-) -> Result<AgentStatus, ApiError> {
-    let agent = view(state, row);
+pub async fn status(svc: &Services, who: &Principal, row: AgentRow) -> Result<AgentStatus, Error> {
+    let agent = view(svc, row);
     let tools = agent.configuration.tools_enabled.clone();
     let mut names: Vec<String> = Vec::new();
     for t in &tools {
@@ -335,16 +315,16 @@ pub async fn status(
             names.push(server);
         }
     }
-    let org_servers = state.store.list_mcp_servers(who.org_id).await?;
+    let org_servers = svc.store.list_mcp_servers(who.org_id).await?;
     let urls: Vec<(String, Option<String>)> = names
         .into_iter()
         .map(|n| {
             let url = if n == "builtin" {
-                Some(state.settings.mcp_url.clone())
+                Some(svc.settings.mcp_url.clone())
             } else if let Some(s) = org_servers.iter().find(|s| s.name == n) {
                 Some(s.url.clone())
             } else {
-                match state.mcp_servers.0.get(&n) {
+                match svc.mcp_servers.0.get(&n) {
                     Some(agentyard_mcp::ServerConfig::Http { url, .. }) => Some(url.clone()),
                     _ => None,
                 }
@@ -365,7 +345,7 @@ pub async fn status(
         }
     });
     let (answers, tool_servers) =
-        tokio::join!(ask_workers(state, Duration::from_secs(1)), futures::future::join_all(probes));
+        tokio::join!(ask_workers(svc, Duration::from_secs(1)), futures::future::join_all(probes));
     let model_reachable = if answers.is_empty() {
         None
     } else {
@@ -383,12 +363,12 @@ pub async fn status(
     })
 }
 
-async fn ask_workers(state: &AppState, wait: Duration) -> Vec<serde_json::Value> {
+async fn ask_workers(svc: &Services, wait: Duration) -> Vec<serde_json::Value> {
     use futures::StreamExt;
-    let client = state.bus.client();
+    let client = svc.bus.client();
     let inbox = client.new_inbox();
     let Ok(mut sub) = client.subscribe(inbox.clone()).await else { return Vec::new() };
-    let subject = state.bus.subjects().agent_worker_status();
+    let subject = svc.bus.subjects().agent_worker_status();
     if client.publish_with_reply(subject, inbox, Default::default()).await.is_err() {
         return Vec::new();
     }
@@ -408,20 +388,19 @@ async fn ask_workers(state: &AppState, wait: Duration) -> Vec<serde_json::Value>
 /// # Errors
 /// 422 `unknown_capability` / `invalid_input`, 409 `agent_inactive`, 429, 5xx.
 pub async fn delegate(
-    state: &AppState,
+    svc: &Services,
     who: &Principal,
     req: DelegateRequest,
-) -> Result<Delegation, ApiError> {
+) -> Result<Delegation, Error> {
     let capability = req.capability.trim();
     if let Some(c) = &req.context
         && !c.is_object()
     {
-        return Err(ApiError::invalid("invalid_context", "context must be a JSON object"));
+        return Err(Error::invalid("invalid_context", "context must be a JSON object"));
     }
-    let agents = state.store.list_agents(who.org_id).await?;
+    let agents = svc.store.list_agents(who.org_id).await?;
     let has = |row: &AgentRow| {
-        state
-            .catalog
+        svc.catalog
             .effective(&row.agent_type, &row.name, &row.config)
             .capabilities
             .iter()
@@ -430,21 +409,20 @@ pub async fn delegate(
     let mut chosen = agents.iter().find(|r| r.is_active && has(r)).cloned();
     if chosen.is_none() {
         if let Some(inactive) = agents.iter().find(|r| has(r)) {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
+            return Err(Error::conflict(
                 "agent_inactive",
                 format!("the agent with {capability} ({}) is deactivated", inactive.id),
             ));
         }
-        let Some(ty) = state.catalog.type_with_capability(capability) else {
-            let mut known: Vec<&str> = state
+        let Some(ty) = svc.catalog.type_with_capability(capability) else {
+            let mut known: Vec<&str> = svc
                 .catalog
                 .agent_types()
                 .values()
                 .flat_map(|t| t.capabilities.iter().map(String::as_str))
                 .collect();
             known.sort_unstable();
-            return Err(ApiError::invalid(
+            return Err(Error::invalid(
                 "unknown_capability",
                 format!(
                     "no agent type has the capability `{capability}`; known: {}",
@@ -452,22 +430,18 @@ pub async fn delegate(
                 ),
             ));
         };
-        let name = state.catalog.agent_type(ty).map(|t| t.name.clone()).unwrap_or_default();
+        let name = svc.catalog.agent_type(ty).map(|t| t.name.clone()).unwrap_or_default();
         let row =
-            match state.store.create_agent(who.org_id, ty, &name, &serde_json::json!({})).await? {
+            match svc.store.create_agent(who.org_id, ty, &name, &serde_json::json!({})).await? {
                 CreateAgent::Created(row) => row,
                 // Provisioned concurrently, or an agent of that type whose overrides dropped the
                 // capability: use it either way.
                 CreateAgent::Exists(_) => {
-                    state.store.agent_of_type(who.org_id, ty).await?.ok_or_else(not_found)?
+                    svc.store.agent_of_type(who.org_id, ty).await?.ok_or_else(not_found)?
                 }
             };
         if !row.is_active {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "agent_inactive",
-                "the agent is deactivated",
-            ));
+            return Err(Error::conflict("agent_inactive", "the agent is deactivated"));
         }
         chosen = Some(row);
     }
@@ -481,9 +455,9 @@ pub async fn delegate(
         multitask_strategy: Default::default(),
         metadata: Some(metadata),
         thread_id: None,
-        agent_id: Some(AgentId(row.id)),
+        agent_id: Some(row.id),
         priority: req.priority,
     };
-    let run = service::create_run(state, who, run_req, None, None, RunId::new()).await?;
-    Ok(Delegation { agent: view(state, row), run })
+    let run = svc.create_run(who, run_req, None, None, RunId::new()).await?;
+    Ok(Delegation { agent: view(svc, row), run })
 }

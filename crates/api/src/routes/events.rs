@@ -1,0 +1,46 @@
+//! The organization's event stream.
+
+use agentyard_core::Scope;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::runs::{open_stream, resume_from};
+use crate::auth::Auth;
+use crate::error::{ErrorBody, QueryParams};
+use crate::live::{self, KindFilter};
+use crate::{ApiError, AppState, sse};
+
+/// Query of `GET /v1/events`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub(crate) struct OrgEventsQuery {
+    /// Only these kinds, comma-separated; a name ending in `*` takes every kind it starts
+    /// (`run.*`, `tool_call.*`).
+    kind: Option<String>,
+    /// Resume after this event id (the `Last-Event-ID` header takes precedence).
+    after: Option<u64>,
+}
+
+/// Every event of the caller's organization from now on (or after `Last-Event-ID`), as SSE.
+/// Each event's data carries the `run_id` it belongs to. Never ends by itself.
+#[utoipa::path(get, path = "/v1/events", tag = "runs",
+    params(("Last-Event-ID" = Option<String>, Header), OrgEventsQuery),
+    responses((status = 200, content_type = "text/event-stream", description = "the events of every run of the organization, `data` with `run_id`"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "too_many_streams")),
+    security(("bearer" = [])))]
+pub(crate) async fn org_events(
+    State(state): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    QueryParams(q): QueryParams<OrgEventsQuery>,
+) -> Result<Response, ApiError> {
+    let who = auth.require(Scope::RunsRead)?;
+    let filter = KindFilter::parse(q.kind.as_deref())?;
+    let after = resume_from(&headers, q.after)?;
+    let permit = open_stream(&state, who)?;
+    let sub = state.hub.subscribe_org(who.org_id);
+    let events = live::org_events(state.services.bus, who.org_id, after, filter, sub, permit);
+    Ok(sse::respond(events).into_response())
+}

@@ -1,0 +1,80 @@
+//! What the platform does, below any transport: the API, the orchestrator and the CLI call these
+//! services, which validate, persist through [`agentyard_store`], publish through
+//! [`agentyard_bus`] and answer with domain errors ([`Error`]) that each caller maps to its own
+//! terms (HTTP statuses for the API).
+//!
+//! Layout:
+//! - [`runs`]: threads and runs: create, read, list, cancel, answer a run's input request.
+//! - [`agents`]: an org's agents (effective configuration, changes, status) and delegation.
+//! - [`mcp`]: MCP servers an org registers, and the operator's.
+//! - [`tenancy`]: organizations, users, tokens.
+//! - [`sweeper`]: ends what nothing else would: late input answers, runs that stopped moving.
+//! - [`error`]: the domain errors.
+
+pub mod agents;
+pub mod error;
+pub mod mcp;
+pub mod runs;
+pub mod sweeper;
+pub mod tenancy;
+
+use std::sync::Arc;
+
+use agentyard_bus::{Bus, Outbox};
+use agentyard_core::RunId;
+use agentyard_runtime::Settings;
+use agentyard_store::{OutboxRow, Store};
+
+pub use agentyard_store::orgs::Principal;
+pub use error::{Entity, Error, Result};
+
+/// The services and what they need; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Services {
+    pub store: Store,
+    pub bus: Bus,
+    pub outbox: Outbox,
+    pub settings: Arc<Settings>,
+    /// Agent types and model aliases (`config/agents.yaml`).
+    pub catalog: Arc<agentyard_agents::Catalog>,
+    /// The operator's MCP servers (`config/mcp-servers.yaml`).
+    pub mcp_servers: Arc<agentyard_mcp::ConfigServers>,
+}
+
+impl Services {
+    /// Publishes outbox rows a transition wrote; a failure is logged and left to the relay
+    /// (the state is committed).
+    pub async fn dispatch(&self, rows: &[OutboxRow]) {
+        if let Err(e) = self.outbox.dispatch(rows).await {
+            tracing::warn!(error = %e, "publish after commit failed; the relay will retry");
+        }
+    }
+
+    /// Tells the worker generating `run` to stop (core NATS; best effort: the run's final
+    /// write is conditional anyway).
+    pub async fn signal_cancel(&self, run: RunId) {
+        if let Err(e) = self.bus.signal_cancel(run).await {
+            tracing::warn!(run_id = %run, error = %e, "cannot send the cancel signal");
+        }
+    }
+}
+
+/// A page of a list, newest first: pass `next_cursor` back as `cursor` for the next one.
+#[derive(Clone, Debug)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// Checks a page size.
+///
+/// # Errors
+/// `invalid_query` outside 1..=max.
+pub fn page_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64> {
+    let limit = limit.unwrap_or(default);
+    if (1..=max).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(Error::invalid("invalid_query", format!("limit must be between 1 and {max}")))
+    }
+}
