@@ -323,7 +323,7 @@ END $$;
 -- queued run waiting behind another run of its thread is not due: its turn comes when that one
 -- ends. Oldest first.
 CREATE FUNCTION ay_overdue_runs(p_timeouts jsonb, p_attempts integer, p_slack interval,
-        p_limit integer)
+        p_limit bigint)
 RETURNS TABLE (run_id uuid, org_id uuid, silent_secs float8, allowed_secs float8)
 LANGUAGE plpgsql STABLE AS $$
 BEGIN

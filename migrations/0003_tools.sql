@@ -19,7 +19,8 @@ END $$;
 
 -- The model answered step p_step of p_run with tool calls. p_calls: [{invocation_id, call_id,
 -- name, server, arguments (jsonb), raw_arguments (text)}] in the model's order. Applies only
--- while the run is queued/in_progress at that step. Returns {applied, outbox}.
+-- while the run is queued/in_progress at that step and the step has no calls yet (a
+-- redelivered step that generated again changes nothing). Returns {applied, outbox}.
 CREATE FUNCTION ay_tool_step(p_run uuid, p_step integer, p_message_id uuid, p_content text,
         p_calls jsonb, p_usage jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
@@ -34,6 +35,7 @@ BEGIN
     UPDATE runs SET status = 'in_progress', usage = ay_add_usage(usage, p_usage),
             progress_at = clock_timestamp()
         WHERE id = p_run AND step = p_step AND status IN ('queued', 'in_progress')
+          AND NOT EXISTS (SELECT 1 FROM tool_invocations WHERE run_id = p_run AND step = p_step)
         RETURNING * INTO r;
     IF NOT FOUND THEN
         RETURN jsonb_build_object('applied', false, 'outbox', '[]'::jsonb);

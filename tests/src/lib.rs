@@ -3,6 +3,7 @@
 //! binary (so tests can `kill -9` them). Set `TEST_LOG=1` to see the children's logs; they are
 //! otherwise written to `target/e2e-logs/`.
 
+pub mod private;
 pub mod sse;
 
 use std::collections::HashMap;
@@ -55,6 +56,15 @@ rules:
     on: tool
     responses:
       - text: "Here is what I found:\n$tool_results"
+  - match: "^empty stream"
+    responses:
+      - text: "never sent"
+        cut_after_tokens: 0
+  - match: "^cut once"
+    responses:
+      - text: "cut off after two words"
+        cut_after_tokens: 2
+      - text: "whole on the second try"
   - match: "^busy"
     responses:
       - text: "working on it one two three four five six seven"
@@ -74,11 +84,23 @@ pub struct TestOptions {
     pub token_delay_ms: u64,
     /// Extra environment for the API and the workers.
     pub env: Vec<(String, String)>,
+    /// A Postgres server of the test's own (its `postgres` database URL) instead of
+    /// DATABASE_URL's.
+    pub postgres_url: Option<String>,
+    /// A NATS server of the test's own instead of NATS_URL's.
+    pub nats_url: Option<String>,
 }
 
 impl Default for TestOptions {
     fn default() -> Self {
-        Self { workers: 1, tools: false, token_delay_ms: 0, env: Vec::new() }
+        Self {
+            workers: 1,
+            tools: false,
+            token_delay_ms: 0,
+            env: Vec::new(),
+            postgres_url: None,
+            nats_url: None,
+        }
     }
 }
 
@@ -96,6 +118,7 @@ pub struct TestApp {
     pub llm: Spawned,
     pub http: reqwest::Client,
     env: HashMap<String, String>,
+    admin_url: String,
     api: Option<Child>,
     workers: Vec<Option<Child>>,
 }
@@ -151,8 +174,11 @@ impl TestApp {
         let short = &id[id.len() - 10..];
         let db_name = format!("ay_test_{secs}_{short}");
         let prefix = format!("t{short}");
-        let database_url = with_database(&base_database_url(), &db_name);
-        let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+        let admin_url = opts.postgres_url.clone().unwrap_or_else(base_database_url);
+        let database_url = with_database(&admin_url, &db_name);
+        let nats_url = opts.nats_url.clone().unwrap_or_else(|| {
+            std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+        });
         agentyard_cli::roles::create_database_if_missing(&database_url).await?;
         let store = Store::connect(&database_url, 8).await?;
         store.migrate().await?;
@@ -200,6 +226,7 @@ impl TestApp {
             llm,
             http: reqwest::Client::new(),
             env,
+            admin_url,
             api: None,
             workers: Vec::new(),
         };
@@ -386,8 +413,12 @@ impl Drop for TestApp {
             let _ = c.start_kill();
         }
         // Clean up on a thread of its own: Drop cannot await, and the test's runtime is ending.
-        let (nats, prefix, admin, db) =
-            (self.nats_url.clone(), self.prefix.clone(), base_database_url(), self.db_name.clone());
+        let (nats, prefix, admin, db) = (
+            self.nats_url.clone(),
+            self.prefix.clone(),
+            self.admin_url.clone(),
+            self.db_name.clone(),
+        );
         let cleanup = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                 return;

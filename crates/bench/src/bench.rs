@@ -70,6 +70,12 @@ fn stack_options(scenario: &Scenario, c: &Common) -> anyhow::Result<StackOptions
             }
             (*workers, 0, c.agent_concurrency)
         }
+        Scenario::Poll { clients, duration, workers, .. } => {
+            if *clients == 0 || *duration == 0 {
+                bail!("--clients and --duration must be positive");
+            }
+            (*workers, 0, c.agent_concurrency)
+        }
         Scenario::Rate { rate, duration, workers } => {
             if !(rate.is_finite() && *rate > 0.0) || *duration == 0 {
                 bail!("--rate and --duration must be positive");
@@ -130,6 +136,7 @@ async fn measure(
         scenario: "",
         params: json!({}),
         load: None,
+        poll: None,
         concurrent: None,
         processes: Vec::new(),
         machine_cpu_pct: None,
@@ -145,6 +152,26 @@ async fn measure(
             report.scenario = "throughput";
             report.params = json!({"clients": clients, "duration_s": duration, "workers": workers});
             report.load = Some(LoadReport::from_load(&load));
+        }
+        Scenario::Poll { clients, duration, workers, wait } => {
+            eprintln!(
+                "poll: {clients} clients, {duration}s streaming then {duration}s long-polling, {workers} worker(s)"
+            );
+            let secs = Duration::from_secs(duration);
+            let stream = scenarios::closed_loop(&api, clients, secs, "benchmark").await?;
+            let (poll, long_waits) = scenarios::poll_loop(&api, clients, secs, wait).await?;
+            report.scenario = "poll";
+            report.params = json!({"clients": clients, "duration_s": duration, "workers": workers,
+                "wait_s": wait});
+            report.load = Some(LoadReport::from_load(&stream));
+            let poll = LoadReport::from_load(&poll);
+            report.notes.push(format!(
+                "long-poll runs/s = {:.1} % of streaming; {long_waits} polls came back before \
+                 their run ended (their ?wait= ran out)",
+                100.0 * poll.completed_per_s
+                    / report.load.as_ref().map_or(1.0, |l| l.completed_per_s),
+            ));
+            report.poll = Some(poll);
         }
         Scenario::Rate { rate, duration, workers } => {
             eprintln!("rate: {rate} runs/s for {duration}s, {workers} worker(s)");

@@ -118,6 +118,72 @@ impl Api {
         Err("stream ended before a terminal event".to_owned())
     }
 
+    /// Posts `input` (202) and long-polls `GET /v1/runs/{id}?wait=<wait>` until the run is
+    /// terminal, as most API clients use the system. `first_event` is the 202, `completed` the
+    /// answer that showed the run completed; `long_waits` counts polls that came back with the
+    /// run still running (the wait ran out).
+    pub(crate) async fn polled_run(&self, input: String, wait: u64) -> (RunSample, usize) {
+        let start = Instant::now();
+        let mut sample = RunSample::default();
+        let mut long_waits = 0;
+        let polled = self.poll(&input, wait, start, &mut sample, &mut long_waits);
+        match tokio::time::timeout(RUN_TIMEOUT + Duration::from_secs(wait), polled).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => sample.error = Some(e),
+            Err(_) => sample.error = Some(format!("timed out after {}s", RUN_TIMEOUT.as_secs())),
+        }
+        (sample, long_waits)
+    }
+
+    async fn poll(
+        &self,
+        input: &str,
+        wait: u64,
+        start: Instant,
+        sample: &mut RunSample,
+        long_waits: &mut usize,
+    ) -> Result<(), String> {
+        let resp = self
+            .http
+            .post(&*self.runs_url)
+            .bearer_auth(&self.token)
+            .json(&json!({"input": input}))
+            .send()
+            .await
+            .map_err(|e| transport_error(&e))?;
+        if resp.status() != reqwest::StatusCode::ACCEPTED {
+            return Err(http_error(resp).await);
+        }
+        let run: Value = resp.json().await.map_err(|e| transport_error(&e))?;
+        sample.first_event = Some(start.elapsed());
+        let id = run["id"].as_str().ok_or("no run id in the 202")?.to_owned();
+        let url = format!("{}/{id}?wait={wait}", self.runs_url);
+        loop {
+            let resp = self
+                .http
+                .get(&url)
+                .bearer_auth(&self.token)
+                .send()
+                .await
+                .map_err(|e| transport_error(&e))?;
+            if !resp.status().is_success() {
+                return Err(http_error(resp).await);
+            }
+            let run: Value = resp.json().await.map_err(|e| transport_error(&e))?;
+            match run["status"].as_str() {
+                Some("completed") => {
+                    sample.completed = Some(start.elapsed());
+                    return Ok(());
+                }
+                Some(s @ ("failed" | "cancelled" | "expired")) => {
+                    let code = run["error"]["code"].as_str().unwrap_or("?");
+                    return Err(format!("run.{s}: {code}"));
+                }
+                _ => *long_waits += 1,
+            }
+        }
+    }
+
     /// Posts `input` without streaming and expects `202 Accepted`.
     ///
     /// # Errors

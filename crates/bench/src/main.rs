@@ -79,6 +79,20 @@ pub(crate) enum Scenario {
         #[arg(long, default_value_t = 2)]
         workers: usize,
     },
+    /// Closed loop twice on one stack, side by side: `stream: true` runs read over SSE, then
+    /// runs posted (202) and long-polled with `GET /v1/runs/{id}?wait=`.
+    Poll {
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Seconds of each mode.
+        #[arg(long, default_value_t = 20)]
+        duration: u64,
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// The long-poll's `?wait=` in seconds.
+        #[arg(long, default_value_t = 30)]
+        wait: u64,
+    },
     /// Open loop: streamed runs posted at a fixed arrival rate, however slow the answers.
     Rate {
         /// Runs per second.

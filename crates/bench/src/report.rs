@@ -17,6 +17,9 @@ pub(crate) struct Report {
     pub(crate) params: serde_json::Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) load: Option<LoadReport>,
+    /// `poll`: the long-poll half (`load` is the streaming half).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) poll: Option<LoadReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) concurrent: Option<ConcurrentReport>,
     pub(crate) processes: Vec<ProcessUsage>,
@@ -128,8 +131,15 @@ impl Report {
             let list: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let _ = writeln!(md, "Parameters: {}\n", list.join(", "));
         }
-        if let Some(l) = &self.load {
-            load_markdown(&mut md, l);
+        if let Some(p) = &self.poll {
+            if let Some(l) = &self.load {
+                md.push_str("### Streaming (`stream: true`, read over SSE)\n\n");
+                load_markdown(&mut md, l, false);
+            }
+            md.push_str("### Long-polling (202, then `GET /v1/runs/{id}?wait=`)\n\n");
+            load_markdown(&mut md, p, true);
+        } else if let Some(l) = &self.load {
+            load_markdown(&mut md, l, false);
         }
         if let Some(c) = &self.concurrent {
             concurrent_markdown(&mut md, c);
@@ -147,7 +157,7 @@ impl Report {
     }
 }
 
-fn load_markdown(md: &mut String, l: &LoadReport) {
+fn load_markdown(md: &mut String, l: &LoadReport, polled: bool) {
     md.push_str("| metric | value |\n|---|---:|\n");
     let _ = writeln!(md, "| runs | {} |", l.runs);
     let _ = writeln!(md, "| completed | {} |", l.completed);
@@ -162,11 +172,19 @@ fn load_markdown(md: &mut String, l: &LoadReport) {
     }
     md.push_str("\n| latency (ms) | n | p50 | p95 | p99 | max | mean |\n");
     md.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
-    let rows = [
-        ("post → first SSE event (run.queued)", &l.first_event),
-        ("post → first message.delta", &l.first_delta),
-        ("post → run.completed", &l.run_completed),
-    ];
+    let rows = if polled {
+        [
+            ("post → 202 Accepted", &l.first_event),
+            ("post → first message.delta", &None),
+            ("post → the poll that saw it completed", &l.run_completed),
+        ]
+    } else {
+        [
+            ("post → first SSE event (run.queued)", &l.first_event),
+            ("post → first message.delta", &l.first_delta),
+            ("post → run.completed", &l.run_completed),
+        ]
+    };
     for (name, s) in rows {
         match s {
             Some(s) => {

@@ -78,6 +78,44 @@ pub(crate) async fn closed_loop(
     Ok(Load { samples, elapsed: start.elapsed(), posting: None, max_tick_lag: None })
 }
 
+/// Like [`closed_loop`], but each run is posted (202) and long-polled (`?wait=<wait>`) to its
+/// end. Also returns how many polls came back before the run ended (the wait ran out).
+///
+/// # Errors
+/// When a client task panicked.
+pub(crate) async fn poll_loop(
+    api: &Api,
+    clients: usize,
+    duration: Duration,
+    wait: u64,
+) -> anyhow::Result<(Load, usize)> {
+    let start = Instant::now();
+    let deadline = start + duration;
+    let counter = Arc::new(AtomicUsize::new(0));
+    let mut set = JoinSet::new();
+    for _ in 0..clients {
+        let (api, counter) = (api.clone(), Arc::clone(&counter));
+        set.spawn(async move {
+            let (mut samples, mut long_waits) = (Vec::new(), 0);
+            while Instant::now() < deadline {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                let (sample, waits) = api.polled_run(format!("polled message {n}"), wait).await;
+                samples.push(sample);
+                long_waits += waits;
+            }
+            (samples, long_waits)
+        });
+    }
+    let (mut samples, mut long_waits) = (Vec::new(), 0);
+    while let Some(done) = set.join_next().await {
+        let (s, w) = done.context("a client task failed")?;
+        samples.extend(s);
+        long_waits += w;
+    }
+    let load = Load { samples, elapsed: start.elapsed(), posting: None, max_tick_lag: None };
+    Ok((load, long_waits))
+}
+
 /// Posts streamed runs at `rate` per second for `duration`, one task per run, whatever the
 /// responses do: a late tick is caught up with a burst, so slow runs never lower the rate.
 ///

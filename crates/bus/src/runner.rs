@@ -252,22 +252,31 @@ async fn next_message(
 
 /// Runs `work` while sending JetStream "in progress" acks for `msg` and running `keep_alive`
 /// every third of `ack_wait`, so a long job (a slow model, a slow tool) is not redelivered or
-/// expired while it is alive.
+/// expired while it is alive. The keep-alive runs beside the work, never instead of it: a
+/// work future left unpolled would hold its database connection while the keep-alive waited
+/// for one.
 async fn with_progress<T, K: Future<Output = ()>>(
     msg: &Message,
     ack_wait: Duration,
     keep_alive: impl Fn() -> K,
     work: impl Future<Output = T>,
 ) -> T {
+    use futures::FutureExt;
+    use futures::future::FusedFuture;
     let mut tick = tokio::time::interval(ack_wait / 3);
     tick.tick().await;
     tokio::pin!(work);
+    let alive = futures::future::Fuse::terminated();
+    tokio::pin!(alive);
     loop {
         tokio::select! {
             out = &mut work => return out,
+            () = &mut alive => {}
             _ = tick.tick() => {
                 let _ = msg.ack_with(AckKind::Progress).await;
-                keep_alive().await;
+                if alive.is_terminated() {
+                    alive.set(keep_alive().fuse());
+                }
             }
         }
     }

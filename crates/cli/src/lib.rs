@@ -88,7 +88,11 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // Tasks still running (a listener, a blocking DNS lookup) must not keep a failed process
+    // alive: give them a moment, then exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(3));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -106,6 +110,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let settings = Settings::from_env()?;
     agentyard_runtime::telemetry::init(settings.log.as_deref());
+    for warning in settings.unknown_var_warnings() {
+        tracing::warn!("{warning}");
+    }
     let shutdown = CancellationToken::new();
     tokio::spawn(agentyard_runtime::signal::cancel_on_signal(shutdown.clone()));
     match cli.command {

@@ -174,8 +174,11 @@ pub struct RunOutput {
     Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema,
 )]
 pub struct Usage {
+    #[serde(default)]
     pub prompt_tokens: u32,
+    #[serde(default)]
     pub completion_tokens: u32,
+    #[serde(default)]
     pub total_tokens: u32,
     /// True when the model server reported no usage and agentyard estimated it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -96,6 +96,23 @@ pub struct ChatRequest {
     pub timeout: Option<Duration>,
 }
 
+/// What a model server said when asked for its models.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ModelCheck {
+    /// It answered HTTP.
+    pub reachable: bool,
+    /// It lists the model and accepts the key; None when it cannot say (no model list).
+    pub available: Option<bool>,
+    /// What is wrong, when something is.
+    pub problem: Option<String>,
+}
+
+impl ModelCheck {
+    fn unreachable(problem: String) -> Self {
+        Self { reachable: false, available: None, problem: Some(problem) }
+    }
+}
+
 /// A configured model endpoint.
 #[derive(Clone, Debug)]
 pub struct Llm {
@@ -137,14 +154,56 @@ impl Llm {
         }
     }
 
-    /// True when the model server answers HTTP at all (`GET /models`, within `wait`); any
-    /// status counts, since only reachability is asked.
-    pub async fn reachable(&self, wait: Duration) -> bool {
-        let mut req = self.http.get(format!("{}/models", self.base_url.trim_end_matches('/')));
+    /// Asks the model server for its models (`GET /models`, within `wait`): whether it
+    /// answers, whether it accepts the key, and whether it lists `model` (the one sent with
+    /// every request when None).
+    pub async fn check(&self, model: Option<&str>, wait: Duration) -> ModelCheck {
+        let model = model.unwrap_or(&self.model);
+        let url = format!("{}/models", self.base_url.trim_end_matches('/'));
+        let mut req = self.http.get(&url);
         if let Some(key) = &self.api_key {
             req = req.bearer_auth(key);
         }
-        matches!(tokio::time::timeout(wait, req.send()).await, Ok(Ok(_)))
+        let resp = match tokio::time::timeout(wait, req.send()).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return ModelCheck::unreachable(format!("cannot reach {url}: {e}")),
+            Err(_) => {
+                return ModelCheck::unreachable(format!("{url} did not answer within {wait:?}"));
+            }
+        };
+        let status = resp.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            return ModelCheck {
+                reachable: true,
+                available: Some(false),
+                problem: Some(format!("the model server refused the API key ({status})")),
+            };
+        }
+        if !status.is_success() {
+            // Some servers have no model list: reachable, availability unknown.
+            return ModelCheck { reachable: true, available: None, problem: None };
+        }
+        let body: serde_json::Value = match tokio::time::timeout(wait, resp.json()).await {
+            Ok(Ok(b)) => b,
+            _ => return ModelCheck { reachable: true, available: None, problem: None },
+        };
+        let ids: Vec<&str> = body["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["id"].as_str())
+            .collect();
+        if ids.contains(&model) {
+            return ModelCheck { reachable: true, available: Some(true), problem: None };
+        }
+        ModelCheck {
+            reachable: true,
+            available: Some(false),
+            problem: Some(format!(
+                "the model server does not list the model `{model}` (it lists: {})",
+                ids.iter().take(20).copied().collect::<Vec<_>>().join(", ")
+            )),
+        }
     }
 
     /// The model name sent with every request.

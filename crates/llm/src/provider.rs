@@ -37,11 +37,20 @@ impl Provider {
         model: Option<&str>,
     ) -> Option<Self> {
         if let Some(url) = base_url {
+            // Without AY_MODEL: the model the server lists first (llama.cpp and vLLM serve
+            // one and name it there), else OpenAI's usual name.
+            let model = match model {
+                Some(m) => m.to_owned(),
+                None => probe_models(url, api_key, Duration::from_secs(2))
+                    .await
+                    .flatten()
+                    .unwrap_or_else(|| "gpt-4o-mini".into()),
+            };
             return Some(Self {
                 kind: ProviderKind::Configured,
                 base_url: url.to_owned(),
                 api_key: api_key.map(str::to_owned),
-                model: model.unwrap_or("gpt-4o-mini").to_owned(),
+                model,
             });
         }
         if let Some(key) = api_key {
@@ -52,7 +61,7 @@ impl Provider {
                 model: model.unwrap_or("gpt-4o-mini").to_owned(),
             });
         }
-        let first_model = probe_models(OLLAMA_URL).await?;
+        let first_model = probe_models(OLLAMA_URL, None, Duration::from_millis(500)).await?;
         Some(Self {
             kind: ProviderKind::Ollama,
             base_url: OLLAMA_URL.to_owned(),
@@ -85,10 +94,18 @@ impl Provider {
     }
 }
 
-/// `Some(first model id)` when an OpenAI-compatible server answers `/models` quickly.
-async fn probe_models(base_url: &str) -> Option<Option<String>> {
-    let client = reqwest::Client::builder().timeout(Duration::from_millis(500)).build().ok()?;
-    let resp = client.get(format!("{base_url}/models")).send().await.ok()?;
+/// `Some(first model id)` when an OpenAI-compatible server answers `/models` within `wait`.
+async fn probe_models(
+    base_url: &str,
+    api_key: Option<&str>,
+    wait: Duration,
+) -> Option<Option<String>> {
+    let client = reqwest::Client::builder().timeout(wait).build().ok()?;
+    let mut req = client.get(format!("{}/models", base_url.trim_end_matches('/')));
+    if let Some(key) = api_key {
+        req = req.bearer_auth(key);
+    }
+    let resp = req.send().await.ok()?;
     if !resp.status().is_success() {
         return None;
     }

@@ -269,10 +269,7 @@ impl Client {
         let text = result
             .content
             .iter()
-            .map(|c| {
-                let v = serde_json::to_value(c).unwrap_or_default();
-                v.get("text").and_then(|t| t.as_str()).map_or_else(|| v.to_string(), str::to_owned)
-            })
+            .map(|c| content_text(&serde_json::to_value(c).unwrap_or_default()))
             .collect::<Vec<_>>()
             .join("\n");
         let text = if text.is_empty() {
@@ -289,9 +286,61 @@ impl Client {
     }
 }
 
+/// One content block as the model sees it: text as it is; images, audio and binary resources
+/// described (kind, type, size), never pasted as base64, which would fill the model's context
+/// with noise.
+fn content_text(v: &serde_json::Value) -> String {
+    let decoded = |data: &str| {
+        let data = data.trim_end();
+        let pad = data.bytes().rev().take_while(|b| *b == b'=').count();
+        (data.len() / 4 * 3).saturating_sub(pad)
+    };
+    match v["type"].as_str() {
+        Some("text") => v["text"].as_str().unwrap_or_default().to_owned(),
+        Some(kind @ ("image" | "audio")) => format!(
+            "[{kind}: {}, {} bytes]",
+            v["mimeType"].as_str().unwrap_or("unknown type"),
+            v["data"].as_str().map_or(0, decoded)
+        ),
+        Some("resource") => {
+            let r = &v["resource"];
+            match (r["text"].as_str(), r["blob"].as_str()) {
+                (Some(text), _) => text.to_owned(),
+                (None, Some(blob)) => format!(
+                    "[resource {}: {}, {} bytes]",
+                    r["uri"].as_str().unwrap_or("?"),
+                    r["mimeType"].as_str().unwrap_or("unknown type"),
+                    decoded(blob)
+                ),
+                (None, None) => r.to_string(),
+            }
+        }
+        Some("resource_link") => format!("[resource {}]", v["uri"].as_str().unwrap_or("?")),
+        _ => v.to_string(),
+    }
+}
+
 fn classify(e: rmcp::ServiceError) -> McpError {
     match e {
         rmcp::ServiceError::McpError(e) => McpError::Refused(e.message.to_string()),
         other => McpError::Unreachable(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::content_text;
+
+    #[test]
+    fn binary_content_is_described_not_pasted() {
+        assert_eq!(content_text(&json!({"type": "text", "text": "hi"})), "hi");
+        let png = json!({"type": "image", "mimeType": "image/png", "data": "aGVsbG8="});
+        assert_eq!(content_text(&png), "[image: image/png, 5 bytes]");
+        let blob = json!({"type": "resource", "resource": {"uri": "file:///a", "mimeType": "application/pdf", "blob": "AAAA"}});
+        assert_eq!(content_text(&blob), "[resource file:///a: application/pdf, 3 bytes]");
+        let text = json!({"type": "resource", "resource": {"uri": "file:///a", "text": "body"}});
+        assert_eq!(content_text(&text), "body");
     }
 }

@@ -1,5 +1,7 @@
 //! Configuration, read once at start from environment variables (and `./.env` when present).
-//! Every `AY_*` variable must be one we know: a typo fails at start instead of being ignored.
+//! An invalid value stops the process, naming the variable. An `AY_*` variable we do not know
+//! is reported as a warning (with the known one it most resembles), not refused: orchestrators
+//! inject variables of their own (`AY_SERVICE_HOST` for a service named `ay`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,8 +13,6 @@ use std::time::Duration;
 pub enum ConfigError {
     #[error("{var}: {problem}")]
     Invalid { var: String, problem: String },
-    #[error("unknown configuration variable {var} (known: {known})")]
-    Unknown { var: String, known: String },
 }
 
 /// Everything a process of agentyard can be configured with. See the README's table.
@@ -65,6 +65,8 @@ pub struct Settings {
     pub tool_concurrency: usize,
     /// Event streams (SSE) one token may hold open on one API process.
     pub max_streams_per_token: usize,
+    /// `AY_*` variables that are set but mean nothing to us (reported as warnings).
+    pub unknown_vars: Vec<String>,
 }
 
 /// The `AY_*` variables we read (others are rejected).
@@ -114,13 +116,12 @@ impl Settings {
     /// # Errors
     /// The first invalid or unknown variable.
     pub fn from_vars(vars: HashMap<String, String>) -> Result<Self, ConfigError> {
-        if let Some(var) = vars
+        let mut unknown_vars: Vec<String> = vars
             .keys()
             .filter(|k| k.starts_with("AY_") && !KNOWN_AY_VARS.contains(&k.as_str()))
-            .min()
-        {
-            return Err(ConfigError::Unknown { var: var.clone(), known: KNOWN_AY_VARS.join(", ") });
-        }
+            .cloned()
+            .collect();
+        unknown_vars.sort();
         let get = |k: &str| vars.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
         let s = Self {
             database_url: get("DATABASE_URL")
@@ -167,6 +168,7 @@ impl Settings {
             input_timeout: parse(&get, "AY_INPUT_TIMEOUT", "10m", parse_duration)?,
             tool_concurrency: parse(&get, "AY_TOOL_CONCURRENCY", "256", positive)?,
             max_streams_per_token: parse(&get, "AY_MAX_STREAMS_PER_TOKEN", "1000", positive)?,
+            unknown_vars,
         };
         let mut s = s;
         s.mcp_url = get("AY_MCP_URL").map_or_else(
@@ -178,6 +180,40 @@ impl Settings {
         }
         Ok(s)
     }
+}
+
+impl Settings {
+    /// One warning per unknown `AY_*` variable, naming the known one it most resembles.
+    pub fn unknown_var_warnings(&self) -> Vec<String> {
+        self.unknown_vars
+            .iter()
+            .map(|var| {
+                let closest = KNOWN_AY_VARS
+                    .iter()
+                    .map(|k| (edit_distance(var, k), *k))
+                    .min()
+                    .filter(|(d, _)| *d <= 3)
+                    .map_or_else(String::new, |(_, k)| format!("; did you mean {k}?"));
+                format!("{var} is set but is not an agentyard setting; it is ignored{closest}")
+            })
+            .collect()
+    }
+}
+
+/// Levenshtein distance, for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 fn invalid(var: &str, problem: &str) -> ConfigError {
@@ -241,9 +277,14 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_ay_variable_is_named_in_the_error() {
-        let err = Settings::from_vars(vars(&[("AY_HTTP_ADRR", "x")])).unwrap_err();
-        assert!(err.to_string().contains("AY_HTTP_ADRR"), "{err}");
+    fn an_unknown_ay_variable_is_a_warning_naming_the_closest_known_one() {
+        let s =
+            Settings::from_vars(vars(&[("AY_HTTP_ADRR", "x"), ("AY_SERVICE_HOST", "10.0.0.1")]))
+                .unwrap();
+        let warnings = s.unknown_var_warnings();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("AY_HTTP_ADRR") && warnings[0].contains("AY_HTTP_ADDR"));
+        assert!(warnings[1].contains("AY_SERVICE_HOST") && !warnings[1].contains("did you"));
     }
 
     #[test]

@@ -80,6 +80,8 @@ pub(crate) struct Plan<'s> {
     pub(crate) usage: bool,
     /// Stop after this many content chunks and hang.
     pub(crate) stall_after: Option<usize>,
+    /// Stop after this many content chunks and end the stream with no finish reason.
+    pub(crate) cut_after: Option<usize>,
     /// The rule that answered.
     pub(crate) source: Source,
 }
@@ -137,6 +139,7 @@ pub(crate) fn plan<'s>(rules: &'s Rules, turn: Turn<'_>) -> Plan<'s> {
         token_delay: Duration::from_millis(delay_ms),
         usage: true,
         stall_after: None,
+        cut_after: None,
         source,
     };
     let from_response = |response: &'s Response, reply: Reply<'s>, source: Source| Plan {
@@ -145,6 +148,7 @@ pub(crate) fn plan<'s>(rules: &'s Rules, turn: Turn<'_>) -> Plan<'s> {
         token_delay: Duration::from_millis(response.timing.token_delay_ms.unwrap_or(delay_ms)),
         usage: response.usage,
         stall_after: response.stall_after_tokens,
+        cut_after: response.cut_after_tokens,
         source,
     };
 

@@ -85,10 +85,13 @@ pub(crate) fn frames(
     };
     out.push(Duration::ZERO, |b| wire::write_chunk(b, head, role, None));
     let mut events = 0usize;
-    // Returns false once the stall point is reached: nothing more may be written.
+    // Returns false once the stall or cut point is reached: nothing more may be written.
     let mut emit = |out: &mut Frames, delta: Delta<'_>| {
         if plan.stall_after == Some(events) {
             out.stall = true;
+            return false;
+        }
+        if plan.cut_after == Some(events) {
             return false;
         }
         out.push(Frames::delay_for(plan, events), |b| wire::write_chunk(b, head, delta, None));
@@ -129,6 +132,9 @@ pub(crate) fn frames(
         out.stall = true;
         return out;
     }
+    if plan.cut_after.is_some_and(|n| n <= events) {
+        return out;
+    }
     out.push(Duration::ZERO, |b| {
         wire::write_chunk(b, head, Delta::default(), Some(finish_reason));
         if include_usage && plan.usage {
@@ -165,6 +171,7 @@ mod tests {
             token_delay: Duration::from_millis(delay_ms),
             usage: true,
             stall_after,
+            cut_after: None,
             source: Source::Default,
         }
     }

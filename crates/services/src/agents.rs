@@ -110,14 +110,22 @@ pub struct AgentStatus {
     /// True when an agent worker reached the model server; false when workers answered but
     /// could not; null when no worker answered.
     pub model_reachable: Option<bool>,
+    /// The model name sent to the server (the alias's, else the workers' default).
+    pub model_name: Option<String>,
+    /// True when the server lists that model and accepts the key; false when it does not;
+    /// null when it cannot say (no model list) or nobody asked it.
+    pub model_available: Option<bool>,
+    /// What is wrong with the model, when something is (unreachable, key refused, unknown
+    /// model).
+    pub model_problem: Option<String>,
     /// Agent workers that answered within a second.
     pub workers: usize,
-    /// The MCP servers this agent's tools come from, and whether they answer (null for stdio
-    /// servers, which run per call).
+    /// The MCP servers this agent's tools come from, and whether they answer (for the
+    /// operator's stdio servers: whether their last tool listing worked).
     pub tool_servers: Vec<ToolServerStatus>,
     /// Tools the model may call.
     pub tools_available: Vec<String>,
-    /// Active, at least one worker and the model reachable.
+    /// Active, at least one worker, the model reachable and not known to be unavailable.
     pub ready: bool,
 }
 
@@ -316,17 +324,25 @@ pub async fn status(svc: &Services, who: &Principal, row: AgentRow) -> Result<Ag
         }
     }
     let org_servers = svc.store.list_mcp_servers(who.org_id).await?;
-    let urls: Vec<(String, Option<String>)> = names
+    let platform = svc.store.platform_servers().await?;
+    let listed = |n: &str| {
+        platform
+            .iter()
+            .find(|s| s.name == n)
+            .map(|s| s.last_error.is_none() && s.tools_refreshed_at.is_some())
+    };
+    let urls: Vec<(String, Result<String, Option<bool>>)> = names
         .into_iter()
         .map(|n| {
             let url = if n == "builtin" {
-                Some(svc.settings.mcp_url.clone())
+                Ok(svc.settings.mcp_url.clone())
             } else if let Some(s) = org_servers.iter().find(|s| s.name == n) {
-                Some(s.url.clone())
+                Ok(s.url.clone())
             } else {
                 match svc.mcp_servers.0.get(&n) {
-                    Some(agentyard_mcp::ServerConfig::Http { url, .. }) => Some(url.clone()),
-                    _ => None,
+                    Some(agentyard_mcp::ServerConfig::Http { url, .. }) => Ok(url.clone()),
+                    Some(agentyard_mcp::ServerConfig::Stdio { .. }) => Err(listed(&n)),
+                    None => Err(None),
                 }
             };
             (n, url)
@@ -338,38 +354,59 @@ pub async fn status(svc: &Services, who: &Principal, row: AgentRow) -> Result<Ag
         let http = http.clone();
         async move {
             let reachable = match url {
-                Some(u) => Some(http.get(u).send().await.is_ok()),
-                None => None,
+                Ok(u) => Some(http.get(u).send().await.is_ok()),
+                Err(listed) => *listed,
             };
             ToolServerStatus { name: name.clone(), reachable }
         }
     });
-    let (answers, tool_servers) =
-        tokio::join!(ask_workers(svc, Duration::from_secs(1)), futures::future::join_all(probes));
+    let alias_model =
+        svc.catalog.models().get(&agent.configuration.model).and_then(|m| m.model.clone());
+    let (answers, tool_servers) = tokio::join!(
+        ask_workers(svc, alias_model.as_deref(), Duration::from_secs(1)),
+        futures::future::join_all(probes)
+    );
     let model_reachable = if answers.is_empty() {
         None
     } else {
         Some(answers.iter().any(|a| a["model_reachable"].as_bool() == Some(true)))
     };
+    // The best answer: a worker that reached the server and knows the model, else any.
+    let best = answers
+        .iter()
+        .find(|a| a["model_available"].as_bool() == Some(true))
+        .or_else(|| answers.iter().find(|a| a["model_reachable"].as_bool() == Some(true)))
+        .or_else(|| answers.first());
+    let model_available = best.and_then(|a| a["model_available"].as_bool());
+    let model_problem = best.and_then(|a| a["model_problem"].as_str().map(str::to_owned));
+    let model_name = best.and_then(|a| a["model"].as_str().map(str::to_owned)).or(alias_model);
     Ok(AgentStatus {
         id: agent.id,
         is_active: agent.is_active,
         model: agent.configuration.model.clone(),
         model_reachable,
+        model_name,
+        model_available,
+        model_problem,
         workers: answers.len(),
         tool_servers,
         tools_available: tools,
-        ready: agent.is_active && model_reachable == Some(true),
+        ready: agent.is_active && model_reachable == Some(true) && model_available != Some(false),
     })
 }
 
-async fn ask_workers(svc: &Services, wait: Duration) -> Vec<serde_json::Value> {
+async fn ask_workers(
+    svc: &Services,
+    model: Option<&str>,
+    wait: Duration,
+) -> Vec<serde_json::Value> {
     use futures::StreamExt;
     let client = svc.bus.client();
     let inbox = client.new_inbox();
     let Ok(mut sub) = client.subscribe(inbox.clone()).await else { return Vec::new() };
     let subject = svc.bus.subjects().agent_worker_status();
-    if client.publish_with_reply(subject, inbox, Default::default()).await.is_err() {
+    let body = serde_json::json!({ "model": model }).to_string();
+    if client.publish_with_reply(subject, inbox, body.into()).await.is_err() {
         return Vec::new();
     }
     let mut out = Vec::new();

@@ -332,7 +332,8 @@ impl Store {
 
     /// Takes a run for step `step`: marks it in progress, counts the model attempt and loads
     /// its agent and the newest `history_limit` messages, in one round trip. None when the job
-    /// is stale (the run is terminal, waiting for input, or at another step).
+    /// is stale (the run is terminal, waiting for input, at another step, or this step's model
+    /// turn already ended in tool calls).
     ///
     /// The write commits asynchronously (no WAL flush wait): were it lost in a Postgres crash,
     /// the run would read `queued` again and its redelivered job would start it again, and the
@@ -351,6 +352,7 @@ impl Store {
                 UPDATE runs SET status = 'in_progress', started_at = coalesce(started_at, now()), \
                     attempt = attempt + 1, progress_at = now() \
                 WHERE id = $1 AND step = $2 AND status IN ('queued', 'in_progress') \
+                  AND NOT EXISTS (SELECT 1 FROM tool_invocations WHERE run_id = $1 AND step = $2) \
                 RETURNING * \
              ) \
              SELECT set_config('synchronous_commit', 'off', true) AS _async_commit, \

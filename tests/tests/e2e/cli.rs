@@ -51,18 +51,44 @@ async fn admin_create_org_prints_json_with_a_working_token() {
 }
 
 #[tokio::test]
-async fn an_unknown_or_invalid_setting_stops_the_process_naming_the_variable() {
+async fn an_invalid_setting_stops_the_process_and_an_unknown_one_is_a_warning() {
     let app = TestApp::spawn().await;
-    for (var, value) in [
-        ("AY_HTTP_ADRR", "127.0.0.1:1"),
-        ("AY_MAX_INPUT_BYTES", "lots"),
-        ("AY_EVENTS_MAX_AGE", "forever"),
-    ] {
-        let out = app.command("bad-config", &["api"]).env(var, value).output().await.unwrap();
+    for (var, value) in [("AY_MAX_INPUT_BYTES", "lots"), ("AY_EVENTS_MAX_AGE", "forever")] {
+        let out = app
+            .command("bad-config", &["api"])
+            .env(var, value)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .await
+            .unwrap();
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(var), "{var}: {err}");
     }
+    // Orchestrators inject variables such as AY_SERVICE_HOST: the API starts and says so.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut api = app
+        .command("unknown-var", &["api"])
+        .env("AY_SERVICE_HOST", "10.0.0.1")
+        .env("AY_HTTP_ADRR", "oops")
+        .env("AY_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = false;
+    for _ in 0..100 {
+        let r = app.http.get(format!("http://127.0.0.1:{port}/readyz")).send().await;
+        if r.is_ok_and(|r| r.status().is_success()) {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = api.start_kill();
+    let out = api.wait_with_output().await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(ready, "the API did not start with an unknown AY_ variable: {err}");
+    assert!(err.contains("AY_SERVICE_HOST") && err.contains("did you mean AY_HTTP_ADDR"), "{err}");
 }
 
 #[tokio::test]
@@ -123,6 +149,90 @@ async fn chat_streams_the_reply_to_the_terminal() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected);
 }
 
+#[tokio::test]
+async fn chat_talks_to_the_agent_named_and_asks_at_the_prompt_when_the_run_needs_it() {
+    let app =
+        TestApp::spawn_with(agentyard_e2e::TestOptions { tools: true, ..Default::default() }).await;
+    app.wait_tools().await;
+    let chat = |args: Vec<String>| {
+        let mut all = vec![
+            "chat".to_owned(),
+            "--url".into(),
+            app.api_url.clone(),
+            "--token".into(),
+            app.token.clone(),
+        ];
+        all.extend(args);
+        all
+    };
+    let args =
+        chat(vec!["--agent".into(), "task_assistant".into(), "add a task to buy milk".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = app
+        .command("chat-agent", &args)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.to_lowercase().contains("buy milk") && stdout.ends_with('\n'), "{stdout:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("(thread "), "no thread hint");
+    assert_eq!(app.count("SELECT count(*) FROM tasks WHERE title ILIKE '%buy milk%'").await, 1);
+    // A call that needs approval asks at the prompt; "n" denies it.
+    let args = chat(vec![
+        "--agent".into(),
+        "task_assistant".into(),
+        "call delete_task {\"title\": \"buy milk\"}".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = app
+        .command("chat-approve", &args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncWriteExt;
+    child.stdin.take().unwrap().write_all(b"n\n").await.unwrap();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("Approve? [y/N]"), "{stderr}");
+    assert!(stdout.contains("did not approve"), "{stdout}");
+    assert_eq!(app.count("SELECT count(*) FROM tasks").await, 1, "the denied delete never ran");
+}
+
+#[tokio::test]
+async fn ctrl_c_in_chat_cancels_the_run_and_exits() {
+    let app = TestApp::spawn().await;
+    let mut child = app
+        .command(
+            "chat-ctrl-c",
+            &["chat", "--url", &app.api_url, "--token", &app.token, "slow answer to interrupt"],
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 3];
+    use tokio::io::AsyncReadExt;
+    stdout.read_exact(&mut first).await.unwrap();
+    let pid = child.id().unwrap().to_string();
+    tokio::process::Command::new("kill").args(["-INT", &pid]).status().await.unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(5), child.wait())
+        .await
+        .expect("chat ignored Ctrl-C")
+        .unwrap();
+    assert_eq!(status.code(), Some(130));
+    let cancelled = app.count("SELECT count(*) FROM runs WHERE status = 'cancelled'").await;
+    assert_eq!(cancelled, 1);
+}
+
 /// Starts `dev` with `env`, waits for its API, posts a message and waits for the answer;
 /// returns the token it printed and saved.
 async fn dev_round_trip(app: &TestApp, home: &std::path::Path, env: &[(&str, &str)]) -> String {
@@ -171,6 +281,30 @@ async fn dev_round_trip(app: &TestApp, home: &std::path::Path, env: &[(&str, &st
     let status = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait()).await;
     assert!(status.is_ok(), "dev did not stop on SIGTERM");
     token
+}
+
+#[tokio::test]
+async fn dev_exits_non_zero_naming_the_part_that_cannot_start() {
+    let app =
+        TestApp::spawn_with(agentyard_e2e::TestOptions { workers: 0, ..Default::default() }).await;
+    let home = temp_home(&format!("{}-taken", app.prefix));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut cmd = app.command("dev-taken", &["dev"]);
+    cmd.env("AY_HOME", &home)
+        .env("AY_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("AY_MCP_ADDR", taken.local_addr().unwrap().to_string())
+        .env_remove("OPENAI_BASE_URL")
+        .stderr(std::process::Stdio::piped());
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output())
+        .await
+        .expect("dev kept running with a part that could not start")
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("AY_MCP_ADDR"), "{err}");
+    drop(taken);
+    let _ = std::fs::remove_dir_all(&home);
 }
 
 fn temp_home(prefix: &str) -> std::path::PathBuf {

@@ -3,10 +3,13 @@
 mod agents;
 mod chat;
 mod cli;
+mod engine;
 mod failures;
 mod isolation;
 mod load;
 mod multitask;
+mod outage;
+mod peers;
 mod tenancy;
 mod tools;
 mod validation;

@@ -8,9 +8,9 @@ use agentyard_e2e::{TestApp, TestOptions};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-const T: Duration = Duration::from_secs(60);
+pub(crate) const T: Duration = Duration::from_secs(60);
 
-async fn tools_app(env: &[(&str, &str)]) -> TestApp {
+pub(crate) async fn tools_app(env: &[(&str, &str)]) -> TestApp {
     let app = TestApp::spawn_with(TestOptions {
         tools: true,
         env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
@@ -21,12 +21,12 @@ async fn tools_app(env: &[(&str, &str)]) -> TestApp {
     app
 }
 
-async fn seed(app: &TestApp) {
+pub(crate) async fn seed(app: &TestApp) {
     app.store.seed_demo(app.org_id.parse().unwrap()).await.unwrap();
 }
 
 /// Posts `input` to `agent` (the default agent when None) and waits for the end.
-async fn ask(app: &TestApp, agent: Option<&str>, input: &str) -> Value {
+pub(crate) async fn ask(app: &TestApp, agent: Option<&str>, input: &str) -> Value {
     let mut body = json!({"input": input});
     if let Some(a) = agent {
         body["agent_id"] = json!(a);
@@ -36,25 +36,25 @@ async fn ask(app: &TestApp, agent: Option<&str>, input: &str) -> Value {
     app.wait_terminal(run["id"].as_str().unwrap(), T).await
 }
 
-async fn invocations(app: &TestApp, run: &Value) -> Vec<Value> {
+pub(crate) async fn invocations(app: &TestApp, run: &Value) -> Vec<Value> {
     let (s, list) =
         app.get(&format!("/v1/runs/{}/tool-invocations", run["id"].as_str().unwrap())).await;
     assert_eq!(s, 200, "{list}");
     list["data"].as_array().unwrap().clone()
 }
 
-async fn agent_of_type(app: &TestApp, agent_type: &str) -> String {
+pub(crate) async fn agent_of_type(app: &TestApp, agent_type: &str) -> String {
     let (s, a) = app.post("/v1/agents", json!({"agent_type": agent_type})).await;
     assert_eq!(s, 201, "{a}");
     a["id"].as_str().unwrap().to_owned()
 }
 
-async fn default_agent(app: &TestApp) -> String {
+pub(crate) async fn default_agent(app: &TestApp) -> String {
     let (_, list) = app.get("/v1/agents").await;
     list["data"][0]["id"].as_str().unwrap().to_owned()
 }
 
-async fn set_tools(app: &TestApp, agent: &str, enabled: &[&str], approval: &[&str]) {
+pub(crate) async fn set_tools(app: &TestApp, agent: &str, enabled: &[&str], approval: &[&str]) {
     let (s, a) = app
         .call(
             Method::PUT,
@@ -66,18 +66,18 @@ async fn set_tools(app: &TestApp, agent: &str, enabled: &[&str], approval: &[&st
     assert_eq!(s, 200, "{a}");
 }
 
-fn output(run: &Value) -> &str {
+pub(crate) fn output(run: &Value) -> &str {
     run["output"]["content"].as_str().unwrap_or_default()
 }
 
-async fn event_types(app: &TestApp, run: &Value) -> Vec<String> {
+pub(crate) async fn event_types(app: &TestApp, run: &Value) -> Vec<String> {
     let url = format!("{}/v1/runs/{}/events", app.api_url, run["id"].as_str().unwrap());
     let text =
         app.http.get(url).bearer_auth(&app.token).send().await.unwrap().text().await.unwrap();
     text.lines().filter_map(|l| l.strip_prefix("event: ")).map(str::to_owned).collect()
 }
 
-async fn wait_status(app: &TestApp, run: &str, status: &str) -> Value {
+pub(crate) async fn wait_status(app: &TestApp, run: &str, status: &str) -> Value {
     for _ in 0..300 {
         let (_, r) = app.get(&format!("/v1/runs/{run}")).await;
         if r["status"] == status {
@@ -587,7 +587,7 @@ async fn bad_registrations_are_refused_with_json_errors() {
 }
 
 /// `@modelcontextprotocol/server-everything`, installed by `.ci/run` (or here when missing).
-fn everything_js() -> std::path::PathBuf {
+pub(crate) fn everything_js() -> std::path::PathBuf {
     let dir = std::env::var("AY_TEST_NPM_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| {
         std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/agentyard/npm")
     });

@@ -125,8 +125,17 @@ async fn answer_status(bus: Bus, llm: Llm, shutdown: CancellationToken) {
             m = sub.next() => match m { Some(m) => m, None => return },
         };
         let Some(reply) = msg.reply else { continue };
-        let reachable = llm.reachable(Duration::from_millis(800)).await;
-        let body = serde_json::json!({"model": llm.model(), "model_reachable": reachable});
+        // The API names the model of the agent it asks about (None: this worker's default).
+        let asked: Option<String> = serde_json::from_slice::<serde_json::Value>(&msg.payload)
+            .ok()
+            .and_then(|v| v["model"].as_str().map(str::to_owned));
+        let check = llm.check(asked.as_deref(), Duration::from_millis(800)).await;
+        let body = serde_json::json!({
+            "model": asked.as_deref().unwrap_or(llm.model()),
+            "model_reachable": check.reachable,
+            "model_available": check.available,
+            "model_problem": check.problem,
+        });
         let _ = bus.client().publish(reply, body.to_string().into()).await;
     }
 }

@@ -90,6 +90,10 @@ pub(crate) struct Response {
     pub(crate) usage: bool,
     /// Stream this many content chunks, then hang.
     pub(crate) stall_after_tokens: Option<usize>,
+    /// Stream this many content chunks, then end the stream with no finish reason and no
+    /// `[DONE]` (a cut-off answer; 0: an empty stream, as llama.cpp sends when the context
+    /// overflows).
+    pub(crate) cut_after_tokens: Option<usize>,
     /// Whether some string holds a `$`, so references must be expanded (see `expand`).
     pub(crate) expands: bool,
 }
@@ -133,6 +137,7 @@ struct Inner {
 ///       - tool_calls: [{ name: add_task, arguments: { title: "$title" } }]
 ///       - text: "Added $title" # also: first_token_ms, token_delay_ms, usage: false,
 ///                              #       stall_after_tokens: N
+///                              #       cut_after_tokens: N (end, no finish reason)
 ///       - error: { status: 429, retry_after: 1, message: "slow down" }  # type, code
 ///       - hang: true
 ///   - match: "add a task to (?P<title>.+)"
@@ -180,6 +185,7 @@ struct RawResponse {
     token_delay_ms: Option<u64>,
     usage: Option<bool>,
     stall_after_tokens: Option<usize>,
+    cut_after_tokens: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -296,8 +302,12 @@ fn compile_response(rule: usize, response: usize, value: Value) -> Result<Respon
     } else {
         Kind::Hang
     };
-    if raw.stall_after_tokens.is_some() && matches!(kind, Kind::Error(_) | Kind::Hang) {
-        return Err(invalid("uses `stall_after_tokens` without `text` or `tool_calls`"));
+    if (raw.stall_after_tokens.is_some() || raw.cut_after_tokens.is_some())
+        && matches!(kind, Kind::Error(_) | Kind::Hang)
+    {
+        return Err(invalid(
+            "uses `stall_after_tokens` or `cut_after_tokens` without `text` or `tool_calls`",
+        ));
     }
     let expands = mentions_dollar(&kind);
     Ok(Response {
@@ -305,6 +315,7 @@ fn compile_response(rule: usize, response: usize, value: Value) -> Result<Respon
         timing: Timing { first_token_ms: raw.first_token_ms, token_delay_ms: raw.token_delay_ms },
         usage: raw.usage.unwrap_or(true),
         stall_after_tokens: raw.stall_after_tokens,
+        cut_after_tokens: raw.cut_after_tokens,
         expands,
     })
 }

@@ -1,0 +1,410 @@
+//! Every transition of the run and tool state machines against a real Postgres (a fresh
+//! database per test, at DATABASE_URL or 127.0.0.1:5432): what each writes, and that stale,
+//! duplicate and racing transitions change nothing they should not.
+
+use std::time::Duration;
+
+use agentyard_core::jobs::Job;
+use agentyard_core::outbox::Fact;
+use agentyard_core::run::{
+    InputAction, InputAnswer, MultitaskStrategy, Priority, RequiredInput, RunError, RunOutput,
+    RunStatus,
+};
+use agentyard_core::{InvocationId, MessageId, OrgId, RunId, Scope, ThreadId};
+use agentyard_store::runs::{CancelOutcome, CreateOutcome, Finish, NewRun};
+use agentyard_store::tools::{AnswerOutcome, NewCall};
+use agentyard_store::{OutboxRow, Store};
+use serde_json::json;
+
+/// A fresh, migrated database; dropped when the value is.
+struct Db {
+    store: Store,
+    name: String,
+    admin: String,
+}
+
+impl Db {
+    async fn new() -> Self {
+        let admin = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("ay_store_{}", uuid::Uuid::now_v7().simple());
+        let pool = sqlx::PgPool::connect(&admin).await.expect("Postgres");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&pool)
+            .await
+            .unwrap();
+        let (base, _) = admin.rsplit_once('/').unwrap();
+        let store = Store::connect(&format!("{base}/{name}"), 8).await.unwrap();
+        store.migrate().await.unwrap();
+        Self { store, name, admin }
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                if let Ok(pool) = sqlx::PgPool::connect(&admin).await {
+                    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn new_run(org: OrgId, thread: Option<ThreadId>) -> NewRun {
+    NewRun {
+        id: RunId::new(),
+        org,
+        thread,
+        agent: None,
+        user: None,
+        input: "hello".into(),
+        strategy: MultitaskStrategy::Enqueue,
+        metadata: json!({"k": 1}),
+        idempotency: None,
+        priority: Priority::High,
+        quota: None,
+        scopes: vec![Scope::RunsRead, Scope::RunsWrite],
+    }
+}
+
+async fn create(store: &Store, new: &NewRun) -> (agentyard_core::run::Run, Vec<OutboxRow>) {
+    match store.create_run(new).await.unwrap() {
+        CreateOutcome::Created { run, outbox, .. } => (run, outbox),
+        other => panic!("not created: {other:?}"),
+    }
+}
+
+fn facts(rows: &[OutboxRow]) -> Vec<&Fact> {
+    rows.iter().flat_map(|r| &r.facts).collect()
+}
+
+fn kinds(rows: &[OutboxRow]) -> Vec<String> {
+    facts(rows)
+        .into_iter()
+        .map(|f| match f {
+            Fact::Job { job } => job.kind().to_owned(),
+            Fact::Event { event, .. } => event.kind().as_str().to_owned(),
+        })
+        .collect()
+}
+
+fn agent_steps(rows: &[OutboxRow]) -> Vec<(RunId, u32)> {
+    facts(rows)
+        .into_iter()
+        .filter_map(|f| match f {
+            Fact::Job { job: Job::AgentStep(s) } => Some((s.run_id, s.step)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn finish(run: RunId, step: i32, status: RunStatus) -> Finish {
+    Finish {
+        run,
+        step: Some(step),
+        from: &[RunStatus::Queued, RunStatus::InProgress],
+        status,
+        output: (status == RunStatus::Completed).then(|| RunOutput { content: "done".into() }),
+        usage: None,
+        error: (status == RunStatus::Failed)
+            .then(|| RunError { code: "x".into(), message: "y".into() }),
+        message: (status == RunStatus::Completed).then(|| (MessageId::new(), "done".into())),
+    }
+}
+
+#[tokio::test]
+async fn a_create_writes_the_run_its_message_and_its_facts_without_any_subject() {
+    let db = Db::new().await;
+    let org = db.store.create_org("o").await.unwrap().org_id;
+    let new = new_run(org, None);
+    let (run, outbox) = create(&db.store, &new).await;
+    assert_eq!((run.id, run.status, run.priority), (new.id, RunStatus::Queued, Priority::High));
+    assert_eq!(kinds(&outbox), ["run.queued", "agent_step"]);
+    let all = facts(&outbox);
+    let Fact::Event { org: o, run: r, key, event } = all[0] else { panic!("{:?}", all[0]) };
+    assert_eq!((*o, *r, key.as_str()), (org, run.id, "queued"));
+    assert_eq!(event.run().unwrap().metadata, json!({"k": 1}));
+    assert_eq!(all[0].msg_id(), format!("run:{}:queued", run.id));
+    let Fact::Job { job: Job::AgentStep(step) } = all[1] else { panic!() };
+    assert_eq!((step.step, step.priority), (0, Priority::High));
+    assert_eq!(all[1].msg_id(), format!("run:{}:step:0", run.id));
+    // Facts name no subject: that is bus's to derive.
+    let stored: String = sqlx::query_scalar("SELECT facts::text FROM outbox")
+        .fetch_one(db.store.pool())
+        .await
+        .unwrap();
+    assert!(!stored.contains("jobs.") && !stored.contains("events."), "{stored}");
+    assert!(!stored.contains("\"subject\"") && !stored.contains("msg_id"), "{stored}");
+    let msgs = db.store.list_messages(org, run.thread_id, 0, 10).await.unwrap();
+    assert_eq!((msgs.len(), msgs[0].content.as_str()), (1, "hello"));
+}
+
+#[tokio::test]
+async fn the_quota_counts_live_runs_and_frees_a_place_when_one_ends() {
+    let db = Db::new().await;
+    let org = db.store.create_org("o").await.unwrap().org_id;
+    let mut first = None;
+    for _ in 0..2 {
+        let new = NewRun { quota: Some(2), ..new_run(org, None) };
+        first.get_or_insert(create(&db.store, &new).await.0);
+    }
+    let over = db.store.create_run(&NewRun { quota: Some(2), ..new_run(org, None) }).await.unwrap();
+    assert!(matches!(over, CreateOutcome::QuotaExceeded { live: 2 }), "{over:?}");
+    let first = first.unwrap();
+    let done = db.store.finish_run(&finish(first.id, 0, RunStatus::Completed)).await.unwrap();
+    assert!(done.applied);
+    let again =
+        db.store.create_run(&NewRun { quota: Some(2), ..new_run(org, None) }).await.unwrap();
+    assert!(matches!(again, CreateOutcome::Created { .. }), "{again:?}");
+}
+
+#[tokio::test]
+async fn a_busy_thread_enqueues_rejects_or_interrupts_and_hands_over_in_order() {
+    let db = Db::new().await;
+    let org = db.store.create_org("o").await.unwrap().org_id;
+    let (active, _) = create(&db.store, &new_run(org, None)).await;
+    let thread = Some(active.thread_id);
+    // Enqueue: no job yet.
+    let (waiting, out) = create(&db.store, &new_run(org, thread)).await;
+    assert_eq!(kinds(&out), ["run.queued"]);
+    // Reject: 409 naming the active run; nothing written.
+    let rejected = NewRun { strategy: MultitaskStrategy::Reject, ..new_run(org, thread) };
+    match db.store.create_run(&rejected).await.unwrap() {
+        CreateOutcome::ThreadBusy { active: a } => assert_eq!(a, active.id),
+        other => panic!("{other:?}"),
+    }
+    assert!(db.store.get_run(org, rejected.id).await.unwrap().is_none());
+    // The active run ends: the waiting one gets the thread, its message and its job.
+    let done = db.store.finish_run(&finish(active.id, 0, RunStatus::Completed)).await.unwrap();
+    assert_eq!(kinds(&done.outbox), ["message.completed", "run.completed", "agent_step"]);
+    assert_eq!(agent_steps(&done.outbox), [(waiting.id, 0)]);
+    let msgs = db.store.list_messages(org, active.thread_id, 0, 10).await.unwrap();
+    let seqs: Vec<(i64, &str)> = msgs.iter().map(|m| (m.seq, m.content.as_str())).collect();
+    assert_eq!(seqs, [(1, "hello"), (2, "done"), (3, "hello")]);
+    // Interrupt: the active run is cancelled and the new one starts at once.
+    let interrupting = NewRun { strategy: MultitaskStrategy::Interrupt, ..new_run(org, thread) };
+    match db.store.create_run(&interrupting).await.unwrap() {
+        CreateOutcome::Created { interrupted, outbox, .. } => {
+            assert_eq!(interrupted, Some(waiting.id));
+            assert_eq!(kinds(&outbox), ["run.cancelled", "run.queued", "agent_step"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let cancelled = db.store.get_run(org, waiting.id).await.unwrap().unwrap();
+    assert_eq!(cancelled.status, RunStatus::Cancelled);
+}
+
+#[tokio::test]
+async fn stale_and_duplicate_steps_change_nothing() {
+    let db = Db::new().await;
+    let org = db.store.create_org("o").await.unwrap().org_id;
+    let (run, _) = create(&db.store, &new_run(org, None)).await;
+    assert!(db.store.start_run(run.id, 1, 10).await.unwrap().is_none(), "a job of another step");
+    let started = db.store.start_run(run.id, 0, 10).await.unwrap().unwrap();
+    assert_eq!((started.attempt, started.first_start), (1, true));
+    let again = db.store.start_run(run.id, 0, 10).await.unwrap().unwrap();
+    assert_eq!((again.attempt, again.first_start), (2, false), "a redelivery counts an attempt");
+    assert!(!db.store.finish_run(&finish(run.id, 1, RunStatus::Completed)).await.unwrap().applied);
+    assert!(db.store.finish_run(&finish(run.id, 0, RunStatus::Completed)).await.unwrap().applied);
+    let dup = db.store.finish_run(&finish(run.id, 0, RunStatus::Completed)).await.unwrap();
+    assert!(!dup.applied && dup.outbox.is_empty());
+    assert!(db.store.start_run(run.id, 0, 10).await.unwrap().is_none(), "a finished run");
+    let assistants: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM messages WHERE role = 'assistant'")
+            .fetch_one(db.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(assistants, 1);
+}
+
+fn call(name: &str) -> NewCall {
+    NewCall {
+        invocation_id: InvocationId::new(),
+        call_id: format!("c-{name}"),
+        name: name.into(),
+        server: "builtin".into(),
+        arguments: json!({}),
+        raw_arguments: "{}".into(),
+    }
+}
+
+#[tokio::test]
+async fn the_last_tool_result_enqueues_the_next_step_once_and_duplicates_are_ignored() {
+    let db = Db::new().await;
+    let org = db.store.create_org("o").await.unwrap().org_id;
+    let (run, _) = create(&db.store, &new_run(org, None)).await;
+    db.store.start_run(run.id, 0, 10).await.unwrap().unwrap();
+    let calls = [call("list_tasks"), call("get_ticket_stats")];
+    let step =
+        db.store.tool_step(run.id, 0, MessageId::new(), "", &calls, &json!({})).await.unwrap();
+    assert!(step.applied);
+    assert_eq!(
+        kinds(&step.outbox),
+        ["tool_call.created", "tool_call", "tool_call.created", "tool_call"]
+    );
+    let stale = db
+        .store
+        .tool_step(run.id, 0, MessageId::new(), "", &[call("x")], &json!({}))
+        .await
+        .unwrap();
+    assert!(
+        !stale.applied,
+        "a second tool step for the same step (the run moved to in_progress at that step)"
+    );
+    let first =
+        db.store.tool_result(calls[0].invocation_id, "a", false, None, 1, None).await.unwrap();
+    assert!(first.applied && !first.next_step);
+    let dup =
+        db.store.tool_result(calls[0].invocation_id, "a", false, None, 1, None).await.unwrap();
+    assert!(!dup.applied && dup.outbox.is_empty());
+    let last =
+        db.store.tool_result(calls[1].invocation_id, "b", true, Some("b"), 1, None).await.unwrap();
+    assert!(last.applied && last.next_step);
+    assert_eq!(agent_steps(&last.outbox), [(run.id, 1)]);
+    let dup =
+        db.store.tool_result(calls[1].invocation_id, "b", true, Some("b"), 1, None).await.unwrap();
+    assert!(!dup.applied && !dup.next_step);
+    let after = db.store.get_run(org, run.id).await.unwrap().unwrap();
+    assert_eq!(after.tools_used, ["list_tasks", "get_ticket_stats"]);
+    let tool_messages: Vec<String> =
+        sqlx::query_scalar("SELECT content FROM messages WHERE role = 'tool' ORDER BY seq")
+            .fetch_all(db.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(tool_messages, ["a", "b"]);
+}
+
+#[tokio::test]
+async fn a_cancel_racing_a_finish_ends_the_run_once() {
+    let db = Db::new().await;
+    let org = db.store.create_org("o").await.unwrap().org_id;
+    for _ in 0..20 {
+        let (run, _) = create(&db.store, &new_run(org, None)).await;
+        db.store.start_run(run.id, 0, 10).await.unwrap().unwrap();
+        let f = finish(run.id, 0, RunStatus::Completed);
+        let (finished, cancelled) =
+            tokio::join!(db.store.finish_run(&f), db.store.cancel_run(org, run.id));
+        let finished = finished.unwrap();
+        let cancelled = matches!(cancelled.unwrap(), CancelOutcome::Cancelled { .. });
+        assert!(finished.applied ^ cancelled, "exactly one of them ends the run");
+        let end = db.store.get_run(org, run.id).await.unwrap().unwrap();
+        let expected = if cancelled { RunStatus::Cancelled } else { RunStatus::Completed };
+        assert_eq!(end.status, expected);
+        let terminal: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM outbox, jsonb_array_elements(facts) f \
+             WHERE f->>'run' = $1 AND f->'event'->>'type' IN ('run.completed', 'run.cancelled')",
+        )
+        .bind(run.id.to_string())
+        .fetch_one(db.store.pool())
+        .await
+        .unwrap();
+        assert_eq!(terminal, 1, "one terminal event");
+    }
+}
+
+#[tokio::test]
+async fn input_waits_are_states_answered_one_call_at_a_time() {
+    let db = Db::new().await;
+    let org = db.store.create_org("o").await.unwrap().org_id;
+    let (run, _) = create(&db.store, &new_run(org, None)).await;
+    db.store.start_run(run.id, 0, 10).await.unwrap().unwrap();
+    let calls = [call("delete_task"), call("delete_ticket")];
+    db.store.tool_step(run.id, 0, MessageId::new(), "", &calls, &json!({})).await.unwrap();
+    let request = |i: usize| RequiredInput::ToolApproval {
+        invocation_id: calls[i].invocation_id,
+        tool: calls[i].name.clone(),
+        arguments: json!({}),
+        message: "approve?".into(),
+    };
+    let deadline = chrono::Utc::now() + chrono::Duration::minutes(5);
+    let first = db
+        .store
+        .tool_input(calls[0].invocation_id, 0, &request(0), "tool_approval", deadline)
+        .await
+        .unwrap();
+    assert!(first.applied);
+    assert_eq!(kinds(&first.outbox), ["run.requires_input"]);
+    let stale = db
+        .store
+        .tool_input(calls[1].invocation_id, 3, &request(1), "tool_approval", deadline)
+        .await
+        .unwrap();
+    assert!(!stale.applied, "a job of another round");
+    let second = db
+        .store
+        .tool_input(calls[1].invocation_id, 0, &request(1), "tool_approval", deadline)
+        .await
+        .unwrap();
+    assert!(second.applied && second.outbox.is_empty(), "the run still shows the first request");
+    let shown = db.store.get_run(org, run.id).await.unwrap().unwrap();
+    assert_eq!(shown.status, RunStatus::RequiresInput);
+    assert_eq!(shown.required_input, Some(request(0)));
+    let approve = InputAnswer { action: InputAction::Approve, content: None, timed_out: false };
+    let AnswerOutcome::Answered { invocation, run: after, outbox } =
+        db.store.answer_input(org, run.id, None, &approve).await.unwrap()
+    else {
+        panic!("not answered");
+    };
+    assert_eq!(invocation, calls[0].invocation_id);
+    assert_eq!(after.required_input, Some(request(1)), "the next waiting call is shown");
+    assert_eq!(kinds(&outbox), ["tool_call", "run.input_received", "run.requires_input"]);
+    let Fact::Job { job: Job::ToolCall(job) } = facts(&outbox)[0] else { panic!() };
+    assert_eq!((job.invocation_id, job.round), (calls[0].invocation_id, 1));
+    let pending = db.store.pending_call(calls[0].invocation_id).await.unwrap().unwrap();
+    assert_eq!(pending.answer("tool_approval"), Some(approve.clone()));
+    // Past its deadline, the second is due for the sweeper's timeout answer.
+    sqlx::query(
+        "UPDATE tool_invocations SET input_deadline = now() - interval '1 second' WHERE id = $1",
+    )
+    .bind(calls[1].invocation_id)
+    .execute(db.store.pool())
+    .await
+    .unwrap();
+    let due = db.store.due_inputs(10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    let answer = due[0].input_request.timeout_answer();
+    assert_eq!((answer.action, answer.timed_out), (InputAction::Deny, true));
+    let answered = db.store.answer_input(org, run.id, Some(due[0].id), &answer).await.unwrap();
+    let AnswerOutcome::Answered { run: after, .. } = answered else { panic!() };
+    assert_eq!((after.status, after.required_input), (RunStatus::InProgress, None));
+    assert!(db.store.due_inputs(10).await.unwrap().is_empty());
+    let again = db.store.answer_input(org, run.id, None, &approve).await.unwrap();
+    assert!(matches!(again, AnswerOutcome::NotWaiting));
+}
+
+#[tokio::test]
+async fn runs_without_progress_are_overdue_and_live_runs_are_refilled_after_a_crash() {
+    let db = Db::new().await;
+    let org = db.store.create_org("o").await.unwrap().org_id;
+    let (run, _) = create(&db.store, &new_run(org, None)).await;
+    let (waiting, _) = create(&db.store, &new_run(org, Some(run.thread_id))).await;
+    let timeouts = json!({"customer_support": 1});
+    assert!(db.store.overdue_runs(&timeouts, 1, Duration::ZERO, 10).await.unwrap().is_empty());
+    sqlx::query("UPDATE runs SET progress_at = now() - interval '5 seconds'")
+        .execute(db.store.pool())
+        .await
+        .unwrap();
+    let due = db.store.overdue_runs(&timeouts, 2, Duration::from_secs(1), 10).await.unwrap();
+    let ids: Vec<RunId> = due.iter().map(|d| d.run_id).collect();
+    assert_eq!(ids, [run.id], "the run waiting for its thread is not due");
+    assert!((due[0].allowed_secs - 3.0).abs() < 0.01, "{}", due[0].allowed_secs);
+    assert!(due[0].silent_secs >= 5.0);
+    // An agent's own timeout counts.
+    sqlx::query("UPDATE agents SET config = '{\"timeout_seconds\": 60}'")
+        .execute(db.store.pool())
+        .await
+        .unwrap();
+    assert!(db.store.overdue_runs(&timeouts, 2, Duration::ZERO, 10).await.unwrap().is_empty());
+    // A crash empties the unlogged tables: the refill finds both live runs again.
+    sqlx::raw_sql("TRUNCATE live_runs, live_runs_filled").execute(db.store.pool()).await.unwrap();
+    assert_eq!(db.store.refill_live_runs().await.unwrap(), 2);
+    assert_eq!(db.store.refill_live_runs().await.unwrap(), 0, "once");
+    let still = db.store.get_run(org, waiting.id).await.unwrap().unwrap();
+    assert_eq!(still.status, RunStatus::Queued);
+}

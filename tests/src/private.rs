@@ -1,0 +1,213 @@
+//! Private Postgres and NATS servers for the tests that stop and restart them (outages): each
+//! on a free port with its data in a temporary directory, never the machine's own servers.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::process::{Child, Command};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+fn temp_dir(kind: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ay-{kind}-{}", uuid::Uuid::now_v7().simple()));
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+/// An installed Postgres binary (`initdb`, `pg_ctl`): on PATH or under /usr/lib/postgresql.
+fn pg_binary(name: &str) -> PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file());
+    let versioned = || {
+        let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("bin").join(name))
+            .filter(|p| p.is_file())
+            .collect();
+        found.sort();
+        found.pop()
+    };
+    on_path.or_else(versioned).unwrap_or_else(|| PathBuf::from(name))
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Postgres refuses to run as root: then it runs as the `postgres` user.
+fn pg_command(bin: &Path) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    }
+}
+
+/// A private Postgres.
+pub struct PrivatePostgres {
+    data: PathBuf,
+    port: u16,
+}
+
+impl PrivatePostgres {
+    /// Initializes and starts one.
+    ///
+    /// # Errors
+    /// When `initdb` or `pg_ctl` fails.
+    pub async fn start() -> anyhow::Result<Self> {
+        let data = temp_dir("pg");
+        if is_root() {
+            let _ =
+                std::process::Command::new("chown").args(["-R", "postgres"]).arg(&data).status();
+        }
+        let status = pg_command(&pg_binary("initdb"))
+            .args(["-U", "postgres", "--auth=trust", "-D"])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await
+            .context("cannot run initdb")?;
+        if !status.success() {
+            bail!("initdb failed in {}", data.display());
+        }
+        let pg = Self { data, port: free_port() };
+        pg.up().await?;
+        Ok(pg)
+    }
+
+    /// `postgres://postgres@127.0.0.1:<port>/postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Starts it (again, on the same port and data).
+    ///
+    /// # Errors
+    /// When `pg_ctl start` fails.
+    pub async fn up(&self) -> anyhow::Result<()> {
+        let options = format!("-p {} -h 127.0.0.1 -k {}", self.port, self.data.display());
+        let status = pg_command(&pg_binary("pg_ctl"))
+            .args(["start", "-w", "-t", "60", "-o", &options, "-l"])
+            .arg(self.data.join("server.log"))
+            .arg("-D")
+            .arg(&self.data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await
+            .context("cannot run pg_ctl")?;
+        if !status.success() {
+            bail!(
+                "the private postgres did not start; see {}",
+                self.data.join("server.log").display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Stops it at once (`immediate`: like a crash).
+    pub async fn down(&self) {
+        let _ = pg_command(&pg_binary("pg_ctl"))
+            .args(["stop", "-m", "immediate", "-D"])
+            .arg(&self.data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await;
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(if is_root() { "runuser" } else { "true" })
+            .args(if is_root() { vec!["-u", "postgres", "--"] } else { vec![] })
+            .arg(pg_binary("pg_ctl"))
+            .args(["stop", "-m", "immediate", "-D"])
+            .arg(&self.data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+/// A private nats-server with JetStream.
+pub struct PrivateNats {
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateNats {
+    /// Starts one.
+    ///
+    /// # Errors
+    /// When `nats-server` cannot be started.
+    pub async fn start() -> anyhow::Result<Self> {
+        let mut nats = Self { dir: temp_dir("nats"), port: free_port(), child: None };
+        nats.up().await?;
+        Ok(nats)
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it (again, on the same port and store directory).
+    ///
+    /// # Errors
+    /// When `nats-server` cannot be started or does not answer.
+    pub async fn up(&mut self) -> anyhow::Result<()> {
+        let child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start nats-server")?;
+        self.child = Some(child);
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("the private nats-server did not listen on {}", self.port)
+    }
+
+    /// Kills it (`kill -9`).
+    pub async fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill().await;
+        }
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.start_kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
