@@ -399,6 +399,29 @@ impl TestApp {
         (org.org_id.to_string(), org.token.secret)
     }
 
+    /// A run created as a transition would, but never published: its outbox row waits for
+    /// the relay (as after a crash between commit and publish). Returns the run.
+    pub async fn create_run_unpublished(&self, input: &str) -> agentyard_core::run::Run {
+        let new = agentyard_store::runs::NewRun {
+            id: agentyard_core::RunId::new(),
+            org: self.org_id.parse().expect("org id"),
+            thread: None,
+            agent: None,
+            user: None,
+            input: input.into(),
+            strategy: Default::default(),
+            metadata: serde_json::json!({}),
+            idempotency: None,
+            priority: Default::default(),
+            quota: None,
+            scopes: vec![agentyard_core::Scope::RunsRead, agentyard_core::Scope::RunsWrite],
+        };
+        match self.store.create_run(&new).await.expect("create_run") {
+            agentyard_store::runs::CreateOutcome::Created { run, .. } => run,
+            other => panic!("not created: {other:?}"),
+        }
+    }
+
     /// One SQL count.
     pub async fn count(&self, sql: &'static str) -> i64 {
         sqlx::query_scalar(sql).fetch_one(self.store.pool()).await.expect(sql)

@@ -1,10 +1,11 @@
 //! Private Postgres and NATS servers for the tests that stop and restart them (outages): each
 //! on a free port with its data in a temporary directory, never the machine's own servers.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use agentyard_cli::dev::{pg_binary, pg_command};
 use anyhow::{Context, bail};
 use tokio::process::{Child, Command};
 
@@ -21,43 +22,11 @@ fn temp_dir(kind: &str) -> PathBuf {
     dir
 }
 
-/// An installed Postgres binary (`initdb`, `pg_ctl`): on PATH or under /usr/lib/postgresql.
-fn pg_binary(name: &str) -> PathBuf {
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join(name))
-        .find(|p| p.is_file());
-    let versioned = || {
-        let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path().join("bin").join(name))
-            .filter(|p| p.is_file())
-            .collect();
-        found.sort();
-        found.pop()
-    };
-    on_path.or_else(versioned).unwrap_or_else(|| PathBuf::from(name))
-}
-
 fn is_root() -> bool {
     std::process::Command::new("id")
         .arg("-u")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-/// Postgres refuses to run as root: then it runs as the `postgres` user.
-fn pg_command(bin: &Path) -> Command {
-    if is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(bin);
-        c
-    } else {
-        Command::new(bin)
-    }
 }
 
 /// A private Postgres.

@@ -44,23 +44,36 @@ fn with_run_id(e: &SeqEvent) -> Item {
     Item { seq: e.seq, kind: e.kind, data }
 }
 
-/// The events of `run` (already authorized) with a sequence above `after` (all when None):
-/// the stored ones, then live ones, ending after the terminal event. `sub` must have been
-/// registered before `run` was read.
+/// Where a run's stream starts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum StreamStart {
+    /// A run created after its subscription registered: every event comes live.
+    Created,
+    /// An existing run: its stored events after this sequence (all when None) come first.
+    Stored(Option<u64>),
+}
+
+/// The events of `run` (already authorized), from `start`, then live ones, ending after the
+/// terminal event. `sub` must have been registered before `run` was read (or created).
 pub(crate) fn run_events(
     bus: Bus,
     run: &Run,
     org: OrgId,
-    after: Option<u64>,
+    start: StreamStart,
     sub: Subscription,
     permit: StreamPermit,
 ) -> impl Stream<Item = Item> + Send + 'static {
     let (tx, rx) = mpsc::channel(BUFFER);
     let subject = bus.subjects().run_events(org, run.id);
     let ended = run.status.is_terminal();
+    let (after, replay_first) = match start {
+        StreamStart::Created => (0, false),
+        StreamStart::Stored(after) => (after.unwrap_or(0), true),
+    };
     tokio::spawn(async move {
         let _permit = permit;
-        pump(bus, subject, after.unwrap_or(0), ended, sub, tx, |e| Some(Item::from(e)), true).await;
+        let pick = |e: &SeqEvent| Some(Item::from(e));
+        pump(bus, subject, after, replay_first, ended, sub, tx, pick, true).await;
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
@@ -81,10 +94,10 @@ pub(crate) fn org_events(
         let _permit = permit;
         let pick = move |e: &SeqEvent| filter.accepts(e.kind).then(|| with_run_id(e));
         match after {
-            Some(after) => pump(bus, subject, after, false, sub, tx, pick, false).await,
+            Some(after) => pump(bus, subject, after, true, false, sub, tx, pick, false).await,
             // From now on: nothing to replay, but a resync must not replay the whole past.
             None => match bus.last_event_seq().await {
-                Ok(last) => pump(bus, subject, last, false, sub, tx, pick, false).await,
+                Ok(last) => pump(bus, subject, last, false, false, sub, tx, pick, false).await,
                 Err(e) => tracing::warn!(error = %e, "cannot read the events stream"),
             },
         }
@@ -92,14 +105,16 @@ pub(crate) fn org_events(
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
-/// Replays `subject` after `after`, then passes on live deliveries (skipping what was already
-/// sent); a resync replays again. With `ends`, stops after a terminal event, or after the replay
-/// when the run had ended before (`ended`: its events, if not expired, are all stored).
+/// Replays `subject` after `after` (when `replay_first`), then passes on live deliveries
+/// (skipping what was already sent); a resync replays again. With `ends`, stops after a
+/// terminal event, or after the replay when the run had ended before (`ended`: its events, if
+/// not expired, are all stored).
 #[allow(clippy::too_many_arguments)]
 async fn pump(
     bus: Bus,
     subject: String,
     after: u64,
+    replay_first: bool,
     ended: bool,
     mut sub: Subscription,
     tx: mpsc::Sender<Item>,
@@ -107,9 +122,10 @@ async fn pump(
     ends: bool,
 ) {
     let mut last = after;
-    match replay(&bus, &subject, &mut last, &tx, &pick, ends).await {
-        Replayed::Stop => return,
-        Replayed::Caught => {}
+    if replay_first
+        && let Replayed::Stop = replay(&bus, &subject, &mut last, &tx, &pick, ends).await
+    {
+        return;
     }
     if ends && ended {
         return;

@@ -56,26 +56,11 @@ pub(crate) async fn closed_loop(
     duration: Duration,
     label: &'static str,
 ) -> anyhow::Result<Load> {
-    let start = Instant::now();
-    let deadline = start + duration;
-    let counter = Arc::new(AtomicUsize::new(0));
-    let mut set = JoinSet::new();
-    for _ in 0..clients {
-        let (api, counter) = (api.clone(), Arc::clone(&counter));
-        set.spawn(async move {
-            let mut samples = Vec::new();
-            while Instant::now() < deadline {
-                let n = counter.fetch_add(1, Ordering::Relaxed);
-                samples.push(api.streamed_run(format!("{label} message {n}")).await);
-            }
-            samples
-        });
-    }
-    let mut samples = Vec::new();
-    while let Some(done) = set.join_next().await {
-        samples.extend(done.context("a client task failed")?);
-    }
-    Ok(Load { samples, elapsed: start.elapsed(), posting: None, max_tick_lag: None })
+    let (load, _) = drive(api, clients, duration, move |api, n| async move {
+        (api.streamed_run(format!("{label} message {n}")).await, 0_usize)
+    })
+    .await?;
+    Ok(load)
 }
 
 /// Like [`closed_loop`], but each run is posted (202) and long-polled (`?wait=<wait>`) to its
@@ -89,31 +74,49 @@ pub(crate) async fn poll_loop(
     duration: Duration,
     wait: u64,
 ) -> anyhow::Result<(Load, usize)> {
+    drive(api, clients, duration, move |api, n| async move {
+        api.polled_run(format!("polled message {n}"), wait).await
+    })
+    .await
+}
+
+/// `clients` tasks running `one` (a run, numbered) again and again until `duration` has passed;
+/// the samples, and the sum of what `one` counted besides.
+async fn drive<F, Fut, X>(
+    api: &Api,
+    clients: usize,
+    duration: Duration,
+    one: F,
+) -> anyhow::Result<(Load, X)>
+where
+    F: Fn(Api, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = (RunSample, X)> + Send,
+    X: std::iter::Sum + Send + 'static,
+{
     let start = Instant::now();
     let deadline = start + duration;
     let counter = Arc::new(AtomicUsize::new(0));
     let mut set = JoinSet::new();
     for _ in 0..clients {
-        let (api, counter) = (api.clone(), Arc::clone(&counter));
+        let (api, counter, one) = (api.clone(), Arc::clone(&counter), one.clone());
         set.spawn(async move {
-            let (mut samples, mut long_waits) = (Vec::new(), 0);
+            let mut out = Vec::new();
             while Instant::now() < deadline {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
-                let (sample, waits) = api.polled_run(format!("polled message {n}"), wait).await;
-                samples.push(sample);
-                long_waits += waits;
+                out.push(one(api.clone(), n).await);
             }
-            (samples, long_waits)
+            out
         });
     }
-    let (mut samples, mut long_waits) = (Vec::new(), 0);
+    let (mut samples, mut extra) = (Vec::new(), Vec::new());
     while let Some(done) = set.join_next().await {
-        let (s, w) = done.context("a client task failed")?;
-        samples.extend(s);
-        long_waits += w;
+        for (sample, x) in done.context("a client task failed")? {
+            samples.push(sample);
+            extra.push(x);
+        }
     }
     let load = Load { samples, elapsed: start.elapsed(), posting: None, max_tick_lag: None };
-    Ok((load, long_waits))
+    Ok((load, extra.into_iter().sum()))
 }
 
 /// Posts streamed runs at `rate` per second for `duration`, one task per run, whatever the

@@ -211,8 +211,9 @@ async fn start_nats(home: &Path) -> anyhow::Result<(Child, String)> {
     bail!("the private nats-server did not start on {url}")
 }
 
-/// Finds an installed Postgres binary (`initdb`, `postgres`).
-fn pg_binary(name: &str) -> PathBuf {
+/// Finds an installed Postgres binary (`initdb`, `pg_ctl`): on PATH, else the newest under
+/// `/usr/lib/postgresql` (Debian's layout).
+pub fn pg_binary(name: &str) -> PathBuf {
     let on_path = std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
@@ -233,7 +234,7 @@ fn pg_binary(name: &str) -> PathBuf {
 }
 
 /// Postgres refuses to run as root: run it as the `postgres` user then.
-fn pg_command(bin: &Path) -> Command {
+pub fn pg_command(bin: &Path) -> Command {
     let is_root = std::process::Command::new("id")
         .arg("-u")
         .output()

@@ -58,6 +58,17 @@ impl Sweeper {
         Self { store, outbox, settings, type_timeouts }
     }
 
+    /// Starts sweeping in the background (every worker process does).
+    pub fn spawn(
+        store: Store,
+        outbox: Outbox,
+        settings: Arc<Settings>,
+        catalog: &Catalog,
+        shutdown: CancellationToken,
+    ) {
+        tokio::spawn(Self::new(store, outbox, settings, catalog).run(shutdown));
+    }
+
     /// Sweeps every few seconds until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(EVERY);
@@ -140,5 +151,19 @@ impl Sweeper {
             }
         }
         Ok(swept)
+    }
+}
+
+/// How a worker's job runner reads and retries, from the settings.
+pub fn runner_settings(
+    settings: &Settings,
+    concurrency: usize,
+) -> agentyard_bus::runner::RunnerSettings {
+    agentyard_bus::runner::RunnerSettings {
+        concurrency,
+        ack_wait: settings.ack_wait,
+        max_deliveries: settings.max_deliveries,
+        retry_base: settings.retry_base,
+        retry_max: settings.retry_max,
     }
 }

@@ -40,14 +40,18 @@ impl Invalid {
     }
 }
 
-/// Trims `value`; it must then hold 1 to `max` characters.
+/// Trims `value`; it must then hold 1 to `max` characters, none of them NUL (Postgres cannot
+/// store it).
 ///
 /// # Errors
-/// An empty or too long value, naming `field`.
+/// An empty, too long or unstorable value, naming `field`.
 pub fn required_text(field: &'static str, value: &str, max: usize) -> Result<String, Invalid> {
     let value = value.trim();
     if value.is_empty() {
         return Err(Invalid::new(field, "must not be empty"));
+    }
+    if let Err(e) = agentyard_core::storable::check_text(field, value) {
+        return Err(Invalid::new(field, e.problem));
     }
     if value.chars().count() > max {
         return Err(Invalid::new(field, format!("must be at most {max} characters")));
@@ -306,6 +310,7 @@ mod tests {
         assert!(required_text("title", "abcdef", 5).unwrap_err().message.contains("at most 5"));
         assert_eq!(optional_text("description", Some(" "), 5).unwrap(), None);
         assert_eq!(optional_text("description", None, 5).unwrap(), None);
+        assert!(required_text("title", "a\0b", 10).unwrap_err().message.contains("NUL"));
     }
 
     #[test]

@@ -110,3 +110,37 @@ pub async fn serve(
     let app = build(store, bus, shutdown.child_token());
     axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
 }
+
+#[cfg(test)]
+mod tests {
+    use agentyard_core::tools::BUILTIN_TOOLS;
+
+    use super::ToolServer;
+
+    #[test]
+    fn the_server_implements_exactly_the_registry_and_marks_tools_as_it_says() {
+        let router = ToolServer::task_tools()
+            + ToolServer::ticket_tools()
+            + ToolServer::integration_tools()
+            + ToolServer::system_tools();
+        let mut served: Vec<(String, bool, bool)> = router
+            .list_all()
+            .into_iter()
+            .map(|t| {
+                let a = t.annotations.unwrap_or_default();
+                (
+                    t.name.to_string(),
+                    a.read_only_hint == Some(true),
+                    a.destructive_hint == Some(true),
+                )
+            })
+            .collect();
+        served.sort();
+        let mut registry: Vec<(String, bool, bool)> = BUILTIN_TOOLS
+            .iter()
+            .map(|t| (t.name.to_owned(), t.read_only, t.needs_approval))
+            .collect();
+        registry.sort();
+        assert_eq!(served, registry, "(name, read only, destructive = needs approval)");
+    }
+}

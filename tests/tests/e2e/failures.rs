@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use agentyard_e2e::{TestApp, sse};
 use futures::StreamExt;
-use serde_json::json;
 
 const T: Duration = Duration::from_secs(60);
 
@@ -89,26 +88,7 @@ async fn assert_dead_letter(app: &TestApp, run_id: &str) {
 async fn the_outbox_relay_publishes_jobs_a_crash_left_unsent() {
     let app = TestApp::spawn().await;
     // A run committed with its job row, as if the API crashed before publishing it.
-    let thread = app.store.create_thread(app.org_id.parse().unwrap(), &json!({})).await.unwrap();
-    let new = agentyard_store::runs::NewRun {
-        id: agentyard_core::RunId::new(),
-        org: app.org_id.parse().unwrap(),
-        thread: Some(thread.id),
-        agent: None,
-        user: None,
-        input: "left in the outbox".into(),
-        strategy: Default::default(),
-        metadata: json!({}),
-        idempotency: None,
-        priority: Default::default(),
-        quota: None,
-        scopes: vec![agentyard_core::Scope::RunsRead, agentyard_core::Scope::RunsWrite],
-    };
-    let agentyard_store::runs::CreateOutcome::Created { run, .. } =
-        app.store.create_run(&new).await.unwrap()
-    else {
-        panic!("not created");
-    };
+    let run = app.create_run_unpublished("left in the outbox").await;
     let done = app.wait_terminal(&run.id.to_string(), T).await;
     assert_eq!(done["status"], "completed", "{done}");
     // Published rows are deleted.

@@ -156,25 +156,7 @@ async fn a_fact_the_relay_cannot_read_is_set_aside_and_the_others_are_published(
     .execute(app.store.pool())
     .await
     .unwrap();
-    let new = agentyard_store::runs::NewRun {
-        id: agentyard_core::RunId::new(),
-        org,
-        thread: None,
-        agent: None,
-        user: None,
-        input: "left behind".into(),
-        strategy: Default::default(),
-        metadata: json!({}),
-        idempotency: None,
-        priority: Default::default(),
-        quota: None,
-        scopes: vec![agentyard_core::Scope::RunsRead, agentyard_core::Scope::RunsWrite],
-    };
-    let agentyard_store::runs::CreateOutcome::Created { run, .. } =
-        app.store.create_run(&new).await.unwrap()
-    else {
-        panic!("not created")
-    };
+    let run = app.create_run_unpublished("left behind").await;
     let done = app.wait_terminal(&run.id.to_string(), T).await;
     assert_eq!(done["status"], "completed", "{done}");
     for _ in 0..100 {

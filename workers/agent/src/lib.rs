@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agentyard_agents::Catalog;
-use agentyard_bus::runner::RunnerSettings;
 use agentyard_bus::{Bus, BusError, Outbox};
 use agentyard_core::RunId;
 use agentyard_llm::Llm;
@@ -81,21 +80,10 @@ pub async fn run(
     let cancels: Cancels = Arc::default();
     tokio::spawn(listen_for_cancels(bus.clone(), cancels.clone(), shutdown.clone()));
     tokio::spawn(answer_status(bus.clone(), llm.clone(), shutdown.clone()));
-    let sweeper = agentyard_services::sweeper::Sweeper::new(
-        store.clone(),
-        outbox.clone(),
-        settings.clone(),
-        &catalog,
-    );
-    tokio::spawn(sweeper.run(shutdown.clone()));
+    use agentyard_services::sweeper::{Sweeper, runner_settings};
+    Sweeper::spawn(store.clone(), outbox.clone(), settings.clone(), &catalog, shutdown.clone());
     let consumers = bus.agent_consumers().await?;
-    let runner = RunnerSettings {
-        concurrency: settings.agent_concurrency,
-        ack_wait: settings.ack_wait,
-        max_deliveries: settings.max_deliveries,
-        retry_base: settings.retry_base,
-        retry_max: settings.retry_max,
-    };
+    let runner = runner_settings(&settings, settings.agent_concurrency);
     let tools = Arc::new(tools::ToolCache::default());
     let ctx = Ctx { store, bus: bus.clone(), outbox, llm, settings, cancels, catalog, tools };
     tracing::info!(

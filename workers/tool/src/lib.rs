@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agentyard_agents::Catalog;
-use agentyard_bus::runner::RunnerSettings;
 use agentyard_bus::{Bus, BusError, Outbox};
 use agentyard_mcp::ConfigServers;
 use agentyard_runtime::Settings;
@@ -137,21 +136,10 @@ pub async fn run(
     let key = Arc::new(store.tool_token_key().await?);
     let settings = Arc::new(settings);
     let outbox = Outbox::start(bus.clone(), store.clone(), shutdown.clone());
-    let sweeper = agentyard_services::sweeper::Sweeper::new(
-        store.clone(),
-        outbox.clone(),
-        settings.clone(),
-        &catalog,
-    );
-    tokio::spawn(sweeper.run(shutdown.clone()));
+    use agentyard_services::sweeper::{Sweeper, runner_settings};
+    Sweeper::spawn(store.clone(), outbox.clone(), settings.clone(), &catalog, shutdown.clone());
     let consumer = bus.tool_consumer().await?;
-    let runner = RunnerSettings {
-        concurrency: settings.tool_concurrency,
-        ack_wait: settings.ack_wait,
-        max_deliveries: settings.max_deliveries,
-        retry_base: settings.retry_base,
-        retry_max: settings.retry_max,
-    };
+    let runner = runner_settings(&settings, settings.tool_concurrency);
     let ctx = Ctx {
         store,
         outbox,

@@ -119,13 +119,16 @@ async fn respond_created(
     // Listen before the run exists, so not one event is missed.
     let mut sub = state.hub.subscribe_run(id);
     let run = state.services.create_run(who, req, thread, idempotency, id).await?;
-    // A new run has no stored events yet: the replay finds none. An idempotent replay of an
-    // earlier run reads its events from the start (registered before they are read).
-    if run.id != id {
+    // A new run's every event reaches `sub`. An idempotent replay of an earlier run reads its
+    // stored events from the start (registered before they are read).
+    let from = if run.id == id {
+        live::StreamStart::Created
+    } else {
         sub = state.hub.subscribe_run(run.id);
-    }
+        live::StreamStart::Stored(None)
+    };
     let bus = state.services.bus.clone();
-    let events = live::run_events(bus, &run, who.org_id, None, sub, permit);
+    let events = live::run_events(bus, &run, who.org_id, from, sub, permit);
     Ok(sse::respond(events).into_response())
 }
 
@@ -240,7 +243,8 @@ pub(crate) async fn events(
     let permit = open_stream(&state, who)?;
     let sub = state.hub.subscribe_run(id);
     let run = state.services.get_run(who, id).await?;
-    let events = live::run_events(state.services.bus.clone(), &run, who.org_id, after, sub, permit);
+    let from = live::StreamStart::Stored(after);
+    let events = live::run_events(state.services.bus.clone(), &run, who.org_id, from, sub, permit);
     Ok(sse::respond(events).into_response())
 }
 

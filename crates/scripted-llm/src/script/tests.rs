@@ -17,7 +17,7 @@ fn error_of(yaml: &str) -> String {
 #[test]
 fn the_example_script_parses() {
     let script = Script::from_yaml_str(include_str!("../../examples/script.yaml")).unwrap();
-    assert_eq!(script.rule_count(), 8);
+    assert_eq!(script.rule_count(), 9);
     assert_eq!(script.defaults().first_token_ms, Some(0));
     let triggers: Vec<Trigger> = script.rules().iter().map(|r| r.on).collect();
     assert_eq!(triggers.iter().filter(|t| **t == Trigger::Tool).count(), 1);
@@ -25,7 +25,8 @@ fn the_example_script_parses() {
     assert!(matches!(&flaky.responses[0].kind, Kind::Error(e) if e.retry_after == Some(1)));
     assert!(!flaky.responses[2].usage);
     assert_eq!(script.rules()[3].responses[0].stall_after_tokens, Some(3));
-    assert!(script.rules()[5].responses[0].expands);
+    assert_eq!(script.rules()[4].responses[0].cut_after_tokens, Some(3));
+    assert!(script.rules()[6].responses[0].expands);
 }
 
 #[test]

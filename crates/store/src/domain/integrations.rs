@@ -40,7 +40,11 @@ pub struct NewIntegration {
 fn config_object(config: Option<serde_json::Value>) -> Result<Option<serde_json::Value>, Invalid> {
     match config {
         Some(c) if !c.is_object() => Err(Invalid::new("config", "must be a JSON object")),
-        other => Ok(other),
+        Some(c) => match agentyard_core::storable::check_json("config", &c) {
+            Ok(()) => Ok(Some(c)),
+            Err(e) => Err(Invalid::new("config", e.to_string())),
+        },
+        None => Ok(None),
     }
 }
 
