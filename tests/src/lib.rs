@@ -205,7 +205,7 @@ impl TestApp {
             ("AY_MAX_ATTEMPTS", "4"),
             ("AY_LLM_TIMEOUT", "10s"),
             ("AY_DB_POOL_SIZE", "8"),
-            ("AY_LOG", "info,sqlx=warn,async_nats=warn"),
+            ("AY_LOG", "info,sqlx=warn,async_nats=warn,rmcp=warn"),
             // Limits are off unless a test turns them on.
             ("AY_RATE_LIMIT", "0"),
             ("AY_ORG_MAX_ACTIVE_RUNS", "0"),

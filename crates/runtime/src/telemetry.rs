@@ -7,7 +7,7 @@ pub fn init(filter: Option<&str>) {
     let filter = filter
         .map(str::to_owned)
         .or_else(|| std::env::var("RUST_LOG").ok())
-        .unwrap_or_else(|| "info,sqlx=warn,async_nats=warn".to_owned());
+        .unwrap_or_else(|| "info,sqlx=warn,async_nats=warn,rmcp=warn".to_owned());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(filter))
         .with_writer(std::io::stderr)
