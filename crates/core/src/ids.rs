@@ -71,6 +71,12 @@ id_type!(
     TicketId,
     /// An integration of the built-in tools.
     IntegrationId,
+    /// A customer of the built-in tools' demo data.
+    CustomerId,
+    /// A message the built-in `send_message` tool recorded (nothing is really sent).
+    OutgoingMessageId,
+    /// A report of the built-in tools.
+    ReportId,
     /// A workflow definition.
     WorkflowId,
     /// One execution of a workflow.

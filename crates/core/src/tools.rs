@@ -42,6 +42,18 @@ pub const BUILTIN_TOOLS: &[BuiltinTool] = &[
     tool("list_integrations", true, false),
     tool("get_active_integrations", true, false),
     tool("get_system_health", true, false),
+    tool("create_customer", false, false),
+    tool("get_customer", true, false),
+    tool("list_customers", true, false),
+    tool("send_message", false, false),
+    tool("list_messages", true, false),
+    tool("add_revenue", false, false),
+    // Reads; an organization without revenue gets demo figures first (demo data, not a change
+    // the caller asks for).
+    tool("get_revenue", true, false),
+    tool("save_report", false, false),
+    tool("get_report", true, false),
+    tool("list_reports", true, false),
 ];
 
 /// The built-in tool of that name.
@@ -71,6 +83,8 @@ mod tests {
     fn read_only_tools_need_read_and_the_rest_write() {
         assert_eq!(required_scope("list_tasks"), crate::Scope::RunsRead);
         assert_eq!(required_scope("add_task"), crate::Scope::RunsWrite);
+        assert_eq!(required_scope("get_revenue"), crate::Scope::RunsRead);
+        assert_eq!(required_scope("send_message"), crate::Scope::RunsWrite);
         assert_eq!(required_scope("everything__echo"), crate::Scope::RunsWrite);
         assert_eq!(server_of("everything__echo"), "everything");
         assert_eq!(server_of("add_task"), BUILTIN_SERVER);

@@ -12,6 +12,7 @@ use rmcp::model::JsonObject;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::de::DeserializeOwned;
 
+use crate::data::{DEFAULT_LIMIT, MAX_LIMIT};
 use crate::reply::ToolError;
 
 /// A tool's arguments, parsed into `T` when the tool asks.
@@ -57,6 +58,22 @@ pub(crate) fn date<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Naiv
     }
 }
 
+/// A list's `limit`: 1 to [`MAX_LIMIT`], [`DEFAULT_LIMIT`] when absent.
+///
+/// # Errors
+/// A limit out of range, naming the field.
+pub(crate) fn limit(value: Option<i64>) -> Result<i64, ToolError> {
+    let limit = value.unwrap_or(DEFAULT_LIMIT);
+    if (1..=MAX_LIMIT).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ToolError::Invalid {
+            field: "limit".into(),
+            message: format!("must be 1 to {MAX_LIMIT}"),
+        })
+    }
+}
+
 /// The arguments of a tool that takes none (an unknown one is an error, as everywhere).
 #[derive(Debug, serde::Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -72,11 +89,22 @@ fn one_of(names: &[&str]) -> Schema {
     json_schema!({ "type": "string", "enum": names })
 }
 
-/// Schemas of the store's closed sets of names, for `#[schemars(schema_with = ...)]`.
+/// Schemas of closed sets of names and of formatted strings, for
+/// `#[schemars(schema_with = ...)]`.
 pub(crate) mod names {
     use agentyard_store::domain::{Category, Priority, TicketStatus};
 
-    use super::{Schema, SchemaGenerator, one_of};
+    use super::{Schema, SchemaGenerator, json_schema, one_of};
+    use crate::data::customers::Plan;
+
+    pub(crate) fn plan(_: &mut SchemaGenerator) -> Schema {
+        one_of(Plan::NAMES)
+    }
+
+    /// A month as `YYYY-MM` (`data::revenue::Month`).
+    pub(crate) fn month(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$" })
+    }
 
     pub(crate) fn ticket_status(_: &mut SchemaGenerator) -> Schema {
         one_of(TicketStatus::NAMES)

@@ -1,5 +1,6 @@
 //! The built-in MCP tool server: an organization's tasks, support tickets and integrations,
-//! and the platform's health, as MCP tools over streamable HTTP at `/mcp`.
+//! the platform's health, and demo business data (customers, messages to them, monthly
+//! revenue, reports) for the workflow templates, as MCP tools over streamable HTTP at `/mcp`.
 //!
 //! Every request carries `Authorization: Bearer <tool token>` (see
 //! [`agentyard_store::tool_tokens`]): the claims of the run that calls the tool. A tool acts
@@ -11,16 +12,24 @@
 //!   the claims to a tool.
 //! - `args`: tool arguments, parsed so that a bad one is a tool error naming its field.
 //! - `reply`: tool results (a sentence plus the data as JSON), errors, idempotent writes.
-//! - `tasks`, `tickets`, `integrations`, `system`: the tools, one group per file.
+//! - `tasks`, `tickets`, `integrations`, `system`, `customers`, `messages`, `revenue`,
+//!   `reports`: the tools, one group per file.
+//! - `data`: the demo business data's rows, reads and writes (tasks, tickets and integrations
+//!   are the store's).
 //! - `elicit`: asking the user for a missing value, the way the negotiated protocol does it.
 //! - `classify`: a ticket's category and priority from its text.
 
 mod args;
 mod auth;
 mod classify;
+mod customers;
+mod data;
 mod elicit;
 mod integrations;
+mod messages;
 mod reply;
+mod reports;
+mod revenue;
 mod sample;
 mod system;
 mod tasks;
@@ -40,8 +49,9 @@ use tokio_util::sync::CancellationToken;
 
 /// What the server tells clients about itself.
 const INSTRUCTIONS: &str = "Tools of the agentyard platform: the organization's to-do tasks, \
-    support tickets and integrations, and the platform's health. Every tool acts for the user \
-    of the run that calls it, inside that user's organization.";
+    support tickets and integrations, the platform's health, and demo business data: \
+    customers, messages to them (recorded, never delivered), monthly revenue and reports. \
+    Every tool acts for the user of the run that calls it, inside that user's organization.";
 
 /// The MCP server: one instance per MCP session, all sharing the store, the bus and the
 /// tools.
@@ -55,11 +65,18 @@ pub struct ToolServer {
 impl ToolServer {
     /// A server of every built-in tool.
     pub fn new(store: Store, bus: Bus) -> Self {
-        let tools = Self::task_tools()
+        Self { store, bus, tools: Arc::new(Self::all_tools()) }
+    }
+
+    fn all_tools() -> ToolRouter<Self> {
+        Self::task_tools()
             + Self::ticket_tools()
             + Self::integration_tools()
-            + Self::system_tools();
-        Self { store, bus, tools: Arc::new(tools) }
+            + Self::system_tools()
+            + Self::customer_tools()
+            + Self::message_tools()
+            + Self::revenue_tools()
+            + Self::report_tools()
     }
 }
 
@@ -119,11 +136,7 @@ mod tests {
 
     #[test]
     fn the_server_implements_exactly_the_registry_and_marks_tools_as_it_says() {
-        let router = ToolServer::task_tools()
-            + ToolServer::ticket_tools()
-            + ToolServer::integration_tools()
-            + ToolServer::system_tools();
-        let mut served: Vec<(String, bool, bool)> = router
+        let mut served: Vec<(String, bool, bool)> = ToolServer::all_tools()
             .list_all()
             .into_iter()
             .map(|t| {

@@ -1,7 +1,9 @@
-//! What a tool answers. A result is one text block: a short sentence for the model, then the
-//! data as JSON. A problem the caller can act on (a missing scope, a bad argument, nothing
-//! found) is a tool error result the model reads; a failing database is a protocol error, so
-//! the caller retries the call, which is safe since writes are idempotent per invocation.
+//! What a tool answers. A result is one text block: a short sentence for the model, a blank
+//! line, then the data as compact JSON (`<sentence>\n\n<json>`). Compact JSON holds no line
+//! break, so a program reads the data as the text's last line. A problem the caller can act on
+//! (a missing scope, a bad argument, nothing found) is a tool error result the model reads; a
+//! failing database is a protocol error, so the caller retries the call, which is safe since
+//! writes are idempotent per invocation.
 
 use std::error::Error as _;
 
@@ -12,8 +14,8 @@ use rmcp::handler::server::tool::IntoCallToolResult;
 use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock};
 use serde::Serialize;
 
-use crate::ToolServer;
 use crate::auth::Caller;
+use crate::{ToolServer, data};
 
 /// Why a tool did not do its job.
 #[derive(Debug, thiserror::Error)]
@@ -79,10 +81,11 @@ pub(crate) fn reply(sentence: impl Into<String>, data: &impl Serialize) -> CallT
     CallToolResult::success(vec![ContentBlock::text(text)])
 }
 
-/// How a write tool starts.
-pub(crate) enum Started {
+/// How a write tool starts: `W` is the store's [`ToolWrite`], or a [`data::Write`] for the
+/// demo business data.
+pub(crate) enum Started<W = ToolWrite> {
     /// Write, then [`finish`].
-    Fresh(ToolWrite),
+    Fresh(W),
     /// An earlier attempt of this invocation wrote; this was its result.
     Replayed(CallToolResult),
 }
@@ -90,6 +93,13 @@ pub(crate) enum Started {
 fn replayed(stored: serde_json::Value) -> Result<CallToolResult, ToolError> {
     serde_json::from_value(stored)
         .map_err(|e| ToolError::Internal(format!("a stored tool result does not parse: {e}")))
+}
+
+fn conflict(caller: &Caller) -> ToolError {
+    ToolError::Refused(format!(
+        "invocation {} already wrote through another tool; nothing was written",
+        caller.0.invocation_id
+    ))
 }
 
 impl ToolServer {
@@ -104,10 +114,20 @@ impl ToolServer {
         match self.store.begin_tool_write(c.org_id, c.user_id, c.invocation_id, tool).await? {
             WriteStart::Fresh(w) => Ok(Started::Fresh(w)),
             WriteStart::Done(stored) => replayed(stored).map(Started::Replayed),
-            WriteStart::Conflict => Err(ToolError::Refused(format!(
-                "invocation {} already wrote through another tool; nothing was written",
-                c.invocation_id
-            ))),
+            WriteStart::Conflict => Err(conflict(caller)),
+        }
+    }
+
+    /// [`Self::begin_write`] for a write of the demo business data.
+    pub(crate) async fn begin_data_write(
+        &self,
+        caller: &Caller,
+        tool: &'static str,
+    ) -> Result<Started<data::Write>, ToolError> {
+        match data::Write::begin(self.store.pool(), &caller.0, tool).await? {
+            data::Start::Fresh(w) => Ok(Started::Fresh(w)),
+            data::Start::Done(stored) => replayed(stored).map(Started::Replayed),
+            data::Start::Conflict => Err(conflict(caller)),
         }
     }
 
@@ -125,9 +145,27 @@ impl ToolServer {
     }
 }
 
+/// A write tool call's transaction, committed with the call's result.
+pub(crate) trait Commit {
+    /// Stores `result` as the invocation's result and commits it with the write.
+    async fn commit(self, result: &serde_json::Value) -> Result<(), StoreError>;
+}
+
+impl Commit for ToolWrite {
+    async fn commit(self, result: &serde_json::Value) -> Result<(), StoreError> {
+        ToolWrite::commit(self, result).await
+    }
+}
+
+impl Commit for data::Write {
+    async fn commit(self, result: &serde_json::Value) -> Result<(), StoreError> {
+        data::Write::commit(self, result).await
+    }
+}
+
 /// Commits `w` with `result` stored as the invocation's result.
 pub(crate) async fn finish(
-    w: ToolWrite,
+    w: impl Commit,
     result: CallToolResult,
 ) -> Result<CallToolResult, ToolError> {
     let stored = serde_json::to_value(&result)

@@ -8,21 +8,31 @@ use serde_json::json;
 use crate::harness::{READ_WRITE, TestServer, call, claims, data, is_error, text};
 
 const TOOLS: &[&str] = &[
+    "add_revenue",
     "add_task",
     "assign_ticket",
     "complete_task",
+    "create_customer",
     "create_ticket",
     "create_ticket_with_ai",
     "delete_task",
     "delete_ticket",
     "get_active_integrations",
+    "get_customer",
+    "get_report",
+    "get_revenue",
     "get_system_health",
     "get_ticket",
     "get_ticket_stats",
+    "list_customers",
     "list_integrations",
+    "list_messages",
+    "list_reports",
     "list_tasks",
     "list_tickets",
+    "save_report",
     "search_tickets",
+    "send_message",
     "update_task",
     "update_ticket",
     "update_ticket_status",
@@ -56,6 +66,16 @@ async fn every_tool_has_a_description_and_an_input_schema() {
         status.input_schema["properties"]["status"]["enum"],
         json!(["open", "in_progress", "resolved", "closed"])
     );
+    let customer = tools.iter().find(|t| t.name == "create_customer").unwrap();
+    assert_eq!(customer.input_schema["required"], json!(["name", "email"]));
+    assert_eq!(
+        customer.input_schema["properties"]["plan"]["enum"],
+        json!(["free", "pro", "enterprise"])
+    );
+    let revenue = tools.iter().find(|t| t.name == "get_revenue").unwrap();
+    assert_eq!(revenue.input_schema["properties"]["from"]["type"], "string");
+    let send = tools.iter().find(|t| t.name == "send_message").unwrap();
+    assert!(send.description.as_deref().unwrap_or_default().contains("NOT delivered"));
     client.cancel().await.unwrap();
 }
 
@@ -100,15 +120,32 @@ async fn a_missing_scope_is_an_error_result_and_writes_nothing() {
     let none = app.token(org, &["runs:write"]);
     let r = app.call(&none, "list_tasks", json!({})).await;
     assert!(is_error(&r) && text(&r).contains("runs:read"), "{r:?}");
+    for (tool, args) in [
+        ("create_customer", json!({"name": "Ann", "email": "ann@example.com"})),
+        ("send_message", json!({"to": "ann@example.com", "subject": "s", "body": "b"})),
+        ("add_revenue", json!({"month": "2025-01", "amount": 1})),
+        ("save_report", json!({"title": "t", "body": "b"})),
+    ] {
+        let r = app.call(&read_only, tool, args).await;
+        assert!(is_error(&r) && text(&r).contains("runs:write"), "{tool}: {r:?}");
+    }
+    for (tool, args) in [
+        ("list_customers", json!({})),
+        ("get_revenue", json!({"from": "2025-01", "to": "2025-02"})),
+        ("list_reports", json!({})),
+    ] {
+        let r = app.call(&none, tool, args).await;
+        assert!(is_error(&r) && text(&r).contains("runs:read"), "{tool}: {r:?}");
+    }
 
-    let counts: (i64, i64, i64) = sqlx::query_as(
+    let counts: (i64, i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM tasks), (SELECT count(*) FROM tickets), \
-         (SELECT count(*) FROM tool_writes)",
+         (SELECT count(*) FROM tool_writes), (SELECT count(*) FROM revenue_records)",
     )
     .fetch_one(app.store.pool())
     .await
     .unwrap();
-    assert_eq!(counts, (0, 0, 0));
+    assert_eq!(counts, (0, 0, 0, 0));
 }
 
 #[tokio::test]
@@ -131,6 +168,18 @@ async fn bad_arguments_are_an_error_result_naming_the_field() {
             json!({"ticket_id": uuid::Uuid::nil(), "status": "done"}),
             "status",
         ),
+        ("create_customer", json!({"name": "Ann", "email": "ann@"}), "email"),
+        ("create_customer", json!({"name": "Ann", "email": "a@x.io", "plan": "gold"}), "plan"),
+        ("get_customer", json!({"customer_id": "7"}), "customer_id"),
+        ("list_customers", json!({"limit": 0}), "limit"),
+        ("send_message", json!({"to": "a@x.io", "subject": "s"}), "body"),
+        ("add_revenue", json!({"month": "2025-01", "amount": -1}), "amount"),
+        ("add_revenue", json!({"month": "Jan 2025", "amount": 1}), "month"),
+        ("add_revenue", json!({"month": "2025-01", "amount": 1, "currency": "$"}), "currency"),
+        ("get_revenue", json!({"from": "2025-13", "to": "2025-12"}), "from"),
+        ("save_report", json!({"title": "t", "body": "b", "data": "x"}), "data"),
+        ("get_report", json!({}), "report_id"),
+        ("list_reports", json!({"kind": "a b"}), "kind"),
     ] {
         let r = call(&client, tool, args.clone()).await;
         assert!(is_error(&r), "{tool} {args}: {r:?}");

@@ -2,6 +2,8 @@
 //! test binary (link time); each test has a server and a database of its own.
 
 mod access;
+mod customers;
 mod harness;
+mod revenue;
 mod tasks;
 mod tickets;
