@@ -69,6 +69,10 @@ rules:
     responses:
       - text: "working on it one two three four five six seven"
         token_delay_ms: 30
+  - match: "^json on the second try"
+    responses:
+      - text: "Sure! Here is what you asked for."
+      - text: '{"ok": true}'
   - match: "^slow"
     responses:
       - text: "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty twentyone twentytwo twentythree twentyfour twentyfive twentysix twentyseven twentyeight twentynine thirty"
@@ -81,6 +85,8 @@ pub struct TestOptions {
     pub workers: usize,
     /// Also start the built-in tool server and one tool worker.
     pub tools: bool,
+    /// Also start one workflow orchestrator.
+    pub orchestrator: bool,
     pub token_delay_ms: u64,
     /// Extra environment for the API and the workers.
     pub env: Vec<(String, String)>,
@@ -96,6 +102,7 @@ impl Default for TestOptions {
         Self {
             workers: 1,
             tools: false,
+            orchestrator: false,
             token_delay_ms: 0,
             env: Vec::new(),
             postgres_url: None,
@@ -241,6 +248,9 @@ impl TestApp {
             app.wait_port(app.env["AY_MCP_ADDR"].clone()).await?;
             app.start_tool_worker()?;
         }
+        if opts.orchestrator {
+            app.start_orchestrator()?;
+        }
         Ok(app)
     }
 
@@ -294,6 +304,14 @@ impl TestApp {
     pub fn start_tool_worker(&mut self) -> anyhow::Result<usize> {
         let i = self.workers.len();
         let child = self.start(&format!("tool{i}"), &["worker", "tool"])?;
+        self.workers.push(Some(child));
+        Ok(i)
+    }
+
+    /// Starts one more orchestrator process; returns its index (for [`TestApp::kill_worker`]).
+    pub fn start_orchestrator(&mut self) -> anyhow::Result<usize> {
+        let i = self.workers.len();
+        let child = self.start(&format!("orchestrator{i}"), &["worker", "orchestrator"])?;
         self.workers.push(Some(child));
         Ok(i)
     }

@@ -135,18 +135,7 @@ pub struct AgentsFile {
     pub agent_types: BTreeMap<String, AgentConfig>,
 }
 
-/// One field's problem in a configuration.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for FieldError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
+pub use agentyard_core::FieldError;
 
 /// Where an effective value comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]

@@ -95,6 +95,7 @@ impl From<Error> for ApiError {
             Error::TooLarge(m) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, code, m),
             Error::Conflict { message, .. } => Self::new(StatusCode::CONFLICT, code, message),
             Error::Forbidden(m) => Self::forbidden(m),
+            Error::Unauthorized(m) => Self::new(StatusCode::UNAUTHORIZED, code, m),
             Error::Limited { message, retry_after_secs, .. } => {
                 Self::too_many(code, message, retry_after_secs)
             }
@@ -221,6 +222,7 @@ path_entity!(
     agentyard_core::OrgId => Organization,
     agentyard_core::TokenId => Token,
     agentyard_core::IntegrationId => Integration,
+    agentyard_core::ExecutionId => Execution,
 );
 
 /// The `{id}` of the path, parsed.

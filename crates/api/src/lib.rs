@@ -54,6 +54,10 @@ impl AppState {
             .map_err(StartError::Config)?;
         let mcp_servers = agentyard_mcp::ConfigServers::load(settings.config_dir.as_deref())
             .map_err(StartError::Config)?;
+        let known = agentyard_services::workflows::known(&catalog);
+        let templates =
+            agentyard_workflows::Templates::load(settings.config_dir.as_deref(), &known)
+                .map_err(StartError::Config)?;
         let outbox = Outbox::start(bus.clone(), store.clone(), shutdown.clone());
         let hub = hub::EventHub::start(&bus, shutdown.clone()).await?;
         let auth = Arc::new(auth::AuthCache::default());
@@ -66,6 +70,7 @@ impl AppState {
             settings: Arc::new(settings),
             catalog: Arc::new(catalog),
             mcp_servers: Arc::new(mcp_servers),
+            templates: Arc::new(templates),
         };
         Ok(Self { services, auth, limiter, hub })
     }

@@ -10,7 +10,7 @@ use axum::response::Html;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{agents, domain, events, orgs, runs, threads, tools};
+use crate::routes::{agents, domain, events, orgs, runs, threads, tools, workflows};
 
 struct Bearer;
 
@@ -44,6 +44,10 @@ impl Modify for Bearer {
         tools::delete, tools::tools, tools::refresh,
         domain::list_tasks, domain::create_task, domain::list_tickets, domain::list_integrations,
         domain::create_integration, domain::patch_integration,
+        workflows::templates, workflows::list, workflows::create, workflows::get,
+        workflows::start, workflows::start_template, workflows::executions, workflows::execution,
+        workflows::cancel, workflows::retry, workflows::answer, workflows::create_hook,
+        workflows::list_hooks, workflows::revoke_hook, workflows::hook, workflows::events,
     ),
     components(schemas(crate::error::ErrorBody, agentyard_core::run::Run))
 )]

@@ -185,4 +185,111 @@ impl Bus {
         let info = stream.info().await.map_err(|e| read_err("the events stream")(e.into()))?;
         Ok(info.state.last_sequence)
     }
+
+    /// The shared durable consumer of every event that workflow triggers read (created from
+    /// now on when missing).
+    ///
+    /// # Errors
+    /// When JetStream is unavailable.
+    pub async fn trigger_consumer(
+        &self,
+        ack_wait: std::time::Duration,
+    ) -> Result<async_nats::jetstream::consumer::PullConsumer> {
+        use async_nats::jetstream::consumer::{AckPolicy, pull};
+        let config = pull::Config {
+            durable_name: Some(crate::TRIGGER_CONSUMER.to_owned()),
+            filter_subject: self.subjects.all_events(),
+            deliver_policy: DeliverPolicy::New,
+            ack_policy: AckPolicy::Explicit,
+            ack_wait,
+            max_deliver: -1,
+            ..Default::default()
+        };
+        self.events_stream()
+            .await?
+            .get_or_create_consumer(crate::TRIGGER_CONSUMER, config)
+            .await
+            .map_err(|e| read_err("the trigger consumer")(e.into()))
+    }
+
+    /// Deletes the trigger consumer (no trigger reads events any more).
+    ///
+    /// # Errors
+    /// When JetStream is unavailable.
+    pub async fn drop_trigger_consumer(&self) -> Result<()> {
+        let stream = self.events_stream().await?;
+        match stream.delete_consumer(crate::TRIGGER_CONSUMER).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.to_string().contains("not found") => Ok(()),
+            Err(e) => Err(read_err("the trigger consumer")(e.into())),
+        }
+    }
+
+    /// The events of one workflow execution with a sequence above `after`, then live ones,
+    /// through an ordered consumer of its own (execution streams are few: a console or a
+    /// script watching; run streams, which are many, share the hub instead). Each item is
+    /// (sequence, type, data as published, events still pending behind it).
+    ///
+    /// # Errors
+    /// When the consumer cannot be created.
+    pub async fn workflow_events(
+        &self,
+        org: OrgId,
+        execution: agentyard_core::ExecutionId,
+        after: u64,
+    ) -> Result<impl Stream<Item = (u64, String, String, u64)> + Send + use<>> {
+        let err = read_err("workflow events");
+        let deliver_policy = if after == 0 {
+            DeliverPolicy::All
+        } else {
+            DeliverPolicy::ByStartSequence { start_sequence: after + 1 }
+        };
+        let consumer = self
+            .events_stream()
+            .await?
+            .create_consumer(push::OrderedConfig {
+                deliver_subject: self.client.new_inbox(),
+                filter_subject: self.subjects.workflow_events(org, execution),
+                deliver_policy,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| err(e.into()))?;
+        let messages = consumer.messages().await.map_err(|e| err(e.into()))?;
+        Ok(messages.filter_map(|m| {
+            let out = m.ok().and_then(|m| {
+                let info = m.info().ok()?;
+                let (seq, pending) = (info.stream_sequence, info.pending);
+                let event: agentyard_core::events::WorkflowEvent =
+                    serde_json::from_slice(&m.payload).ok()?;
+                Some((seq, event.kind, event.data.to_string(), pending))
+            });
+            futures::future::ready(out)
+        }))
+    }
+
+    /// The sequence of the newest stored event of an execution (0 when none).
+    ///
+    /// # Errors
+    /// When JetStream cannot be read.
+    pub async fn last_workflow_event_seq(
+        &self,
+        org: OrgId,
+        execution: agentyard_core::ExecutionId,
+    ) -> Result<u64> {
+        let stream = self.events_stream().await?;
+        let subject = self.subjects.workflow_events(org, execution);
+        match stream.direct_get_last_for_subject(subject.as_str()).await {
+            Ok(m) => Ok(m.sequence),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    async_nats::jetstream::stream::DirectGetErrorKind::NotFound
+                ) =>
+            {
+                Ok(0)
+            }
+            Err(e) => Err(read_err("workflow events")(e.into())),
+        }
+    }
 }

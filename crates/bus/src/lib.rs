@@ -37,6 +37,11 @@ pub fn agent_consumer_name(priority: Priority) -> String {
 
 /// The durable consumer of tool-call jobs.
 pub const TOOL_CONSUMER: &str = "tool";
+/// The durable consumer of workflow jobs, shared by every orchestrator.
+pub const WORKFLOW_CONSUMER: &str = "workflow";
+/// The durable consumer of events that workflow triggers (`on:`) read; it exists only while
+/// some definition has such a trigger.
+pub const TRIGGER_CONSUMER: &str = "workflow_triggers";
 
 /// Stream and consumer settings.
 #[derive(Clone, Debug)]
@@ -73,13 +78,17 @@ pub fn publication(subjects: &Subjects, fact: &Fact) -> Result<Publication> {
             let subject = match job {
                 Job::AgentStep(j) => subjects.agent_jobs(j.priority),
                 Job::ToolCall(_) => subjects.tool_jobs(),
-                Job::WorkflowStep(_) => subjects.workflow_jobs(),
+                Job::WorkflowAdvance(_) => subjects.workflow_jobs(),
             };
             (subject, job.payload().map_err(BusError::Encode)?)
         }
         Fact::Event { org, run, event, .. } => {
             (subjects.run_events(*org, *run), serde_json::to_vec(event).map_err(BusError::Encode)?)
         }
+        Fact::WorkflowEvent { org, execution, event, .. } => (
+            subjects.workflow_events(*org, *execution),
+            serde_json::to_vec(event).map_err(BusError::Encode)?,
+        ),
     };
     Ok(Publication { subject, msg_id: fact.msg_id(), payload: payload.into() })
 }
@@ -176,7 +185,10 @@ impl Bus {
             ..Default::default()
         })
         .await?;
-        let mut durables = vec![(TOOL_CONSUMER.to_owned(), subj.tool_jobs())];
+        let mut durables = vec![
+            (TOOL_CONSUMER.to_owned(), subj.tool_jobs()),
+            (WORKFLOW_CONSUMER.to_owned(), subj.workflow_jobs()),
+        ];
         for priority in Priority::ALL {
             durables.push((agent_consumer_name(priority), subj.agent_jobs(priority)));
         }
@@ -229,6 +241,17 @@ impl Bus {
             .get_consumer_from_stream(TOOL_CONSUMER, self.subjects.jobs_stream())
             .await
             .map_err(|e| BusError::Provision { what: "consumer tool".into(), source: e.into() })
+    }
+
+    /// The shared durable consumer of workflow jobs (the orchestrators').
+    ///
+    /// # Errors
+    /// When it was not provisioned or JetStream is unavailable.
+    pub async fn workflow_consumer(&self) -> Result<consumer::PullConsumer> {
+        self.js
+            .get_consumer_from_stream(WORKFLOW_CONSUMER, self.subjects.jobs_stream())
+            .await
+            .map_err(|e| BusError::Provision { what: "consumer workflow".into(), source: e.into() })
     }
 
     /// The shared durable consumers of agent jobs, highest priority first.

@@ -2,7 +2,8 @@
 //! when they answer; otherwise private instances are started from the installed binaries under
 //! `AY_HOME` (default `./.agentyard`). Then: migrate, a dev organization and token (reused by
 //! the next `dev` on the same database, which also gets demo integrations and tickets), the model
-//! (scripted when none is configured), the API, the agent worker and the built-in tool server.
+//! (scripted when none is configured), the API, the agent worker, the tool worker, the
+//! orchestrator and the built-in tool server.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -102,7 +103,12 @@ pub async fn run(mut settings: Settings, shutdown: CancellationToken) -> anyhow:
     };
     let api = roles::serve_api(settings.clone(), store.clone(), bus.clone(), shutdown.clone());
     let mcp = roles::serve_mcp(&settings, store.clone(), bus.clone(), shutdown.clone());
-    let res = tokio::try_join!(api, worker, tools, mcp);
+    let orchestrator = async {
+        agentyard_orchestrator::run(settings.clone(), store.clone(), bus.clone(), shutdown.clone())
+            .await
+            .map_err(anyhow::Error::from)
+    };
+    let res = tokio::try_join!(api, worker, tools, mcp, orchestrator);
     shutdown.cancel();
     for mut c in children {
         let _ = c.kill().await;

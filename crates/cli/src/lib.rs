@@ -75,6 +75,8 @@ pub enum WorkerKind {
     Agent,
     /// Consumes tool calls: runs them on MCP servers (the built-in one at `AY_MCP_URL`).
     Tool,
+    /// Advances workflow executions: starts their steps, fires their timers and schedules.
+    Orchestrator,
 }
 
 /// Parses the command line and runs it.
@@ -122,6 +124,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker { kind: WorkerKind::Tool } => roles::tool_worker(settings, shutdown).await,
         Command::Worker { kind: WorkerKind::Agent } => {
             roles::agent_worker(settings, shutdown).await
+        }
+        Command::Worker { kind: WorkerKind::Orchestrator } => {
+            roles::orchestrator(settings, shutdown).await
         }
         Command::Migrate => {
             roles::connect_store(&settings, true).await?;

@@ -184,6 +184,18 @@ pub async fn tool_worker(settings: Settings, shutdown: CancellationToken) -> any
     Ok(())
 }
 
+/// `agentyard worker orchestrator`.
+///
+/// # Errors
+/// When the configuration is broken or a dependency is unreachable.
+pub async fn orchestrator(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    check_agents_file(&settings)?;
+    let store = connect_store(&settings, false).await?;
+    let bus = connect_bus(&settings).await?;
+    agentyard_orchestrator::run(settings, store, bus, shutdown).await?;
+    Ok(())
+}
+
 /// `agentyard worker agent`: needs a configured model (OPENAI_BASE_URL, OPENAI_API_KEY or a
 /// local Ollama).
 ///

@@ -221,3 +221,29 @@ mod tests {
         assert_eq!(reset.kind().as_str(), "message.reset");
     }
 }
+
+/// An event of a workflow execution, published on `<p>.events.<org>.workflow.<execution>` and
+/// sent over `GET /v1/workflows/executions/{id}/events`:
+/// - `workflow.execution.<status>` (`queued`, `running`, `completed`, `failed`, `cancelled`):
+///   `{execution_id, workflow_id, status, output, error}`;
+/// - `workflow.step.<status>` (`running`, `waiting`, `retrying`, `completed`, `failed`,
+///   `skipped`, `cancelled`): `{execution_id, step: {id, status, attempt, output, error,
+///   skip_reason, run_id, started_at, completed_at, ...}}`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct WorkflowEvent {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub data: serde_json::Value,
+}
+
+impl WorkflowEvent {
+    /// Whether it is an execution's last event (completed, failed or cancelled).
+    pub fn is_terminal(kind: &str) -> bool {
+        matches!(
+            kind,
+            "workflow.execution.completed"
+                | "workflow.execution.failed"
+                | "workflow.execution.cancelled"
+        )
+    }
+}

@@ -39,16 +39,22 @@ pub struct ToolCall {
     pub round: u32,
 }
 
-/// Advance one step of a workflow execution (the orchestrator's job).
+/// Advance a workflow execution (the orchestrator's job): look at its steps' runs, start what
+/// is ready, end it when nothing is left. Advancing is idempotent, so the cause only keeps the
+/// message ids of distinct reasons apart (`start`, `run:<id>`, `answer:<step>:<n>`, ...).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct WorkflowStep {
+pub struct WorkflowAdvance {
     pub v: u32,
     pub execution_id: ExecutionId,
-    /// The step's id in the workflow definition.
-    pub step_id: String,
-    /// From 1; a retried step is a new job.
-    pub attempt: u32,
+    pub cause: String,
+}
+
+impl WorkflowAdvance {
+    /// A job advancing `execution_id` because of `cause`.
+    pub fn new(execution_id: ExecutionId, cause: impl Into<String>) -> Self {
+        Self { v: VERSION, execution_id, cause: cause.into() }
+    }
 }
 
 /// Any job, tagged by its kind (the form the outbox stores).
@@ -57,7 +63,7 @@ pub struct WorkflowStep {
 pub enum Job {
     AgentStep(AgentStep),
     ToolCall(ToolCall),
-    WorkflowStep(WorkflowStep),
+    WorkflowAdvance(WorkflowAdvance),
 }
 
 impl AgentStep {
@@ -81,17 +87,17 @@ impl Job {
             Self::AgentStep(j) => format!("run:{}:step:{}", j.run_id, j.step),
             Self::ToolCall(j) if j.round == 0 => format!("tool:{}", j.invocation_id),
             Self::ToolCall(j) => format!("tool:{}:{}", j.invocation_id, j.round),
-            Self::WorkflowStep(j) => format!("wf:{}:{}:{}", j.execution_id, j.step_id, j.attempt),
+            Self::WorkflowAdvance(j) => format!("wf:{}:{}", j.execution_id, j.cause),
         }
     }
 
-    /// The kind's name (`agent_step`, `tool_call`, `workflow_step`); also the dead-letter
+    /// The kind's name (`agent_step`, `tool_call`, `workflow_advance`); also the dead-letter
     /// subject's last token.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::AgentStep(_) => "agent_step",
             Self::ToolCall(_) => "tool_call",
-            Self::WorkflowStep(_) => "workflow_step",
+            Self::WorkflowAdvance(_) => "workflow_advance",
         }
     }
 
@@ -103,7 +109,7 @@ impl Job {
         match self {
             Self::AgentStep(j) => serde_json::to_vec(j),
             Self::ToolCall(j) => serde_json::to_vec(j),
-            Self::WorkflowStep(j) => serde_json::to_vec(j),
+            Self::WorkflowAdvance(j) => serde_json::to_vec(j),
         }
     }
 }

@@ -34,3 +34,24 @@ pub use ids::{
     TaskId, ThreadId, TicketId, TokenId, UserId, WorkflowId,
 };
 pub use scope::Scope;
+
+/// One field's problem in a configuration or a definition (`steps[2].depends_on[0]: unknown
+/// step "triage"`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    /// A problem of `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}

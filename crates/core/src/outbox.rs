@@ -4,9 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::events::Event;
+use crate::events::{Event, WorkflowEvent};
 use crate::jobs::Job;
-use crate::{OrgId, RunId};
+use crate::{ExecutionId, OrgId, RunId};
 
 /// One fact.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -23,14 +23,24 @@ pub enum Fact {
         key: String,
         event: Box<Event>,
     },
+    /// An event of a workflow execution.
+    WorkflowEvent {
+        org: OrgId,
+        execution: ExecutionId,
+        /// Unique among the execution's events: the message id is derived from it.
+        key: String,
+        event: WorkflowEvent,
+    },
 }
 
 impl Fact {
-    /// The JetStream dedupe id: a job's own, or `run:<run>:<key>` for an event.
+    /// The JetStream dedupe id: a job's own, `run:<run>:<key>` for a run's event,
+    /// `wf:<execution>:<key>` for an execution's.
     pub fn msg_id(&self) -> String {
         match self {
             Self::Job { job } => job.msg_id(),
             Self::Event { run, key, .. } => format!("run:{run}:{key}"),
+            Self::WorkflowEvent { execution, key, .. } => format!("wf:{execution}:{key}"),
         }
     }
 }

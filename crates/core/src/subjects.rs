@@ -70,6 +70,10 @@ impl Subjects {
     pub fn run_events(&self, org: OrgId, run: RunId) -> String {
         format!("{}.events.{org}.run.{run}", self.prefix)
     }
+    /// Events of one workflow execution.
+    pub fn workflow_events(&self, org: OrgId, execution: crate::ExecutionId) -> String {
+        format!("{}.events.{org}.workflow.{execution}", self.prefix)
+    }
     /// Every event of one organization.
     pub fn org_events(&self, org: OrgId) -> String {
         format!("{}.events.{org}.>", self.prefix)

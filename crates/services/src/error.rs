@@ -14,6 +14,9 @@ pub enum Entity {
     User,
     Token,
     Integration,
+    Workflow,
+    Execution,
+    Hook,
 }
 
 impl Entity {
@@ -28,6 +31,9 @@ impl Entity {
             Self::User => "user_not_found",
             Self::Token => "token_not_found",
             Self::Integration => "integration_not_found",
+            Self::Workflow => "workflow_not_found",
+            Self::Execution => "execution_not_found",
+            Self::Hook => "hook_not_found",
         }
     }
 
@@ -42,6 +48,9 @@ impl Entity {
             Self::User => "user",
             Self::Token => "token",
             Self::Integration => "integration",
+            Self::Workflow => "workflow",
+            Self::Execution => "workflow execution",
+            Self::Hook => "webhook",
         }
     }
 }
@@ -62,6 +71,9 @@ pub enum Error {
     /// The request conflicts with the current state (`thread_busy`, `agent_inactive`, ...).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// The request is not authenticated (a webhook's bad or stale signature).
+    #[error("{0}")]
+    Unauthorized(String),
     /// The caller may not do this (a scope it lacks or cannot grant).
     #[error("{0}")]
     Forbidden(String),
@@ -102,6 +114,7 @@ impl Error {
             | Self::Limited { code, .. } => code,
             Self::TooLarge(_) => "input_too_large",
             Self::Forbidden(_) => "insufficient_scope",
+            Self::Unauthorized(_) => "invalid_signature",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal_error",
         }

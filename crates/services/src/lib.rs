@@ -8,6 +8,8 @@
 //! - [`agents`]: an org's agents (effective configuration, changes, status) and delegation.
 //! - [`mcp`]: MCP servers an org registers, and the operator's.
 //! - [`tenancy`]: organizations, users, tokens.
+//! - [`workflows`]: workflow definitions and templates, executions and their transitions.
+//! - [`triggers`]: cron schedules, bus events and signed webhooks that start executions.
 //! - [`sweeper`]: ends what nothing else would: late input answers, runs that stopped moving.
 //! - [`error`]: the domain errors.
 
@@ -17,6 +19,8 @@ pub mod mcp;
 pub mod runs;
 pub mod sweeper;
 pub mod tenancy;
+pub mod triggers;
+pub mod workflows;
 
 use std::sync::Arc;
 
@@ -39,6 +43,8 @@ pub struct Services {
     pub catalog: Arc<agentyard_agents::Catalog>,
     /// The operator's MCP servers (`config/mcp-servers.yaml`).
     pub mcp_servers: Arc<agentyard_mcp::ConfigServers>,
+    /// The built-in workflow templates (`config/workflows/`).
+    pub templates: Arc<agentyard_workflows::Templates>,
 }
 
 impl Services {

@@ -93,7 +93,7 @@ fn check_input(input: &str, max_input_bytes: usize) -> Result<()> {
     check_text("input", input).map_err(|e| Error::invalid("invalid_input", e.to_string()))
 }
 
-fn check_idempotency_key(key: &str) -> Result<()> {
+pub(crate) fn check_idempotency_key(key: &str) -> Result<()> {
     if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || key.chars().any(char::is_control) {
         return Err(Error::invalid(
             "invalid_idempotency_key",
@@ -103,7 +103,7 @@ fn check_idempotency_key(key: &str) -> Result<()> {
     Ok(())
 }
 
-fn key_reused() -> Error {
+pub(crate) fn key_reused() -> Error {
     Error::invalid(
         "idempotency_key_reused",
         "this Idempotency-Key was used with a different request",
@@ -111,7 +111,7 @@ fn key_reused() -> Error {
 }
 
 /// Parses a list cursor (the id of the previous page's last item).
-fn cursor<T: std::str::FromStr>(raw: Option<&str>) -> Result<Option<T>> {
+pub(crate) fn cursor<T: std::str::FromStr>(raw: Option<&str>) -> Result<Option<T>> {
     raw.map(|c| {
         c.parse().map_err(|_| Error::invalid("invalid_cursor", "cursor is not one we gave"))
     })
@@ -333,7 +333,7 @@ impl Services {
 }
 
 /// Cuts `data` (fetched with one extra item) to `limit` and names the next page's cursor.
-fn page<T>(data: &mut Vec<T>, limit: i64, id: impl Fn(&T) -> String) -> Page<T> {
+pub(crate) fn page<T>(data: &mut Vec<T>, limit: i64, id: impl Fn(&T) -> String) -> Page<T> {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let more = data.len() > limit;
     data.truncate(limit);

@@ -15,6 +15,8 @@
 //! - [`usage`]: usage and performance aggregated from the runs.
 //! - [`domain`]: the built-in tools' data (tasks, tickets, integrations).
 //! - [`tool_tokens`]: the signed tokens tool workers mint per call.
+//! - [`workflows`]: workflow definitions, executions and the transaction they advance in
+//!   (migrations/0004_workflows.sql).
 
 pub mod agents;
 pub mod domain;
@@ -26,6 +28,7 @@ pub mod threads;
 pub mod tool_tokens;
 pub mod tools;
 pub mod usage;
+pub mod workflows;
 
 use std::time::Duration;
 

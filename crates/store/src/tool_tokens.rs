@@ -34,7 +34,8 @@ impl ToolClaims {
 
 const BLOCK: usize = 64;
 
-fn hmac(key: &[u8], msg: &[u8]) -> [u8; 32] {
+/// HMAC-SHA256 (RFC 2104) of `msg` under `key`.
+pub fn hmac(key: &[u8], msg: &[u8]) -> [u8; 32] {
     let mut k = [0u8; BLOCK];
     if key.len() > BLOCK {
         k[..32].copy_from_slice(&Sha256::digest(key));
@@ -47,6 +48,11 @@ fn hmac(key: &[u8], msg: &[u8]) -> [u8; 32] {
     outer.update(k.map(|b| b ^ 0x5c));
     outer.update(inner.finalize());
     outer.finalize().into()
+}
+
+/// Compares in constant time: the comparison does not stop at the first differing byte.
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Signs `claims`.
@@ -78,20 +84,29 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn tool_token_key(&self) -> Result<Vec<u8>> {
+        self.platform_key("tool_token_key").await
+    }
+
+    /// A platform key `name` (32 random bytes made on first use; every process reads the same).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn platform_key(&self, name: &str) -> Result<Vec<u8>> {
         let mut fresh = [0u8; 32];
         rand::rng().fill_bytes(&mut fresh);
         sqlx::query(
-            "INSERT INTO platform_secrets(name, value) VALUES ('tool_token_key', $1) \
-             ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO platform_secrets(name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
         )
+        .bind(name)
         .bind(fresh.as_slice())
         .execute(&self.pool)
         .await
-        .map_err(|e| StoreError::db("tool_token_key.init", e))?;
-        sqlx::query_scalar("SELECT value FROM platform_secrets WHERE name = 'tool_token_key'")
+        .map_err(|e| StoreError::db("platform_key.init", e))?;
+        sqlx::query_scalar("SELECT value FROM platform_secrets WHERE name = $1")
+            .bind(name)
             .fetch_one(&self.pool)
             .await
-            .map_err(|e| StoreError::db("tool_token_key", e))
+            .map_err(|e| StoreError::db("platform_key", e))
     }
 }
 

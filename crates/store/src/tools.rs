@@ -58,6 +58,9 @@ pub struct PendingCall {
     pub agent_type: Option<String>,
     pub agent_name: Option<String>,
     pub agent_config: Option<serde_json::Value>,
+    /// The call is a workflow's tool step: the definition named the tool, so the agent's tool
+    /// settings (enabled tools, approvals) do not apply; scopes still do.
+    pub workflow_step: bool,
 }
 
 impl PendingCall {
@@ -315,7 +318,9 @@ impl Store {
             "SELECT i.id, i.org_id, i.run_id, i.user_id, i.agent_id, i.step, i.server, i.tool, \
                 i.arguments, i.status, i.attempt, i.round, i.input_response, \
                 r.status AS run_status, r.step AS run_step, r.scopes, a.agent_type, \
-                a.name AS agent_name, a.config AS agent_config \
+                a.name AS agent_name, a.config AS agent_config, \
+                EXISTS (SELECT 1 FROM workflow_step_runs w \
+                        WHERE w.run_id = i.run_id AND w.kind = 'tool') AS workflow_step \
              FROM tool_invocations i JOIN runs r ON r.id = i.run_id \
              LEFT JOIN agents a ON a.id = i.agent_id WHERE i.id = $1",
         )

@@ -90,6 +90,7 @@ fn kinds(rows: &[OutboxRow]) -> Vec<String> {
         .map(|f| match f {
             Fact::Job { job } => job.kind().to_owned(),
             Fact::Event { event, .. } => event.kind().as_str().to_owned(),
+            Fact::WorkflowEvent { event, .. } => event.kind.clone(),
         })
         .collect()
 }

@@ -13,3 +13,4 @@ mod peers;
 mod tenancy;
 mod tools;
 mod validation;
+mod workflows;

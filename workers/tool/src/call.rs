@@ -105,7 +105,7 @@ async fn try_call(ctx: &Ctx, job: &ToolCall) -> Result<Verdict, StoreError> {
         call.agent_name.as_deref().unwrap_or_default(),
         call.agent_config.as_ref().unwrap_or(&serde_json::Value::Null),
     );
-    if !agentyard_agents::tool_enabled(&agent.tools_enabled, &call.tool) {
+    if !call.workflow_step && !agentyard_agents::tool_enabled(&agent.tools_enabled, &call.tool) {
         let m = format!("the tool `{}` is not enabled for this agent; it was not run", call.tool);
         record(ctx, &call, &m, true, 0).await?;
         return Ok(Verdict::Ack);
@@ -129,7 +129,7 @@ async fn try_call(ctx: &Ctx, job: &ToolCall) -> Result<Verdict, StoreError> {
             .await?;
         return Ok(Verdict::Ack);
     }
-    if agent.tools_require_approval.iter().any(|t| t == &call.tool) {
+    if !call.workflow_step && agent.tools_require_approval.iter().any(|t| t == &call.tool) {
         match call.answer(APPROVAL_KEY) {
             Some(a) if a.action == InputAction::Approve => {}
             Some(a) => {

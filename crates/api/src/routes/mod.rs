@@ -8,6 +8,7 @@ pub(crate) mod orgs;
 pub(crate) mod runs;
 pub(crate) mod threads;
 pub(crate) mod tools;
+pub(crate) mod workflows;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -64,6 +65,19 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/agents/{id}/tools", get(agents::tools).put(agents::put_tools))
         .route("/v1/agents/{id}/stats", get(agents::stats))
         .route("/v1/agents/{id}/performance", get(agents::performance))
+        .route("/v1/workflows", get(workflows::list).post(workflows::create))
+        .route("/v1/workflows/templates", get(workflows::templates))
+        .route("/v1/workflows/start/{id}", post(workflows::start_template))
+        .route("/v1/workflows/executions", get(workflows::executions))
+        .route("/v1/workflows/executions/{id}", get(workflows::execution))
+        .route("/v1/workflows/executions/{id}/cancel", post(workflows::cancel))
+        .route("/v1/workflows/executions/{id}/retry", post(workflows::retry))
+        .route("/v1/workflows/executions/{id}/input", post(workflows::answer))
+        .route("/v1/workflows/executions/{id}/events", get(workflows::events))
+        .route("/v1/workflows/{id}", get(workflows::get))
+        .route("/v1/workflows/{id}/executions", post(workflows::start))
+        .route("/v1/workflows/{id}/hooks", post(workflows::create_hook).get(workflows::list_hooks))
+        .route("/v1/hooks/{id}", post(workflows::hook).delete(workflows::revoke_hook))
         .fallback(|| async {
             crate::ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such route")
         })

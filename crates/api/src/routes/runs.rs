@@ -150,7 +150,11 @@ pub(crate) fn open_stream(
 }
 
 /// The key and a hash of what it guards (the path and the body).
-fn idempotency(headers: &HeaderMap, path: &str, body: &[u8]) -> Option<(String, Vec<u8>)> {
+pub(crate) fn idempotency(
+    headers: &HeaderMap,
+    path: &str,
+    body: &[u8],
+) -> Option<(String, Vec<u8>)> {
     let key = headers.get("idempotency-key")?.to_str().unwrap_or("\u{0}").to_owned();
     let mut h = Sha256::new();
     h.update(path.as_bytes());
