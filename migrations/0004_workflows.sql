@@ -76,6 +76,18 @@ CREATE TABLE workflow_step_runs (
     kind          text NOT NULL CHECK (kind IN ('agent', 'tool'))
 );
 
+-- Steps waiting for a bus event (`wait: {event}`), kept in step with the executions' state by
+-- the orchestrator; the event reader looks candidates up here.
+CREATE TABLE workflow_event_waits (
+    execution_id  uuid NOT NULL,
+    step_id       text NOT NULL,
+    org_id        uuid NOT NULL,
+    event_type    text NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (execution_id, step_id)
+);
+CREATE INDEX workflow_event_waits_org ON workflow_event_waits(org_id, event_type);
+
 CREATE FUNCTION ay_fact_workflow_advance(p_execution uuid, p_cause text) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN

@@ -88,6 +88,12 @@ fn stack_options(scenario: &Scenario, c: &Common) -> anyhow::Result<StackOptions
             }
             (*workers, 0, c.agent_concurrency)
         }
+        Scenario::Workflow { rate, clients, duration, workers, .. } => {
+            if !(rate.is_finite() && *rate > 0.0) || *clients == 0 || *duration == 0 {
+                bail!("--rate, --clients and --duration must be positive");
+            }
+            (*workers, 0, c.agent_concurrency)
+        }
         Scenario::Priority { runs, answer_ms, workers } => {
             if *runs == 0 {
                 bail!("--runs must be positive");
@@ -114,7 +120,8 @@ fn stack_options(scenario: &Scenario, c: &Common) -> anyhow::Result<StackOptions
         agent_concurrency: concurrency,
         db_pool_size: c.db_pool_size,
         keep: c.keep,
-        tools: matches!(scenario, Scenario::Tools { .. }),
+        tools: matches!(scenario, Scenario::Tools { .. } | Scenario::Workflow { .. }),
+        orchestrator: matches!(scenario, Scenario::Workflow { .. }),
     })
 }
 
@@ -210,6 +217,20 @@ async fn measure(
                 .await
                 .context("cannot connect to the bench database")?;
             report.notes.extend(scenarios::tool_round_trips(&db).await?);
+        }
+        Scenario::Workflow { rate, clients, duration, workers, tool_steps } => {
+            let db = PgPoolOptions::new()
+                .max_connections(2)
+                .connect(&stack.database_url())
+                .await
+                .context("cannot connect to the bench database")?;
+            let wf = crate::workflow::Client::new(http.clone(), &stack.api_url(), &token);
+            let secs = Duration::from_secs(duration);
+            let lines = crate::workflow::run(&wf, &db, rate, clients, secs, tool_steps).await?;
+            report.scenario = "workflow";
+            report.params = json!({"rate": rate, "clients": clients, "duration_s": duration,
+                "workers": workers, "tool_workers": 1, "orchestrators": 1, "tool_steps": tool_steps});
+            report.notes.extend(lines);
         }
         Scenario::Priority { runs, answer_ms, workers } => {
             let slots = common.agent_concurrency.unwrap_or(8);

@@ -6,6 +6,7 @@
 //! - `client`: the HTTP client (post a run, read its SSE stream).
 //! - `scenarios`: closed loop, open loop and the concurrency burst.
 //! - `bench`: one benchmark from start to [`report::Report`]; `report`: Markdown and JSON.
+//! - `workflow`: the workflow scenario (a 5-step DAG, open then closed loop).
 //! - `stats`: percentiles; `procfs`: peak RSS and CPU from `/proc`.
 
 mod bench;
@@ -15,6 +16,7 @@ mod report;
 mod scenarios;
 mod stack;
 mod stats;
+mod workflow;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -130,6 +132,26 @@ pub(crate) enum Scenario {
         duration: u64,
         #[arg(long, default_value_t = 2)]
         workers: usize,
+    },
+    /// Executions of a 5-step DAG with two parallel branches (tool and agent steps), started
+    /// at `rate` per second, then by `clients` in a closed loop; the step transition overhead
+    /// (a dependency's result stored → its dependent dispatched) from Postgres.
+    Workflow {
+        /// Executions per second of the open loop.
+        #[arg(long, default_value_t = 50.0)]
+        rate: f64,
+        /// Clients of the closed loop.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Seconds of each phase.
+        #[arg(long, default_value_t = 20)]
+        duration: u64,
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// Make fetch, stats and store tool steps (built-in tools over MCP) instead of agent
+        /// steps.
+        #[arg(long)]
+        tool_steps: bool,
     },
     /// Saturated workers: `runs` low-priority runs are posted, then `runs` high-priority ones;
     /// how long does each priority wait for a worker?

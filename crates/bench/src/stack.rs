@@ -44,6 +44,8 @@ pub(crate) struct StackOptions {
     pub(crate) keep: bool,
     /// Also start the built-in tool server and one tool worker.
     pub(crate) tools: bool,
+    /// Also start one workflow orchestrator.
+    pub(crate) orchestrator: bool,
 }
 
 /// A running child process.
@@ -140,6 +142,9 @@ impl Stack {
             self.spawn("mcp-server", &["mcp-server"], &mcp_env)?;
             self.spawn("tool-worker", &["worker", "tool"], &mcp_env)?;
             self.wait_tools().await?;
+        }
+        if self.opts.orchestrator {
+            self.spawn("orchestrator", &["worker", "orchestrator"], &[])?;
         }
 
         let out =

@@ -186,20 +186,25 @@ impl Bus {
         Ok(info.state.last_sequence)
     }
 
-    /// The shared durable consumer of every event that workflow triggers read (created from
-    /// now on when missing).
+    /// The shared durable consumer of every event that workflow triggers and event waits read
+    /// (when missing, created from `since`, else from now on; an existing one keeps its place).
     ///
     /// # Errors
     /// When JetStream is unavailable.
     pub async fn trigger_consumer(
         &self,
         ack_wait: std::time::Duration,
+        since: Option<time::OffsetDateTime>,
     ) -> Result<async_nats::jetstream::consumer::PullConsumer> {
         use async_nats::jetstream::consumer::{AckPolicy, pull};
+        let deliver_policy = match since {
+            Some(start_time) => DeliverPolicy::ByStartTime { start_time },
+            None => DeliverPolicy::New,
+        };
         let config = pull::Config {
             durable_name: Some(crate::TRIGGER_CONSUMER.to_owned()),
             filter_subject: self.subjects.all_events(),
-            deliver_policy: DeliverPolicy::New,
+            deliver_policy,
             ack_policy: AckPolicy::Explicit,
             ack_wait,
             max_deliver: -1,

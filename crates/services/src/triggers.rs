@@ -32,7 +32,7 @@ const HOOK_KEY: &str = "webhook_key";
 #[derive(Clone, Debug)]
 pub struct Trigger {
     pub row: TriggerRow,
-    pub wf: Workflow,
+    pub wf: std::sync::Arc<Workflow>,
     pub cron: Option<Cron>,
 }
 
@@ -194,8 +194,10 @@ impl Services {
         .await
     }
 
-    /// Starts the executions a bus event triggers (`on:`); returns how many started. Events
-    /// of runs that workflow steps started never trigger (no loops).
+    /// Hands a bus event (published at `published`) to the steps waiting for it and starts the
+    /// executions it triggers (`on:`); returns how many steps and executions it moved. Events
+    /// of runs that workflow steps started never trigger an execution (no loops); waiting
+    /// steps see every event of their organization.
     ///
     /// # Errors
     /// Database failures.
@@ -204,33 +206,33 @@ impl Services {
         triggers: &[Trigger],
         subject: &str,
         seq: u64,
+        published: DateTime<Utc>,
         payload: &[u8],
     ) -> Result<usize> {
         let Some(address) = self.bus.subjects().parse_event(subject) else { return Ok(0) };
-        let matching: Vec<&Trigger> = triggers
-            .iter()
-            .filter(|t| t.row.org_id == address.org)
-            .filter(|t| t.wf.def.on.is_some())
-            .collect();
-        if matching.is_empty() {
-            return Ok(0);
-        }
         let Ok(envelope) = serde_json::from_slice::<Value>(payload) else { return Ok(0) };
         let kind = envelope.get("type").and_then(Value::as_str).unwrap_or_default();
-        let matching: Vec<&Trigger> = matching
-            .into_iter()
-            .filter(|t| t.wf.def.on.as_ref().is_some_and(|on| on.event == kind))
-            .collect();
-        if matching.is_empty() || self.store.is_workflow_run(address.run).await? {
-            return Ok(0);
-        }
         let event = json!({
             "type": kind,
             "run_id": address.run,
             "data": envelope.get("data").cloned().unwrap_or(Value::Null),
         });
-        let scope = ExprScope { event: Some(event.clone()), ..Default::default() };
         let mut started = 0;
+        // Steps waiting for this kind of event (since before it was published).
+        for (execution, step) in self.store.event_waits(address.org, kind, published).await? {
+            if self.deliver_event(execution, &step, &event).await? {
+                started += 1;
+            }
+        }
+        let matching: Vec<&Trigger> = triggers
+            .iter()
+            .filter(|t| t.row.org_id == address.org)
+            .filter(|t| t.wf.def.on.as_ref().is_some_and(|on| on.event == kind))
+            .collect();
+        if matching.is_empty() || self.store.is_workflow_run(address.run).await? {
+            return Ok(started);
+        }
+        let scope = ExprScope { event: Some(event.clone()), ..Default::default() };
         for t in matching {
             let on = t.wf.def.on.as_ref().expect("filtered");
             if let Some(w) = &on.condition {

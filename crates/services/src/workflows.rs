@@ -8,6 +8,9 @@
 //! with it); the orchestrator advances on those jobs, on the end of every run a step started
 //! (the run's end writes the job, migrations/0004_workflows.sql) and on timers.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use agentyard_core::events::WorkflowEvent;
 use agentyard_core::jobs::{Job, WorkflowAdvance};
 use agentyard_core::outbox::Fact;
@@ -221,11 +224,29 @@ fn view_of_version(v: &WorkflowVersion) -> WorkflowView {
     }
 }
 
+/// Parsed definitions by their JSON text: every advance of an execution reads its pinned
+/// definition, and parsing it (CEL included) costs more than the rest of the decision.
+/// Definitions are immutable, so the text is the whole key; bounded by clearing when full.
+static PARSED: std::sync::LazyLock<std::sync::Mutex<HashMap<String, Arc<Workflow>>>> =
+    std::sync::LazyLock::new(Default::default);
+const PARSED_MAX: usize = 512;
+
 /// A stored definition, checked again (what the platform knows may have changed, but a stored
 /// definition runs as it was accepted).
-pub(crate) fn workflow_of(definition: &Value) -> Result<Workflow> {
-    agentyard_workflows::def::from_value(definition.clone(), &Known::default())
-        .map_err(|e| internal(format!("a stored definition no longer parses: {}", e[0])))
+pub(crate) fn workflow_of(definition: &Value) -> Result<Arc<Workflow>> {
+    let key = definition.to_string();
+    if let Some(wf) = PARSED.lock().expect("cache poisoned").get(&key) {
+        return Ok(wf.clone());
+    }
+    let wf = agentyard_workflows::def::from_value(definition.clone(), &Known::default())
+        .map_err(|e| internal(format!("a stored definition no longer parses: {}", e[0])))?;
+    let wf = Arc::new(wf);
+    let mut cache = PARSED.lock().expect("cache poisoned");
+    if cache.len() >= PARSED_MAX {
+        cache.clear();
+    }
+    cache.insert(key, wf.clone());
+    Ok(wf)
 }
 
 fn state_of(row: &ExecutionRow) -> Result<ExecState> {
@@ -787,7 +808,7 @@ impl Services {
         }});
         match launch {
             Launch::Agent { agent, input } => {
-                let agent_id = match self.agent_for(row.org_id, &agent).await? {
+                let agent_id = match self.agent_for(tx, row.org_id, &agent).await? {
                     Ok(a) => a,
                     Err(e) => return Ok(Err(e)),
                 };
@@ -835,9 +856,11 @@ impl Services {
     }
 
     /// The organization's agent for an agent step: of that type, or the first active one with
-    /// that capability (provisioned from its type when the organization has none).
+    /// that capability (provisioned from its type when the organization has none). Read in the
+    /// transition's own transaction.
     async fn agent_for(
         &self,
+        tx: &mut ExecTx,
         org: OrgId,
         agent: &AgentRef,
     ) -> Result<std::result::Result<AgentId, StepError>> {
@@ -845,7 +868,7 @@ impl Services {
         let ty = match agent {
             AgentRef::Type(t) => t.clone(),
             AgentRef::Capability(c) => {
-                let agents = self.store.list_agents(org).await?;
+                let agents = tx.org_agents(org).await?;
                 let has = |row: &agentyard_store::agents::AgentRow| {
                     self.catalog
                         .effective(&row.agent_type, &row.name, &row.config)
@@ -862,28 +885,14 @@ impl Services {
                 }
             }
         };
-        let row = match self.store.agent_of_type(org, &ty).await? {
-            Some(r) => r,
-            None => {
-                let Some(config) = self.catalog.agent_type(&ty) else {
-                    return not_found(format!("no agent type {ty:?}"));
-                };
-                let name = config.name.clone();
-                match self.store.create_agent(org, &ty, &name, &json!({})).await? {
-                    agentyard_store::agents::CreateAgent::Created(r) => r,
-                    agentyard_store::agents::CreateAgent::Exists(_) => {
-                        match self.store.agent_of_type(org, &ty).await? {
-                            Some(r) => r,
-                            None => return not_found(format!("no agent of type {ty:?}")),
-                        }
-                    }
-                }
-            }
+        let Some(config) = self.catalog.agent_type(&ty) else {
+            return not_found(format!("no agent type {ty:?}"));
         };
-        if !row.is_active {
+        let (id, active) = tx.agent_of_type(org, &ty, &config.name).await?;
+        if !active {
             return not_found(format!("the organization's {ty} agent is deactivated"));
         }
-        Ok(Ok(row.id))
+        Ok(Ok(id))
     }
 
     /// Fails an execution the orchestrator could not advance (`code`, `reason`): its running
@@ -922,6 +931,43 @@ impl Services {
             self.signal_cancel(run).await;
         }
         Ok(())
+    }
+
+    /// A bus event a step of execution `id` waits for arrived: when the step still waits and
+    /// its `where` holds, it completes with the event and the execution advances. Returns
+    /// whether it did.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn deliver_event(&self, id: ExecutionId, step: &str, event: &Value) -> Result<bool> {
+        let mut tx = self.store.begin_workflow().await?;
+        let Some(row) = tx.lock_execution(id, None).await? else { return Ok(false) };
+        let wf = workflow_of(&row.definition)?;
+        let mut state = state_of(&row)?;
+        let Some(condition) = wf.step(step).and_then(|s| s.wait.as_ref()) else {
+            return Ok(false);
+        };
+        if let Some(c) = &condition.condition {
+            let mut scope = state.scope(&row.inputs);
+            scope.event = Some(event.clone());
+            match agentyard_workflows::expr::Expr::compile(c).and_then(|e| e.eval_bool(&scope)) {
+                Ok(true) => {}
+                Ok(false) => return Ok(false),
+                Err(m) => {
+                    tracing::debug!(execution_id = %id, step, error = m, "event wait condition failed");
+                    return Ok(false);
+                }
+            }
+        }
+        if !engine::event_arrived(&mut state, step, event.clone(), Utc::now()) {
+            return Ok(false);
+        }
+        save(&mut tx, &row, &wf, &state).await?;
+        tx.publish(vec![advance_fact(id, format!("event:{step}:{}", uuid::Uuid::now_v7()))])
+            .await?;
+        let rows = tx.commit().await?;
+        self.dispatch(&rows).await;
+        Ok(true)
     }
 
     /// Advances every running execution whose timer is due; returns how many.
@@ -1010,6 +1056,9 @@ async fn save(tx: &mut ExecTx, row: &ExecutionRow, wf: &Workflow, state: &ExecSt
     )
     .await?;
     let before = state_of(row)?;
+    if wf.def.steps.iter().any(|s| s.wait.as_ref().is_some_and(|w| w.event.is_some())) {
+        tx.sync_event_waits(row.id, row.org_id, &engine::event_waits(wf, state)).await?;
+    }
     tx.publish(events(row, wf, &before, state)).await?;
     Ok(())
 }

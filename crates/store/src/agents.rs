@@ -24,7 +24,7 @@ pub struct AgentRow {
     pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str =
+pub(crate) const COLUMNS: &str =
     "id, org_id, agent_type, name, is_active, is_default, config, created_at, updated_at";
 
 /// How a create ended.

@@ -330,6 +330,39 @@ impl Store {
         .map_err(|e| StoreError::db("last_cron_tick", e))
     }
 
+    /// The steps of `org` waiting for `event_type` since before `at`.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn event_waits(
+        &self,
+        org: OrgId,
+        event_type: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<(ExecutionId, String)>> {
+        sqlx::query_as(
+            "SELECT execution_id, step_id FROM workflow_event_waits \
+             WHERE org_id = $1 AND event_type = $2 AND created_at <= $3",
+        )
+        .bind(org)
+        .bind(event_type)
+        .bind(at)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("event_waits", e))
+    }
+
+    /// When the oldest event wait began (None: nothing waits for an event).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn oldest_event_wait(&self) -> Result<Option<DateTime<Utc>>> {
+        sqlx::query_scalar("SELECT min(created_at) FROM workflow_event_waits")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| StoreError::db("oldest_event_wait", e))
+    }
+
     /// True when a workflow step started `run`.
     ///
     /// # Errors
@@ -704,6 +737,100 @@ impl ExecTx {
             .await
             .map_err(|e| StoreError::db("cancel_step_run", e))?;
         self.rows.extend(decode_rows("cancel_step_run", &field(&v, "outbox"))?);
+        Ok(())
+    }
+
+    /// The organization's live agents (read in this transaction: a transition never waits for
+    /// a second connection of the pool).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn org_agents(&mut self, org: OrgId) -> Result<Vec<crate::agents::AgentRow>> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM agents WHERE org_id = $1 AND deleted_at IS NULL ORDER BY created_at, id",
+            crate::agents::COLUMNS
+        )))
+        .bind(org)
+        .fetch_all(self.conn())
+        .await
+        .map_err(|e| StoreError::db("org_agents", e))
+    }
+
+    /// The organization's agent of `agent_type`, provisioned (named `name`) when it has none
+    /// (or brought back when deleted): (id, active).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn agent_of_type(
+        &mut self,
+        org: OrgId,
+        agent_type: &str,
+        name: &str,
+    ) -> Result<(agentyard_core::AgentId, bool)> {
+        let live = "SELECT id, is_active FROM agents \
+                    WHERE org_id = $1 AND agent_type = $2 AND deleted_at IS NULL";
+        let found: Option<(agentyard_core::AgentId, bool)> = sqlx::query_as(live)
+            .bind(org)
+            .bind(agent_type)
+            .fetch_optional(self.conn())
+            .await
+            .map_err(|e| StoreError::db("agent_of_type", e))?;
+        if let Some(f) = found {
+            return Ok(f);
+        }
+        let made: Option<(agentyard_core::AgentId, bool)> = sqlx::query_as(
+            "INSERT INTO agents(id, org_id, agent_type, name, config) VALUES ($1, $2, $3, $4, '{}') \
+             ON CONFLICT (org_id, agent_type) DO UPDATE \
+                SET name = EXCLUDED.name, config = '{}', is_active = true, deleted_at = NULL, \
+                    created_at = now(), updated_at = now() \
+                WHERE agents.deleted_at IS NOT NULL \
+             RETURNING id, is_active",
+        )
+        .bind(agentyard_core::AgentId::new())
+        .bind(org)
+        .bind(agent_type)
+        .bind(name)
+        .fetch_optional(self.conn())
+        .await
+        .map_err(|e| StoreError::db("agent_of_type", e))?;
+        match made {
+            Some(m) => Ok(m),
+            // Made live by another transaction meanwhile.
+            None => sqlx::query_as(live)
+                .bind(org)
+                .bind(agent_type)
+                .fetch_one(self.conn())
+                .await
+                .map_err(|e| StoreError::db("agent_of_type", e)),
+        }
+    }
+
+    /// Makes the event waits of an execution exactly `waits` ((step, event type)).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn sync_event_waits(
+        &mut self,
+        execution: ExecutionId,
+        org: OrgId,
+        waits: &[(String, String)],
+    ) -> Result<()> {
+        let steps: Vec<&str> = waits.iter().map(|(s, _)| s.as_str()).collect();
+        let types: Vec<&str> = waits.iter().map(|(_, t)| t.as_str()).collect();
+        sqlx::query(
+            "WITH gone AS (DELETE FROM workflow_event_waits \
+                WHERE execution_id = $1 AND NOT (step_id = ANY($3))) \
+             INSERT INTO workflow_event_waits(execution_id, step_id, org_id, event_type) \
+             SELECT $1, s, $2, t FROM unnest($3::text[], $4::text[]) AS w(s, t) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(execution)
+        .bind(org)
+        .bind(&steps)
+        .bind(&types)
+        .execute(self.conn())
+        .await
+        .map_err(|e| StoreError::db("sync_event_waits", e))?;
         Ok(())
     }
 

@@ -157,12 +157,23 @@ impl TimeoutMeans {
     }
 }
 
-/// Waits for a duration.
+/// Waits for a duration, or until a bus event that matches arrives.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Wait {
     /// How long.
-    pub duration: Dur,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<Dur>,
+    /// An event type of the organization (`run.completed`, ...): the step completes with the
+    /// first such event after it started waiting whose `where` holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    /// A CEL condition over `event`, `inputs` and `steps`.
+    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    /// An event wait fails with `wait_timed_out` after this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Dur>,
 }
 
 /// Attempts of a step.
@@ -476,6 +487,30 @@ pub fn validate(def: Definition, known: &Known) -> Result<Workflow, Vec<FieldErr
                 ),
             }
         }
+        if let Some(w) = &s.wait {
+            match (&w.duration, &w.event) {
+                (Some(_), None) => {
+                    if w.condition.is_some() || w.timeout.is_some() {
+                        err(
+                            format!("steps[{i}].wait"),
+                            "where and timeout go with event, not duration".into(),
+                        );
+                    }
+                }
+                (None, Some(e)) => {
+                    if !known.event_types.is_empty() && !known.event_types.contains(e) {
+                        let all: Vec<_> = known.event_types.iter().map(String::as_str).collect();
+                        err(
+                            format!("steps[{i}].wait.event"),
+                            format!("unknown event type {e:?}; one of {}", all.join(", ")),
+                        );
+                    }
+                }
+                _ => {
+                    err(format!("steps[{i}].wait"), "name exactly one of duration or event".into())
+                }
+            }
+        }
         if let Some(t) = &s.tool {
             let name = &t.name;
             let namespaced = name.split_once(agentyard_core::tools::NAMESPACE_SEPARATOR);
@@ -580,6 +615,9 @@ fn check_expressions(
         if let Some(a) = &s.approval {
             let refs = Template::compile(&a.message).map(|t| t.step_refs());
             found.push((format!("steps[{i}].approval.message"), refs));
+        }
+        if let Some(c) = s.wait.as_ref().and_then(|w| w.condition.as_ref()) {
+            found.push((format!("steps[{i}].wait.where"), Expr::compile(c).map(|e| e.step_refs())));
         }
         for (at, refs) in found {
             match refs {

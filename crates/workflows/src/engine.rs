@@ -37,6 +37,7 @@ pub mod codes {
     pub const AGENT_NOT_FOUND: &str = "agent_not_found";
     pub const TOOL_ERROR: &str = "tool_error";
     pub const CANCELLED: &str = "cancelled";
+    pub const WAIT_TIMED_OUT: &str = "wait_timed_out";
 }
 
 /// Codes no `retry` retries: the same attempt would fail the same way, or a human said no.
@@ -348,8 +349,12 @@ fn wake(
         match (status, def.kind()) {
             (StepStatus::Retrying, _) => start(wf, inputs, state, &id, now, effects),
             (StepStatus::Running, StepKind::Wait) => {
-                let waited = def.wait.as_ref().map(|w| w.duration.to_string());
+                let waited = def.wait.as_ref().and_then(|w| w.duration).map(|d| d.to_string());
                 complete(state, &id, json!({ "waited": waited }), now);
+            }
+            (StepStatus::Waiting, StepKind::Wait) => {
+                let e = StepError::new(codes::WAIT_TIMED_OUT, "no matching event arrived in time");
+                fail_attempt(wf, state, &id, e, now);
             }
             (StepStatus::Running, _) => {
                 if let Some(run_id) = run {
@@ -436,8 +441,17 @@ fn start(
         StepKind::Wait => {
             let w = def.wait.as_ref().expect("a wait step");
             let st = state.step(id);
-            st.status = StepStatus::Running;
-            st.wake_at = Some(now + to_chrono(w.duration.get()));
+            match (&w.duration, &w.event) {
+                (Some(d), _) => {
+                    st.status = StepStatus::Running;
+                    st.wake_at = Some(now + to_chrono(d.get()));
+                }
+                (None, event) => {
+                    st.status = StepStatus::Waiting;
+                    st.request = Some(json!({ "event": event, "where": w.condition }));
+                    st.wake_at = w.timeout.map(|t| now + to_chrono(t.get()));
+                }
+            }
             Ok(None)
         }
     };
@@ -618,6 +632,31 @@ pub fn start_failed(
     }
 }
 
+/// The event types the steps of `state` wait for now, by step.
+pub fn event_waits(wf: &Workflow, state: &ExecState) -> Vec<(String, String)> {
+    if state.status != ExecStatus::Running {
+        return Vec::new();
+    }
+    wf.def
+        .steps
+        .iter()
+        .filter(|s| state.steps.get(&s.id).is_some_and(|x| x.status == StepStatus::Waiting))
+        .filter_map(|s| Some((s.id.clone(), s.wait.as_ref()?.event.clone()?)))
+        .collect()
+}
+
+/// An event a waiting step waits for arrived and its `where` held: the step completes with the
+/// event as its output. False when the step no longer waits.
+pub fn event_arrived(state: &mut ExecState, id: &str, event: Value, now: DateTime<Utc>) -> bool {
+    if state.status != ExecStatus::Running
+        || state.steps.get(id).is_none_or(|s| s.status != StepStatus::Waiting)
+    {
+        return false;
+    }
+    complete(state, id, event, now);
+    true
+}
+
 /// An agent step's answer as its output: the text, or (`output: json`) the JSON it holds (a
 /// fenced ```json block is accepted).
 ///
@@ -683,7 +722,10 @@ pub fn answer(
     let id = match step {
         Some(s) => {
             let st = state.steps.get(s).ok_or_else(|| AnswerError::UnknownStep(s.to_owned()))?;
-            if st.status != StepStatus::Waiting || state.status != ExecStatus::Running {
+            if st.status != StepStatus::Waiting
+                || state.status != ExecStatus::Running
+                || wf.step(s).is_none_or(|d| d.approval.is_none())
+            {
                 return Err(AnswerError::NotWaiting(s.to_owned()));
             }
             s.to_owned()
@@ -691,7 +733,9 @@ pub fn answer(
         None => state
             .steps
             .iter()
-            .find(|(_, s)| s.status == StepStatus::Waiting)
+            .find(|(id, s)| {
+                s.status == StepStatus::Waiting && wf.step(id).is_some_and(|d| d.approval.is_some())
+            })
             .map(|(id, _)| id.clone())
             .filter(|_| state.status == ExecStatus::Running)
             .ok_or(AnswerError::NothingWaits)?,

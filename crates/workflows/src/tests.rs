@@ -380,3 +380,34 @@ fn condition_and_output_errors_are_step_errors() {
     assert_eq!(engine::tool_output("Added the task.\n\n{\"id\": 7}"), json!({"id": 7}));
     assert_eq!(engine::tool_output("two\n\nparagraphs"), json!("two\n\nparagraphs"));
 }
+
+#[test]
+fn an_event_wait_waits_for_its_event_or_times_out() {
+    let w = wf(json!({"id": "e", "steps": [
+        {"id": "hear", "wait": {"event": "run.completed", "where": "event.data.x == inputs.x", "timeout": "1m"}},
+        {"id": "next", "depends_on": ["hear"], "tool": {"name": "list_tasks"}}
+    ]}));
+    let e = errors(
+        json!({"id": "e", "steps": [{"id": "a", "wait": {"duration": "1s", "event": "run.completed"}}]}),
+    );
+    assert_eq!(e, ["steps[0].wait: name exactly one of duration or event"]);
+    let e = errors(json!({"id": "e", "steps": [{"id": "a", "wait": {"event": "run.exploded"}}]}));
+    assert!(e[0].starts_with("steps[0].wait.event: unknown event type"), "{e:?}");
+    let mut s = ExecState::new(&w, ExecStatus::Running);
+    assert!(engine::advance(&w, &json!({"x": 1}), &mut s, t0()).is_empty());
+    assert_eq!(s.steps["hear"].status, StepStatus::Waiting);
+    assert_eq!(engine::event_waits(&w, &s), [("hear".to_owned(), "run.completed".to_owned())]);
+    // An approval answer does not reach an event wait.
+    assert!(engine::answer(&w, &mut s, None, true, None, None, t0()).is_err());
+    assert!(engine::event_arrived(&mut s, "hear", json!({"type": "run.completed"}), t0()));
+    assert!(!engine::event_arrived(&mut s, "hear", json!({}), t0()), "only once");
+    let fx = engine::advance(&w, &json!({"x": 1}), &mut s, t0());
+    assert!(matches!(&fx[..], [Effect::Start { step, .. }] if step == "next"));
+    assert!(engine::event_waits(&w, &s).is_empty());
+    // Nobody sends it: the step times out.
+    let mut s = ExecState::new(&w, ExecStatus::Running);
+    engine::advance(&w, &json!({"x": 1}), &mut s, t0());
+    engine::advance(&w, &json!({"x": 1}), &mut s, t0() + Duration::minutes(1));
+    assert_eq!(s.steps["hear"].error.as_ref().unwrap().code, "wait_timed_out");
+    assert_eq!(s.status, ExecStatus::Failed);
+}

@@ -435,6 +435,20 @@ async fn versions_concurrency_and_invalid_definitions() {
         (409, Some("concurrency_limit")),
         "{body}"
     );
+    // cancel_in_progress: the newer start cancels the live one.
+    define(
+        &app,
+        json!({"id": "latest", "concurrency": {"limit": 1, "on_limit": "cancel_in_progress"},
+        "steps": [{"id": "pause", "wait": {"duration": "30s"}}]}),
+    )
+    .await;
+    let old = start(&app, "latest", json!({})).await;
+    let new = start(&app, "latest", json!({})).await;
+    assert_eq!(new["status"], "running");
+    let (_, old) =
+        app.get(&format!("/v1/workflows/executions/{}", old["id"].as_str().unwrap())).await;
+    assert_eq!(old["status"], "cancelled", "{old:#}");
+    assert_eq!(step(&old, "pause")["status"], "cancelled");
     // Idempotency-Key: the same start twice is one execution.
     let send = || {
         app.req(Method::POST, "/v1/workflows/pinned/executions")
@@ -562,7 +576,7 @@ async fn cron_fires_once_per_tick_across_two_orchestrators_and_a_restart() {
 }
 
 #[tokio::test]
-async fn event_triggers_and_signed_webhooks_start_executions() {
+async fn event_triggers_event_waits_and_signed_webhooks() {
     let app = stack().await;
     define(&app, json!({"id": "on-done",
         "on": {"event": "run.completed", "where": "event.data.run.input.startsWith('notify')",
@@ -595,6 +609,35 @@ async fn event_triggers_and_signed_webhooks_start_executions() {
         1,
         "once per event, and its own runs never trigger it"
     );
+
+    // A step that waits for an event: only the matching one moves it.
+    define(&app, json!({"id": "listen", "inputs": {"type": "object", "required": ["tag"]},
+        "steps": [
+            {"id": "hear", "wait": {"event": "run.completed", "where": "event.data.run.input == 'go ' + inputs.tag", "timeout": "1m"}},
+            {"id": "note", "depends_on": ["hear"], "tool": {"name": "add_task", "arguments": {"title": "heard {{ steps.hear.output.data.run.input }}"}}}
+        ]})).await;
+    define(
+        &app,
+        json!({"id": "deaf", "steps": [
+            {"id": "hear", "wait": {"event": "run.failed", "timeout": "1s"}}
+        ]}),
+    )
+    .await;
+    let l = start(&app, "listen", json!({"tag": "alpha"})).await;
+    let lid = l["id"].as_str().unwrap();
+    wait_until(&app, lid, "waiting", |e| step(e, "hear")["status"] == "waiting").await;
+    let beta = app.start_run("go beta").await;
+    app.wait_terminal(beta["id"].as_str().unwrap(), Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, e) = app.get(&format!("/v1/workflows/executions/{lid}")).await;
+    assert_eq!(step(&e, "hear")["status"], "waiting", "a non-matching event moved it");
+    app.start_run("go alpha").await;
+    let e = wait_done(&app, lid, Duration::from_secs(30)).await;
+    assert_eq!(e["status"], "completed", "{e:#}");
+    assert_eq!(step(&e, "note")["output"]["title"], "heard go alpha");
+    let d = start(&app, "deaf", json!({})).await;
+    let d = wait_done(&app, d["id"].as_str().unwrap(), Duration::from_secs(30)).await;
+    assert_eq!(step(&d, "hear")["error"]["code"], "wait_timed_out");
 
     // Webhooks.
     define(&app, json!({"id": "hooked", "inputs": {"type": "object", "required": ["order"]},

@@ -114,7 +114,9 @@ pub async fn run(
     let templates = agentyard_workflows::Templates::load(settings.config_dir.as_deref(), &known)
         .map_err(OrchestratorError::Config)?;
     let outbox = Outbox::start(bus.clone(), store.clone(), shutdown.clone());
-    let concurrency = settings.tool_concurrency.max(16);
+    // Each advance holds one pooled connection (its transaction) from start to end: more at
+    // once than the pool has would only queue for connections.
+    let concurrency = usize::try_from(settings.db_pool_size).unwrap_or(8).max(2);
     let runner = agentyard_services::sweeper::runner_settings(&settings, concurrency);
     let services = Services {
         store,
@@ -185,37 +187,55 @@ async fn cron(services: Services, triggers: Triggers, shutdown: CancellationToke
     }
 }
 
-/// Starts the executions bus events trigger, while some definition has an `on:` trigger.
+/// Hands bus events to event waits and `on:` triggers, while any exists: the shared consumer
+/// is dropped when none does, and made again (from the oldest wait's start) when one appears.
 async fn events(services: Services, triggers: Triggers, shutdown: CancellationToken) {
-    let wanted =
-        || triggers.read().expect("triggers poisoned").iter().any(|t| t.wf.def.on.is_some());
     loop {
         if shutdown.is_cancelled() {
             return;
         }
-        if !wanted() {
-            if let Err(e) = services.bus.drop_trigger_consumer().await {
-                tracing::debug!(error = %e, "cannot drop the trigger consumer");
+        match wanted(&services, &triggers).await {
+            None => {
+                if let Err(e) = services.bus.drop_trigger_consumer().await {
+                    tracing::debug!(error = %e, "cannot drop the trigger consumer");
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(CRON_EVERY) => {}
+                }
             }
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(CRON_EVERY) => continue,
+            Some(since) => {
+                if let Err(e) = read_events(&services, &triggers, since, &shutdown).await {
+                    tracing::warn!(error = %e, "the event reader stopped; restarting it");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
             }
-        }
-        if let Err(e) = read_events(&services, &triggers, &wanted, &shutdown).await {
-            tracing::warn!(error = %e, "the event trigger reader stopped; restarting it");
-            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
+}
+
+/// None when nothing reads events; else from when to read them (None: from now on).
+async fn wanted(services: &Services, triggers: &Triggers) -> Option<Option<time::OffsetDateTime>> {
+    let on = triggers.read().expect("triggers poisoned").iter().any(|t| t.wf.def.on.is_some());
+    let oldest = match services.store.oldest_event_wait().await {
+        Ok(o) => o,
+        // Cannot tell: keep reading if a reader runs.
+        Err(_) => return Some(None),
+    };
+    let since = oldest.and_then(|t| {
+        let nanos = t.timestamp_nanos_opt()? - 1_000_000_000;
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos)).ok()
+    });
+    (on || oldest.is_some()).then_some(since)
 }
 
 async fn read_events(
     services: &Services,
     triggers: &Triggers,
-    wanted: &impl Fn() -> bool,
+    since: Option<time::OffsetDateTime>,
     shutdown: &CancellationToken,
 ) -> Result<(), BusError> {
-    let consumer = services.bus.trigger_consumer(services.settings.ack_wait).await?;
+    let consumer = services.bus.trigger_consumer(services.settings.ack_wait, since).await?;
     let mut messages = consumer
         .messages()
         .await
@@ -224,24 +244,32 @@ async fn read_events(
         let next = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
             () = tokio::time::sleep(TRIGGERS_EVERY) => {
-                if wanted() { continue } else { return Ok(()) }
+                if wanted(services, triggers).await.is_some() { continue } else { return Ok(()) }
             }
             next = messages.next() => next,
         };
         let Some(message) = next else { return Ok(()) };
         let message = message
             .map_err(|e| BusError::Read { what: "trigger events".into(), source: e.into() })?;
-        let seq = message.info().map(|i| i.stream_sequence).unwrap_or_default();
+        let (seq, published) = match message.info() {
+            Ok(i) => (i.stream_sequence, i.published),
+            Err(_) => (0, time::OffsetDateTime::now_utc()),
+        };
+        let published = chrono::DateTime::from_timestamp_nanos(
+            i64::try_from(published.unix_timestamp_nanos()).unwrap_or(i64::MAX),
+        );
         let current = triggers.read().expect("triggers poisoned").clone();
-        match services.on_event(&current, &message.subject, seq, &message.payload).await {
+        let res =
+            services.on_event(&current, &message.subject, seq, published, &message.payload).await;
+        match res {
             Ok(n) => {
                 if n > 0 {
-                    tracing::info!(seq, executions = n, "event triggered workflows");
+                    tracing::info!(seq, moved = n, "an event moved workflows");
                 }
                 let _ = message.ack().await;
             }
             Err(e) => {
-                tracing::warn!(seq, error = %cause_chain(&e), "cannot handle a trigger event; retrying");
+                tracing::warn!(seq, error = %cause_chain(&e), "cannot handle an event; retrying");
                 let delay = Some(Duration::from_secs(1));
                 let _ = message.ack_with(async_nats::jetstream::AckKind::Nak(delay)).await;
             }
