@@ -232,6 +232,9 @@ async fn closed_loop(client: &Client, clients: usize, duration: Duration, first:
     Phase { samples, elapsed: start.elapsed() }
 }
 
+/// A step run's creation and end.
+type StepTimes = (DateTime<Utc>, Option<DateTime<Utc>>);
+
 /// Per step with dependencies: its run's creation minus the last dependency run's end, over
 /// the executions created in `[from, to)`.
 async fn transitions(
@@ -239,7 +242,8 @@ async fn transitions(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> anyhow::Result<Vec<Duration>> {
-    let rows: Vec<(uuid::Uuid, String, DateTime<Utc>, Option<DateTime<Utc>>)> = sqlx::query_as(
+    type Row = (uuid::Uuid, String, DateTime<Utc>, Option<DateTime<Utc>>);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT w.execution_id, w.step_id, r.created_at, r.completed_at \
          FROM workflow_step_runs w JOIN runs r ON r.id = w.run_id \
          JOIN workflow_executions e ON e.id = w.execution_id \
@@ -250,8 +254,7 @@ async fn transitions(
     .fetch_all(db)
     .await
     .context("cannot read the step runs")?;
-    let mut by_exec: HashMap<uuid::Uuid, HashMap<String, (DateTime<Utc>, Option<DateTime<Utc>>)>> =
-        HashMap::new();
+    let mut by_exec: HashMap<uuid::Uuid, HashMap<String, StepTimes>> = HashMap::new();
     for (e, step, created, completed) in rows {
         by_exec.entry(e).or_default().insert(step, (created, completed));
     }
