@@ -761,7 +761,7 @@ impl Services {
                         cancelled.push(run_id);
                     }
                     Effect::Start { step, attempt, launch } => {
-                        match self.start_step(&mut tx, &row, &wf, &step, attempt, launch).await? {
+                        match self.start_step(&mut tx, &row, &step, attempt, launch).await? {
                             Ok(run) => {
                                 if let Some(s) = state.steps.get_mut(&step) {
                                     s.run_id = Some(run);
@@ -797,7 +797,6 @@ impl Services {
         &self,
         tx: &mut ExecTx,
         row: &ExecutionRow,
-        wf: &Workflow,
         step: &str,
         attempt: u32,
         launch: Launch,
@@ -835,7 +834,6 @@ impl Services {
                 }
             }
             Launch::Tool { name, arguments } => {
-                let _ = wf;
                 tx.create_tool_run(&NewToolRun {
                     run,
                     org: row.org_id,
