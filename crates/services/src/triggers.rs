@@ -21,7 +21,8 @@ use sha2::{Digest, Sha256};
 use crate::workflows::{ExecutionView, WorkflowRef, check_inputs, workflow_of};
 use crate::{Entity, Error, Principal, Result, Services};
 
-/// A tick is still fired when found this late with `catch_up: skip`; older ones were missed.
+/// A tick is still fired when found this late; older ones were missed (`catch_up: skip`) or
+/// only the last of them fires (`catch_up: once`).
 pub const CRON_GRACE: Duration = Duration::from_secs(10);
 /// How far a webhook's timestamp may be from the platform's clock.
 pub const HOOK_TOLERANCE: Duration = Duration::from_secs(300);
@@ -141,8 +142,10 @@ impl Services {
         Ok(out)
     }
 
-    /// Fires `t`'s schedule if a tick is due at `now`; returns the execution started (None
-    /// when nothing was due, or another orchestrator fired it first).
+    /// Fires `t`'s due ticks at `now`: each tick not older than [`CRON_GRACE`] (a slow loop
+    /// misses none), or with `catch_up: once` the last one however old. Returns the last
+    /// execution started (None when nothing was due); another orchestrator that fired a tick
+    /// first makes this one see that execution.
     ///
     /// # Errors
     /// Database failures.
@@ -156,15 +159,21 @@ impl Services {
         let last = last.and_then(|l| l.parse::<DateTime<Utc>>().ok());
         // Ticks before the definition (its newest version) existed never fire.
         let since = last.map_or(t.row.created_at, |l| l.max(t.row.created_at));
-        let Some(tick) = cron.last_between(since, now) else { return Ok(None) };
-        let late = (now - tick).to_std().unwrap_or_default();
-        if schedule.catch_up == CatchUp::Skip && late > CRON_GRACE {
-            return Ok(None);
+        let grace = chrono::Duration::from_std(CRON_GRACE).unwrap_or_default();
+        let (mut ticks, last) = cron.due_within(since, now, grace);
+        if ticks.is_empty() && schedule.catch_up == CatchUp::Once {
+            ticks.extend(last);
         }
-        let inputs = schedule.inputs.clone().unwrap_or_else(|| json!({}));
-        let trigger = json!({"kind": "cron", "scheduled_at": tick_text(tick), "late_ms": late.as_millis() as u64});
-        let key = format!("cron:{}:{}", t.row.id, tick_text(tick));
-        self.start_for(t, inputs, key, trigger).await.map(Some)
+        let mut started = None;
+        for tick in ticks {
+            let late = (now - tick).to_std().unwrap_or_default();
+            let inputs = schedule.inputs.clone().unwrap_or_else(|| json!({}));
+            let trigger = json!({"kind": "cron", "scheduled_at": tick_text(tick),
+                "late_ms": u64::try_from(late.as_millis()).unwrap_or(u64::MAX)});
+            let key = format!("cron:{}:{}", t.row.id, tick_text(tick));
+            started = Some(self.start_for(t, inputs, key, trigger).await?);
+        }
+        Ok(started)
     }
 
     async fn start_for(

@@ -47,19 +47,44 @@ impl Cron {
 
     /// The last tick at or before `now` that is after `since`, if any.
     pub fn last_between(&self, since: DateTime<Utc>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let mut last = None;
+        self.due(since, now).1
+    }
+
+    /// The ticks after `since` and at or before `now` that are at most `grace` old (oldest
+    /// first), and the last due tick of all (however old).
+    pub fn due_within(
+        &self,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+        grace: chrono::Duration,
+    ) -> (Vec<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        let (all, last) = self.due(since, now);
+        (all.into_iter().filter(|t| now - *t <= grace).collect(), last)
+    }
+
+    /// The ticks in (since, now] (the newest 1,000), and the last one.
+    fn due(
+        &self,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> (Vec<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        let mut out = std::collections::VecDeque::new();
         let mut t = since;
         // Bounded: a schedule of every second missed over a day is 86,400 steps at most here.
         for _ in 0..100_000 {
             match self.next_after(t) {
                 Some(n) if n <= now => {
-                    last = Some(n);
+                    out.push_back(n);
+                    if out.len() > 1000 {
+                        out.pop_front();
+                    }
                     t = n;
                 }
                 _ => break,
             }
         }
-        last
+        let last = out.back().copied();
+        (out.into(), last)
     }
 }
 
@@ -82,6 +107,13 @@ mod tests {
             s.last_between(at("2026-12-01T00:00:00Z"), at("2026-12-01T00:00:07Z")),
             Some(at("2026-12-01T00:00:06Z"))
         );
+        let (fresh, last) = s.due_within(
+            at("2026-12-01T00:00:00Z"),
+            at("2026-12-01T00:00:07Z"),
+            chrono::Duration::seconds(3),
+        );
+        assert_eq!(fresh, [at("2026-12-01T00:00:04Z"), at("2026-12-01T00:00:06Z")]);
+        assert_eq!(last, Some(at("2026-12-01T00:00:06Z")));
         assert!(Cron::parse("* * *", None).unwrap_err().contains("expected 5 fields"));
         assert!(Cron::parse("61 * * * *", None).unwrap_err().contains("cron"));
         assert!(Cron::parse("* * * * *", Some("Mars/Base")).unwrap_err().starts_with("timezone"));

@@ -583,8 +583,18 @@ async fn event_triggers_event_waits_and_signed_webhooks() {
                "inputs": {"text": "{{ event.data.run.input }}"}},
         "inputs": {"type": "object", "required": ["text"]},
         "steps": [{"id": "note", "tool": {"name": "add_task", "arguments": {"title": "{{ inputs.text }}"}}}]})).await;
-    // Triggers are read every 2 s (a new one takes effect within 2.25 s).
-    tokio::time::sleep(Duration::from_millis(4000)).await;
+    // Triggers are read every 2 s; events are read once the orchestrators' consumer exists.
+    let js = async_nats::jetstream::new(async_nats::connect(&app.nats_url).await.unwrap());
+    let events = agentyard_core::subjects::Subjects::new(app.prefix.clone()).events_stream();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let stream = js.get_stream(&events).await.unwrap();
+        if stream.consumer_info("workflow_triggers").await.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the event reader never started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let other = app.start_run("just chatting").await;
     let run = app.start_run("notify the team").await;
     app.wait_terminal(other["id"].as_str().unwrap(), Duration::from_secs(20)).await;
