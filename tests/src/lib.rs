@@ -308,6 +308,15 @@ impl TestApp {
         Ok(i)
     }
 
+    /// Starts `ay-test-node <args>` as one more process of the stack; returns its index (for
+    /// [`TestApp::kill_worker`]).
+    pub fn start_role(&mut self, name: &str, args: &[&str]) -> anyhow::Result<usize> {
+        let i = self.workers.len();
+        let child = self.start(&format!("{name}{i}"), args)?;
+        self.workers.push(Some(child));
+        Ok(i)
+    }
+
     /// Starts one more orchestrator process; returns its index (for [`TestApp::kill_worker`]).
     pub fn start_orchestrator(&mut self) -> anyhow::Result<usize> {
         let i = self.workers.len();

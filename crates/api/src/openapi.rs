@@ -10,7 +10,7 @@ use axum::response::Html;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{agents, domain, events, orgs, runs, threads, tools, workflows};
+use crate::routes::{agents, domain, events, orgs, runs, system, threads, tools, workflows};
 
 struct Bearer;
 
@@ -48,6 +48,7 @@ impl Modify for Bearer {
         workflows::start, workflows::start_template, workflows::executions, workflows::execution,
         workflows::cancel, workflows::retry, workflows::answer, workflows::create_hook,
         workflows::list_hooks, workflows::revoke_hook, workflows::hook, workflows::events,
+        system::status,
     ),
     components(schemas(crate::error::ErrorBody, agentyard_core::run::Run))
 )]

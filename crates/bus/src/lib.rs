@@ -15,6 +15,7 @@
 
 pub mod error;
 pub mod events;
+pub mod heartbeat;
 pub mod outbox;
 pub mod runner;
 

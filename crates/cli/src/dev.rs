@@ -3,7 +3,7 @@
 //! `AY_HOME` (default `./.agentyard`). Then: migrate, a dev organization and token (reused by
 //! the next `dev` on the same database, which also gets demo integrations and tickets), the model
 //! (scripted when none is configured), the API, the agent worker, the tool worker, the
-//! orchestrator and the built-in tool server.
+//! orchestrator, the monitor and the built-in tool server.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -108,7 +108,12 @@ pub async fn run(mut settings: Settings, shutdown: CancellationToken) -> anyhow:
             .await
             .map_err(anyhow::Error::from)
     };
-    let res = tokio::try_join!(api, worker, tools, mcp, orchestrator);
+    let monitor = async {
+        agentyard_monitor::run(settings.clone(), store.clone(), bus.clone(), shutdown.clone())
+            .await
+            .map_err(anyhow::Error::from)
+    };
+    let res = tokio::try_join!(api, worker, tools, mcp, orchestrator, monitor);
     shutdown.cancel();
     for mut c in children {
         let _ = c.kill().await;

@@ -77,6 +77,8 @@ pub enum WorkerKind {
     Tool,
     /// Advances workflow executions: starts their steps, fires their timers and schedules.
     Orchestrator,
+    /// Keeps every process's heartbeats; notices the silent ones.
+    Monitor,
 }
 
 /// Parses the command line and runs it.
@@ -128,6 +130,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker { kind: WorkerKind::Orchestrator } => {
             roles::orchestrator(settings, shutdown).await
         }
+        Command::Worker { kind: WorkerKind::Monitor } => roles::monitor(settings, shutdown).await,
         Command::Migrate => {
             roles::connect_store(&settings, true).await?;
             println!("migrations applied");

@@ -160,6 +160,8 @@ pub async fn serve_mcp(
         .with_context(|| format!("cannot listen on AY_MCP_ADDR={}", settings.mcp_addr))?;
     let url = format!("http://{}/mcp", listener.local_addr()?);
     tracing::info!(%url, "MCP tool server listening");
+    let every = settings.heartbeat_every;
+    agentyard_bus::heartbeat::spawn(bus.clone(), "mcp-server", None, every, shutdown.clone());
     agentyard_tools_server::serve(listener, store, bus, shutdown).await?;
     Ok(())
 }
@@ -193,6 +195,17 @@ pub async fn orchestrator(settings: Settings, shutdown: CancellationToken) -> an
     let store = connect_store(&settings, false).await?;
     let bus = connect_bus(&settings).await?;
     agentyard_orchestrator::run(settings, store, bus, shutdown).await?;
+    Ok(())
+}
+
+/// `agentyard worker monitor`.
+///
+/// # Errors
+/// When a dependency is unreachable.
+pub async fn monitor(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let store = connect_store(&settings, false).await?;
+    let bus = connect_bus(&settings).await?;
+    agentyard_monitor::run(settings, store, bus, shutdown).await?;
     Ok(())
 }
 

@@ -12,12 +12,14 @@
 //! - [`tools`]: the registry of built-in tools.
 //! - [`jobs`]: the versioned job envelopes published on `<prefix>.jobs.*`.
 //! - [`events`]: the events published on `<prefix>.events.<org>.run.<id>` and sent over SSE.
+//! - [`heartbeat`]: what every process publishes to say it is alive.
 //! - [`outbox`]: the facts transitions write for `bus` to publish.
 //! - [`subjects`]: subject and stream names under a configurable prefix.
 //! - [`storable`]: what Postgres can store and give back unchanged.
 //! - [`sse`]: an incremental Server-Sent Events parser for clients (CLI, tests, bench).
 
 pub mod events;
+pub mod heartbeat;
 pub mod ids;
 pub mod jobs;
 pub mod outbox;

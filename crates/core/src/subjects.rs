@@ -113,6 +113,14 @@ impl Subjects {
     pub fn auth_revoked(&self) -> String {
         format!("{}.control.auth.revoked", self.prefix)
     }
+    /// Core-NATS heartbeats of one role.
+    pub fn heartbeat(&self, role: &str) -> String {
+        format!("{}.heartbeat.{role}", self.prefix)
+    }
+    /// Core-NATS heartbeats of every role.
+    pub fn all_heartbeats(&self) -> String {
+        format!("{}.heartbeat.>", self.prefix)
+    }
     /// Core-NATS request to every agent worker for its status (model reachable).
     pub fn agent_worker_status(&self) -> String {
         format!("{}.control.workers.agent.status", self.prefix)

@@ -27,6 +27,8 @@ pub struct Settings {
     pub model: Option<String>,
     pub max_input_bytes: usize,
     pub events_max_age: Duration,
+    /// How often every process publishes its heartbeat (three missed: down).
+    pub heartbeat_every: Duration,
     pub agent_concurrency: usize,
     /// Model calls (and tool calls) per step before the run fails (the call gets an error).
     pub max_attempts: i64,
@@ -76,6 +78,7 @@ pub const KNOWN_AY_VARS: &[&str] = &[
     "AY_MODEL",
     "AY_MAX_INPUT_BYTES",
     "AY_EVENTS_MAX_AGE",
+    "AY_HEARTBEAT_EVERY",
     "AY_AGENT_CONCURRENCY",
     "AY_MAX_ATTEMPTS",
     "AY_MAX_DELIVERIES",
@@ -135,6 +138,7 @@ impl Settings {
             model: get("AY_MODEL").map(str::to_owned),
             max_input_bytes: parse(&get, "AY_MAX_INPUT_BYTES", "262144", positive)?,
             events_max_age: parse(&get, "AY_EVENTS_MAX_AGE", "24h", parse_duration)?,
+            heartbeat_every: parse(&get, "AY_HEARTBEAT_EVERY", "5s", parse_duration)?,
             agent_concurrency: parse(&get, "AY_AGENT_CONCURRENCY", "512", positive)?,
             max_attempts: parse(&get, "AY_MAX_ATTEMPTS", "5", |v| {
                 v.parse().ok().filter(|n: &i64| (1..=100).contains(n))

@@ -10,6 +10,7 @@
 //! - [`tenancy`]: organizations, users, tokens.
 //! - [`workflows`]: workflow definitions and templates, executions and their transitions.
 //! - [`triggers`]: cron schedules, bus events and signed webhooks that start executions.
+//! - [`system`]: the platform's state for operators (dependencies, processes by role).
 //! - [`sweeper`]: ends what nothing else would: late input answers, runs that stopped moving.
 //! - [`error`]: the domain errors.
 
@@ -18,6 +19,7 @@ pub mod error;
 pub mod mcp;
 pub mod runs;
 pub mod sweeper;
+pub mod system;
 pub mod tenancy;
 pub mod triggers;
 pub mod workflows;

@@ -14,6 +14,7 @@
 //! - [`agents`]: an organization's agents (overrides of their type's defaults).
 //! - [`usage`]: usage and performance aggregated from the runs.
 //! - [`domain`]: the built-in tools' data (tasks, tickets, integrations).
+//! - [`monitor`]: instances by their heartbeats, and their ups and downs.
 //! - [`tool_tokens`]: the signed tokens tool workers mint per call.
 //! - [`workflows`]: workflow definitions, executions and the transaction they advance in
 //!   (migrations/0004_workflows.sql).
@@ -21,6 +22,7 @@
 pub mod agents;
 pub mod domain;
 pub mod error;
+pub mod monitor;
 pub mod orgs;
 pub mod outbox;
 pub mod runs;

@@ -10,6 +10,7 @@ mod load;
 mod multitask;
 mod outage;
 mod peers;
+mod system;
 mod tenancy;
 mod tools;
 mod validation;

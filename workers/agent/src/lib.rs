@@ -77,6 +77,9 @@ pub async fn run(
         Arc::new(Catalog::load(settings.config_dir.as_deref()).map_err(WorkerError::Config)?);
     let settings = Arc::new(settings);
     let outbox = Outbox::start(bus.clone(), store.clone(), shutdown.clone());
+    let capacity = u64::try_from(settings.agent_concurrency).ok();
+    let every = settings.heartbeat_every;
+    agentyard_bus::heartbeat::spawn(bus.clone(), "agent", capacity, every, shutdown.clone());
     let cancels: Cancels = Arc::default();
     tokio::spawn(listen_for_cancels(bus.clone(), cancels.clone(), shutdown.clone()));
     tokio::spawn(answer_status(bus.clone(), llm.clone(), shutdown.clone()));

@@ -6,6 +6,7 @@ pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod orgs;
 pub(crate) mod runs;
+pub(crate) mod system;
 pub(crate) mod threads;
 pub(crate) mod tools;
 pub(crate) mod workflows;
@@ -65,6 +66,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/agents/{id}/tools", get(agents::tools).put(agents::put_tools))
         .route("/v1/agents/{id}/stats", get(agents::stats))
         .route("/v1/agents/{id}/performance", get(agents::performance))
+        .route("/v1/system/status", get(system::status))
         .route("/v1/workflows", get(workflows::list).post(workflows::create))
         .route("/v1/workflows/templates", get(workflows::templates))
         .route("/v1/workflows/start/{id}", post(workflows::start_template))

@@ -1,0 +1,25 @@
+//! Heartbeats: every process says it is alive on core NATS (`<p>.heartbeat.<role>`) every
+//! `AY_HEARTBEAT_EVERY`; the monitor keeps the instances and notices the silent ones.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// One heartbeat.
+#[derive(
+    Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema,
+)]
+pub struct Heartbeat {
+    /// Unique per process start.
+    pub instance_id: String,
+    /// `api`, `agent`, `tool`, `orchestrator`, `mcp-server`, `monitor`.
+    pub role: String,
+    pub version: String,
+    pub host: String,
+    pub pid: u32,
+    pub started_at: DateTime<Utc>,
+    pub at: DateTime<Utc>,
+    /// How often it beats: silent for three of these, it counts as down.
+    pub every_ms: u64,
+    /// Jobs it can run at once (workers).
+    pub capacity: Option<u64>,
+}
