@@ -44,6 +44,21 @@ pub const WORKFLOW_CONSUMER: &str = "workflow";
 /// some definition has such a trigger.
 pub const TRIGGER_CONSUMER: &str = "workflow_triggers";
 
+/// How one job consumer stands.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct QueueState {
+    /// `agent-high`, `agent-normal`, `agent-low`, `tool`, `workflow`.
+    pub consumer: String,
+    /// Jobs not yet delivered.
+    pub pending: u64,
+    /// Jobs delivered and not yet acked (in progress, or lost with a worker).
+    pub ack_pending: u64,
+    /// Jobs delivered more than once.
+    pub redelivered: u64,
+    /// Seconds since the oldest job not done was published (None: no job waits).
+    pub oldest_job_age_s: Option<f64>,
+}
+
 /// Stream and consumer settings.
 #[derive(Clone, Debug)]
 pub struct BusSettings {
@@ -242,6 +257,53 @@ impl Bus {
             .get_consumer_from_stream(TOOL_CONSUMER, self.subjects.jobs_stream())
             .await
             .map_err(|e| BusError::Provision { what: "consumer tool".into(), source: e.into() })
+    }
+
+    /// How each job consumer stands, and how many dead letters are kept.
+    ///
+    /// # Errors
+    /// When JetStream cannot be read.
+    pub async fn queue_states(&self) -> Result<(Vec<QueueState>, u64)> {
+        let err = |what: &str, e: Box<dyn std::error::Error + Send + Sync>| BusError::Read {
+            what: what.to_owned(),
+            source: e,
+        };
+        let jobs = self
+            .js
+            .get_stream(self.subjects.jobs_stream())
+            .await
+            .map_err(|e| err("jobs", e.into()))?;
+        let mut consumers = vec![
+            (TOOL_CONSUMER.to_owned(), self.subjects.tool_jobs()),
+            (WORKFLOW_CONSUMER.to_owned(), self.subjects.workflow_jobs()),
+        ];
+        for p in Priority::ALL {
+            consumers.push((agent_consumer_name(p), self.subjects.agent_jobs(p)));
+        }
+        let now = time::OffsetDateTime::now_utc();
+        let mut out = Vec::new();
+        for (name, subject) in consumers {
+            let Ok(info) = jobs.consumer_info(&name).await else { continue };
+            // Jobs stay in the work-queue stream until acked: the oldest one of the subject is
+            // the oldest job not done.
+            let first = jobs.raw_message_builder().sequence(1).next_by_subject(subject).send();
+            let oldest = match first.await {
+                Ok(m) => Some((now - m.time).as_seconds_f64().max(0.0)),
+                Err(_) => None,
+            };
+            out.push(QueueState {
+                consumer: name,
+                pending: info.num_pending,
+                ack_pending: info.num_ack_pending as u64,
+                redelivered: info.num_redelivered as u64,
+                oldest_job_age_s: oldest,
+            });
+        }
+        let dead = match self.js.get_stream(self.subjects.dlq_stream()).await {
+            Ok(mut s) => s.info().await.map(|i| i.state.messages).unwrap_or(0),
+            Err(_) => 0,
+        };
+        Ok((out, dead))
     }
 
     /// The shared durable consumer of workflow jobs (the orchestrators').

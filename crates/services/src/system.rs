@@ -1,5 +1,5 @@
-//! The platform's state as operators see it: dependencies, and the processes of each role by
-//! their heartbeats (kept by the monitor).
+//! The platform's state as operators see it: dependencies, the processes of each role by their
+//! heartbeats (kept by the monitor), and the job queues.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -39,6 +39,10 @@ pub struct SystemStatus {
     pub roles: BTreeMap<String, RoleCount>,
     /// The instances up, and those down within the last hour.
     pub instances: Vec<InstanceRow>,
+    /// Each job consumer: pending, in progress, redelivered, the oldest job's age.
+    pub queues: Vec<agentyard_bus::QueueState>,
+    /// Jobs given up and kept in the dead-letter stream.
+    pub dead_letters: u64,
 }
 
 impl Services {
@@ -68,6 +72,13 @@ impl Services {
                 r.down += 1;
             }
         }
+        let (queues, dead_letters) = match self.bus.queue_states().await {
+            Ok(q) => q,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the queues");
+                (Vec::new(), 0)
+            }
+        };
         let healthy =
             dependencies.values().all(|s| *s == State::Up) && roles.values().all(|r| r.up > 0);
         SystemStatus {
@@ -76,6 +87,8 @@ impl Services {
             dependencies,
             roles,
             instances,
+            queues,
+            dead_letters,
         }
     }
 }

@@ -56,6 +56,11 @@ async fn a_killed_worker_is_down_within_three_heartbeats_and_a_new_one_is_up() {
     let agent = s["instances"].as_array().unwrap().iter().find(|i| i["role"] == "agent").unwrap();
     assert!(agent["capacity"].as_u64().is_some_and(|c| c > 0), "{agent}");
 
+    let queue = |s: &Value, name: &str| {
+        s["queues"].as_array().unwrap().iter().find(|q| q["consumer"] == name).cloned().unwrap()
+    };
+    assert_eq!(queue(&s, "agent-normal")["pending"], 0, "{s:#}");
+
     // kill -9 of the agent worker (index 0): down within three heartbeats (0.9 s) plus a scan.
     app.kill_worker(0).await;
     let killed = Instant::now();
@@ -65,11 +70,26 @@ async fn a_killed_worker_is_down_within_three_heartbeats_and_a_new_one_is_up() {
     .await;
     assert!(killed.elapsed() < Duration::from_secs(3), "seen down after {:?}", killed.elapsed());
     assert_eq!(s["status"], "degraded");
-    // A new worker: up again, the old one still listed as down.
+    // With no agent worker, jobs wait: the queue and its oldest job's age grow.
+    for i in 0..3 {
+        app.start_run(&format!("queued {i}")).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let s = status(&app, &platform).await;
+    let q = queue(&s, "agent-normal");
+    assert_eq!(q["pending"], 3, "{q}");
+    assert!(q["oldest_job_age_s"].as_f64().is_some_and(|a| a >= 0.5), "{q}");
+    // A new worker: up again, the old one still listed as down, the queue drained.
     app.start_worker().expect("worker");
     let s = wait_for(&app, &platform, "a new agent up", up("agent", 1)).await;
     assert_eq!(s["roles"]["agent"]["down"], 1);
     assert_eq!(s["status"], "ok");
+    let s = wait_for(&app, &platform, "the queue drained", |s| {
+        queue(s, "agent-normal")["pending"] == 0
+            && queue(s, "agent-normal")["oldest_job_age_s"].is_null()
+    })
+    .await;
+    assert_eq!(s["dead_letters"], 0);
     let events = app.count("SELECT count(*) FROM instance_events WHERE role = 'agent'").await;
     assert_eq!(events, 3, "up, down, up: each counted once");
 }
