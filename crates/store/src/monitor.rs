@@ -95,4 +95,15 @@ impl Store {
         .await
         .map_err(|e| StoreError::db("instances", e))
     }
+
+    /// Every up and down up to now, oldest first: (instance, role, status, at).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn instance_events(&self) -> Result<Vec<(String, String, String, DateTime<Utc>)>> {
+        sqlx::query_as("SELECT instance_id, role, status, at FROM instance_events ORDER BY at, id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| StoreError::db("instance_events", e))
+    }
 }

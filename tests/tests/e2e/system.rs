@@ -92,4 +92,15 @@ async fn a_killed_worker_is_down_within_three_heartbeats_and_a_new_one_is_up() {
     assert_eq!(s["dead_letters"], 0);
     let events = app.count("SELECT count(*) FROM instance_events WHERE role = 'agent'").await;
     assert_eq!(events, 3, "up, down, up: each counted once");
+    // Availability: the agent role had one outage; the API none.
+    let (code, a) =
+        app.call(Method::GET, "/v1/system/availability?window=1h", &platform, None).await;
+    assert_eq!(code, 200, "{a}");
+    assert_eq!(a["roles"]["agent"]["outages"], 1, "{a:#}");
+    let pct = a["roles"]["agent"]["availability_pct"].as_f64().unwrap();
+    assert!(pct > 0.0 && pct < 100.0, "{a:#}");
+    assert_eq!(a["roles"]["api"]["availability_pct"], 100.0, "{a:#}");
+    let (code, _) =
+        app.call(Method::GET, "/v1/system/availability?window=2y", &platform, None).await;
+    assert_eq!(code, 422);
 }

@@ -67,6 +67,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/agents/{id}/stats", get(agents::stats))
         .route("/v1/agents/{id}/performance", get(agents::performance))
         .route("/v1/system/status", get(system::status))
+        .route("/v1/system/availability", get(system::availability))
         .route("/v1/workflows", get(workflows::list).post(workflows::create))
         .route("/v1/workflows/templates", get(workflows::templates))
         .route("/v1/workflows/start/{id}", post(workflows::start_template))
