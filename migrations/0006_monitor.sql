@@ -12,6 +12,7 @@ CREATE TABLE instances (
     last_seen     timestamptz NOT NULL,
     every_ms      integer NOT NULL,
     capacity      bigint,
+    in_flight     bigint,                   -- jobs it ran at its last heartbeat
     status        text NOT NULL CHECK (status IN ('up', 'down')),
     status_since  timestamptz NOT NULL
 );

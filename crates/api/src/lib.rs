@@ -60,7 +60,7 @@ impl AppState {
                 .map_err(StartError::Config)?;
         let outbox = Outbox::start(bus.clone(), store.clone(), shutdown.clone());
         let every = settings.heartbeat_every;
-        agentyard_bus::heartbeat::spawn(bus.clone(), "api", None, every, shutdown.clone());
+        agentyard_bus::heartbeat::spawn(bus.clone(), "api", None, None, every, shutdown.clone());
         let hub = hub::EventHub::start(&bus, shutdown.clone()).await?;
         let auth = Arc::new(auth::AuthCache::default());
         tokio::spawn(auth::listen_for_revocations(bus.clone(), auth.clone(), shutdown));

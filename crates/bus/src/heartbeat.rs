@@ -1,6 +1,8 @@
 //! Publishing a process's heartbeat on core NATS until shutdown (best effort: a lost beat is
 //! the next one's job; three lost in a row and the monitor counts the process as down).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use agentyard_core::heartbeat::Heartbeat;
@@ -9,11 +11,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Bus;
 
-/// Beats for `role` every `every` until `shutdown`; returns the instance id.
+/// Beats for `role` every `every` until `shutdown`, with its `capacity` and the jobs
+/// `in_flight` (a runner's count) when it runs jobs; returns the instance id.
 pub fn spawn(
     bus: Bus,
     role: &'static str,
     capacity: Option<u64>,
+    in_flight: Option<Arc<AtomicU64>>,
     every: Duration,
     shutdown: CancellationToken,
 ) -> String {
@@ -30,6 +34,7 @@ pub fn spawn(
         at: Utc::now(),
         every_ms: u64::try_from(every.as_millis()).unwrap_or(u64::MAX),
         capacity,
+        in_flight: None,
     };
     let subject = bus.subjects().heartbeat(role);
     tokio::spawn(async move {
@@ -40,6 +45,7 @@ pub fn spawn(
                 _ = ticker.tick() => {}
             }
             beat.at = Utc::now();
+            beat.in_flight = in_flight.as_ref().map(|n| n.load(Ordering::Relaxed));
             let Ok(payload) = serde_json::to_vec(&beat) else { return };
             if let Err(e) = bus.client().publish(subject.clone(), payload.into()).await {
                 tracing::debug!(error = %e, "cannot publish a heartbeat");

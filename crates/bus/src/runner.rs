@@ -88,6 +88,8 @@ pub struct RunnerSettings {
     /// Backoff between retries of a give-up that could not be recorded.
     pub retry_base: Duration,
     pub retry_max: Duration,
+    /// Jobs being handled now (heartbeats report it).
+    pub in_flight: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The code of a job given up because it was delivered too often.
@@ -146,8 +148,10 @@ pub async fn run<H: Handler>(
                     .find_map(VecDeque::pop_front)
                     .expect("a queue is not empty");
                 let (bus, handler, settings) = (bus.clone(), handler.clone(), settings.clone());
+                settings.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tasks.spawn(async move {
                     deliver(&bus, &*handler, &settings, msg).await;
+                    settings.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                     drop(permit);
                 });
             }

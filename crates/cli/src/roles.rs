@@ -161,7 +161,7 @@ pub async fn serve_mcp(
     let url = format!("http://{}/mcp", listener.local_addr()?);
     tracing::info!(%url, "MCP tool server listening");
     let every = settings.heartbeat_every;
-    agentyard_bus::heartbeat::spawn(bus.clone(), "mcp-server", None, every, shutdown.clone());
+    agentyard_bus::heartbeat::spawn(bus.clone(), "mcp-server", None, None, every, shutdown.clone());
     agentyard_tools_server::serve(listener, store, bus, shutdown).await?;
     Ok(())
 }

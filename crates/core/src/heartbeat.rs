@@ -22,4 +22,7 @@ pub struct Heartbeat {
     pub every_ms: u64,
     /// Jobs it can run at once (workers).
     pub capacity: Option<u64>,
+    /// Jobs it runs now (workers).
+    #[serde(default)]
+    pub in_flight: Option<u64>,
 }

@@ -165,5 +165,6 @@ pub fn runner_settings(
         max_deliveries: settings.max_deliveries,
         retry_base: settings.retry_base,
         retry_max: settings.retry_max,
+        in_flight: std::sync::Arc::default(),
     }
 }

@@ -20,6 +20,8 @@ pub struct InstanceRow {
     pub last_seen: DateTime<Utc>,
     pub every_ms: i32,
     pub capacity: Option<i64>,
+    /// Jobs it ran at its last heartbeat.
+    pub in_flight: Option<i64>,
     /// `up` or `down`.
     pub status: String,
     pub status_since: DateTime<Utc>,
@@ -34,13 +36,15 @@ impl Store {
     pub async fn record_heartbeat(&self, hb: &Heartbeat) -> Result<()> {
         let every = i32::try_from(hb.every_ms).unwrap_or(i32::MAX);
         let capacity = hb.capacity.and_then(|c| i64::try_from(c).ok());
+        let in_flight = hb.in_flight.and_then(|c| i64::try_from(c).ok());
         sqlx::query(
             "WITH prev AS (SELECT status FROM instances WHERE id = $1), \
              up AS (INSERT INTO instances(id, role, version, host, pid, started_at, last_seen, \
-                        every_ms, capacity, status, status_since) \
-                    VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp(), $7, $8, 'up', clock_timestamp()) \
+                        every_ms, capacity, in_flight, status, status_since) \
+                    VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp(), $7, $8, $9, 'up', \
+                        clock_timestamp()) \
                     ON CONFLICT (id) DO UPDATE SET last_seen = clock_timestamp(), \
-                        capacity = EXCLUDED.capacity, status = 'up', \
+                        capacity = EXCLUDED.capacity, in_flight = EXCLUDED.in_flight, status = 'up', \
                         status_since = CASE WHEN instances.status = 'up' \
                             THEN instances.status_since ELSE clock_timestamp() END \
                     RETURNING id, role) \
@@ -56,6 +60,7 @@ impl Store {
         .bind(hb.started_at)
         .bind(every)
         .bind(capacity)
+        .bind(in_flight)
         .execute(&self.pool)
         .await
         .map_err(|e| StoreError::db("record_heartbeat", e))?;

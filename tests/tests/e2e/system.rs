@@ -55,6 +55,9 @@ async fn a_killed_worker_is_down_within_three_heartbeats_and_a_new_one_is_up() {
     assert_eq!(s["dependencies"]["nats"], "up");
     let agent = s["instances"].as_array().unwrap().iter().find(|i| i["role"] == "agent").unwrap();
     assert!(agent["capacity"].as_u64().is_some_and(|c| c > 0), "{agent}");
+    assert_eq!(agent["in_flight"], 0, "{agent}");
+    let api = s["instances"].as_array().unwrap().iter().find(|i| i["role"] == "api").unwrap();
+    assert!(api["in_flight"].is_null(), "the API runs no jobs: {api}");
 
     let queue = |s: &Value, name: &str| {
         s["queues"].as_array().unwrap().iter().find(|q| q["consumer"] == name).cloned().unwrap()

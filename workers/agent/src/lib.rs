@@ -77,9 +77,6 @@ pub async fn run(
         Arc::new(Catalog::load(settings.config_dir.as_deref()).map_err(WorkerError::Config)?);
     let settings = Arc::new(settings);
     let outbox = Outbox::start(bus.clone(), store.clone(), shutdown.clone());
-    let capacity = u64::try_from(settings.agent_concurrency).ok();
-    let every = settings.heartbeat_every;
-    agentyard_bus::heartbeat::spawn(bus.clone(), "agent", capacity, every, shutdown.clone());
     let cancels: Cancels = Arc::default();
     tokio::spawn(listen_for_cancels(bus.clone(), cancels.clone(), shutdown.clone()));
     tokio::spawn(answer_status(bus.clone(), llm.clone(), shutdown.clone()));
@@ -87,6 +84,9 @@ pub async fn run(
     Sweeper::spawn(store.clone(), outbox.clone(), settings.clone(), &catalog, shutdown.clone());
     let consumers = bus.agent_consumers().await?;
     let runner = runner_settings(&settings, settings.agent_concurrency);
+    let capacity = u64::try_from(settings.agent_concurrency).ok();
+    let (every, jobs) = (settings.heartbeat_every, Some(runner.in_flight.clone()));
+    agentyard_bus::heartbeat::spawn(bus.clone(), "agent", capacity, jobs, every, shutdown.clone());
     let tools = Arc::new(tools::ToolCache::default());
     let ctx = Ctx { store, bus: bus.clone(), outbox, llm, settings, cancels, catalog, tools };
     tracing::info!(

@@ -33,7 +33,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), MonitorError> {
     let every = settings.heartbeat_every;
-    agentyard_bus::heartbeat::spawn(bus.clone(), "monitor", None, every, shutdown.clone());
+    agentyard_bus::heartbeat::spawn(bus.clone(), "monitor", None, None, every, shutdown.clone());
     let mut beats = bus
         .client()
         .subscribe(bus.subjects().all_heartbeats())

@@ -118,9 +118,10 @@ pub async fn run(
     // once than the pool has would only queue for connections.
     let concurrency = usize::try_from(settings.db_pool_size).unwrap_or(8).max(2);
     let runner = agentyard_services::sweeper::runner_settings(&settings, concurrency);
-    let every = settings.heartbeat_every;
+    let (every, jobs) = (settings.heartbeat_every, Some(runner.in_flight.clone()));
     let capacity = u64::try_from(concurrency).ok();
-    agentyard_bus::heartbeat::spawn(bus.clone(), "orchestrator", capacity, every, shutdown.clone());
+    let role = "orchestrator";
+    agentyard_bus::heartbeat::spawn(bus.clone(), role, capacity, jobs, every, shutdown.clone());
     let services = Services {
         store,
         bus: bus.clone(),

@@ -136,13 +136,13 @@ pub async fn run(
     let key = Arc::new(store.tool_token_key().await?);
     let settings = Arc::new(settings);
     let outbox = Outbox::start(bus.clone(), store.clone(), shutdown.clone());
-    let capacity = u64::try_from(settings.tool_concurrency).ok();
-    let every = settings.heartbeat_every;
-    agentyard_bus::heartbeat::spawn(bus.clone(), "tool", capacity, every, shutdown.clone());
     use agentyard_services::sweeper::{Sweeper, runner_settings};
     Sweeper::spawn(store.clone(), outbox.clone(), settings.clone(), &catalog, shutdown.clone());
     let consumer = bus.tool_consumer().await?;
     let runner = runner_settings(&settings, settings.tool_concurrency);
+    let capacity = u64::try_from(settings.tool_concurrency).ok();
+    let (every, jobs) = (settings.heartbeat_every, Some(runner.in_flight.clone()));
+    agentyard_bus::heartbeat::spawn(bus.clone(), "tool", capacity, jobs, every, shutdown.clone());
     let ctx = Ctx {
         store,
         outbox,
