@@ -912,13 +912,7 @@ impl Services {
             return Ok(());
         }
         let wf = workflow_of(&row.definition)?;
-        let mut runs = Vec::new();
-        for e in engine::cancel(&mut state, Utc::now()) {
-            if let Effect::Cancel { run_id, .. } = e {
-                tx.cancel_run(row.org_id, run_id).await?;
-                runs.push(run_id);
-            }
-        }
+        let runs = cancel_runs(&mut tx, row.org_id, engine::cancel(&mut state, Utc::now())).await?;
         state.status = ExecStatus::Failed;
         state.failure = Some(("(orchestrator)".to_owned(), StepError::new(code, reason)));
         save(&mut tx, &row, &wf, &state).await?;
@@ -1066,16 +1060,22 @@ async fn cancel_locked(tx: &mut ExecTx, id: ExecutionId) -> Result<Vec<RunId>> {
     let Some(row) = tx.lock_execution(id, None).await? else { return Ok(Vec::new()) };
     let wf = workflow_of(&row.definition)?;
     let mut state = state_of(&row)?;
-    let effects = engine::cancel(&mut state, Utc::now());
+    let runs = cancel_runs(tx, row.org_id, engine::cancel(&mut state, Utc::now())).await?;
+    save(tx, &row, &wf, &state).await?;
+    promote_queued(tx, &row).await?;
+    Ok(runs)
+}
+
+/// Cancels the runs `effects` (an engine's cancel) name; returns them, to signal their workers
+/// after commit.
+async fn cancel_runs(tx: &mut ExecTx, org: OrgId, effects: Vec<Effect>) -> Result<Vec<RunId>> {
     let mut runs = Vec::new();
     for e in effects {
         if let Effect::Cancel { run_id, .. } = e {
-            tx.cancel_run(row.org_id, run_id).await?;
+            tx.cancel_run(org, run_id).await?;
             runs.push(run_id);
         }
     }
-    save(tx, &row, &wf, &state).await?;
-    promote_queued(tx, &row).await?;
     Ok(runs)
 }
 

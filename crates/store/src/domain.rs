@@ -105,6 +105,12 @@ pub struct ToolWrite {
 }
 
 impl ToolWrite {
+    /// The write's transaction, organization and user, for tools whose tables live elsewhere
+    /// (the built-in server's demo data): what they write commits with the result.
+    pub fn parts(&mut self) -> (&mut sqlx::PgConnection, OrgId, Option<UserId>) {
+        (&mut self.tx, self.org, self.user)
+    }
+
     /// Stores `result` as the invocation's result and commits it with the write.
     ///
     /// # Errors

@@ -124,11 +124,10 @@ impl ToolServer {
         caller: &Caller,
         tool: &'static str,
     ) -> Result<Started<data::Write>, ToolError> {
-        match data::Write::begin(self.store.pool(), &caller.0, tool).await? {
-            data::Start::Fresh(w) => Ok(Started::Fresh(w)),
-            data::Start::Done(stored) => replayed(stored).map(Started::Replayed),
-            data::Start::Conflict => Err(conflict(caller)),
-        }
+        Ok(match self.begin_write(caller, tool).await? {
+            Started::Fresh(w) => Started::Fresh(data::Write(w)),
+            Started::Replayed(r) => Started::Replayed(r),
+        })
     }
 
     /// The result an earlier attempt of the caller's invocation of `tool` committed, if any.
@@ -159,7 +158,7 @@ impl Commit for ToolWrite {
 
 impl Commit for data::Write {
     async fn commit(self, result: &serde_json::Value) -> Result<(), StoreError> {
-        data::Write::commit(self, result).await
+        self.0.commit(result).await
     }
 }
 

@@ -211,10 +211,11 @@ impl Write {
     /// # Errors
     /// Database failures.
     pub(crate) async fn create_customer(&mut self, c: &NewCustomer) -> Result<Created> {
-        if let Some(row) = insert(&mut *self.tx, self.org, self.user, c).await? {
+        let (conn, org, user) = self.0.parts();
+        if let Some(row) = insert(&mut *conn, org, user, c).await? {
             return Ok(Created::New(row));
         }
-        match by_email(&mut *self.tx, self.org, &c.email).await? {
+        match by_email(&mut *conn, org, &c.email).await? {
             Some(row) => Ok(Created::Duplicate(row)),
             None => Err(agentyard_store::StoreError::Decode {
                 op: "insert_customer",
@@ -228,7 +229,8 @@ impl Write {
     /// # Errors
     /// Database failures.
     pub(crate) async fn customer(&mut self, id: CustomerId) -> Result<Option<CustomerRow>> {
-        get(&mut *self.tx, self.org, id).await
+        let (conn, org, _) = self.0.parts();
+        get(&mut *conn, org, id).await
     }
 
     /// The org's customer of that email address, seen from this write.
@@ -236,7 +238,8 @@ impl Write {
     /// # Errors
     /// Database failures.
     pub(crate) async fn customer_by_email(&mut self, email: &str) -> Result<Option<CustomerRow>> {
-        by_email(&mut *self.tx, self.org, email).await
+        let (conn, org, _) = self.0.parts();
+        by_email(&mut *conn, org, email).await
     }
 }
 

@@ -89,18 +89,19 @@ impl Write {
         message: &NewMessage,
         customer: Option<CustomerId>,
     ) -> Result<MessageRow> {
+        let (conn, org, user) = self.0.parts();
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO outgoing_messages(id, org_id, customer_id, recipient, subject, body, \
              created_by) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
         )))
         .bind(OutgoingMessageId::new())
-        .bind(self.org)
+        .bind(org)
         .bind(customer)
         .bind(&message.to)
         .bind(&message.subject)
         .bind(&message.body)
-        .bind(self.user)
-        .fetch_one(&mut *self.tx)
+        .bind(user)
+        .fetch_one(&mut *conn)
         .await
         .map_err(failed("record_message"))
     }

@@ -139,18 +139,19 @@ impl Write {
     /// # Errors
     /// Database failures.
     pub(crate) async fn save_report(&mut self, r: &NewReport) -> Result<ReportRow> {
+        let (conn, org, user) = self.0.parts();
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO reports(id, org_id, title, body, kind, data, created_by) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
         )))
         .bind(ReportId::new())
-        .bind(self.org)
+        .bind(org)
         .bind(&r.title)
         .bind(&r.body)
         .bind(&r.kind)
         .bind(&r.data)
-        .bind(self.user)
-        .fetch_one(&mut *self.tx)
+        .bind(user)
+        .fetch_one(&mut *conn)
         .await
         .map_err(failed("save_report"))
     }

@@ -222,14 +222,15 @@ impl Write {
     /// # Errors
     /// Database failures.
     pub(crate) async fn record_revenue(&mut self, r: &NewRevenue) -> Result<Recorded> {
+        let (conn, org, _) = self.0.parts();
         let replaced: Option<(f64, String)> = sqlx::query_as(
             "SELECT amount::float8, currency FROM revenue_records \
              WHERE org_id = $1 AND segment = $2 AND month = $3 FOR UPDATE",
         )
-        .bind(self.org)
+        .bind(org)
         .bind(&r.segment)
         .bind(r.month.first_day())
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(failed("record_revenue.previous"))?;
         let row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -238,12 +239,12 @@ impl Write {
              SET amount = EXCLUDED.amount, currency = EXCLUDED.currency, updated_at = now() \
              RETURNING {COLUMNS}"
         )))
-        .bind(self.org)
+        .bind(org)
         .bind(&r.segment)
         .bind(r.month.first_day())
         .bind(r.amount)
         .bind(&r.currency)
-        .fetch_one(&mut *self.tx)
+        .fetch_one(&mut *conn)
         .await
         .map_err(failed("record_revenue"))?;
         Ok(Recorded { row, replaced })
