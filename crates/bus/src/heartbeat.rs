@@ -1,7 +1,7 @@
 //! Publishing a process's heartbeat on core NATS until shutdown (best effort: a lost beat is
 //! the next one's job; three lost in a row and the monitor counts the process as down).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -10,6 +10,14 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use crate::Bus;
+
+static METRICS_ADDR: OnceLock<String> = OnceLock::new();
+
+/// Says, in every heartbeat from now on, where this process serves `GET /metrics` (the first
+/// address announced stays).
+pub fn announce_metrics_addr(addr: String) {
+    let _ = METRICS_ADDR.set(addr);
+}
 
 /// Beats for `role` every `every` until `shutdown`, with its `capacity` and the jobs
 /// `in_flight` (a runner's count) when it runs jobs; returns the instance id.
@@ -35,6 +43,7 @@ pub fn spawn(
         every_ms: u64::try_from(every.as_millis()).unwrap_or(u64::MAX),
         capacity,
         in_flight: None,
+        metrics_addr: None,
     };
     let subject = bus.subjects().heartbeat(role);
     tokio::spawn(async move {
@@ -46,6 +55,7 @@ pub fn spawn(
             }
             beat.at = Utc::now();
             beat.in_flight = in_flight.as_ref().map(|n| n.load(Ordering::Relaxed));
+            beat.metrics_addr = METRICS_ADDR.get().cloned();
             let Ok(payload) = serde_json::to_vec(&beat) else { return };
             if let Err(e) = bus.client().publish(subject.clone(), payload.into()).await {
                 tracing::debug!(error = %e, "cannot publish a heartbeat");

@@ -25,4 +25,7 @@ pub struct Heartbeat {
     /// Jobs it runs now (workers).
     #[serde(default)]
     pub in_flight: Option<u64>,
+    /// Where it serves `GET /metrics` (host:port), once it listens.
+    #[serde(default)]
+    pub metrics_addr: Option<String>,
 }
