@@ -42,7 +42,7 @@ impl AppState {
     /// listener).
     ///
     /// # Errors
-    /// When `config/agents.yaml` or `config/mcp-servers.yaml` is broken, or the event hub's
+    /// When a configuration file (`config/agents.yaml`, `alerts.yaml`, ...) is broken, or the event hub's
     /// reader cannot start.
     pub async fn new(
         settings: Settings,
@@ -50,30 +50,15 @@ impl AppState {
         bus: Bus,
         shutdown: CancellationToken,
     ) -> Result<Self, StartError> {
-        let catalog = agentyard_agents::Catalog::load(settings.config_dir.as_deref())
-            .map_err(StartError::Config)?;
-        let mcp_servers = agentyard_mcp::ConfigServers::load(settings.config_dir.as_deref())
-            .map_err(StartError::Config)?;
-        let known = agentyard_services::workflows::known(&catalog);
-        let templates =
-            agentyard_workflows::Templates::load(settings.config_dir.as_deref(), &known)
-                .map_err(StartError::Config)?;
         let outbox = Outbox::start(bus.clone(), store.clone(), shutdown.clone());
-        let every = settings.heartbeat_every;
+        let limiter = Arc::new(auth::RateLimiter::new(settings.rate_limit, settings.rate_burst));
+        let services =
+            Services::new(settings, store, bus.clone(), outbox).map_err(StartError::Config)?;
+        let every = services.settings.heartbeat_every;
         agentyard_bus::heartbeat::spawn(bus.clone(), "api", None, None, every, shutdown.clone());
         let hub = hub::EventHub::start(&bus, shutdown.clone()).await?;
         let auth = Arc::new(auth::AuthCache::default());
         tokio::spawn(auth::listen_for_revocations(bus.clone(), auth.clone(), shutdown));
-        let limiter = Arc::new(auth::RateLimiter::new(settings.rate_limit, settings.rate_burst));
-        let services = Services {
-            store,
-            bus,
-            outbox,
-            settings: Arc::new(settings),
-            catalog: Arc::new(catalog),
-            mcp_servers: Arc::new(mcp_servers),
-            templates: Arc::new(templates),
-        };
         Ok(Self { services, auth, limiter, hub })
     }
 }

@@ -128,6 +128,50 @@ impl Bus {
         }))
     }
 
+    /// Every stored event after sequence `after` (0: from the first kept), then each one as it
+    /// is published, in order, with the time the server stored it: the monitor's reading,
+    /// whose position is kept in Postgres. Messages that are not run events are skipped (their
+    /// sequence still counts). Ends when the consumer breaks; the caller starts again from its
+    /// position.
+    ///
+    /// # Errors
+    /// When the consumer cannot be created.
+    pub async fn events_after(
+        &self,
+        after: u64,
+    ) -> Result<
+        impl Stream<Item = (u64, Option<(SeqEvent, chrono::DateTime<chrono::Utc>)>)> + Send + use<>,
+    > {
+        let err = read_err("events from a position");
+        let consumer = self
+            .events_stream()
+            .await?
+            .create_consumer(push::OrderedConfig {
+                deliver_subject: self.client.new_inbox(),
+                filter_subject: self.subjects.all_events(),
+                deliver_policy: if after == 0 {
+                    DeliverPolicy::All
+                } else {
+                    DeliverPolicy::ByStartSequence { start_sequence: after + 1 }
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| err(e.into()))?;
+        let messages = consumer.messages().await.map_err(|e| err(e.into()))?;
+        let bus = self.clone();
+        Ok(messages.take_while(|m| futures::future::ready(m.is_ok())).filter_map(move |m| {
+            let out = m.ok().and_then(|m| {
+                let info = m.info().ok()?;
+                let (seq, at) = (info.stream_sequence, info.published);
+                let at = chrono::DateTime::from_timestamp(at.unix_timestamp(), at.nanosecond())?;
+                let event = SeqEvent::parse(&bus, &m.subject, seq, &m.payload);
+                Some((seq, event.map(|e| (e, at))))
+            });
+            futures::future::ready(out)
+        }))
+    }
+
     /// The stored events of `subject` (a run's, or an organization's `events.<org>.>`) with a
     /// sequence above `after`, oldest first, ending with the last one stored now.
     ///

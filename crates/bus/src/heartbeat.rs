@@ -1,8 +1,8 @@
 //! Publishing a process's heartbeat on core NATS until shutdown (best effort: a lost beat is
 //! the next one's job; three lost in a row and the monitor counts the process as down).
 
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use agentyard_core::heartbeat::Heartbeat;
@@ -44,7 +44,9 @@ pub fn spawn(
         capacity,
         in_flight: None,
         metrics_addr: None,
+        host_stats: None,
     };
+    let mut host = crate::host::Sampler::default();
     let subject = bus.subjects().heartbeat(role);
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(every);
@@ -56,6 +58,7 @@ pub fn spawn(
             beat.at = Utc::now();
             beat.in_flight = in_flight.as_ref().map(|n| n.load(Ordering::Relaxed));
             beat.metrics_addr = METRICS_ADDR.get().cloned();
+            beat.host_stats = host.sample();
             let Ok(payload) = serde_json::to_vec(&beat) else { return };
             if let Err(e) = bus.client().publish(subject.clone(), payload.into()).await {
                 tracing::debug!(error = %e, "cannot publish a heartbeat");

@@ -109,9 +109,16 @@ pub async fn run(mut settings: Settings, shutdown: CancellationToken) -> anyhow:
             .map_err(anyhow::Error::from)
     };
     let monitor = async {
-        agentyard_monitor::run(settings.clone(), store.clone(), bus.clone(), shutdown.clone())
-            .await
-            .map_err(anyhow::Error::from)
+        let model = Some(roles::model_endpoint(&provider));
+        agentyard_monitor::run(
+            settings.clone(),
+            store.clone(),
+            bus.clone(),
+            model,
+            shutdown.clone(),
+        )
+        .await
+        .map_err(anyhow::Error::from)
     };
     let res = tokio::try_join!(api, worker, tools, mcp, orchestrator, monitor);
     shutdown.cancel();

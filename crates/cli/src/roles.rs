@@ -205,8 +205,25 @@ pub async fn orchestrator(settings: Settings, shutdown: CancellationToken) -> an
 pub async fn monitor(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let store = connect_store(&settings, false).await?;
     let bus = connect_bus(&settings).await?;
-    agentyard_monitor::run(settings, store, bus, shutdown).await?;
+    // The model server the agent workers use, to probe its aliases; none configured, none
+    // probed.
+    let provider = Provider::from_settings(
+        settings.openai_base_url.as_deref(),
+        settings.openai_api_key.as_deref(),
+        settings.model.as_deref(),
+    )
+    .await;
+    let model = provider.as_ref().map(model_endpoint);
+    agentyard_monitor::run(settings, store, bus, model, shutdown).await?;
     Ok(())
+}
+
+/// Where `provider` serves, for the monitor's model probes.
+pub fn model_endpoint(provider: &Provider) -> agentyard_monitor::ModelEndpoint {
+    agentyard_monitor::ModelEndpoint {
+        base_url: provider.base_url.clone(),
+        api_key: provider.api_key.clone(),
+    }
 }
 
 /// `agentyard worker agent`: needs a configured model (OPENAI_BASE_URL, OPENAI_API_KEY or a

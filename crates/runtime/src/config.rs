@@ -29,6 +29,12 @@ pub struct Settings {
     pub events_max_age: Duration,
     /// How often every process publishes its heartbeat (three missed: down).
     pub heartbeat_every: Duration,
+    /// `AY_MONITOR_PROBE_EVERY`: how often the monitor checks Postgres, NATS, queues and hosts,
+    /// and evaluates the alert rules.
+    pub monitor_probe_every: Duration,
+    /// `AY_MONITOR_SLOW_PROBE_EVERY`: how often it lists each MCP server's tools and each model
+    /// alias (requests that cost the other side something).
+    pub monitor_slow_probe_every: Duration,
     pub agent_concurrency: usize,
     /// Model calls (and tool calls) per step before the run fails (the call gets an error).
     pub max_attempts: i64,
@@ -79,6 +85,9 @@ pub const KNOWN_AY_VARS: &[&str] = &[
     "AY_MAX_INPUT_BYTES",
     "AY_EVENTS_MAX_AGE",
     "AY_HEARTBEAT_EVERY",
+    "AY_MONITOR_PROBE_EVERY",
+    "AY_MONITOR_SLOW_PROBE_EVERY",
+    "AY_ALERT_WEBHOOK_SECRET",
     "AY_AGENT_CONCURRENCY",
     "AY_MAX_ATTEMPTS",
     "AY_MAX_DELIVERIES",
@@ -139,6 +148,13 @@ impl Settings {
             max_input_bytes: parse(&get, "AY_MAX_INPUT_BYTES", "262144", positive)?,
             events_max_age: parse(&get, "AY_EVENTS_MAX_AGE", "24h", parse_duration)?,
             heartbeat_every: parse(&get, "AY_HEARTBEAT_EVERY", "5s", parse_duration)?,
+            monitor_probe_every: parse(&get, "AY_MONITOR_PROBE_EVERY", "10s", parse_duration)?,
+            monitor_slow_probe_every: parse(
+                &get,
+                "AY_MONITOR_SLOW_PROBE_EVERY",
+                "60s",
+                parse_duration,
+            )?,
             agent_concurrency: parse(&get, "AY_AGENT_CONCURRENCY", "512", positive)?,
             max_attempts: parse(&get, "AY_MAX_ATTEMPTS", "5", |v| {
                 v.parse().ok().filter(|n: &i64| (1..=100).contains(n))

@@ -10,14 +10,18 @@
 //! - [`tenancy`]: organizations, users, tokens.
 //! - [`workflows`]: workflow definitions and templates, executions and their transitions.
 //! - [`triggers`]: cron schedules, bus events and signed webhooks that start executions.
-//! - [`system`]: the platform's state for operators (dependencies, processes by role).
+//! - [`system`]: the platform's state for operators (dependencies, processes by role, series,
+//!   alerts).
+//! - [`alerting`]: alert rules (`config/alerts.yaml`) and what they decide.
 //! - [`sweeper`]: ends what nothing else would: late input answers, runs that stopped moving.
 //! - [`error`]: the domain errors.
 
 pub mod agents;
+pub mod alerting;
 pub mod error;
 pub mod mcp;
 pub mod runs;
+pub mod series;
 pub mod sweeper;
 pub mod system;
 pub mod tenancy;
@@ -47,9 +51,34 @@ pub struct Services {
     pub mcp_servers: Arc<agentyard_mcp::ConfigServers>,
     /// The built-in workflow templates (`config/workflows/`).
     pub templates: Arc<agentyard_workflows::Templates>,
+    /// Alert rules and webhooks (`config/alerts.yaml`).
+    pub alerts: Arc<alerting::AlertConfig>,
 }
 
 impl Services {
+    /// The services, with the configuration files of `settings.config_dir` (or the compiled-in
+    /// ones) loaded and checked.
+    ///
+    /// # Errors
+    /// The first broken file, with its problems.
+    pub fn new(settings: Settings, store: Store, bus: Bus, outbox: Outbox) -> Result<Self, String> {
+        let dir = settings.config_dir.as_deref();
+        let catalog = agentyard_agents::Catalog::load(dir)?;
+        let mcp_servers = agentyard_mcp::ConfigServers::load(dir)?;
+        let templates = agentyard_workflows::Templates::load(dir, &workflows::known(&catalog))?;
+        let alerts = alerting::AlertConfig::load(dir, |k| std::env::var(k).ok())?;
+        Ok(Self {
+            store,
+            bus,
+            outbox,
+            settings: Arc::new(settings),
+            catalog: Arc::new(catalog),
+            mcp_servers: Arc::new(mcp_servers),
+            templates: Arc::new(templates),
+            alerts: Arc::new(alerts),
+        })
+    }
+
     /// Publishes outbox rows a transition wrote; a failure is logged and left to the relay
     /// (the state is committed).
     pub async fn dispatch(&self, rows: &[OutboxRow]) {

@@ -15,17 +15,22 @@
 //! - [`usage`]: usage and performance aggregated from the runs.
 //! - [`domain`]: the built-in tools' data (tasks, tickets, integrations).
 //! - [`monitor`]: instances by their heartbeats, and their ups and downs.
+//! - [`series`]: the monitor's lease and place in the event stream, time-bucketed series and
+//!   probes of dependencies.
+//! - [`alerts`]: alerts, the conditions behind them and their webhook deliveries.
 //! - [`tool_tokens`]: the signed tokens tool workers mint per call.
 //! - [`workflows`]: workflow definitions, executions and the transaction they advance in
 //!   (migrations/0004_workflows.sql).
 
 pub mod agents;
+pub mod alerts;
 pub mod domain;
 pub mod error;
 pub mod monitor;
 pub mod orgs;
 pub mod outbox;
 pub mod runs;
+pub mod series;
 pub mod threads;
 pub mod tool_tokens;
 pub mod tools;

@@ -25,6 +25,8 @@ pub struct InstanceRow {
     /// `up` or `down`.
     pub status: String,
     pub status_since: DateTime<Utc>,
+    /// Where it serves `GET /metrics`.
+    pub metrics_addr: Option<String>,
 }
 
 impl Store {
@@ -40,11 +42,12 @@ impl Store {
         sqlx::query(
             "WITH prev AS (SELECT status FROM instances WHERE id = $1), \
              up AS (INSERT INTO instances(id, role, version, host, pid, started_at, last_seen, \
-                        every_ms, capacity, in_flight, status, status_since) \
+                        every_ms, capacity, in_flight, status, status_since, metrics_addr) \
                     VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp(), $7, $8, $9, 'up', \
-                        clock_timestamp()) \
+                        clock_timestamp(), $10) \
                     ON CONFLICT (id) DO UPDATE SET last_seen = clock_timestamp(), \
                         capacity = EXCLUDED.capacity, in_flight = EXCLUDED.in_flight, status = 'up', \
+                        metrics_addr = EXCLUDED.metrics_addr, \
                         status_since = CASE WHEN instances.status = 'up' \
                             THEN instances.status_since ELSE clock_timestamp() END \
                     RETURNING id, role) \
@@ -61,6 +64,7 @@ impl Store {
         .bind(every)
         .bind(capacity)
         .bind(in_flight)
+        .bind(&hb.metrics_addr)
         .execute(&self.pool)
         .await
         .map_err(|e| StoreError::db("record_heartbeat", e))?;

@@ -609,6 +609,20 @@ impl Store {
             .map_err(|e| StoreError::db("mcp_server_token", e))
     }
 
+    /// Every organization's servers with their tokens, for the monitor's probes:
+    /// (id, org, name, url, bearer token).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn every_mcp_server(
+        &self,
+    ) -> Result<Vec<(McpServerId, OrgId, String, String, Option<String>)>> {
+        sqlx::query_as("SELECT id, org_id, name, url, bearer_token FROM mcp_servers ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| StoreError::db("every_mcp_server", e))
+    }
+
     /// Stores a server's tools/list (or the error of trying).
     ///
     /// # Errors

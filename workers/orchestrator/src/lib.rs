@@ -106,13 +106,6 @@ pub async fn run(
     bus: Bus,
     shutdown: CancellationToken,
 ) -> Result<(), OrchestratorError> {
-    let catalog = agentyard_agents::Catalog::load(settings.config_dir.as_deref())
-        .map_err(OrchestratorError::Config)?;
-    let mcp_servers = agentyard_mcp::ConfigServers::load(settings.config_dir.as_deref())
-        .map_err(OrchestratorError::Config)?;
-    let known = agentyard_services::workflows::known(&catalog);
-    let templates = agentyard_workflows::Templates::load(settings.config_dir.as_deref(), &known)
-        .map_err(OrchestratorError::Config)?;
     let outbox = Outbox::start(bus.clone(), store.clone(), shutdown.clone());
     // Each advance holds one pooled connection (its transaction) from start to end: more at
     // once than the pool has would only queue for connections.
@@ -122,15 +115,8 @@ pub async fn run(
     let capacity = u64::try_from(concurrency).ok();
     let role = "orchestrator";
     agentyard_bus::heartbeat::spawn(bus.clone(), role, capacity, jobs, every, shutdown.clone());
-    let services = Services {
-        store,
-        bus: bus.clone(),
-        outbox,
-        settings: Arc::new(settings),
-        catalog: Arc::new(catalog),
-        mcp_servers: Arc::new(mcp_servers),
-        templates: Arc::new(templates),
-    };
+    let services =
+        Services::new(settings, store, bus.clone(), outbox).map_err(OrchestratorError::Config)?;
     tokio::spawn(timers(services.clone(), shutdown.clone()));
     let triggers: Triggers = Arc::default();
     tokio::spawn(cron(services.clone(), triggers.clone(), shutdown.clone()));

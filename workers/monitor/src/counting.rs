@@ -1,0 +1,240 @@
+//! Counting events into series. The lead monitor reads the `EVENTS` stream in order from the
+//! position kept in Postgres and, every second (or every few thousand events), adds what it
+//! counted and moves the position in one transaction: a monitor killed at any moment counts
+//! every event once, and one that was down catches up on what the stream still keeps.
+//!
+//! Counted, per organization, in minute and hour buckets at the time of the event:
+//! - a run's end: `run.latency_ms` (post to end; key `agent=,status=`), its tokens and cost
+//!   (`run.tokens_input`, `run.tokens_output`, `run.cost_usd`; key `agent=,model=`);
+//! - a run's start: `run.queue_wait_ms` (post to pickup; key `agent=`);
+//! - its first streamed token: `run.ttft_ms` (post to the token's publication; key `agent=`);
+//! - a tool call's end: `tool.latency_ms` (key `tool=,server=,outcome=`).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use agentyard_bus::events::SeqEvent;
+use agentyard_core::events::{Event, EventKind};
+use agentyard_core::{AgentId, RunId};
+use agentyard_services::series::{LATENCY_BOUNDS_MS, bucket_of, is_latency};
+use agentyard_store::series::BucketAdd;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::{Ctx, LEASE};
+
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+const FLUSH_AT: usize = 5_000;
+/// Runs started and waiting for their first token, at most.
+const MAX_WAITING: usize = 200_000;
+
+/// Observations summed per series and bucket, waiting to be written.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    sums: HashMap<(&'static str, i32, DateTime<Utc>, Uuid, String), Acc>,
+}
+
+#[derive(Debug)]
+struct Acc {
+    count: i64,
+    sum: f64,
+    min: f64,
+    max: f64,
+    hist: Option<Vec<i64>>,
+}
+
+impl Tally {
+    /// Counts `value` of `metric` at `at`, into its minute and its hour.
+    pub(crate) fn observe(
+        &mut self,
+        metric: &'static str,
+        at: DateTime<Utc>,
+        org: Uuid,
+        key: String,
+        value: f64,
+    ) {
+        for step in [60, 3600] {
+            let bucket = agentyard_services::series::floor(at, i64::from(step));
+            let acc = self.sums.entry((metric, step, bucket, org, key.clone())).or_insert(Acc {
+                count: 0,
+                sum: 0.0,
+                min: value,
+                max: value,
+                hist: is_latency(metric).then(|| vec![0; LATENCY_BOUNDS_MS.len() + 1]),
+            });
+            acc.count += 1;
+            acc.sum += value;
+            acc.min = acc.min.min(value);
+            acc.max = acc.max.max(value);
+            if let Some(h) = &mut acc.hist {
+                h[bucket_of(value)] += 1;
+            }
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.sums.is_empty()
+    }
+
+    /// Everything counted, as rows to add.
+    pub(crate) fn drain(&mut self) -> Vec<BucketAdd> {
+        self.sums
+            .drain()
+            .map(|((metric, step, bucket, org, key), a)| BucketAdd {
+                metric: metric.to_owned(),
+                step_secs: step,
+                bucket,
+                org_id: org,
+                key,
+                count: a.count,
+                sum: a.sum,
+                min: a.min,
+                max: a.max,
+                hist: a.hist,
+            })
+            .collect()
+    }
+}
+
+/// What the counter remembers between events: the runs started and not yet streaming.
+#[derive(Debug, Default)]
+struct Counter {
+    tally: Tally,
+    waiting: HashMap<RunId, (AgentId, DateTime<Utc>)>,
+}
+
+fn ms(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+    ((to - from).num_microseconds().unwrap_or(0) as f64 / 1e3).max(0.0)
+}
+
+impl Counter {
+    fn count(&mut self, e: &SeqEvent, at: DateTime<Utc>) {
+        let org = e.org.0;
+        match e.kind {
+            EventKind::RunStarted => {
+                let Some(run) = e.run() else { return };
+                let started = run.started_at.unwrap_or(at);
+                let key = format!("agent={}", run.agent_id);
+                self.tally.observe(
+                    "run.queue_wait_ms",
+                    started,
+                    org,
+                    key,
+                    ms(run.created_at, started),
+                );
+                if self.waiting.len() >= MAX_WAITING {
+                    self.waiting.clear();
+                }
+                self.waiting.insert(run.id, (run.agent_id, run.created_at));
+            }
+            EventKind::MessageDelta => {
+                if let Some((agent, created)) = self.waiting.remove(&e.run) {
+                    self.tally.observe(
+                        "run.ttft_ms",
+                        at,
+                        org,
+                        format!("agent={agent}"),
+                        ms(created, at),
+                    );
+                }
+            }
+            kind if kind.is_terminal() => {
+                self.waiting.remove(&e.run);
+                let Some(run) = e.run() else { return };
+                let ended = run.completed_at.unwrap_or(at);
+                let agent = run.agent_id;
+                let key = format!("agent={agent},status={}", run.status.as_str());
+                self.tally.observe("run.latency_ms", ended, org, key, ms(run.created_at, ended));
+                if let Some(u) = &run.usage {
+                    let model = u.model.as_deref().unwrap_or("unknown");
+                    let key = format!("agent={agent},model={model}");
+                    let t = &mut self.tally;
+                    t.observe(
+                        "run.tokens_input",
+                        ended,
+                        org,
+                        key.clone(),
+                        f64::from(u.prompt_tokens),
+                    );
+                    t.observe(
+                        "run.tokens_output",
+                        ended,
+                        org,
+                        key.clone(),
+                        f64::from(u.completion_tokens),
+                    );
+                    t.observe("run.cost_usd", ended, org, key, u.cost_usd.unwrap_or(0.0));
+                }
+            }
+            EventKind::ToolCallCompleted => {
+                let Ok(Event::ToolCallCompleted(c)) = e.event() else { return };
+                let server = agentyard_core::tools::server_of(&c.name);
+                let outcome = if c.is_error { "error" } else { "ok" };
+                let key = format!("tool={},server={server},outcome={outcome}", c.name);
+                let took = c.duration_ms.unwrap_or(0) as f64;
+                self.tally.observe("tool.latency_ms", at, org, key, took);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Counts events until `stop`, or until the stream breaks or the lease is lost.
+pub(crate) async fn run(ctx: Ctx, stop: CancellationToken) {
+    if let Err(e) = count(&ctx, &stop).await {
+        tracing::warn!(error = %e, "counting events stopped; starting again from its position");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn count(ctx: &Ctx, stop: &CancellationToken) -> Result<(), String> {
+    let after = ctx.store.monitor_position(LEASE).await.map_err(|e| e.to_string())?.unwrap_or(0);
+    let events = ctx.bus.events_after(after).await.map_err(|e| e.to_string())?;
+    tracing::info!(after, "counting events");
+    let mut events = std::pin::pin!(events);
+    let mut counter = Counter::default();
+    let mut position: Option<u64> = None;
+    let mut pending = 0usize;
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => {
+                flush(ctx, &mut counter.tally, &mut position).await?;
+                return Ok(());
+            }
+            _ = tick.tick() => {
+                flush(ctx, &mut counter.tally, &mut position).await?;
+                pending = 0;
+            }
+            next = events.next() => {
+                let Some((seq, event)) = next else {
+                    flush(ctx, &mut counter.tally, &mut position).await?;
+                    return Err("the event stream ended".into());
+                };
+                if let Some((e, at)) = event {
+                    counter.count(&e, at);
+                }
+                position = Some(seq);
+                pending += 1;
+                if pending >= FLUSH_AT {
+                    flush(ctx, &mut counter.tally, &mut position).await?;
+                    pending = 0;
+                }
+            }
+        }
+    }
+}
+
+async fn flush(ctx: &Ctx, tally: &mut Tally, position: &mut Option<u64>) -> Result<(), String> {
+    if tally.is_empty() && position.is_none() {
+        return Ok(());
+    }
+    let rows = tally.drain();
+    match ctx.store.add_buckets((LEASE, &ctx.holder), position.take(), &rows).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err("the lease was lost; nothing written".into()),
+        Err(e) => Err(format!("cannot write the counts: {e}")),
+    }
+}
