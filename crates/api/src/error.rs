@@ -223,6 +223,7 @@ path_entity!(
     agentyard_core::TokenId => Token,
     agentyard_core::IntegrationId => Integration,
     agentyard_core::ExecutionId => Execution,
+    uuid::Uuid => Alert,
 );
 
 /// The `{id}` of the path, parsed.

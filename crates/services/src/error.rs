@@ -17,6 +17,7 @@ pub enum Entity {
     Workflow,
     Execution,
     Hook,
+    Alert,
 }
 
 impl Entity {
@@ -34,6 +35,7 @@ impl Entity {
             Self::Workflow => "workflow_not_found",
             Self::Execution => "execution_not_found",
             Self::Hook => "hook_not_found",
+            Self::Alert => "alert_not_found",
         }
     }
 
@@ -51,6 +53,7 @@ impl Entity {
             Self::Workflow => "workflow",
             Self::Execution => "workflow execution",
             Self::Hook => "webhook",
+            Self::Alert => "alert",
         }
     }
 }

@@ -58,6 +58,7 @@ pub struct ConditionRow {
 /// A webhook delivery that is due, with its alert.
 #[derive(Clone, Debug, PartialEq, FromRow)]
 pub struct DueDelivery {
+    #[sqlx(rename = "delivery_id")]
     pub id: i64,
     pub event: String,
     pub url: String,
@@ -273,7 +274,7 @@ impl Store {
                 SET next_at = clock_timestamp() + make_interval(secs => $2) \
                 FROM due WHERE d.id = due.id RETURNING d.id, d.alert_id, d.event, d.url, \
                     d.attempts) \
-             SELECT claimed.id, claimed.event, claimed.url, claimed.attempts, {ALERT_COLUMNS} \
+             SELECT claimed.id AS delivery_id, claimed.event, claimed.url, claimed.attempts, {ALERT_COLUMNS} \
              FROM claimed JOIN alerts ON alerts.id = claimed.alert_id ORDER BY claimed.id"
         )))
         .bind(limit)

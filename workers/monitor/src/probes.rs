@@ -112,13 +112,16 @@ async fn round(ctx: &Ctx, state: &mut State) {
     let mut written = 0;
     for r in &state.unwritten {
         match ctx.store.record_probe(r).await {
-            Ok(Some(status)) => {
-                tracing::warn!(
-                    probe = r.name,
-                    status,
-                    error = r.error.as_deref().unwrap_or(""),
-                    "a probe changed state"
-                );
+            Ok(Some(_)) => {
+                if r.up {
+                    tracing::info!(probe = r.name, "a probe answers: up");
+                } else {
+                    tracing::warn!(
+                        probe = r.name,
+                        error = r.error.as_deref().unwrap_or(""),
+                        "a probe fails: down"
+                    );
+                }
                 written += 1;
             }
             Ok(None) => written += 1,
