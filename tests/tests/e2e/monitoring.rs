@@ -201,10 +201,13 @@ async fn the_health_report_counts_a_known_workload_exactly_and_each_org_sees_its
     assert_eq!(stored, 8);
 }
 
+/// A request as received: its headers (names in lower case) and body.
+type Request = (Vec<(String, String)>, Vec<u8>);
+
 /// A webhook receiver: answers 500 to its first request, then 200; keeps every request.
 struct Receiver {
     url: String,
-    got: Arc<Mutex<Vec<(Vec<(String, String)>, Vec<u8>)>>>,
+    got: Arc<Mutex<Vec<Request>>>,
 }
 
 async fn receiver() -> Receiver {
