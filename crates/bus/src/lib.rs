@@ -16,6 +16,7 @@
 pub mod error;
 pub mod events;
 pub mod heartbeat;
+pub mod metrics;
 pub mod outbox;
 pub mod runner;
 
