@@ -7,6 +7,7 @@ mod engine;
 mod failures;
 mod isolation;
 mod load;
+mod metrics;
 mod multitask;
 mod outage;
 mod peers;
