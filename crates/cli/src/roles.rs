@@ -132,7 +132,7 @@ pub async fn serve_api(
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "API listening");
     if settings.metrics {
-        agentyard_bus::heartbeat::announce_metrics_addr(addr.to_string());
+        agentyard_bus::heartbeat::announce_metrics_addr(reachable(addr));
     }
     let state = agentyard_api::AppState::new(settings, store, bus, shutdown.clone()).await?;
     agentyard_api::serve(listener, state, shutdown).await?;
@@ -148,7 +148,7 @@ pub async fn mcp_server(settings: Settings, shutdown: CancellationToken) -> anyh
     let bus = connect_bus(&settings).await?;
     // Its own listener serves /metrics too (under `dev`, the API's listener is announced).
     if settings.metrics {
-        agentyard_bus::heartbeat::announce_metrics_addr(settings.mcp_addr.to_string());
+        agentyard_bus::heartbeat::announce_metrics_addr(reachable(settings.mcp_addr));
     }
     serve_mcp(&settings, store, bus, shutdown).await
 }
@@ -169,8 +169,21 @@ pub async fn serve_worker_metrics(
         .await
         .with_context(|| format!("cannot listen on AY_METRICS_ADDR={}", settings.metrics_addr))?;
     tracing::info!(url = %format!("http://{addr}/metrics"), "metrics listening");
-    agentyard_bus::heartbeat::announce_metrics_addr(addr.to_string());
+    agentyard_bus::heartbeat::announce_metrics_addr(reachable(addr));
     Ok(())
+}
+
+/// How others reach a bound address: an unspecified IP (`0.0.0.0`, `::`) is replaced with
+/// the host's name (a container's name resolves in its network).
+fn reachable(addr: std::net::SocketAddr) -> String {
+    if !addr.ip().is_unspecified() {
+        return addr.to_string();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    match host.trim() {
+        "" => addr.to_string(),
+        host => format!("{host}:{}", addr.port()),
+    }
 }
 
 /// Binds `AY_MCP_ADDR` and serves the built-in MCP tool server until `shutdown`.
@@ -307,4 +320,14 @@ pub async fn scripted_llm(
     eprintln!("scripted model listening on http://{}/v1", listener.local_addr()?);
     agentyard_scripted_llm::serve(listener, options, shutdown).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_unspecified_address_is_announced_with_the_host_name() {
+        assert_eq!(super::reachable("127.0.0.1:9464".parse().unwrap()), "127.0.0.1:9464");
+        let any = super::reachable("0.0.0.0:9464".parse().unwrap());
+        assert!(any.ends_with(":9464") && !any.starts_with("0.0.0.0"), "{any}");
+    }
 }
