@@ -72,9 +72,9 @@ pub enum StartError {
     Bus(#[from] agentyard_bus::BusError),
 }
 
-/// The whole HTTP surface.
+/// The whole HTTP surface, with `GET /metrics` (unless metrics are off: `AY_METRICS=off`).
 pub fn router(state: AppState) -> Router {
-    routes::router(state)
+    agentyard_metrics::http::instrument(routes::router(state))
 }
 
 /// Serves `router(state)` on `listener` until `shutdown`.

@@ -17,6 +17,7 @@ pub mod error;
 pub mod events;
 pub mod heartbeat;
 pub mod host;
+pub mod metrics;
 pub mod outbox;
 pub mod runner;
 

@@ -72,7 +72,7 @@ impl Outbox {
                 let p = match publication(self.bus.subjects(), fact) {
                     Ok(p) => p,
                     Err(e) => {
-                        sent.push((row, String::new(), String::new(), Err(e)));
+                        sent.push((row, String::new(), String::new(), Err(e), None));
                         continue;
                     }
                 };
@@ -82,14 +82,20 @@ impl Outbox {
                     subject: p.subject.clone(),
                     source: e.into(),
                 });
-                sent.push((row, p.subject, p.msg_id, ack));
+                let ends = crate::metrics::terminal(fact);
+                sent.push((row, p.subject, p.msg_id, ack, ends));
             }
         }
-        let waits = sent.into_iter().map(|(row, subject, msg_id, ack)| async move {
+        let waits = sent.into_iter().map(|(row, subject, msg_id, ack, ends)| async move {
             let res = match ack {
                 Ok(ack) => ack
                     .await
-                    .map(|_| ())
+                    .map(|ack| {
+                        // A duplicate was counted by whoever published it first.
+                        if let Some((status, seconds)) = ends.filter(|_| !ack.duplicate) {
+                            agentyard_metrics::run_ended(status, seconds);
+                        }
+                    })
                     .map_err(|e| BusError::Publish { subject: subject.clone(), source: e.into() }),
                 Err(e) => Err(e),
             };

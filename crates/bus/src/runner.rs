@@ -110,6 +110,8 @@ pub async fn run<H: Handler>(
     shutdown: CancellationToken,
     handler: Arc<H>,
 ) -> Result<()> {
+    let names: Vec<String> = consumers.iter().map(|c| c.cached_info().name.clone()).collect();
+    crate::metrics::watch_runner(&bus, H::KIND, &names, settings.in_flight.clone());
     let permits = Arc::new(Semaphore::new(settings.concurrency));
     let tasks = TaskTracker::new();
     let cap = settings.concurrency.clamp(1, 256);

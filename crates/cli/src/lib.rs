@@ -117,6 +117,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     for warning in settings.unknown_var_warnings() {
         tracing::warn!("{warning}");
     }
+    agentyard_metrics::set_enabled(settings.metrics);
     let shutdown = CancellationToken::new();
     tokio::spawn(agentyard_runtime::signal::cancel_on_signal(shutdown.clone()));
     match cli.command {

@@ -129,7 +129,11 @@ pub async fn serve_api(
     let listener = tokio::net::TcpListener::bind(settings.http_addr)
         .await
         .with_context(|| format!("cannot listen on AY_HTTP_ADDR={}", settings.http_addr))?;
-    tracing::info!(addr = %listener.local_addr()?, "API listening");
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "API listening");
+    if settings.metrics {
+        agentyard_bus::heartbeat::announce_metrics_addr(reachable(addr));
+    }
     let state = agentyard_api::AppState::new(settings, store, bus, shutdown.clone()).await?;
     agentyard_api::serve(listener, state, shutdown).await?;
     Ok(())
@@ -142,7 +146,44 @@ pub async fn serve_api(
 pub async fn mcp_server(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let store = connect_store(&settings, false).await?;
     let bus = connect_bus(&settings).await?;
+    // Its own listener serves /metrics too (under `dev`, the API's listener is announced).
+    if settings.metrics {
+        agentyard_bus::heartbeat::announce_metrics_addr(reachable(settings.mcp_addr));
+    }
     serve_mcp(&settings, store, bus, shutdown).await
+}
+
+/// Serves `GET /metrics` at `AY_METRICS_ADDR` for a worker (which has no HTTP server of its
+/// own), logs the address and puts it in the heartbeats; nothing when metrics are off.
+///
+/// # Errors
+/// When the address cannot be bound.
+pub async fn serve_worker_metrics(
+    settings: &Settings,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    if !settings.metrics {
+        return Ok(());
+    }
+    let addr = agentyard_metrics::http::serve(settings.metrics_addr, shutdown.clone())
+        .await
+        .with_context(|| format!("cannot listen on AY_METRICS_ADDR={}", settings.metrics_addr))?;
+    tracing::info!(url = %format!("http://{addr}/metrics"), "metrics listening");
+    agentyard_bus::heartbeat::announce_metrics_addr(reachable(addr));
+    Ok(())
+}
+
+/// How others reach a bound address: an unspecified IP (`0.0.0.0`, `::`) is replaced with
+/// the host's name (a container's name resolves in its network).
+fn reachable(addr: std::net::SocketAddr) -> String {
+    if !addr.ip().is_unspecified() {
+        return addr.to_string();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    match host.trim() {
+        "" => addr.to_string(),
+        host => format!("{host}:{}", addr.port()),
+    }
 }
 
 /// Binds `AY_MCP_ADDR` and serves the built-in MCP tool server until `shutdown`.
@@ -182,6 +223,7 @@ pub async fn tool_worker(settings: Settings, shutdown: CancellationToken) -> any
     .map(|p| Llm::new(&p, settings.llm_timeout));
     let store = connect_store(&settings, false).await?;
     let bus = connect_bus(&settings).await?;
+    serve_worker_metrics(&settings, &shutdown).await?;
     agentyard_tool_worker::run(settings, store, bus, llm, shutdown).await?;
     Ok(())
 }
@@ -194,6 +236,7 @@ pub async fn orchestrator(settings: Settings, shutdown: CancellationToken) -> an
     check_agents_file(&settings)?;
     let store = connect_store(&settings, false).await?;
     let bus = connect_bus(&settings).await?;
+    serve_worker_metrics(&settings, &shutdown).await?;
     agentyard_orchestrator::run(settings, store, bus, shutdown).await?;
     Ok(())
 }
@@ -213,6 +256,7 @@ pub async fn monitor(settings: Settings, shutdown: CancellationToken) -> anyhow:
         settings.model.as_deref(),
     )
     .await;
+    serve_worker_metrics(&settings, &shutdown).await?;
     let model = provider.as_ref().map(model_endpoint);
     agentyard_monitor::run(settings, store, bus, model, shutdown).await?;
     Ok(())
@@ -246,6 +290,7 @@ pub async fn agent_worker(settings: Settings, shutdown: CancellationToken) -> an
     eprintln!("{}", provider.banner());
     let store = connect_store(&settings, false).await?;
     let bus = connect_bus(&settings).await?;
+    serve_worker_metrics(&settings, &shutdown).await?;
     run_agent_worker(settings, store, bus, &provider, shutdown).await
 }
 
@@ -292,4 +337,14 @@ pub async fn scripted_llm(
     eprintln!("scripted model listening on http://{}/v1", listener.local_addr()?);
     agentyard_scripted_llm::serve(listener, options, shutdown).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_unspecified_address_is_announced_with_the_host_name() {
+        assert_eq!(super::reachable("127.0.0.1:9464".parse().unwrap()), "127.0.0.1:9464");
+        let any = super::reachable("0.0.0.0:9464".parse().unwrap());
+        assert!(any.ends_with(":9464") && !any.starts_with("0.0.0.0"), "{any}");
+    }
 }

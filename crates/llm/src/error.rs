@@ -74,6 +74,18 @@ impl LlmError {
         }
     }
 
+    /// `error.type` in the GenAI metrics: the HTTP status, or what broke (a small fixed set).
+    pub fn error_type(&self) -> std::borrow::Cow<'static, str> {
+        match self {
+            Self::Status { status, .. } => status.to_string().into(),
+            Self::Timeout(_) => "timeout".into(),
+            Self::Connect(_) => "connect".into(),
+            Self::Stream(_) => "stream".into(),
+            Self::Protocol(_) => "protocol".into(),
+            Self::Incomplete(_) => "incomplete".into(),
+        }
+    }
+
     /// The stable error code a run fails with because of this error.
     pub fn code(&self) -> &'static str {
         use agentyard_core::run::error_codes::{LLM_BAD_REQUEST, LLM_INCOMPLETE, LLM_UNAVAILABLE};

@@ -122,6 +122,8 @@ pub struct Llm {
     api_key: Option<String>,
     model: String,
     timeout: Duration,
+    /// `gen_ai.provider.name` in the metrics.
+    provider_name: &'static str,
 }
 
 impl Llm {
@@ -151,6 +153,7 @@ impl Llm {
             api_key: provider.api_key.clone(),
             model: provider.model.clone(),
             timeout,
+            provider_name: provider.kind.gen_ai_name(),
         }
     }
 
@@ -218,13 +221,15 @@ impl Llm {
     pub async fn stream_chat(&self, req: &ChatRequest) -> Result<ChatStream, LlmError> {
         let prompt_chars = req.messages.iter().map(|m| m.content.len()).sum();
         let body = self.request(req);
+        let call = stream::CallMetrics::start(self.provider_name, &body.model);
         let chat = self.client.chat();
         let timeout = req.timeout.map_or(self.timeout, |t| t.min(self.timeout));
         let inner = match tokio::time::timeout(timeout, chat.create_stream(body)).await {
-            Ok(r) => r.map_err(LlmError::from_openai)?,
-            Err(_) => return Err(LlmError::Timeout(timeout)),
+            Ok(Ok(inner)) => inner,
+            Ok(Err(e)) => return Err(call.failed(LlmError::from_openai(e))),
+            Err(_) => return Err(call.failed(LlmError::Timeout(timeout))),
         };
-        Ok(ChatStream::new(inner, timeout, prompt_chars))
+        Ok(ChatStream::new(inner, timeout, prompt_chars, call))
     }
 
     #[allow(deprecated)] // `max_tokens`: deprecated by OpenAI, the one self-hosted servers read

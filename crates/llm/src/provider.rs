@@ -16,6 +16,19 @@ pub enum ProviderKind {
     Scripted,
 }
 
+impl ProviderKind {
+    /// `gen_ai.provider.name`: `openai` for OpenAI and for any server configured with
+    /// `OPENAI_BASE_URL` (it speaks OpenAI's API; which software it is, we cannot know),
+    /// `ollama`, `scripted`.
+    pub fn gen_ai_name(self) -> &'static str {
+        match self {
+            Self::Configured | Self::OpenAi => "openai",
+            Self::Ollama => "ollama",
+            Self::Scripted => "scripted",
+        }
+    }
+}
+
 /// A model endpoint.
 #[derive(Clone, Debug)]
 pub struct Provider {

@@ -2,7 +2,7 @@
 //! buffered, so a fast model does not cost one event per token), tool calls accumulated by
 //! index, and usage.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use agentyard_core::run::Usage;
 use async_openai::types::chat::{CreateChatCompletionStreamResponse, FinishReason};
@@ -39,6 +39,80 @@ pub struct ChatStream {
     usage: Option<Usage>,
     finish_reason: Option<String>,
     ended: bool,
+    call: CallMetrics,
+}
+
+/// One model call as the GenAI metrics see it: recorded once, when it ends (or fails).
+#[derive(Debug)]
+pub(crate) struct CallMetrics {
+    provider: &'static str,
+    request_model: String,
+    response_model: String,
+    started: Instant,
+    first_chunk: bool,
+    recorded: bool,
+}
+
+impl CallMetrics {
+    pub(crate) fn start(provider: &'static str, request_model: &str) -> Self {
+        Self {
+            provider,
+            request_model: request_model.to_owned(),
+            response_model: String::new(),
+            started: Instant::now(),
+            first_chunk: false,
+            recorded: false,
+        }
+    }
+
+    fn labels(&self) -> agentyard_metrics::GenAiCall<'_> {
+        agentyard_metrics::GenAiCall {
+            provider: self.provider,
+            request_model: &self.request_model,
+            response_model: &self.response_model,
+        }
+    }
+
+    fn chunk(&mut self, model: &str) {
+        if self.response_model.is_empty() && !model.is_empty() {
+            model.clone_into(&mut self.response_model);
+        }
+        if !self.first_chunk {
+            self.first_chunk = true;
+            self.labels().first_chunk(self.started.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Records the failure (once) and hands the error back.
+    pub(crate) fn failed(mut self, e: LlmError) -> LlmError {
+        self.fail(&e);
+        e
+    }
+
+    fn fail(&mut self, e: &LlmError) {
+        if !std::mem::replace(&mut self.recorded, true) {
+            let seconds = self.started.elapsed().as_secs_f64();
+            self.labels().ended(Some(&e.error_type()), seconds);
+        }
+    }
+
+    fn succeeded(&mut self, usage: &Usage) {
+        if !std::mem::replace(&mut self.recorded, true) {
+            let labels = self.labels();
+            labels.ended(None, self.started.elapsed().as_secs_f64());
+            labels.tokens(u64::from(usage.prompt_tokens), u64::from(usage.completion_tokens));
+        }
+    }
+}
+
+/// A call given up before its end (the run was cancelled) counts as failed with `cancelled`.
+impl Drop for CallMetrics {
+    fn drop(&mut self) {
+        if !self.recorded {
+            self.recorded = true;
+            self.labels().ended(Some("cancelled"), self.started.elapsed().as_secs_f64());
+        }
+    }
 }
 
 impl std::fmt::Debug for ChatStream {
@@ -52,6 +126,7 @@ impl ChatStream {
         inner: StreamResponse<CreateChatCompletionStreamResponse>,
         timeout: Duration,
         prompt_chars: usize,
+        call: CallMetrics,
     ) -> Self {
         Self {
             inner,
@@ -62,6 +137,7 @@ impl ChatStream {
             usage: None,
             finish_reason: None,
             ended: false,
+            call,
         }
     }
 
@@ -70,6 +146,14 @@ impl ChatStream {
     /// # Errors
     /// When the stream breaks or stalls longer than the timeout.
     pub async fn next_delta(&mut self) -> Result<Option<String>, LlmError> {
+        let next = self.read_delta().await;
+        if let Err(e) = &next {
+            self.call.fail(e);
+        }
+        next
+    }
+
+    async fn read_delta(&mut self) -> Result<Option<String>, LlmError> {
         let mut delta = String::new();
         while !self.ended {
             let chunk = if delta.is_empty() {
@@ -93,6 +177,7 @@ impl ChatStream {
     }
 
     fn absorb(&mut self, chunk: CreateChatCompletionStreamResponse, delta: &mut String) {
+        self.call.chunk(&chunk.model);
         if let Some(u) = chunk.usage {
             self.usage = Some(Usage {
                 prompt_tokens: u.prompt_tokens,
@@ -141,7 +226,9 @@ impl ChatStream {
     pub async fn finish(mut self) -> Result<Completion, LlmError> {
         while self.next_delta().await?.is_some() {}
         if self.finish_reason.is_none() {
-            return Err(LlmError::Incomplete(self.content.len()));
+            let e = LlmError::Incomplete(self.content.len());
+            self.call.fail(&e);
+            return Err(e);
         }
         let usage = self.usage.unwrap_or_else(|| {
             let prompt = estimate_tokens(self.prompt_chars);
@@ -154,6 +241,7 @@ impl ChatStream {
                 ..Usage::default()
             }
         });
+        self.call.succeeded(&usage);
         Ok(Completion {
             content: self.content,
             tool_calls: self.tool_calls,

@@ -149,3 +149,60 @@ async fn repeated_tool_call_ids_and_names_are_not_doubled_and_missing_usage_is_e
     assert!(done.usage.estimated);
     assert!(done.usage.prompt_tokens > 0);
 }
+
+/// The value of the sample of `name` whose labels include every one of `labels`.
+fn sample(name: &str, labels: &[&str]) -> Option<f64> {
+    agentyard_metrics::encode().lines().find_map(|l| {
+        let (series, value) = l.rsplit_once(' ')?;
+        let matches = series.split('{').next() == Some(name)
+            && labels.iter().all(|want| series.contains(want));
+        matches.then(|| value.parse().unwrap())
+    })
+}
+
+#[tokio::test]
+async fn every_call_is_measured_as_the_genai_conventions_say() {
+    let script = r#"
+rules:
+  - match: "^broken"
+    responses: [{ error: { status: 503 } }]
+  - match: "^slow"
+    responses: [{ text: "one two three four five six", token_delay_ms: 200 }]
+"#;
+    let options = Options { script: Script::from_yaml_str(script).unwrap(), ..Default::default() };
+    let server = agentyard_scripted_llm::spawn(options).await.unwrap();
+    let llm = Llm::new(&Provider::scripted(server.base_url.clone(), None), Duration::from_secs(5));
+    let call = |model: &str, text: &str| ChatRequest {
+        model: Some(model.to_owned()),
+        ..request(vec![ChatMessage::new(Role::User, text)])
+    };
+
+    let done = llm.stream_chat(&call("m-ok", "hello")).await.unwrap().finish().await.unwrap();
+    let ok = [
+        "gen_ai_operation_name=\"chat\"",
+        "gen_ai_provider_name=\"scripted\"",
+        "gen_ai_request_model=\"m-ok\"",
+    ];
+    assert_eq!(sample("gen_ai_client_operation_duration_seconds_count", &ok), Some(1.0));
+    assert_eq!(sample("gen_ai_client_operation_time_to_first_chunk_seconds_count", &ok), Some(1.0));
+    let input = [ok[2], "gen_ai_token_type=\"input\""];
+    let output = [ok[2], "gen_ai_token_type=\"output\""];
+    let tokens = "gen_ai_client_token_usage_sum";
+    assert_eq!(sample(tokens, &input), Some(f64::from(done.usage.prompt_tokens)));
+    assert_eq!(sample(tokens, &output), Some(f64::from(done.usage.completion_tokens)));
+    let line = agentyard_metrics::encode();
+    let line = line.lines().find(|l| l.contains("m-ok") && l.contains("duration")).unwrap();
+    assert!(line.contains("gen_ai_response_model=") && !line.contains("error_type"), "{line}");
+
+    llm.stream_chat(&call("m-broken", "broken")).await.expect_err("503");
+    let failed = ["gen_ai_request_model=\"m-broken\"", "error_type=\"503\""];
+    assert_eq!(sample("gen_ai_client_operation_duration_seconds_count", &failed), Some(1.0));
+    assert_eq!(sample(tokens, &["m-broken"]), None, "no tokens for a failed call");
+
+    // A stream given up half-way (the run was cancelled).
+    let mut stream = llm.stream_chat(&call("m-cancel", "slow")).await.unwrap();
+    stream.next_delta().await.unwrap();
+    drop(stream);
+    let cancelled = ["gen_ai_request_model=\"m-cancel\"", "error_type=\"cancelled\""];
+    assert_eq!(sample("gen_ai_client_operation_duration_seconds_count", &cancelled), Some(1.0));
+}

@@ -73,6 +73,11 @@ pub struct Settings {
     pub tool_concurrency: usize,
     /// Event streams (SSE) one token may hold open on one API process.
     pub max_streams_per_token: usize,
+    /// Record metrics and serve `GET /metrics` (`AY_METRICS=off` turns both off).
+    pub metrics: bool,
+    /// Where a worker (which has no HTTP server of its own) serves `GET /metrics`; port 0: any
+    /// free port, logged and carried in heartbeats.
+    pub metrics_addr: SocketAddr,
     /// `AY_*` variables that are set but mean nothing to us (reported as warnings).
     pub unknown_vars: Vec<String>,
 }
@@ -111,6 +116,8 @@ pub const KNOWN_AY_VARS: &[&str] = &[
     "AY_INPUT_TIMEOUT",
     "AY_TOOL_CONCURRENCY",
     "AY_MAX_STREAMS_PER_TOKEN",
+    "AY_METRICS",
+    "AY_METRICS_ADDR",
 ];
 
 impl Settings {
@@ -188,6 +195,12 @@ impl Settings {
             input_timeout: parse(&get, "AY_INPUT_TIMEOUT", "10m", parse_duration)?,
             tool_concurrency: parse(&get, "AY_TOOL_CONCURRENCY", "256", positive)?,
             max_streams_per_token: parse(&get, "AY_MAX_STREAMS_PER_TOKEN", "1000", positive)?,
+            metrics: parse(&get, "AY_METRICS", "on", |v| match v {
+                "on" | "1" | "true" | "yes" => Some(true),
+                "off" | "0" | "false" | "no" => Some(false),
+                _ => None,
+            })?,
+            metrics_addr: parse(&get, "AY_METRICS_ADDR", "127.0.0.1:0", |v| v.parse().ok())?,
             unknown_vars,
         };
         let mut s = s;
@@ -294,6 +307,21 @@ mod tests {
         assert_eq!(s.max_input_bytes, 256 * 1024);
         assert_eq!(s.events_max_age, Duration::from_secs(86400));
         assert_eq!(s.agent_concurrency, 512);
+        assert!(s.metrics);
+        assert_eq!(s.metrics_addr.to_string(), "127.0.0.1:0");
+    }
+
+    #[test]
+    fn metrics_can_be_turned_off_and_given_an_address() {
+        let s = Settings::from_vars(vars(&[
+            ("AY_METRICS", "off"),
+            ("AY_METRICS_ADDR", "0.0.0.0:9464"),
+        ]))
+        .unwrap();
+        assert!(!s.metrics && s.unknown_vars.is_empty());
+        assert_eq!(s.metrics_addr.port(), 9464);
+        let err = Settings::from_vars(vars(&[("AY_METRICS", "maybe")])).unwrap_err();
+        assert!(err.to_string().starts_with("AY_METRICS"), "{err}");
     }
 
     #[test]

@@ -114,7 +114,8 @@ fn build(store: Store, bus: Bus, shutdown: CancellationToken) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(keys, auth::require_token))
 }
 
-/// Serves [`router`] on `listener` until `shutdown`, ending open MCP sessions then.
+/// Serves [`router`] on `listener` until `shutdown`, ending open MCP sessions then, with
+/// `GET /metrics` (unless metrics are off).
 ///
 /// # Errors
 /// When the listener fails.
@@ -124,7 +125,7 @@ pub async fn serve(
     bus: Bus,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = build(store, bus, shutdown.child_token());
+    let app = agentyard_metrics::http::instrument(build(store, bus, shutdown.child_token()));
     axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
 }
 

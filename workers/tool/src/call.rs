@@ -173,6 +173,13 @@ async fn try_call(ctx: &Ctx, job: &ToolCall) -> Result<Verdict, StoreError> {
     let broker = Broker::new(call.clone());
     let result = execute(ctx, &server, tool, arguments, broker.clone()).await;
     let ms = started.elapsed().as_millis();
+    let outcome = match &result {
+        _ if broker.suspended().is_some() => "input_required",
+        Ok(out) if !out.is_error => "ok",
+        Ok(_) | Err(McpError::Refused(_)) => "error",
+        Err(McpError::Unreachable(_)) => "unreachable",
+    };
+    agentyard_metrics::tool_call(&call.tool, outcome, started.elapsed().as_secs_f64());
     if let Some((request, key)) = broker.suspended() {
         // The server asked the user something we have no answer to yet: the call is run again
         // once it is answered, and gets the answer then.
