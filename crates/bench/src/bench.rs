@@ -122,6 +122,8 @@ fn stack_options(scenario: &Scenario, c: &Common) -> anyhow::Result<StackOptions
         keep: c.keep,
         tools: matches!(scenario, Scenario::Tools { .. } | Scenario::Workflow { .. }),
         orchestrator: matches!(scenario, Scenario::Workflow { .. }),
+        monitor: c.monitor,
+        env: c.env.clone(),
     })
 }
 

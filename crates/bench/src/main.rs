@@ -66,6 +66,20 @@ pub(crate) struct Common {
     /// AY_AGENT_CONCURRENCY of the workers [default: theirs; `concurrent`: at least --runs].
     #[arg(long, global = true)]
     pub(crate) agent_concurrency: Option<usize>,
+    /// Also run the monitor (`agentyard worker monitor`), to measure what it costs.
+    #[arg(long, global = true)]
+    pub(crate) monitor: bool,
+    /// `KEY=VALUE` for every process of the stack (e.g. `AY_METRICS=off`, or
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT=...`); repeatable.
+    #[arg(long = "env", global = true, value_parser = parse_env)]
+    pub(crate) env: Vec<(String, String)>,
+}
+
+fn parse_env(v: &str) -> Result<(String, String), String> {
+    v.split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("`{v}` is not KEY=VALUE"))
 }
 
 /// The load to apply.

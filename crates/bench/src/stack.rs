@@ -46,6 +46,10 @@ pub(crate) struct StackOptions {
     pub(crate) tools: bool,
     /// Also start one workflow orchestrator.
     pub(crate) orchestrator: bool,
+    /// Also start the monitor.
+    pub(crate) monitor: bool,
+    /// Extra environment of every process.
+    pub(crate) env: Vec<(String, String)>,
 }
 
 /// A running child process.
@@ -145,6 +149,10 @@ impl Stack {
         }
         if self.opts.orchestrator {
             self.spawn("orchestrator", &["worker", "orchestrator"], &[])?;
+        }
+        if self.opts.monitor {
+            let llm = [("OPENAI_BASE_URL", format!("http://{llm_addr}/v1"))];
+            self.spawn("monitor", &["worker", "monitor"], &llm)?;
         }
 
         let out =
@@ -278,6 +286,7 @@ impl Stack {
         if let Some(n) = self.opts.db_pool_size {
             cmd.env("AY_DB_POOL_SIZE", n.to_string());
         }
+        cmd.envs(self.opts.env.iter().map(|(k, v)| (k, v)));
         cmd.envs(env.iter().map(|(k, v)| (*k, v)));
         cmd.stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file).kill_on_drop(true);
         Ok(cmd)
