@@ -14,9 +14,12 @@ CREATE TABLE monitor_leases (
 
 -- The last event (its EVENTS stream sequence) counted into the series, written in the same
 -- transaction as the counts: a monitor that dies and restarts counts every event once.
+-- `rewind` is the oldest `run.started` still waiting for its first token: a restart reads from
+-- there to know those runs again, counting only what is past `seq`.
 CREATE TABLE monitor_positions (
     name text PRIMARY KEY,
-    seq bigint NOT NULL
+    seq bigint NOT NULL,
+    rewind bigint NOT NULL
 );
 
 -- Time-bucketed series. `org_id` is the nil uuid for platform-wide series (hosts, queues);

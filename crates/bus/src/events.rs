@@ -128,6 +128,16 @@ impl Bus {
         }))
     }
 
+    /// The sequence of the last message of the `EVENTS` stream (0 when empty).
+    ///
+    /// # Errors
+    /// When JetStream cannot be read.
+    pub async fn events_last_seq(&self) -> Result<u64> {
+        let mut stream = self.events_stream().await?;
+        let info = stream.info().await.map_err(|e| read_err("the events stream")(e.into()))?;
+        Ok(info.state.last_sequence)
+    }
+
     /// Every stored event after sequence `after` (0: from the first kept), then each one as it
     /// is published, in order, with the time the server stored it: the monitor's reading,
     /// whose position is kept in Postgres. Messages that are not run events are skipped (their

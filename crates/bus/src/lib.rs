@@ -301,10 +301,15 @@ impl Bus {
                 oldest_job_age_s: oldest,
             });
         }
-        let dead = match self.js.get_stream(self.subjects.dlq_stream()).await {
-            Ok(mut s) => s.info().await.map(|i| i.state.messages).unwrap_or(0),
-            Err(_) => 0,
-        };
+        // A failure is an error, not 0: a monitor comparing counts would see false growth.
+        let dead = self
+            .js
+            .get_stream(self.subjects.dlq_stream())
+            .await
+            .map_err(|e| err("dead letters", e.into()))?
+            .cached_info()
+            .state
+            .messages;
         Ok((out, dead))
     }
 

@@ -11,6 +11,9 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
+/// What stands for a secret a process without it does not need.
+const NO_SECRET: &str = "(not set in this process)";
+
 /// The compiled-in `config/alerts.yaml`.
 pub const DEFAULT_FILE: &str = include_str!("../../../config/alerts.yaml");
 
@@ -136,6 +139,15 @@ impl AlertConfig {
         }
     }
 
+    /// As [`AlertConfig::load`] for a process that only queues deliveries (the API): the
+    /// webhooks' secrets, which only the monitor needs, may be absent (empty).
+    ///
+    /// # Errors
+    /// Every other problem.
+    pub fn load_without_secrets(dir: Option<&Path>) -> Result<Self, String> {
+        Self::load(dir, |k| Some(std::env::var(k).unwrap_or_else(|_| NO_SECRET.to_owned())))
+    }
+
     /// Parses and checks a file's text; `name` is used in messages.
     ///
     /// # Errors
@@ -256,7 +268,9 @@ pub enum Action {
 }
 
 /// Decides, for every rule and subject, what changes at `now` given the `readings` per metric,
-/// the conditions noted and the open alerts.
+/// the conditions noted and the open alerts. A metric absent from `readings` was not measured
+/// (its source failed): its rules change nothing; one present with no readings holds of no
+/// subject.
 pub fn evaluate(
     rules: &[Rule],
     readings: &HashMap<&str, Vec<Reading>>,
@@ -270,10 +284,9 @@ pub fn evaluate(
         open.iter().map(|a| ((a.rule.as_str(), a.subject.as_str()), a)).collect();
     let mut actions = Vec::new();
     for rule in rules {
-        let holding: BTreeMap<&str, &Reading> = readings
-            .get(rule.metric.as_str())
-            .into_iter()
-            .flatten()
+        let Some(measured) = readings.get(rule.metric.as_str()) else { continue };
+        let holding: BTreeMap<&str, &Reading> = measured
+            .iter()
             .filter(|r| rule.comparison.holds(r.value, rule.threshold))
             .map(|r| (r.subject.as_str(), r))
             .collect();
@@ -330,10 +343,10 @@ fn round(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
 
-/// How long to wait before delivery attempt `attempts + 1`: 1 s doubling to 5 minutes; None
-/// after 10 attempts (given up).
+/// How long to wait after `attempts` failed delivery attempts: 1 s doubling to 5 minutes;
+/// None after the 10th (given up).
 pub fn delivery_backoff(attempts: i32) -> Option<Duration> {
-    (attempts < 10).then(|| Duration::from_secs(1u64 << attempts.clamp(0, 9)).min(MAX_BACKOFF))
+    (attempts < 10).then(|| Duration::from_secs(1u64 << (attempts - 1).clamp(0, 9)).min(MAX_BACKOFF))
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -437,10 +450,14 @@ mod tests {
             [Action::Resolve { id }]
         );
         // A subject no longer reported resolves too; a condition that cleared is forgotten.
+        let none = HashMap::from([("host.cpu_pct", vec![])]);
         assert_eq!(
-            evaluate(&rules, &HashMap::new(), &[noted], &[], t(100)),
+            evaluate(&rules, &none, std::slice::from_ref(&noted), &[], t(100)),
             [Action::Clear { rule: "cpu".into(), subject: "host:a".into() }]
         );
+        // A metric not measured this round (its source failed) changes nothing.
+        let open = [alert(id, "host:a")];
+        assert!(evaluate(&rules, &HashMap::new(), &[noted], &open, t(100)).is_empty());
     }
 
     #[test]
@@ -464,9 +481,9 @@ mod tests {
 
     #[test]
     fn deliveries_back_off_then_give_up() {
-        assert_eq!(delivery_backoff(0), Some(Duration::from_secs(1)));
-        assert_eq!(delivery_backoff(3), Some(Duration::from_secs(8)));
-        assert_eq!(delivery_backoff(9), Some(MAX_BACKOFF));
+        assert_eq!(delivery_backoff(1), Some(Duration::from_secs(1)));
+        assert_eq!(delivery_backoff(4), Some(Duration::from_secs(8)));
+        assert_eq!(delivery_backoff(9), Some(Duration::from_secs(256)));
         assert_eq!(delivery_backoff(10), None);
     }
 }

@@ -66,7 +66,7 @@ impl Services {
         let catalog = agentyard_agents::Catalog::load(dir)?;
         let mcp_servers = agentyard_mcp::ConfigServers::load(dir)?;
         let templates = agentyard_workflows::Templates::load(dir, &workflows::known(&catalog))?;
-        let alerts = alerting::AlertConfig::load(dir, |k| std::env::var(k).ok())?;
+        let alerts = alerting::AlertConfig::load_without_secrets(dir)?;
         Ok(Self {
             store,
             bus,

@@ -516,8 +516,18 @@ impl Services {
         )?;
         let dependencies: Vec<ProbeRow> = match org {
             None => probes,
-            // An organization sees the shared dependencies and its own servers.
-            Some(o) => probes.into_iter().filter(|p| p.org_id.is_none_or(|id| id == o)).collect(),
+            // An organization sees the shared dependencies (not their errors, which name the
+            // operator's addresses) and its own servers.
+            Some(o) => probes
+                .into_iter()
+                .filter(|p| p.org_id.is_none_or(|id| id == o))
+                .map(|mut p| {
+                    if p.org_id.is_none() {
+                        p.error = p.error.map(|_| "unavailable".to_owned());
+                    }
+                    p
+                })
+                .collect(),
         };
         let mut healthy = dependencies.iter().all(|p| p.status == "up") && open_alerts.is_empty();
         let (mut roles, mut queues, mut dead_letters, mut hosts) = (None, None, None, None);
@@ -668,7 +678,11 @@ impl Services {
             .alert(id, view_of(who))
             .await?
             .ok_or(crate::Error::NotFound(crate::Entity::Alert))?;
-        let deliveries = self.store.alert_deliveries(id).await?;
+        // The webhooks are the operator's (their URLs may hold credentials).
+        let deliveries = match view_of(who) {
+            None => self.store.alert_deliveries(id).await?,
+            Some(_) => Vec::new(),
+        };
         Ok(AlertDetail { alert, deliveries })
     }
 
@@ -700,6 +714,6 @@ impl Services {
 pub struct AlertDetail {
     #[serde(flatten)]
     pub alert: AlertRow,
-    /// Each delivery to a webhook, with its attempts.
+    /// Each delivery to a webhook, with its attempts (operators only: the webhooks are theirs).
     pub deliveries: Vec<DeliveryRow>,
 }

@@ -125,8 +125,8 @@ impl Store {
         Ok(row.map(|(s,)| u64::try_from(s).unwrap_or(0)))
     }
 
-    /// Adds `rows` to the series and, in the same transaction, moves the position `(name, seq)`
-    /// of the lease `name` held by `holder`. False (nothing written) when `holder` no longer
+    /// Adds `rows` to the series and, in the same transaction, moves the position `(seq,
+    /// rewind)` of the lease `name` held by `holder`. False (nothing written) when `holder` no longer
     /// holds the lease: a monitor that lost it never counts what its successor counts.
     ///
     /// # Errors
@@ -134,7 +134,7 @@ impl Store {
     pub async fn add_buckets(
         &self,
         lease: (&str, &str),
-        position: Option<u64>,
+        position: Option<(u64, u64)>,
         rows: &[BucketAdd],
     ) -> Result<bool> {
         let mut tx = self.pool.begin().await.map_err(db("add_buckets.begin"))?;
@@ -175,13 +175,14 @@ impl Store {
                 .await
                 .map_err(db("add_buckets"))?;
         }
-        if let Some(seq) = position {
+        if let Some((seq, rewind)) = position {
             sqlx::query(
-                "INSERT INTO monitor_positions(name, seq) VALUES ($1, $2) \
-                 ON CONFLICT (name) DO UPDATE SET seq = EXCLUDED.seq",
+                "INSERT INTO monitor_positions(name, seq, rewind) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO UPDATE SET seq = EXCLUDED.seq, rewind = EXCLUDED.rewind",
             )
             .bind(lease.0)
             .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+            .bind(i64::try_from(rewind).unwrap_or(i64::MAX))
             .execute(&mut *tx)
             .await
             .map_err(db("add_buckets.position"))?;

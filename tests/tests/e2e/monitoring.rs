@@ -204,7 +204,7 @@ async fn the_health_report_counts_a_known_workload_exactly_and_each_org_sees_its
 /// A request as received: its headers (names in lower case) and body.
 type Request = (Vec<(String, String)>, Vec<u8>);
 
-/// A webhook receiver: answers 500 to its first request, then 200; keeps every request.
+/// A webhook receiver: answers 500 to the first `alert.opened`, then 200; keeps every request.
 struct Receiver {
     url: String,
     got: Arc<Mutex<Vec<Request>>>,
@@ -216,7 +216,7 @@ async fn receiver() -> Receiver {
     let got: Arc<Mutex<Vec<_>>> = Arc::default();
     let kept = got.clone();
     tokio::spawn(async move {
-        let mut served = 0;
+        let mut failed_once = false;
         while let Ok((mut sock, _)) = listener.accept().await {
             let mut buf = Vec::new();
             let mut chunk = [0u8; 4096];
@@ -243,8 +243,14 @@ async fn receiver() -> Receiver {
                     break (headers, buf[end + 4..end + 4 + len].to_vec());
                 }
             };
-            served += 1;
-            let status = if served == 1 { "500 Internal Server Error" } else { "200 OK" };
+            let opened = serde_json::from_slice::<Value>(&body)
+                .is_ok_and(|v| v["event"] == "alert.opened");
+            let status = if opened && !failed_once {
+                failed_once = true;
+                "500 Internal Server Error"
+            } else {
+                "200 OK"
+            };
             kept.lock().unwrap().push((headers, body));
             let reply =
                 format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");

@@ -7,7 +7,10 @@
 //! - a run's end: `run.latency_ms` (post to end; key `agent=,status=`), its tokens and cost
 //!   (`run.tokens_input`, `run.tokens_output`, `run.cost_usd`; key `agent=,model=`);
 //! - a run's start: `run.queue_wait_ms` (post to pickup; key `agent=`);
-//! - its first streamed token: `run.ttft_ms` (post to the token's publication; key `agent=`);
+//! - its first streamed token: `run.ttft_ms` (post to the token's publication; key `agent=`).
+//!   The runs started and not yet streaming are remembered; the position also keeps the oldest
+//!   of them, and a restart reads again from there, only remembering up to the position and
+//!   counting past it;
 //! - a tool call's end: `tool.latency_ms` (key `tool=,server=,outcome=`).
 
 use std::collections::HashMap;
@@ -98,11 +101,12 @@ impl Tally {
     }
 }
 
-/// What the counter remembers between events: the runs started and not yet streaming.
+/// What the counter remembers between events: the runs started and not yet streaming (with
+/// the sequence of their `run.started`).
 #[derive(Debug, Default)]
 struct Counter {
     tally: Tally,
-    waiting: HashMap<RunId, (AgentId, DateTime<Utc>)>,
+    waiting: HashMap<RunId, (AgentId, DateTime<Utc>, u64)>,
 }
 
 fn ms(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
@@ -168,7 +172,7 @@ impl Counter {
                     t.observe("run.cost_usd", ended, org, key, u.cost_usd.unwrap_or(0.0));
                 }
             }
-            EventKind::ToolCallCompleted => {
+            EventKind::ToolCallCompleted if counting => {
                 let Ok(Event::ToolCallCompleted(c)) = e.event() else { return };
                 let server = agentyard_core::tools::server_of(&c.name);
                 let outcome = if c.is_error { "error" } else { "ok" };
@@ -189,37 +193,54 @@ pub(crate) async fn run(ctx: Ctx, stop: CancellationToken) {
     }
 }
 
+    /// Where to read again from: before the oldest run still waiting for its first token, or
+    /// `seq` when none is.
+    fn rewind(&self, seq: u64) -> u64 {
+        self.waiting.values().map(|(_, _, s)| s.saturating_sub(1)).min().unwrap_or(seq).min(seq)
+    }
+}
+
 async fn count(ctx: &Ctx, stop: &CancellationToken) -> Result<(), String> {
-    let after = ctx.store.monitor_position(LEASE).await.map_err(|e| e.to_string())?.unwrap_or(0);
-    let events = ctx.bus.events_after(after).await.map_err(|e| e.to_string())?;
-    tracing::info!(after, "counting events");
+    let stored = ctx.store.monitor_position(LEASE).await.map_err(|e| e.to_string())?;
+    let (mut counted, mut rewind) = stored.unwrap_or((0, 0));
+    let last = ctx.bus.events_last_seq().await.map_err(|e| e.to_string())?;
+    if counted > last {
+        tracing::warn!(position = counted, last,
+            "the event stream is behind the position (recreated?): counting it from its start");
+        (counted, rewind) = (0, 0);
+    }
+    let events = ctx.bus.events_after(rewind.min(counted)).await.map_err(|e| e.to_string())?;
+    tracing::info!(after = counted, from = rewind.min(counted), "counting events");
     let mut events = std::pin::pin!(events);
     let mut counter = Counter::default();
-    let mut position: Option<u64> = None;
+    let mut position: Option<(u64, u64)> = None;
     let mut pending = 0usize;
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     loop {
         tokio::select! {
             () = stop.cancelled() => {
-                flush(ctx, &mut counter.tally, &mut position).await?;
+                flush(ctx, &mut counter, &mut position).await?;
                 return Ok(());
             }
             _ = tick.tick() => {
-                flush(ctx, &mut counter.tally, &mut position).await?;
+                flush(ctx, &mut counter, &mut position).await?;
                 pending = 0;
             }
             next = events.next() => {
                 let Some((seq, event)) = next else {
-                    flush(ctx, &mut counter.tally, &mut position).await?;
+                    flush(ctx, &mut counter, &mut position).await?;
                     return Err("the event stream ended".into());
                 };
+                let counting = seq > counted;
                 if let Some((e, at)) = event {
-                    counter.count(&e, at);
+                    counter.count(&e, at, counting);
                 }
-                position = Some(seq);
+                if counting {
+                    position = Some((seq, 0));
+                }
                 pending += 1;
                 if pending >= FLUSH_AT {
-                    flush(ctx, &mut counter.tally, &mut position).await?;
+                    flush(ctx, &mut counter, &mut position).await?;
                     pending = 0;
                 }
             }
@@ -227,12 +248,13 @@ async fn count(ctx: &Ctx, stop: &CancellationToken) -> Result<(), String> {
     }
 }
 
-async fn flush(ctx: &Ctx, tally: &mut Tally, position: &mut Option<u64>) -> Result<(), String> {
-    if tally.is_empty() && position.is_none() {
+async fn flush(ctx: &Ctx, c: &mut Counter, position: &mut Option<(u64, u64)>) -> Result<(), String> {
+    if c.tally.is_empty() && position.is_none() {
         return Ok(());
     }
-    let rows = tally.drain();
-    match ctx.store.add_buckets((LEASE, &ctx.holder), position.take(), &rows).await {
+    let rows = c.tally.drain();
+    let at = position.take().map(|(seq, _)| (seq, c.rewind(seq)));
+    match ctx.store.add_buckets((LEASE, &ctx.holder), at, &rows).await {
         Ok(true) => Ok(()),
         Ok(false) => Err("the lease was lost; nothing written".into()),
         Err(e) => Err(format!("cannot write the counts: {e}")),

@@ -67,7 +67,7 @@ async fn deliver(ctx: &Ctx, client: &reqwest::Client, d: DueDelivery) {
         Ok(r) => (false, Some(r.status().as_u16()), Some(format!("answered {}", r.status()))),
         Err(e) => (false, None, Some(format!("cannot reach it: {e}"))),
     };
-    let retry = if ok { None } else { delivery_backoff(d.attempts) };
+    let retry = if ok { None } else { delivery_backoff(d.attempts + 1) };
     if !ok {
         tracing::warn!(delivery = d.id, url = d.url, attempt = d.attempts + 1,
             error = error.as_deref().unwrap_or(""), retry_in = ?retry, "alert delivery failed");

@@ -155,10 +155,26 @@ async fn scan(store: Store, every: Duration, shutdown: CancellationToken) {
     }
 }
 
+/// The lease holder's running duties.
+type Duties = (CancellationToken, Vec<tokio::task::JoinHandle<()>>);
+
+/// Stops the duties and waits for them (a counting task flushes what it counted as it stops:
+/// the next one must read the position after that), at most 30 s.
+async fn stop_duties(duties: Option<Duties>) {
+    let Some((stop, tasks)) = duties else { return };
+    stop.cancel();
+    for t in tasks {
+        let abort = t.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(30), t).await.is_err() {
+            abort.abort();
+        }
+    }
+}
+
 /// Holds the lease when it can and, while it does, runs the holder's duties; gives it up on
 /// shutdown so a standby takes over at once.
 async fn lead(ctx: Ctx, shutdown: CancellationToken) {
-    let mut duties: Option<(CancellationToken, Vec<tokio::task::JoinHandle<()>>)> = None;
+    let mut duties: Option<Duties> = None;
     loop {
         let held = match ctx.store.claim_lease(LEASE, &ctx.holder, LEASE_TTL).await {
             Ok(h) => h,
@@ -167,22 +183,19 @@ async fn lead(ctx: Ctx, shutdown: CancellationToken) {
                 false
             }
         };
-        // A duty that ended (a broken consumer, a lost lease) is started again.
-        if duties.as_ref().is_some_and(|(_, tasks)| tasks.iter().any(|t| t.is_finished()))
-            && let Some((stop, _)) = duties.take()
-        {
-            stop.cancel();
+        // A duty that ended (a broken consumer, a lost lease) is started again, after the
+        // others stopped.
+        if duties.as_ref().is_some_and(|(_, tasks)| tasks.iter().any(|t| t.is_finished())) {
+            stop_duties(duties.take()).await;
         }
         match (held, duties.is_some()) {
             (true, false) => {
-                tracing::info!(
-                    holder = ctx.holder,
-                    "this monitor leads: counting, probing, alerting"
-                );
+                tracing::info!(holder = ctx.holder, "this monitor leads: counting, probing, alerting");
                 let stop = shutdown.child_token();
                 let tasks = vec![
                     tokio::spawn(counting::run(ctx.clone(), stop.clone())),
                     tokio::spawn(probes::run(ctx.clone(), stop.clone())),
+                    tokio::spawn(probes::run_slow(ctx.clone(), stop.clone())),
                     tokio::spawn(deliver::run(ctx.clone(), stop.clone())),
                     tokio::spawn(prune(ctx.store.clone(), stop.clone())),
                 ];
@@ -190,9 +203,7 @@ async fn lead(ctx: Ctx, shutdown: CancellationToken) {
             }
             (false, true) => {
                 tracing::warn!("this monitor lost its lease: standing by");
-                if let Some((stop, _)) = duties.take() {
-                    stop.cancel();
-                }
+                stop_duties(duties.take()).await;
             }
             _ => {}
         }
@@ -201,11 +212,9 @@ async fn lead(ctx: Ctx, shutdown: CancellationToken) {
             () = tokio::time::sleep(LEASE_TTL / 4) => {}
         }
     }
-    if let Some((stop, tasks)) = duties.take() {
-        stop.cancel();
-        for t in tasks {
-            let _ = t.await;
-        }
+    let leading = duties.is_some();
+    stop_duties(duties).await;
+    if leading {
         let _ = ctx.store.release_lease(LEASE, &ctx.holder).await;
     }
 }

@@ -12,6 +12,7 @@ use agentyard_core::{AgentId, InvocationId, OrgId, RunId};
 use agentyard_mcp::{Client, ServerConfig};
 use agentyard_services::alerting::{Action, Reading, evaluate};
 use agentyard_services::series::{Merged, key_value};
+use agentyard_store::alerts::{AlertRow, ConditionRow};
 use agentyard_store::series::ProbeResult;
 use agentyard_store::tool_tokens::{self, ToolClaims};
 use chrono::Utc;
@@ -40,13 +41,86 @@ pub(crate) async fn run(ctx: Ctx, stop: CancellationToken) {
     }
 }
 
+/// The slow probes (models, MCP servers), in a loop of their own: many slow servers never
+/// delay the platform's probes and alerts.
+pub(crate) async fn run_slow(ctx: Ctx, stop: CancellationToken) {
+    let mut unwritten = Vec::new();
+    loop {
+        let mut results = probe_models(&ctx).await;
+        results.extend(probe_mcp_servers(&ctx).await);
+        let mut tally = Tally::default();
+        if record(&ctx, &mut unwritten, results, &mut tally).await {
+            forget_gone(&ctx).await;
+        }
+        if let Err(e) = ctx.store.add_buckets((crate::LEASE, &ctx.holder), None, &tally.drain()).await
+        {
+            tracing::warn!(error = %e, "cannot write the probes' figures");
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(ctx.settings.monitor_slow_probe_every) => {}
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
-    last_slow: Option<Instant>,
     /// Outcomes not yet written (Postgres was down): written in order when it answers.
     unwritten: Vec<ProbeResult>,
     /// The dead-letter count over the last window.
     dead: VecDeque<(Instant, u64)>,
+}
+
+/// Writes the probes' outcomes (with those Postgres could not take before, in order) and their
+/// latencies; false while Postgres does not take them.
+async fn record(
+    ctx: &Ctx,
+    unwritten: &mut Vec<ProbeResult>,
+    results: Vec<ProbeResult>,
+    tally: &mut Tally,
+) -> bool {
+    for r in &results {
+        if let Some(ms) = r.latency_ms {
+            tally.observe("probe.latency_ms", r.at, Uuid::nil(), format!("probe={}", r.name), ms);
+        }
+    }
+    unwritten.extend(results);
+    let mut written = 0;
+    for r in unwritten.iter() {
+        match ctx.store.record_probe(r).await {
+            Ok(Some(_)) => {
+                if r.up {
+                    tracing::info!(probe = r.name, "a probe answers: up");
+                } else {
+                    tracing::warn!(probe = r.name, error = r.error.as_deref().unwrap_or(""),
+                        "a probe fails: down");
+                }
+                written += 1;
+            }
+            Ok(None) => written += 1,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot record the probes; kept for the next round");
+                break;
+            }
+        }
+    }
+    unwritten.drain(..written);
+    unwritten.is_empty()
+}
+
+/// Forgets the probes of MCP servers deleted and model aliases gone (or of no model at all).
+async fn forget_gone(ctx: &Ctx) {
+    let models: Vec<String> = if ctx.model.is_some() {
+        ctx.catalog.models().keys().map(|a| format!("model:{a}")).collect()
+    } else {
+        Vec::new()
+    };
+    let mcp = mcp_probe_names(ctx).await;
+    for (kind, keep) in [("mcp", mcp), ("model", models)] {
+        if let Err(e) = ctx.store.forget_probes(kind, &keep).await {
+            tracing::warn!(error = %e, kind, "cannot forget the probes of what is gone");
+        }
+    }
 }
 
 async fn timed<F: Future<Output = Result<(), String>>>(
@@ -92,58 +166,17 @@ async fn round(ctx: &Ctx, state: &mut State) {
         if bus.ping().await { Ok(()) } else { Err("NATS does not answer".into()) }
     })
     .await;
-    let mut results = vec![
+    let results = vec![
         outcome("postgres".into(), "postgres", "Postgres".into(), pg),
         outcome("nats".into(), "nats", "NATS".into(), nats),
     ];
-    let slow_due =
-        state.last_slow.is_none_or(|t| t.elapsed() >= ctx.settings.monitor_slow_probe_every);
-    if slow_due {
-        state.last_slow = Some(Instant::now());
-        results.extend(probe_models(ctx).await);
-        results.extend(probe_mcp_servers(ctx).await);
-    }
-    for r in &results {
-        if let Some(ms) = r.latency_ms {
-            tally.observe("probe.latency_ms", r.at, nil, format!("probe={}", r.name), ms);
-        }
-    }
-    state.unwritten.extend(results);
-    let mut written = 0;
-    for r in &state.unwritten {
-        match ctx.store.record_probe(r).await {
-            Ok(Some(_)) => {
-                if r.up {
-                    tracing::info!(probe = r.name, "a probe answers: up");
-                } else {
-                    tracing::warn!(
-                        probe = r.name,
-                        error = r.error.as_deref().unwrap_or(""),
-                        "a probe fails: down"
-                    );
-                }
-                written += 1;
-            }
-            Ok(None) => written += 1,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot record the probes; kept for the next round");
-                break;
-            }
-        }
-    }
-    state.unwritten.drain(..written);
-    if !state.unwritten.is_empty() {
+    if !record(ctx, &mut state.unwritten, results, &mut tally).await {
         return; // Postgres is down: nothing else can be read or written.
-    }
-    if slow_due {
-        let keep: Vec<String> = mcp_probe_names(ctx).await;
-        if let Err(e) = ctx.store.forget_probes("mcp", &keep).await {
-            tracing::warn!(error = %e, "cannot forget the probes of deleted servers");
-        }
     }
 
     match ctx.bus.queue_states().await {
         Ok((queues, dead)) => {
+            readings.entry("queue.oldest_pending_seconds").or_default();
             for q in queues {
                 let key = format!("consumer={}", q.consumer);
                 tally.observe("queue.pending", now, nil, key.clone(), q.pending as f64);
@@ -179,6 +212,9 @@ async fn round(ctx: &Ctx, state: &mut State) {
             .map(|(h, (s, _))| (h.clone(), s.clone()))
             .collect()
     };
+    for metric in ["host.cpu_pct", "host.mem_pct", "host.disk_pct"] {
+        readings.entry(metric).or_default();
+    }
     for (host, s) in hosts {
         let key = format!("host={host}");
         let subject = format!("host:{host}");
@@ -209,44 +245,48 @@ async fn round(ctx: &Ctx, state: &mut State) {
     alert(ctx, &readings, now).await;
 }
 
-/// `service.down_seconds`: each role seen in the last hour with no instance up, and each probe
-/// down, with how long; and `instances.up` per role.
+/// `service.down_seconds`: each role seen in the last hour (or with an open alert) with no
+/// instance up, and each probe down, with how long; and `instances.up` per role. Not measured
+/// (no readings at all) when Postgres cannot say.
 async fn services_down(
     ctx: &Ctx,
     now: chrono::DateTime<Utc>,
+    open: &[AlertRow],
     tally: &mut Tally,
     readings: &mut HashMap<&'static str, Vec<Reading>>,
 ) {
-    let down = readings.entry("service.down_seconds").or_default();
-    if let Ok(instances) = ctx.store.instances(now - chrono::TimeDelta::hours(1)).await {
-        let mut roles: HashMap<&str, (usize, chrono::DateTime<Utc>)> = HashMap::new();
-        for i in &instances {
-            let r = roles.entry(i.role.as_str()).or_insert((0, i.status_since));
-            if i.status == "up" {
-                r.0 += 1;
-            } else {
-                r.1 = r.1.max(i.status_since);
-            }
+    let (Ok(instances), Ok(probes)) = tokio::join!(
+        ctx.store.instances(now - chrono::TimeDelta::hours(24)),
+        ctx.store.probes(None)
+    ) else {
+        return;
+    };
+    let mut down = Vec::new();
+    let mut roles: HashMap<&str, (usize, chrono::DateTime<Utc>)> = HashMap::new();
+    for i in &instances {
+        let r = roles.entry(i.role.as_str()).or_insert((0, i.status_since));
+        if i.status == "up" {
+            r.0 += 1;
         }
-        for (role, (up, since)) in roles {
-            let key = format!("role={role}");
-            tally.observe("instances.up", now, Uuid::nil(), key, up as f64);
-            if up == 0 {
-                let secs = (now - since).num_milliseconds() as f64 / 1e3;
-                down.push(Reading { subject: format!("role:{role}"), org_id: None, value: secs });
-            }
+        r.1 = r.1.max(i.status_since);
+    }
+    let recent = now - chrono::TimeDelta::hours(1);
+    for (role, (up, since)) in roles {
+        let subject = format!("role:{role}");
+        let alerted = open.iter().any(|a| a.subject == subject);
+        if up > 0 || since >= recent || alerted {
+            tally.observe("instances.up", now, Uuid::nil(), format!("role={role}"), up as f64);
+        }
+        if up == 0 && (since >= recent || alerted) {
+            let secs = (now - since).num_milliseconds() as f64 / 1e3;
+            down.push(Reading { subject, org_id: None, value: secs });
         }
     }
-    if let Ok(probes) = ctx.store.probes(None).await {
-        for p in probes.into_iter().filter(|p| p.status == "down") {
-            let secs = (now - p.status_since).num_milliseconds() as f64 / 1e3;
-            down.push(Reading {
-                subject: format!("probe:{}", p.name),
-                org_id: p.org_id,
-                value: secs,
-            });
-        }
+    for p in probes.into_iter().filter(|p| p.status == "down") {
+        let secs = (now - p.status_since).num_milliseconds() as f64 / 1e3;
+        down.push(Reading { subject: format!("probe:{}", p.name), org_id: p.org_id, value: secs });
     }
+    readings.insert("service.down_seconds", down);
 }
 
 /// `run.latency_p95_seconds` and `tool.error_rate_pct` over the recent minutes, platform-wide.
@@ -257,6 +297,7 @@ async fn recent_figures(
 ) {
     let since = now - RECENT;
     if let Ok(rows) = ctx.store.buckets("run.latency_ms", 60, None, since, now).await {
+        readings.entry("run.latency_p95_seconds").or_default();
         let mut m = Merged::default();
         rows.iter().for_each(|r| m.add(r));
         if let Some(p95) = m.quantile(0.95) {
@@ -268,6 +309,7 @@ async fn recent_figures(
         }
     }
     if let Ok(rows) = ctx.store.buckets("tool.latency_ms", 60, None, since, now).await {
+        readings.entry("tool.error_rate_pct").or_default();
         let total: i64 = rows.iter().map(|r| r.count).sum();
         let errors: i64 = rows
             .iter()
@@ -301,7 +343,7 @@ async fn alert(
         }
     };
     let urls = ctx.alerts.webhook_urls();
-    for action in evaluate(&ctx.alerts.rules, readings, &conditions, &open, now) {
+    for action in evaluate(&ctx.alerts.rules, readings, conditions, open, now) {
         let done = match &action {
             Action::Note { rule, subject, since } => {
                 ctx.store.note_condition(rule, subject, *since).await
