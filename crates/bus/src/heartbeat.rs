@@ -1,8 +1,8 @@
 //! Publishing a process's heartbeat on core NATS until shutdown (best effort: a lost beat is
 //! the next one's job; three lost in a row and the monitor counts the process as down).
 
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use agentyard_core::heartbeat::Heartbeat;
