@@ -122,6 +122,8 @@ pub struct Llm {
     api_key: Option<String>,
     model: String,
     timeout: Duration,
+    /// `gen_ai.provider.name` of this endpoint's spans.
+    provider_name: &'static str,
 }
 
 impl Llm {
@@ -151,6 +153,12 @@ impl Llm {
             api_key: provider.api_key.clone(),
             model: provider.model.clone(),
             timeout,
+            provider_name: match provider.kind {
+                ProviderKind::Ollama => "ollama",
+                ProviderKind::Scripted => "agentyard.scripted",
+                // OPENAI_BASE_URL: a server speaking OpenAI's API, whoever runs it.
+                ProviderKind::OpenAi | ProviderKind::Configured => "openai",
+            },
         }
     }
 
@@ -218,13 +226,29 @@ impl Llm {
     pub async fn stream_chat(&self, req: &ChatRequest) -> Result<ChatStream, LlmError> {
         let prompt_chars = req.messages.iter().map(|m| m.content.len()).sum();
         let body = self.request(req);
+        // The call's trace span (GenAI semantic conventions), open until the stream is dropped;
+        // disabled at its call site while traces are off.
+        let span = tracing::trace_span!("chat",
+            otel.name = %format_args!("chat {}", body.model),
+            otel.kind = "client",
+            gen_ai.operation.name = "chat",
+            gen_ai.provider.name = self.provider_name,
+            gen_ai.request.model = %body.model,
+            gen_ai.request.max_tokens = req.max_tokens,
+            gen_ai.response.model = tracing::field::Empty,
+            gen_ai.response.finish_reasons = tracing::field::Empty,
+            gen_ai.usage.input_tokens = tracing::field::Empty,
+            gen_ai.usage.output_tokens = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
         let chat = self.client.chat();
         let timeout = req.timeout.map_or(self.timeout, |t| t.min(self.timeout));
         let inner = match tokio::time::timeout(timeout, chat.create_stream(body)).await {
-            Ok(r) => r.map_err(LlmError::from_openai)?,
-            Err(_) => return Err(LlmError::Timeout(timeout)),
+            Ok(Ok(inner)) => inner,
+            Ok(Err(e)) => return Err(stream::failed(&span, LlmError::from_openai(e))),
+            Err(_) => return Err(stream::failed(&span, LlmError::Timeout(timeout))),
         };
-        Ok(ChatStream::new(inner, timeout, prompt_chars))
+        Ok(ChatStream::new(inner, timeout, prompt_chars, span))
     }
 
     #[allow(deprecated)] // `max_tokens`: deprecated by OpenAI, the one self-hosted servers read

@@ -39,6 +39,8 @@ pub struct ChatStream {
     usage: Option<Usage>,
     finish_reason: Option<String>,
     ended: bool,
+    /// The call's trace span (see [`crate::Llm::stream_chat`]); it ends with the stream.
+    span: tracing::Span,
 }
 
 impl std::fmt::Debug for ChatStream {
@@ -52,6 +54,7 @@ impl ChatStream {
         inner: StreamResponse<CreateChatCompletionStreamResponse>,
         timeout: Duration,
         prompt_chars: usize,
+        span: tracing::Span,
     ) -> Self {
         Self {
             inner,
@@ -62,6 +65,7 @@ impl ChatStream {
             usage: None,
             finish_reason: None,
             ended: false,
+            span,
         }
     }
 
@@ -75,7 +79,7 @@ impl ChatStream {
             let chunk = if delta.is_empty() {
                 match tokio::time::timeout(self.timeout, self.inner.next()).await {
                     Ok(c) => c,
-                    Err(_) => return Err(LlmError::Timeout(self.timeout)),
+                    Err(_) => return Err(failed(&self.span, LlmError::Timeout(self.timeout))),
                 }
             } else {
                 match self.inner.next().now_or_never() {
@@ -85,7 +89,7 @@ impl ChatStream {
             };
             match chunk {
                 None => self.ended = true,
-                Some(Err(e)) => return Err(LlmError::from_openai(e)),
+                Some(Err(e)) => return Err(failed(&self.span, LlmError::from_openai(e))),
                 Some(Ok(chunk)) => self.absorb(chunk, &mut delta),
             }
         }
@@ -93,6 +97,9 @@ impl ChatStream {
     }
 
     fn absorb(&mut self, chunk: CreateChatCompletionStreamResponse, delta: &mut String) {
+        if self.content.is_empty() && self.tool_calls.is_empty() && !self.span.is_disabled() {
+            self.span.record("gen_ai.response.model", chunk.model.as_str());
+        }
         if let Some(u) = chunk.usage {
             self.usage = Some(Usage {
                 prompt_tokens: u.prompt_tokens,
@@ -141,7 +148,7 @@ impl ChatStream {
     pub async fn finish(mut self) -> Result<Completion, LlmError> {
         while self.next_delta().await?.is_some() {}
         if self.finish_reason.is_none() {
-            return Err(LlmError::Incomplete(self.content.len()));
+            return Err(failed(&self.span, LlmError::Incomplete(self.content.len())));
         }
         let usage = self.usage.unwrap_or_else(|| {
             let prompt = estimate_tokens(self.prompt_chars);
@@ -154,6 +161,9 @@ impl ChatStream {
                 ..Usage::default()
             }
         });
+        self.span.record("gen_ai.usage.input_tokens", usage.prompt_tokens);
+        self.span.record("gen_ai.usage.output_tokens", usage.completion_tokens);
+        self.span.record("gen_ai.response.finish_reasons", self.finish_reason.as_deref());
         Ok(Completion {
             content: self.content,
             tool_calls: self.tool_calls,
@@ -161,6 +171,22 @@ impl ChatStream {
             finish_reason: self.finish_reason,
         })
     }
+}
+
+/// Marks the call's span failed with the error's type (an HTTP status, else the kind).
+pub(crate) fn failed(span: &tracing::Span, e: LlmError) -> LlmError {
+    if !span.is_disabled() {
+        let kind = match &e {
+            LlmError::Status { status, .. } => status.to_string(),
+            LlmError::Timeout(_) => "timeout".into(),
+            LlmError::Connect(_) => "connect".into(),
+            LlmError::Stream(_) => "stream".into(),
+            LlmError::Protocol(_) => "protocol".into(),
+            LlmError::Incomplete(_) => "incomplete".into(),
+        };
+        span.record("error.type", kind);
+    }
+    e
 }
 
 fn estimate_tokens(chars: usize) -> u32 {
