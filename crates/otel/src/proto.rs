@@ -44,11 +44,22 @@ fn fixed32(out: &mut Vec<u8>, field: u32, v: u32) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
-/// An embedded message: written to a scratch buffer, then length-prefixed.
+/// An embedded message: written in place, then its length put in front of it (moving it by
+/// a byte or two beats a scratch buffer per message).
 fn message(out: &mut Vec<u8>, field: u32, write: impl FnOnce(&mut Vec<u8>)) {
-    let mut inner = Vec::new();
-    write(&mut inner);
-    bytes(out, field, &inner);
+    key(out, field, LEN);
+    let start = out.len();
+    write(out);
+    let len = out.len() - start;
+    let (mut prefix, mut n, mut v) = ([0u8; 10], 0, len as u64);
+    while v >= 0x80 {
+        prefix[n] = (v as u8) | 0x80;
+        v >>= 7;
+        n += 1;
+    }
+    prefix[n] = v as u8;
+    out.extend_from_slice(&prefix[..=n]);
+    out[start..].rotate_right(n + 1);
 }
 
 /// `KeyValue { key = 1; AnyValue value = 2 }`, `AnyValue { string_value = 1; bool_value = 2;
@@ -138,6 +149,20 @@ mod tests {
         let mut out = Vec::new();
         uint(&mut out, 3, -1i64 as u64);
         assert_eq!(out.len(), 11);
+    }
+
+    #[test]
+    fn an_embedded_message_is_prefixed_with_its_length() {
+        let mut out = vec![0xee];
+        message(&mut out, 2, |m| {
+            bytes(m, 1, &[7; 200]);
+            message(m, 3, |m| uint(m, 1, 1));
+        });
+        // key 2/LEN, length 207 as a two-byte varint, then key 1/LEN, 200 as two bytes, ...
+        assert_eq!(out[..4], [0xee, 2 << 3 | 2, 0xcf, 0x01]);
+        assert_eq!(out[4..7], [1 << 3 | 2, 0xc8, 0x01]);
+        assert_eq!(out[207..], [3 << 3 | 2, 2, 1 << 3, 1]);
+        assert_eq!(out.len(), 4 + 207);
     }
 
     #[test]

@@ -69,7 +69,7 @@ impl SpanData {
             kind: Kind::Internal,
             start_unix_nano: now_unix_nano(),
             end_unix_nano: 0,
-            attributes: Vec::new(),
+            attributes: Vec::with_capacity(12),
             error: false,
         }
     }
@@ -100,16 +100,16 @@ pub(crate) struct Fields<'a> {
 }
 
 impl Fields<'_> {
-    fn str(&mut self, field: &Field, value: &str) {
+    fn string(&mut self, field: &Field, value: std::borrow::Cow<'_, str>) {
         match field.name() {
-            "otel.name" => value.clone_into(&mut self.span.name),
-            "otel.kind" => self.span.kind = Kind::parse(value),
-            "traceparent" => self.remote = TraceParent::parse(value),
+            "otel.name" => self.span.name = value.into_owned(),
+            "otel.kind" => self.span.kind = Kind::parse(&value),
+            "traceparent" => self.remote = TraceParent::parse(&value),
             name => {
                 if name == "error.type" {
                     self.span.error = true;
                 }
-                self.span.set(name, AttrValue::Str(value.to_owned()));
+                self.span.set(name, AttrValue::Str(value.into_owned()));
             }
         }
     }
@@ -117,12 +117,12 @@ impl Fields<'_> {
 
 impl Visit for Fields<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.str(field, value);
+        self.string(field, value.into());
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         // `%value` fields arrive here; their Debug is their Display.
-        self.str(field, &format!("{value:?}"));
+        self.string(field, format!("{value:?}").into());
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
