@@ -121,9 +121,25 @@ fn config_follows_the_otel_variables() {
     assert_eq!(Config::from_vars(vars(OFF), "x"), None);
 }
 
+/// The only test that touches `ENABLED`.
 #[test]
-fn the_current_context_is_none_while_traces_are_off() {
-    assert_eq!(current_traceparent(), None);
+fn the_current_context_is_the_nearest_exported_span() {
+    let incoming = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    let mut seen = (None, None);
+    let spans = record(|| {
+        let job = consumer_span("ay.jobs.tool", Some(&incoming.unwrap().to_string()));
+        let _j = job.enter();
+        let plain = tracing::info_span!("tool_call");
+        let _p = plain.enter();
+        seen.0 = current_traceparent();
+        ENABLED.store(true, Ordering::Relaxed);
+        seen.1 = current_traceparent();
+    });
+    assert_eq!(seen.0, None, "traces off: no context");
+    let sent = TraceParent::parse(&seen.1.expect("a context")).unwrap();
+    assert_eq!(sent.trace_id, incoming.unwrap().trace_id);
+    assert_eq!(sent.span_id, spans[0].span_id, "the consumer span is the parent of what it sends");
+    assert_eq!(sent.flags, 1);
 }
 
 /// What a span costs when traces are on: recorded (ids, parent, attributes, queued) and encoded.
