@@ -11,7 +11,8 @@
 //! - every other field: an attribute (`tracing::field::Empty` ones once recorded).
 //!
 //! Such spans are created at `TRACE` level, so with tracing off (no `OTEL_EXPORTER_OTLP_*`
-//! endpoint) they are disabled at their call site and cost nothing; logs never show them.
+//! endpoint) they are disabled at their call site and cost nothing, and logs show them only at
+//! `AY_LOG=trace` (the log filter and the trace layer each filter on their own).
 //! The HTTP and messaging spans are made here ([`http_server_span`], [`consumer_span`]);
 //! model and tool spans are made where the calls are, with the same convention.
 
