@@ -271,6 +271,10 @@ impl Stack {
                 cmd.env(key, v);
             }
         }
+        // The bench's own `OTEL_*` variables reach the stack: traces on and off can be compared.
+        for (k, v) in std::env::vars().filter(|(k, _)| k.starts_with("OTEL_")) {
+            cmd.env(k, v);
+        }
         cmd.env("DATABASE_URL", self.database_url())
             .env("NATS_URL", &self.opts.nats_url)
             .env("AY_SUBJECT_PREFIX", &self.prefix)

@@ -133,9 +133,12 @@ impl Bus {
     /// # Errors
     /// When JetStream cannot be read.
     pub async fn events_last_seq(&self) -> Result<u64> {
-        let mut stream = self.events_stream().await?;
-        let info = stream.info().await.map_err(|e| read_err("the events stream")(e.into()))?;
-        Ok(info.state.last_sequence)
+        let stream = self
+            .js
+            .get_stream(self.subjects.events_stream())
+            .await
+            .map_err(|e| read_err("the events stream")(e.into()))?;
+        Ok(stream.cached_info().state.last_sequence)
     }
 
     /// Every stored event after sequence `after` (0: from the first kept), then each one as it

@@ -38,6 +38,9 @@ pub fn agent_consumer_name(priority: Priority) -> String {
     format!("agent-{}", priority.as_str())
 }
 
+/// The header carrying a job's W3C trace context (set when traces are on).
+pub const TRACEPARENT: &str = "traceparent";
+
 /// The durable consumer of tool-call jobs.
 pub const TOOL_CONSUMER: &str = "tool";
 /// The durable consumer of workflow jobs, shared by every orchestrator.

@@ -13,7 +13,7 @@ use futures::future::join_all;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Bus, BusError, publication};
+use crate::{Bus, BusError, TRACEPARENT, publication};
 
 /// Rows older than this are the relay's.
 const RELAY_MIN_AGE_MS: i64 = 3_000;
@@ -67,6 +67,10 @@ impl Outbox {
         rows: impl Iterator<Item = (i64, &'a [Fact])>,
     ) -> Vec<(i64, Result<(), BusError>)> {
         let mut sent = Vec::new();
+        // Jobs carry the trace of whoever published them (the request, or the job, whose
+        // transaction wrote them: dispatch runs right after its commit, in its span). Rows the
+        // relay publishes after a crash have no span to carry: their jobs start a trace.
+        let traceparent = agentyard_otel::current_traceparent();
         for (row, facts) in rows {
             for fact in facts {
                 let p = match publication(self.bus.subjects(), fact) {
@@ -76,7 +80,10 @@ impl Outbox {
                         continue;
                     }
                 };
-                let message = PublishMessage::build().payload(p.payload).message_id(&p.msg_id);
+                let mut message = PublishMessage::build().payload(p.payload).message_id(&p.msg_id);
+                if let (Some(tp), Fact::Job { .. }) = (&traceparent, fact) {
+                    message = message.header(TRACEPARENT, tp.as_str());
+                }
                 let ack = self.bus.js.send_publish(p.subject.clone(), message).await;
                 let ack = ack.map_err(|e| BusError::Publish {
                     subject: p.subject.clone(),

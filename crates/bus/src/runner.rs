@@ -180,16 +180,21 @@ pub async fn run<H: Handler>(
 /// One delivery, from decode to settle.
 async fn deliver<H: Handler>(bus: &Bus, handler: &H, settings: &RunnerSettings, msg: Message) {
     let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
+    // The trace span of this delivery (a no-op when traces are off), child of the publisher's.
+    let traceparent = msg.headers.as_ref().and_then(|h| h.get(crate::TRACEPARENT));
+    let consumer = agentyard_otel::consumer_span(&msg.subject, traceparent.map(|v| v.as_str()));
+    consumer.record("messaging.message.delivery_count", delivered);
     let job: H::Job = match serde_json::from_slice(&msg.payload) {
         Ok(job) => job,
         Err(e) => {
             let reason = format!("undecodable {} job: {e}", H::KIND);
+            consumer.record("error.type", "undecodable");
             tracing::error!(%reason, "dead-lettering a job");
             dead_letter_and_term(bus, H::KIND, &msg, "undecodable", &reason).await;
             return;
         }
     };
-    let span = handler.span(&job, delivered);
+    let span = consumer.in_scope(|| handler.span(&job, delivered));
     async {
         let verdict = if delivered > settings.max_deliveries {
             Verdict::GiveUp {
@@ -206,6 +211,7 @@ async fn deliver<H: Handler>(bus: &Bus, handler: &H, settings: &RunnerSettings, 
             Verdict::Retry(delay) => settle(&msg, AckKind::Nak(Some(delay))).await,
             Verdict::GiveUp { code, reason } => match handler.give_up(&job, code, &reason).await {
                 Ok(()) => {
+                    consumer.record("error.type", code);
                     tracing::warn!(code, %reason, "job given up");
                     dead_letter_and_term(bus, H::KIND, &msg, code, &reason).await;
                 }
@@ -218,7 +224,10 @@ async fn deliver<H: Handler>(bus: &Bus, handler: &H, settings: &RunnerSettings, 
             },
         }
     }
+    // Inside the consumer span too: the handler's span may be off (by AY_LOG) while traces
+    // are on, and what the job publishes must still carry its trace.
     .instrument(span)
+    .instrument(consumer.clone())
     .await;
 }
 

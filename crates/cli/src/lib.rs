@@ -113,14 +113,44 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     // One rustls crypto provider for the whole process (HTTPS model servers).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let settings = Settings::from_env()?;
-    agentyard_runtime::telemetry::init(settings.log.as_deref());
+    let service = service_name(&cli.command);
+    let traces = agentyard_runtime::telemetry::init(settings.log.as_deref(), service.as_deref());
     for warning in settings.unknown_var_warnings() {
         tracing::warn!("{warning}");
     }
     agentyard_metrics::set_enabled(settings.metrics);
     let shutdown = CancellationToken::new();
     tokio::spawn(agentyard_runtime::signal::cancel_on_signal(shutdown.clone()));
-    match cli.command {
+    let result = run_command(cli.command, settings, shutdown).await;
+    traces.flush(std::time::Duration::from_secs(2)).await;
+    result
+}
+
+/// The process's `service.name` in traces: `agentyard-<role>` for the commands that serve;
+/// None (no traces) for the others.
+fn service_name(command: &Command) -> Option<String> {
+    let role = match command {
+        Command::Dev => "dev",
+        Command::Api => "api",
+        Command::McpServer => "mcp-server",
+        Command::Worker { kind: WorkerKind::Agent } => "worker-agent",
+        Command::Worker { kind: WorkerKind::Tool } => "worker-tool",
+        Command::Worker { kind: WorkerKind::Orchestrator } => "worker-orchestrator",
+        Command::Worker { kind: WorkerKind::Monitor } => "worker-monitor",
+        Command::Migrate
+        | Command::Admin { .. }
+        | Command::Chat(_)
+        | Command::ScriptedLlm { .. } => return None,
+    };
+    Some(format!("agentyard-{role}"))
+}
+
+async fn run_command(
+    command: Command,
+    settings: Settings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    match command {
         Command::Dev => dev::run(settings, shutdown).await,
         Command::Api => roles::api(settings, shutdown).await,
         Command::McpServer => roles::mcp_server(settings, shutdown).await,

@@ -122,7 +122,7 @@ pub struct Llm {
     api_key: Option<String>,
     model: String,
     timeout: Duration,
-    /// `gen_ai.provider.name` in the metrics.
+    /// `gen_ai.provider.name` of this endpoint's metrics and spans.
     provider_name: &'static str,
 }
 
@@ -222,14 +222,31 @@ impl Llm {
         let prompt_chars = req.messages.iter().map(|m| m.content.len()).sum();
         let body = self.request(req);
         let call = stream::CallMetrics::start(self.provider_name, &body.model);
+        // The call's trace span (GenAI semantic conventions), open until the stream is dropped;
+        // disabled at its call site while traces are off.
+        let span = tracing::trace_span!("chat",
+            otel.name = %format_args!("chat {}", body.model),
+            otel.kind = "client",
+            gen_ai.operation.name = "chat",
+            gen_ai.provider.name = self.provider_name,
+            gen_ai.request.model = %body.model,
+            gen_ai.request.max_tokens = req.max_tokens,
+            gen_ai.response.model = tracing::field::Empty,
+            gen_ai.response.finish_reasons = tracing::field::Empty,
+            gen_ai.usage.input_tokens = tracing::field::Empty,
+            gen_ai.usage.output_tokens = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
         let chat = self.client.chat();
         let timeout = req.timeout.map_or(self.timeout, |t| t.min(self.timeout));
         let inner = match tokio::time::timeout(timeout, chat.create_stream(body)).await {
             Ok(Ok(inner)) => inner,
-            Ok(Err(e)) => return Err(call.failed(LlmError::from_openai(e))),
-            Err(_) => return Err(call.failed(LlmError::Timeout(timeout))),
+            Ok(Err(e)) => {
+                return Err(stream::failed(&span, call.failed(LlmError::from_openai(e))));
+            }
+            Err(_) => return Err(stream::failed(&span, call.failed(LlmError::Timeout(timeout)))),
         };
-        Ok(ChatStream::new(inner, timeout, prompt_chars, call))
+        Ok(ChatStream::new(inner, timeout, prompt_chars, call, span))
     }
 
     #[allow(deprecated)] // `max_tokens`: deprecated by OpenAI, the one self-hosted servers read

@@ -40,6 +40,8 @@ pub struct ChatStream {
     finish_reason: Option<String>,
     ended: bool,
     call: CallMetrics,
+    /// The call's trace span (see [`crate::Llm::stream_chat`]); it ends with the stream.
+    span: tracing::Span,
 }
 
 /// One model call as the GenAI metrics see it: recorded once, when it ends (or fails).
@@ -127,6 +129,7 @@ impl ChatStream {
         timeout: Duration,
         prompt_chars: usize,
         call: CallMetrics,
+        span: tracing::Span,
     ) -> Self {
         Self {
             inner,
@@ -138,6 +141,7 @@ impl ChatStream {
             finish_reason: None,
             ended: false,
             call,
+            span,
         }
     }
 
@@ -159,7 +163,7 @@ impl ChatStream {
             let chunk = if delta.is_empty() {
                 match tokio::time::timeout(self.timeout, self.inner.next()).await {
                     Ok(c) => c,
-                    Err(_) => return Err(LlmError::Timeout(self.timeout)),
+                    Err(_) => return Err(failed(&self.span, LlmError::Timeout(self.timeout))),
                 }
             } else {
                 match self.inner.next().now_or_never() {
@@ -169,7 +173,7 @@ impl ChatStream {
             };
             match chunk {
                 None => self.ended = true,
-                Some(Err(e)) => return Err(LlmError::from_openai(e)),
+                Some(Err(e)) => return Err(failed(&self.span, LlmError::from_openai(e))),
                 Some(Ok(chunk)) => self.absorb(chunk, &mut delta),
             }
         }
@@ -178,6 +182,9 @@ impl ChatStream {
 
     fn absorb(&mut self, chunk: CreateChatCompletionStreamResponse, delta: &mut String) {
         self.call.chunk(&chunk.model);
+        if self.content.is_empty() && self.tool_calls.is_empty() && !self.span.is_disabled() {
+            self.span.record("gen_ai.response.model", chunk.model.as_str());
+        }
         if let Some(u) = chunk.usage {
             self.usage = Some(Usage {
                 prompt_tokens: u.prompt_tokens,
@@ -228,7 +235,7 @@ impl ChatStream {
         if self.finish_reason.is_none() {
             let e = LlmError::Incomplete(self.content.len());
             self.call.fail(&e);
-            return Err(e);
+            return Err(failed(&self.span, e));
         }
         let usage = self.usage.unwrap_or_else(|| {
             let prompt = estimate_tokens(self.prompt_chars);
@@ -242,6 +249,9 @@ impl ChatStream {
             }
         });
         self.call.succeeded(&usage);
+        self.span.record("gen_ai.usage.input_tokens", usage.prompt_tokens);
+        self.span.record("gen_ai.usage.output_tokens", usage.completion_tokens);
+        self.span.record("gen_ai.response.finish_reasons", self.finish_reason.as_deref());
         Ok(Completion {
             content: self.content,
             tool_calls: self.tool_calls,
@@ -249,6 +259,22 @@ impl ChatStream {
             finish_reason: self.finish_reason,
         })
     }
+}
+
+/// Marks the call's span failed with the error's type (an HTTP status, else the kind).
+pub(crate) fn failed(span: &tracing::Span, e: LlmError) -> LlmError {
+    if !span.is_disabled() {
+        let kind = match &e {
+            LlmError::Status { status, .. } => status.to_string(),
+            LlmError::Timeout(_) => "timeout".into(),
+            LlmError::Connect(_) => "connect".into(),
+            LlmError::Stream(_) => "stream".into(),
+            LlmError::Protocol(_) => "protocol".into(),
+            LlmError::Incomplete(_) => "incomplete".into(),
+        };
+        span.record("error.type", kind);
+    }
+    e
 }
 
 fn estimate_tokens(chars: usize) -> u32 {

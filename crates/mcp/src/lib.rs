@@ -219,12 +219,23 @@ impl Client {
                     if let Some(t) = bearer_token {
                         config = config.auth_header(t.clone());
                     }
+                    // The server continues our trace (the tool call's span).
+                    if let Some(tp) = agentyard_otel::current_traceparent()
+                        && let Ok(value) = tp.parse()
+                    {
+                        let name = reqwest::header::HeaderName::from_static("traceparent");
+                        config = config.custom_headers([(name, value)].into());
+                    }
                     let transport = StreamableHttpClientTransport::with_client(http(), config);
                     handler.serve(transport).await.map_err(|e| unreachable(&e))
                 }
                 ServerConfig::Stdio { command, args, env } => {
                     let mut cmd = tokio::process::Command::new(command);
                     cmd.args(args).envs(env).stderr(std::process::Stdio::null());
+                    // Stdio has no headers: the environment carries the trace context.
+                    if let Some(tp) = agentyard_otel::current_traceparent() {
+                        cmd.env("TRACEPARENT", tp);
+                    }
                     let transport = TokioChildProcess::new(cmd).map_err(|e| unreachable(&e))?;
                     handler.serve(transport).await.map_err(|e| unreachable(&e))
                 }

@@ -346,7 +346,8 @@ fn round(v: f64) -> f64 {
 /// How long to wait after `attempts` failed delivery attempts: 1 s doubling to 5 minutes;
 /// None after the 10th (given up).
 pub fn delivery_backoff(attempts: i32) -> Option<Duration> {
-    (attempts < 10).then(|| Duration::from_secs(1u64 << (attempts - 1).clamp(0, 9)).min(MAX_BACKOFF))
+    (attempts < 10)
+        .then(|| Duration::from_secs(1u64 << (attempts - 1).clamp(0, 9)).min(MAX_BACKOFF))
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(300);

@@ -111,18 +111,20 @@ impl Store {
         Ok(())
     }
 
-    /// The last event sequence counted under `name`.
+    /// The position under `name`: (the last event sequence counted, the sequence to read
+    /// again from after a restart).
     ///
     /// # Errors
     /// Database failures.
-    pub async fn monitor_position(&self, name: &str) -> Result<Option<u64>> {
-        let row: Option<(i64,)> =
-            sqlx::query_as("SELECT seq FROM monitor_positions WHERE name = $1")
+    pub async fn monitor_position(&self, name: &str) -> Result<Option<(u64, u64)>> {
+        let row: Option<(i64, i64)> =
+            sqlx::query_as("SELECT seq, rewind FROM monitor_positions WHERE name = $1")
                 .bind(name)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(db("monitor_position"))?;
-        Ok(row.map(|(s,)| u64::try_from(s).unwrap_or(0)))
+        let u = |v: i64| u64::try_from(v).unwrap_or(0);
+        Ok(row.map(|(s, r)| (u(s), u(r))))
     }
 
     /// Adds `rows` to the series and, in the same transaction, moves the position `(seq,

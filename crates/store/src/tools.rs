@@ -42,6 +42,8 @@ pub struct PendingCall {
     pub user_id: Option<UserId>,
     pub agent_id: AgentId,
     pub step: i32,
+    /// The model's id of the call.
+    pub call_id: String,
     pub server: String,
     pub tool: String,
     pub arguments: serde_json::Value,
@@ -315,8 +317,8 @@ impl Store {
     /// Database failures.
     pub async fn pending_call(&self, invocation: InvocationId) -> Result<Option<PendingCall>> {
         sqlx::query_as(
-            "SELECT i.id, i.org_id, i.run_id, i.user_id, i.agent_id, i.step, i.server, i.tool, \
-                i.arguments, i.status, i.attempt, i.round, i.input_response, \
+            "SELECT i.id, i.org_id, i.run_id, i.user_id, i.agent_id, i.step, i.call_id, i.server, \
+                i.tool, i.arguments, i.status, i.attempt, i.round, i.input_response, \
                 r.status AS run_status, r.step AS run_step, r.scopes, a.agent_type, \
                 a.name AS agent_name, a.config AS agent_config, \
                 EXISTS (SELECT 1 FROM workflow_step_runs w \

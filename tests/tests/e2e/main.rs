@@ -15,5 +15,6 @@ mod peers;
 mod system;
 mod tenancy;
 mod tools;
+mod traces;
 mod validation;
 mod workflows;

@@ -243,8 +243,8 @@ async fn receiver() -> Receiver {
                     break (headers, buf[end + 4..end + 4 + len].to_vec());
                 }
             };
-            let opened = serde_json::from_slice::<Value>(&body)
-                .is_ok_and(|v| v["event"] == "alert.opened");
+            let opened =
+                serde_json::from_slice::<Value>(&body).is_ok_and(|v| v["event"] == "alert.opened");
             let status = if opened && !failed_once {
                 failed_once = true;
                 "500 Internal Server Error"

@@ -114,38 +114,37 @@ fn ms(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
 }
 
 impl Counter {
-    fn count(&mut self, e: &SeqEvent, at: DateTime<Utc>) {
+    /// Takes `e` in; counts it when `counting` (else only remembers the runs waiting for their
+    /// first token: events read again after a restart).
+    fn count(&mut self, e: &SeqEvent, at: DateTime<Utc>, counting: bool) {
         let org = e.org.0;
         match e.kind {
             EventKind::RunStarted => {
                 let Some(run) = e.run() else { return };
-                let started = run.started_at.unwrap_or(at);
-                let key = format!("agent={}", run.agent_id);
-                self.tally.observe(
-                    "run.queue_wait_ms",
-                    started,
-                    org,
-                    key,
-                    ms(run.created_at, started),
-                );
+                if counting {
+                    let started = run.started_at.unwrap_or(at);
+                    let key = format!("agent={}", run.agent_id);
+                    let waited = ms(run.created_at, started);
+                    self.tally.observe("run.queue_wait_ms", started, org, key, waited);
+                }
                 if self.waiting.len() >= MAX_WAITING {
                     self.waiting.clear();
                 }
-                self.waiting.insert(run.id, (run.agent_id, run.created_at));
+                self.waiting.insert(run.id, (run.agent_id, run.created_at, e.seq));
             }
             EventKind::MessageDelta => {
-                if let Some((agent, created)) = self.waiting.remove(&e.run) {
-                    self.tally.observe(
-                        "run.ttft_ms",
-                        at,
-                        org,
-                        format!("agent={agent}"),
-                        ms(created, at),
-                    );
+                if let Some((agent, created, _)) = self.waiting.remove(&e.run)
+                    && counting
+                {
+                    let key = format!("agent={agent}");
+                    self.tally.observe("run.ttft_ms", at, org, key, ms(created, at));
                 }
             }
             kind if kind.is_terminal() => {
                 self.waiting.remove(&e.run);
+                if !counting {
+                    return;
+                }
                 let Some(run) = e.run() else { return };
                 let ended = run.completed_at.unwrap_or(at);
                 let agent = run.agent_id;
@@ -183,6 +182,12 @@ impl Counter {
             _ => {}
         }
     }
+
+    /// Where to read again from: before the oldest run still waiting for its first token, or
+    /// `seq` when none is.
+    fn rewind(&self, seq: u64) -> u64 {
+        self.waiting.values().map(|(_, _, s)| s.saturating_sub(1)).min().unwrap_or(seq).min(seq)
+    }
 }
 
 /// Counts events until `stop`, or until the stream breaks or the lease is lost.
@@ -193,20 +198,16 @@ pub(crate) async fn run(ctx: Ctx, stop: CancellationToken) {
     }
 }
 
-    /// Where to read again from: before the oldest run still waiting for its first token, or
-    /// `seq` when none is.
-    fn rewind(&self, seq: u64) -> u64 {
-        self.waiting.values().map(|(_, _, s)| s.saturating_sub(1)).min().unwrap_or(seq).min(seq)
-    }
-}
-
 async fn count(ctx: &Ctx, stop: &CancellationToken) -> Result<(), String> {
     let stored = ctx.store.monitor_position(LEASE).await.map_err(|e| e.to_string())?;
     let (mut counted, mut rewind) = stored.unwrap_or((0, 0));
     let last = ctx.bus.events_last_seq().await.map_err(|e| e.to_string())?;
     if counted > last {
-        tracing::warn!(position = counted, last,
-            "the event stream is behind the position (recreated?): counting it from its start");
+        tracing::warn!(
+            position = counted,
+            last,
+            "the event stream is behind the position (recreated?): counting it from its start"
+        );
         (counted, rewind) = (0, 0);
     }
     let events = ctx.bus.events_after(rewind.min(counted)).await.map_err(|e| e.to_string())?;
@@ -248,7 +249,11 @@ async fn count(ctx: &Ctx, stop: &CancellationToken) -> Result<(), String> {
     }
 }
 
-async fn flush(ctx: &Ctx, c: &mut Counter, position: &mut Option<(u64, u64)>) -> Result<(), String> {
+async fn flush(
+    ctx: &Ctx,
+    c: &mut Counter,
+    position: &mut Option<(u64, u64)>,
+) -> Result<(), String> {
     if c.tally.is_empty() && position.is_none() {
         return Ok(());
     }

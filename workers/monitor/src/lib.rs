@@ -190,7 +190,10 @@ async fn lead(ctx: Ctx, shutdown: CancellationToken) {
         }
         match (held, duties.is_some()) {
             (true, false) => {
-                tracing::info!(holder = ctx.holder, "this monitor leads: counting, probing, alerting");
+                tracing::info!(
+                    holder = ctx.holder,
+                    "this monitor leads: counting, probing, alerting"
+                );
                 let stop = shutdown.child_token();
                 let tasks = vec![
                     tokio::spawn(counting::run(ctx.clone(), stop.clone())),

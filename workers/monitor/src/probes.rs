@@ -52,7 +52,8 @@ pub(crate) async fn run_slow(ctx: Ctx, stop: CancellationToken) {
         if record(&ctx, &mut unwritten, results, &mut tally).await {
             forget_gone(&ctx).await;
         }
-        if let Err(e) = ctx.store.add_buckets((crate::LEASE, &ctx.holder), None, &tally.drain()).await
+        if let Err(e) =
+            ctx.store.add_buckets((crate::LEASE, &ctx.holder), None, &tally.drain()).await
         {
             tracing::warn!(error = %e, "cannot write the probes' figures");
         }
@@ -92,8 +93,11 @@ async fn record(
                 if r.up {
                     tracing::info!(probe = r.name, "a probe answers: up");
                 } else {
-                    tracing::warn!(probe = r.name, error = r.error.as_deref().unwrap_or(""),
-                        "a probe fails: down");
+                    tracing::warn!(
+                        probe = r.name,
+                        error = r.error.as_deref().unwrap_or(""),
+                        "a probe fails: down"
+                    );
                 }
                 written += 1;
             }
@@ -236,13 +240,20 @@ async fn round(ctx: &Ctx, state: &mut State) {
         gauge("host.net_tx_bytes_per_s", s.net_tx_bytes_per_s, false);
     }
 
-    services_down(ctx, now, &mut tally, &mut readings).await;
     recent_figures(ctx, now, &mut readings).await;
-
+    // The open alerts first, then the conditions: an alert resolved by hand in between is
+    // then seen open (no change) or acknowledged, never neither.
+    let open = ctx.store.alerts(Some("open"), None, 10_000).await;
+    if let Ok(open) = &open {
+        services_down(ctx, now, open, &mut tally, &mut readings).await;
+    }
     if let Err(e) = ctx.store.add_buckets((crate::LEASE, &ctx.holder), None, &tally.drain()).await {
         tracing::warn!(error = %e, "cannot write the probes' figures");
     }
-    alert(ctx, &readings, now).await;
+    match (open, ctx.store.alert_conditions().await) {
+        (Ok(open), Ok(conditions)) => alert(ctx, &readings, &conditions, &open, now).await,
+        (Err(e), _) | (_, Err(e)) => tracing::warn!(error = %e, "cannot read the alerts"),
+    }
 }
 
 /// `service.down_seconds`: each role seen in the last hour (or with an open alert) with no
@@ -330,18 +341,10 @@ async fn recent_figures(
 async fn alert(
     ctx: &Ctx,
     readings: &HashMap<&'static str, Vec<Reading>>,
+    conditions: &[ConditionRow],
+    open: &[AlertRow],
     now: chrono::DateTime<Utc>,
 ) {
-    let (conditions, open) = match tokio::try_join!(
-        ctx.store.alert_conditions(),
-        ctx.store.alerts(Some("open"), None, 10_000)
-    ) {
-        Ok(x) => x,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the alerts");
-            return;
-        }
-    };
     let urls = ctx.alerts.webhook_urls();
     for action in evaluate(&ctx.alerts.rules, readings, conditions, open, now) {
         let done = match &action {

@@ -20,6 +20,7 @@ use agentyard_mcp::{Client, McpError, ServerConfig};
 use agentyard_store::StoreError;
 use agentyard_store::tool_tokens::{self, ToolClaims};
 use agentyard_store::tools::PendingCall;
+use tracing::Instrument;
 
 use crate::Ctx;
 use crate::input::Broker;
@@ -171,7 +172,27 @@ async fn try_call(ctx: &Ctx, job: &ToolCall) -> Result<Verdict, StoreError> {
     let started = Instant::now();
     tracing::info!(server = %call.server, tool, attempt, "tool request");
     let broker = Broker::new(call.clone());
-    let result = execute(ctx, &server, tool, arguments, broker.clone()).await;
+    // The call's trace span (GenAI semantic conventions); the MCP request carries it on.
+    let span = tracing::trace_span!("execute_tool",
+        otel.name = %format_args!("execute_tool {}", call.tool),
+        otel.kind = "internal",
+        gen_ai.operation.name = "execute_tool",
+        gen_ai.tool.name = %call.tool,
+        gen_ai.tool.call.id = %call.call_id,
+        gen_ai.tool.type = "function",
+        agentyard.mcp.server = %call.server,
+        agentyard.tool.attempt = attempt,
+        error.type = tracing::field::Empty,
+    );
+    let result =
+        execute(ctx, &server, tool, arguments, broker.clone()).instrument(span.clone()).await;
+    match &result {
+        Ok(out) if out.is_error => span.record("error.type", "tool_error"),
+        Ok(_) => &span,
+        Err(McpError::Refused(_)) => span.record("error.type", "refused"),
+        Err(McpError::Unreachable(_)) => span.record("error.type", "unreachable"),
+    };
+    drop(span);
     let ms = started.elapsed().as_millis();
     let outcome = match &result {
         _ if broker.suspended().is_some() => "input_required",
