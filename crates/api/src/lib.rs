@@ -75,31 +75,8 @@ pub enum StartError {
 /// The whole HTTP surface, with `GET /metrics` (unless metrics are off: `AY_METRICS=off`).
 pub fn router(state: AppState) -> Router {
     agentyard_metrics::http::instrument(
-        routes::router(state).layer(axum::middleware::from_fn(trace_request)),
+        routes::router(state).layer(axum::middleware::from_fn(agentyard_otel::trace_http)),
     )
-}
-
-/// One server span per request, continuing the caller's `traceparent` (a no-op while traces
-/// are off).
-async fn trace_request(
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use tracing::Instrument;
-    let span = agentyard_otel::http_server_span(
-        req.method().as_str(),
-        req.extensions()
-            .get::<axum::extract::MatchedPath>()
-            .map(axum::extract::MatchedPath::as_str),
-        req.uri().path(),
-        req.headers().get("traceparent").and_then(|v| v.to_str().ok()),
-    );
-    if span.is_disabled() {
-        return next.run(req).await;
-    }
-    let response = next.run(req).instrument(span.clone()).await;
-    agentyard_otel::record_http_status(&span, response.status().as_u16());
-    response
 }
 
 /// Serves `router(state)` on `listener` until `shutdown`.

@@ -294,3 +294,27 @@ pub fn consumer_span(subject: &str, traceparent: Option<&str>) -> tracing::Span 
 
 #[cfg(test)]
 mod tests;
+
+/// An axum middleware: one server span per request, continuing the caller's `traceparent`
+/// (a no-op while traces are off). Used by the API and the MCP tool server; a tool runs in the
+/// MCP session's task, outside this span.
+pub async fn trace_http(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument;
+    let span = http_server_span(
+        req.method().as_str(),
+        req.extensions()
+            .get::<axum::extract::MatchedPath>()
+            .map(axum::extract::MatchedPath::as_str),
+        req.uri().path(),
+        req.headers().get("traceparent").and_then(|v| v.to_str().ok()),
+    );
+    if span.is_disabled() {
+        return next.run(req).await;
+    }
+    let response = next.run(req).instrument(span.clone()).await;
+    record_http_status(&span, response.status().as_u16());
+    response
+}

@@ -26,6 +26,20 @@ pub struct ToolClaims {
 }
 
 impl ToolClaims {
+    /// The claims of a tool listing (`tools/list`), which needs a valid token but no
+    /// principal: nil ids, no scopes, valid for two minutes.
+    pub fn listing() -> Self {
+        Self {
+            org_id: OrgId::nil(),
+            user_id: None,
+            agent_id: AgentId::nil(),
+            run_id: RunId::nil(),
+            invocation_id: InvocationId::nil(),
+            scopes: Vec::new(),
+            exp: chrono::Utc::now().timestamp() + 120,
+        }
+    }
+
     /// True when the token holds `scope`.
     pub fn has_scope(&self, scope: Scope) -> bool {
         self.scopes.contains(&scope)

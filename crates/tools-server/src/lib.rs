@@ -112,30 +112,7 @@ fn build(store: Store, bus: Bus, shutdown: CancellationToken) -> Router {
     Router::new()
         .route_service("/mcp", mcp)
         .route_layer(axum::middleware::from_fn_with_state(keys, auth::require_token))
-        .layer(axum::middleware::from_fn(trace_request))
-}
-
-/// One server span per request, continuing the tool worker's `traceparent` (a no-op while
-/// traces are off). Tools run in the MCP session's task, outside this span.
-async fn trace_request(
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use tracing::Instrument;
-    let span = agentyard_otel::http_server_span(
-        req.method().as_str(),
-        req.extensions()
-            .get::<axum::extract::MatchedPath>()
-            .map(axum::extract::MatchedPath::as_str),
-        req.uri().path(),
-        req.headers().get("traceparent").and_then(|v| v.to_str().ok()),
-    );
-    if span.is_disabled() {
-        return next.run(req).await;
-    }
-    let response = next.run(req).instrument(span.clone()).await;
-    agentyard_otel::record_http_status(&span, response.status().as_u16());
-    response
+        .layer(axum::middleware::from_fn(agentyard_otel::trace_http))
 }
 
 /// Serves [`router`] on `listener` until `shutdown`, ending open MCP sessions then, with

@@ -8,7 +8,6 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use agentyard_core::tools::BUILTIN_SERVER;
-use agentyard_core::{AgentId, InvocationId, OrgId, RunId};
 use agentyard_mcp::{Client, ServerConfig};
 use agentyard_services::alerting::{Action, Reading, evaluate};
 use agentyard_services::series::{Merged, key_value};
@@ -438,16 +437,7 @@ async fn probe_mcp_servers(ctx: &Ctx) -> Vec<ProbeResult> {
             return Vec::new();
         }
     };
-    // Listing needs a valid token but no principal: nil ids, no scopes.
-    let claims = ToolClaims {
-        org_id: OrgId::nil(),
-        user_id: None,
-        agent_id: AgentId::nil(),
-        run_id: RunId::nil(),
-        invocation_id: InvocationId::nil(),
-        scopes: Vec::new(),
-        exp: Utc::now().timestamp() + 120,
-    };
+    let claims = ToolClaims::listing();
     let mut targets: Vec<(String, Option<Uuid>, String, ServerConfig)> = vec![(
         format!("mcp:{BUILTIN_SERVER}"),
         None,

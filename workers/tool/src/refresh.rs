@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use agentyard_core::tools::BUILTIN_SERVER;
-use agentyard_core::{AgentId, InvocationId, OrgId, RunId};
 use agentyard_mcp::{Client, ServerConfig};
 use agentyard_store::tool_tokens::{self, ToolClaims};
 use agentyard_store::tools::ToolSpec;
@@ -33,16 +32,7 @@ pub(crate) async fn platform_tools(ctx: Ctx, shutdown: CancellationToken) {
 
 /// Lists every platform server that is due, at once.
 async fn refresh_due(ctx: &Ctx) {
-    // Listing needs a valid token but no principal: nil ids, no scopes.
-    let claims = ToolClaims {
-        org_id: OrgId::nil(),
-        user_id: None,
-        agent_id: AgentId::nil(),
-        run_id: RunId::nil(),
-        invocation_id: InvocationId::nil(),
-        scopes: Vec::new(),
-        exp: chrono::Utc::now().timestamp() + 120,
-    };
+    let claims = ToolClaims::listing();
     let builtin = ServerConfig::Http {
         url: ctx.settings.mcp_url.clone(),
         bearer_token: Some(tool_tokens::mint(&ctx.key, &claims)),
