@@ -20,8 +20,24 @@ use serde::Deserialize;
 /// How to reach a server.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ServerConfig {
-    Http { url: String, bearer_token: Option<String> },
-    Stdio { command: String, args: Vec<String>, env: BTreeMap<String, String> },
+    /// A server of the operator's (the built-in one, `config/mcp-servers.yaml`): trusted.
+    Http {
+        url: String,
+        bearer_token: Option<String>,
+    },
+    Stdio {
+        command: String,
+        args: Vec<String>,
+        env: BTreeMap<String, String>,
+    },
+    /// A server an organization registered, reached on its behalf: the address connected to is
+    /// checked at every connection (no special-purpose address unless `allow_private`, which is
+    /// `AY_MCP_ALLOW_PRIVATE`) and redirects are not followed.
+    Registered {
+        url: String,
+        bearer_token: Option<String>,
+        allow_private: bool,
+    },
 }
 
 #[derive(Debug, Deserialize)]

@@ -31,7 +31,7 @@ use rmcp::{ClientHandler, ErrorData, RoleClient, ServiceExt};
 use serde::{Deserialize, Serialize};
 
 pub use config::{ConfigServers, ServerConfig, valid_name};
-pub use url_check::check_url;
+pub use url_check::{TenantResolver, check_literal, check_url, special_purpose};
 
 /// A tool as a server lists it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -170,6 +170,25 @@ pub struct Client {
     service: RunningService<RoleClient, Handler>,
 }
 
+/// The HTTP client of connections made on an organization's behalf (its registered servers):
+/// every name is resolved again at connection and special-purpose addresses are refused
+/// (unless `allow_private`), and redirects are never followed. One per setting per process.
+pub fn tenant_http(allow_private: bool) -> reqwest::Client {
+    static STRICT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    static PRIVATE: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let cell = if allow_private { &PRIVATE } else { &STRICT };
+    cell.get_or_init(|| {
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(256)
+            .dns_resolver(Arc::new(TenantResolver { allow_private }))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default()
+    })
+    .clone()
+}
+
 /// One HTTP client for every connection of the process: building one (TLS roots, pools) costs
 /// milliseconds, more than a call on loopback. Timeouts are enforced around each use.
 fn http() -> reqwest::Client {
@@ -182,6 +201,26 @@ fn http() -> reqwest::Client {
             .unwrap_or_default()
     })
     .clone()
+}
+
+/// Streamable HTTP to `url` through `client`, with the bearer token and our trace context.
+fn http_transport(
+    client: reqwest::Client,
+    url: &str,
+    bearer_token: Option<&str>,
+) -> StreamableHttpClientTransport<reqwest::Client> {
+    let mut config = StreamableHttpClientTransportConfig::with_uri(url);
+    if let Some(t) = bearer_token {
+        config = config.auth_header(t.to_owned());
+    }
+    // The server continues our trace (the tool call's span).
+    if let Some(tp) = agentyard_otel::current_traceparent()
+        && let Ok(value) = tp.parse()
+    {
+        let name = reqwest::header::HeaderName::from_static("traceparent");
+        config = config.custom_headers([(name, value)].into());
+    }
+    StreamableHttpClientTransport::with_client(client, config)
 }
 
 fn handler(broker: Option<Arc<dyn InputBroker>>, sampler: Option<Arc<dyn Sampler>>) -> Handler {
@@ -215,18 +254,13 @@ impl Client {
         let connecting = async {
             match server {
                 ServerConfig::Http { url, bearer_token } => {
-                    let mut config = StreamableHttpClientTransportConfig::with_uri(url.as_str());
-                    if let Some(t) = bearer_token {
-                        config = config.auth_header(t.clone());
-                    }
-                    // The server continues our trace (the tool call's span).
-                    if let Some(tp) = agentyard_otel::current_traceparent()
-                        && let Ok(value) = tp.parse()
-                    {
-                        let name = reqwest::header::HeaderName::from_static("traceparent");
-                        config = config.custom_headers([(name, value)].into());
-                    }
-                    let transport = StreamableHttpClientTransport::with_client(http(), config);
+                    let transport = http_transport(http(), url, bearer_token.as_deref());
+                    handler.serve(transport).await.map_err(|e| unreachable(&e))
+                }
+                ServerConfig::Registered { url, bearer_token, allow_private } => {
+                    check_literal(url, *allow_private).map_err(McpError::Unreachable)?;
+                    let client = tenant_http(*allow_private);
+                    let transport = http_transport(client, url, bearer_token.as_deref());
                     handler.serve(transport).await.map_err(|e| unreachable(&e))
                 }
                 ServerConfig::Stdio { command, args, env } => {

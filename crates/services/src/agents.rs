@@ -340,7 +340,10 @@ pub async fn status(svc: &Services, who: &Principal, row: AgentRow) -> Result<Ag
                 Ok(s.url.clone())
             } else {
                 match svc.mcp_servers.0.get(&n) {
-                    Some(agentyard_mcp::ServerConfig::Http { url, .. }) => Ok(url.clone()),
+                    Some(
+                        agentyard_mcp::ServerConfig::Http { url, .. }
+                        | agentyard_mcp::ServerConfig::Registered { url, .. },
+                    ) => Ok(url.clone()),
                     Some(agentyard_mcp::ServerConfig::Stdio { .. }) => Err(listed(&n)),
                     None => Err(None),
                 }

@@ -112,7 +112,11 @@ impl Services {
         server: McpServer,
         bearer_token: Option<String>,
     ) -> Result<McpServer> {
-        let config = ServerConfig::Http { url: server.url.clone(), bearer_token };
+        let config = ServerConfig::Registered {
+            url: server.url.clone(),
+            bearer_token,
+            allow_private: self.settings.mcp_allow_private,
+        };
         let timeout = self.settings.tool_timeout.min(std::time::Duration::from_secs(10));
         let listed = async {
             let client = Client::connect(&config, None, None, timeout).await?;
@@ -155,7 +159,7 @@ impl Services {
                 name: name.clone(),
                 source: "operator",
                 transport: match config {
-                    ServerConfig::Http { .. } => "http".into(),
+                    ServerConfig::Http { .. } | ServerConfig::Registered { .. } => "http".into(),
                     ServerConfig::Stdio { .. } => "stdio".into(),
                 },
                 url: None,

@@ -453,7 +453,8 @@ async fn probe_mcp_servers(ctx: &Ctx) -> Vec<ProbeResult> {
     match ctx.store.every_mcp_server().await {
         Ok(servers) => {
             for (id, org, name, url, bearer_token) in servers {
-                let config = ServerConfig::Http { url, bearer_token };
+                let allow_private = ctx.settings.mcp_allow_private;
+                let config = ServerConfig::Registered { url, bearer_token, allow_private };
                 targets.push((format!("mcp:{id}"), Some(org.0), name, config));
             }
         }

@@ -313,7 +313,8 @@ async fn resolve(ctx: &Ctx, call: &PendingCall) -> Result<Option<ServerConfig>, 
     if let Some((url, bearer_token)) =
         ctx.store.mcp_server_endpoint(call.org_id, &call.server).await?
     {
-        return Ok(Some(ServerConfig::Http { url, bearer_token }));
+        let allow_private = ctx.settings.mcp_allow_private;
+        return Ok(Some(ServerConfig::Registered { url, bearer_token, allow_private }));
     }
     Ok(ctx.servers.0.get(&call.server).cloned())
 }

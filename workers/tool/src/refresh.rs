@@ -44,7 +44,7 @@ async fn refresh_due(ctx: &Ctx) {
 
 async fn refresh(ctx: &Ctx, name: &str, server: &ServerConfig) {
     let transport = match server {
-        ServerConfig::Http { .. } => "http",
+        ServerConfig::Http { .. } | ServerConfig::Registered { .. } => "http",
         ServerConfig::Stdio { .. } => "stdio",
     };
     match ctx.store.claim_platform_refresh(name, transport).await {
