@@ -126,6 +126,17 @@ const INVOCATION_COLUMNS: &str = "id, run_id, org_id, user_id, agent_id, step, s
     arguments, status, result, is_error, error, attempt, created_at, started_at, completed_at, \
     duration_ms";
 
+/// Which calls of the audit log to read.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InvocationFilter<'a> {
+    /// Calls of this tool (the name the model called).
+    pub tool: Option<&'a str>,
+    /// Calls made since.
+    pub since: Option<DateTime<Utc>>,
+    /// Calls of runs this user started.
+    pub user: Option<UserId>,
+}
+
 /// A tool a model may be offered.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, FromRow)]
 pub struct ToolSpec {
@@ -371,19 +382,20 @@ impl Store {
     pub async fn org_invocations(
         &self,
         org: OrgId,
-        tool: Option<&str>,
-        since: Option<DateTime<Utc>>,
+        filter: &InvocationFilter<'_>,
         limit: i64,
     ) -> Result<Vec<Invocation>> {
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {INVOCATION_COLUMNS} FROM tool_invocations WHERE org_id = $1 \
              AND ($2::text IS NULL OR tool = $2) AND ($3::timestamptz IS NULL OR created_at >= $3) \
+             AND ($5::uuid IS NULL OR user_id = $5) \
              ORDER BY created_at DESC, id DESC LIMIT $4"
         )))
         .bind(org)
-        .bind(tool)
-        .bind(since)
+        .bind(filter.tool)
+        .bind(filter.since)
         .bind(limit)
+        .bind(filter.user)
         .fetch_all(&self.pool)
         .await
         .map_err(|e| StoreError::db("org_invocations", e))

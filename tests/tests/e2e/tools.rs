@@ -676,3 +676,36 @@ async fn external_servers_over_streamable_http_and_stdio_are_listed_called_and_l
     }
     let _ = http.kill().await;
 }
+
+#[tokio::test]
+async fn the_audit_log_is_filtered_by_user() {
+    let app = tools_app(&[]).await;
+    seed(&app).await;
+    let (s, ada) = app.post("/v1/users", json!({"name": "Ada"})).await;
+    assert_eq!(s, 201, "{ada}");
+    let (s, t) = app
+        .post(
+            "/v1/tokens",
+            json!({"user_id": ada["id"], "name": "ada's", "scopes": ["runs:read", "runs:write"]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{t}");
+    let ada_token = t["token"].as_str().unwrap().to_owned();
+    let input = json!({"input": "What integrations are active?"});
+    let (s, run) = app.call(Method::POST, "/v1/runs", &ada_token, Some(input)).await;
+    assert_eq!(s, 202, "{run}");
+    assert_eq!(app.wait_terminal(run["id"].as_str().unwrap(), T).await["status"], "completed");
+    assert_eq!(ask(&app, None, "What integrations are active?").await["status"], "completed");
+
+    let (_, all) = app.get("/v1/tool-invocations").await;
+    assert_eq!(all["data"].as_array().unwrap().len(), 2, "{all}");
+    let ada_id = ada["id"].as_str().unwrap();
+    let (s, mine) = app.get(&format!("/v1/tool-invocations?user_id={ada_id}")).await;
+    assert_eq!(s, 200, "{mine}");
+    let mine = mine["data"].as_array().unwrap();
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    assert_eq!(mine[0]["user_id"], ada["id"]);
+    assert_eq!(mine[0]["run_id"], run["id"]);
+    let (s, e) = app.get("/v1/tool-invocations?user_id=nobody").await;
+    assert_eq!(s, 422, "{e}");
+}

@@ -42,6 +42,8 @@ pub(crate) struct InvocationQuery {
     tool: Option<String>,
     /// RFC 3339: only calls made since.
     since: Option<DateTime<Utc>>,
+    /// Only calls of runs this user started.
+    user_id: Option<agentyard_core::UserId>,
     /// 1 to 500 (default 50).
     limit: Option<i64>,
 }
@@ -57,8 +59,12 @@ pub(crate) async fn invocations(
 ) -> Result<Json<InvocationList>, ApiError> {
     let who = auth.require(Scope::RunsRead)?;
     let limit = agentyard_services::page_limit(q.limit, 50, 500)?;
-    let data =
-        state.services.store.org_invocations(who.org_id, q.tool.as_deref(), q.since, limit).await?;
+    let filter = agentyard_store::tools::InvocationFilter {
+        tool: q.tool.as_deref(),
+        since: q.since,
+        user: q.user_id,
+    };
+    let data = state.services.store.org_invocations(who.org_id, &filter, limit).await?;
     Ok(Json(InvocationList { data }))
 }
 
