@@ -48,7 +48,7 @@ impl Modify for Bearer {
         workflows::start, workflows::start_template, workflows::executions, workflows::execution,
         workflows::cancel, workflows::retry, workflows::answer, workflows::create_hook,
         workflows::list_hooks, workflows::revoke_hook, workflows::hook, workflows::events,
-        system::status, system::availability, system::health_report, system::performance_trends,
+        orgs::audit_log, system::status, system::availability, system::health_report, system::performance_trends,
         system::alerts, system::alert, system::resolve_alert,
     ),
     components(schemas(crate::error::ErrorBody, agentyard_core::run::Run))

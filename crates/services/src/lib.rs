@@ -13,11 +13,13 @@
 //! - [`system`]: the platform's state for operators (dependencies, processes by role, series,
 //!   alerts).
 //! - [`alerting`]: alert rules (`config/alerts.yaml`) and what they decide.
+//! - [`audit`]: the audit trail of administrative acts.
 //! - [`sweeper`]: ends what nothing else would: late input answers, runs that stopped moving.
 //! - [`error`]: the domain errors.
 
 pub mod agents;
 pub mod alerting;
+pub mod audit;
 pub mod error;
 pub mod mcp;
 pub mod runs;

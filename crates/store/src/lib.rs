@@ -18,12 +18,14 @@
 //! - [`series`]: the monitor's lease and place in the event stream, time-bucketed series and
 //!   probes of dependencies.
 //! - [`alerts`]: alerts, the conditions behind them and their webhook deliveries.
+//! - [`audit`]: the append-only trail of administrative acts.
 //! - [`tool_tokens`]: the signed tokens tool workers mint per call.
 //! - [`workflows`]: workflow definitions, executions and the transaction they advance in
 //!   (migrations/0004_workflows.sql).
 
 pub mod agents;
 pub mod alerts;
+pub mod audit;
 pub mod domain;
 pub mod error;
 pub mod monitor;

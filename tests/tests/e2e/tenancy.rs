@@ -307,3 +307,103 @@ async fn every_served_route_is_in_the_openapi_document() {
     assert!(!page.contains("<script"), "/docs loads a script");
     assert!(!page.contains("src=\"http"), "/docs loads something from elsewhere");
 }
+
+#[tokio::test]
+async fn administrative_acts_are_in_an_append_only_audit_log_of_their_org() {
+    let app = TestApp::spawn_with(agentyard_e2e::TestOptions {
+        env: vec![("AY_MCP_ALLOW_PRIVATE".into(), "1".into())],
+        ..Default::default()
+    })
+    .await;
+    let (_, user) = app.post("/v1/users", json!({"name": "Ada"})).await;
+    let (s, t) = app
+        .post(
+            "/v1/tokens",
+            json!({"user_id": user["id"], "name": "ada's", "scopes": ["runs:read"]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{t}");
+    let (s, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/tokens/{}", t["id"].as_str().unwrap()),
+            &app.token,
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (s, agent) = app.post("/v1/agents", json!({"agent_type": "task_assistant"})).await;
+    assert_eq!(s, 201, "{agent}");
+    let a = agent["id"].as_str().unwrap().to_owned();
+    let (s, _) = app.patch(&format!("/v1/agents/{a}"), json!({"name": "Renamed"})).await;
+    assert_eq!(s, 200);
+    for step in ["deactivate", "activate", "reset-config"] {
+        let (s, body) = app.post(&format!("/v1/agents/{a}/{step}"), json!({})).await;
+        assert_eq!(s, 200, "{step}: {body}");
+    }
+    let (s, _) = app.call(Method::DELETE, &format!("/v1/agents/{a}"), &app.token, None).await;
+    assert_eq!(s, 204);
+    let (s, server) = app
+        .post(
+            "/v1/mcp-servers",
+            json!({"name": "nowhere", "url": "http://127.0.0.1:9/mcp", "bearer_token": "s3cret"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{server}");
+    let sid = server["id"].as_str().unwrap().to_owned();
+    let (s, _) =
+        app.call(Method::DELETE, &format!("/v1/mcp-servers/{sid}"), &app.token, None).await;
+    assert_eq!(s, 204);
+
+    let (s, log) = app.get("/v1/audit-log").await;
+    assert_eq!(s, 200, "{log}");
+    let entries = log["data"].as_array().unwrap();
+    let actions: Vec<&str> = entries.iter().rev().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(
+        actions,
+        [
+            "user.created",
+            "token.created",
+            "token.revoked",
+            "agent.created",
+            "agent.updated",
+            "agent.deactivated",
+            "agent.activated",
+            "agent.reset",
+            "agent.deleted",
+            "mcp_server.registered",
+            "mcp_server.deleted",
+        ],
+        "{log:#}"
+    );
+    // Who did it and on what; the new token's secret and the server's bearer token are absent.
+    let token_created = &entries[entries.len() - 2];
+    assert_eq!(token_created["target_id"], t["id"]);
+    assert_eq!(token_created["details"]["name"], "ada's");
+    assert!(token_created["actor_token_id"].is_string());
+    assert!(
+        !log.to_string().contains("s3cret")
+            && !log.to_string().contains(t["token"].as_str().unwrap())
+    );
+    assert_eq!(entries[1]["details"]["name"], "nowhere");
+    // Pages.
+    let (_, first) = app.get("/v1/audit-log?limit=4").await;
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let (_, second) = app.get(&format!("/v1/audit-log?limit=4&cursor={cursor}")).await;
+    assert_eq!(second["data"][0]["id"], entries[4]["id"]);
+    // Only org admins, only their org; append-only.
+    let (_, other) = app.new_org("org-b").await;
+    let (_, theirs) = app.call(Method::GET, "/v1/audit-log", &other, None).await;
+    assert_eq!(theirs["data"], json!([]));
+    let (_, reader) =
+        app.post("/v1/tokens", json!({"name": "reader", "scopes": ["runs:read"]})).await;
+    let (s, _) =
+        app.call(Method::GET, "/v1/audit-log", reader["token"].as_str().unwrap(), None).await;
+    assert_eq!(s, 403);
+    for sql in
+        ["UPDATE audit_log SET action = 'nothing'", "DELETE FROM audit_log", "TRUNCATE audit_log"]
+    {
+        let err = sqlx::query(sql).execute(app.store.pool()).await.unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+}

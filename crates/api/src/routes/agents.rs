@@ -58,8 +58,10 @@ pub(crate) async fn create(
     body: JsonBody<CreateAgentRequest>,
 ) -> Result<(StatusCode, Json<Agent>), ApiError> {
     let who = auth.require(ADMIN)?;
-    let req = body.value;
-    Ok((StatusCode::CREATED, Json(agents::create(&state.services, who, req).await?)))
+    let agent = agents::create(&state.services, who, body.value).await?;
+    let details = super::orgs::raw(&body.bytes);
+    state.services.audit(who, "agent.created", "agent", agent.id, details).await;
+    Ok((StatusCode::CREATED, Json(agent)))
 }
 
 /// An agent.
@@ -90,8 +92,10 @@ pub(crate) async fn patch(
     body: JsonBody<PatchAgentRequest>,
 ) -> Result<Json<Agent>, ApiError> {
     let who = auth.require(ADMIN)?;
-    let req = body.value;
-    Ok(Json(agents::patch(&state.services, who, id, req).await?))
+    let agent = agents::patch(&state.services, who, id, body.value).await?;
+    let details = super::orgs::raw(&body.bytes);
+    state.services.audit(who, "agent.updated", "agent", id, details).await;
+    Ok(Json(agent))
 }
 
 /// Deletes an agent. Its runs stay readable; `recreate` brings it back with the same id.
@@ -105,6 +109,7 @@ pub(crate) async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let who = auth.require(ADMIN)?;
     if state.services.store.delete_agent(who.org_id, id).await? {
+        state.services.audit(who, "agent.deleted", "agent", id, serde_json::json!({})).await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(Entity::Agent))
@@ -131,6 +136,7 @@ pub(crate) async fn recreate(
         })
         .await?
         .ok_or_else(|| ApiError::not_found(Entity::Agent))?;
+    state.services.audit(who, "agent.recreated", "agent", id, serde_json::json!({})).await;
     Ok(Json(agents::view(&state.services, row)))
 }
 
@@ -147,6 +153,8 @@ async fn set_active(
         .set_agent_active(who.org_id, id, active)
         .await?
         .ok_or_else(|| ApiError::not_found(Entity::Agent))?;
+    let action = if active { "agent.activated" } else { "agent.deactivated" };
+    state.services.audit(who, action, "agent", id, serde_json::json!({})).await;
     Ok(Json(agents::view(&state.services, row)))
 }
 
@@ -184,7 +192,9 @@ pub(crate) async fn reset_config(
     PathId(id): PathId<AgentId>,
 ) -> Result<Json<Agent>, ApiError> {
     let who = auth.require(ADMIN)?;
-    Ok(Json(agents::reset_config(&state.services, who, id).await?))
+    let agent = agents::reset_config(&state.services, who, id).await?;
+    state.services.audit(who, "agent.reset", "agent", id, serde_json::json!({})).await;
+    Ok(Json(agent))
 }
 
 /// Whether the agent can answer now: active, its model reachable (as agent workers see it),
@@ -262,8 +272,10 @@ pub(crate) async fn put_tools(
     body: JsonBody<AgentTools>,
 ) -> Result<Json<Agent>, ApiError> {
     let who = auth.require(ADMIN)?;
-    let req = body.value;
-    Ok(Json(agents::put_tools(&state.services, who, id, req).await?))
+    let agent = agents::put_tools(&state.services, who, id, body.value).await?;
+    let details = super::orgs::raw(&body.bytes);
+    state.services.audit(who, "agent.tools_set", "agent", id, details).await;
+    Ok(Json(agent))
 }
 
 /// Query of the stats.

@@ -66,6 +66,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/agents/{id}/tools", get(agents::tools).put(agents::put_tools))
         .route("/v1/agents/{id}/stats", get(agents::stats))
         .route("/v1/agents/{id}/performance", get(agents::performance))
+        .route("/v1/audit-log", get(orgs::audit_log))
         .route("/v1/system/status", get(system::status))
         .route("/v1/system/availability", get(system::availability))
         .route("/v1/system/health-report", get(system::health_report))

@@ -76,7 +76,9 @@ pub(crate) async fn create_user(
     body: JsonBody<CreateUser>,
 ) -> Result<(StatusCode, Json<UserRow>), ApiError> {
     let who = auth.require(ORG_ADMIN)?;
-    Ok((StatusCode::CREATED, Json(state.services.create_user(who, body.value).await?)))
+    let user = state.services.create_user(who, body.value).await?;
+    state.services.audit(who, "user.created", "user", user.id, raw(&body.bytes)).await;
+    Ok((StatusCode::CREATED, Json(user)))
 }
 
 /// A list.
@@ -134,6 +136,7 @@ pub(crate) async fn create_token(
 ) -> Result<(StatusCode, Json<NewTokenView>), ApiError> {
     let who = auth.require(ORG_ADMIN)?;
     let token = state.services.create_token(who, body.value).await?;
+    state.services.audit(who, "token.created", "token", token.id, raw(&body.bytes)).await;
     Ok((StatusCode::CREATED, Json(NewTokenView::from(token))))
 }
 
@@ -161,6 +164,7 @@ pub(crate) async fn revoke_token(
     let who = auth.require(ORG_ADMIN)?;
     state.services.revoke_token(who, id).await?;
     state.auth.evict(id);
+    state.services.audit(who, "token.revoked", "token", id, serde_json::json!({})).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -200,4 +204,45 @@ pub(crate) async fn usage(
     }
     let (totals, by_agent, by_model) = state.services.store.org_usage(who.org_id, from, to).await?;
     Ok(Json(UsageReport { from, to, totals, by_agent, by_model }))
+}
+
+/// A request's JSON body, for the audit log (bodies that hold no secret only).
+pub(crate) fn raw(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes).unwrap_or_default()
+}
+
+/// Query of `GET /v1/audit-log`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub(crate) struct AuditQuery {
+    /// A page's `next_cursor`.
+    cursor: Option<String>,
+    /// 1 to 500 (default 100).
+    limit: Option<i64>,
+}
+
+/// A page of the audit log.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct AuditPage {
+    data: Vec<agentyard_store::audit::AuditEntry>,
+    /// Pass as `cursor` for the next (older) page; null on the last.
+    next_cursor: Option<String>,
+}
+
+/// The organization's administrative acts made through the API, newest first: tokens created
+/// and revoked, users created, agents created, changed, reset, recreated, activated,
+/// deactivated and deleted, MCP servers registered and deleted; who (user, token) and when.
+/// Append-only.
+#[utoipa::path(get, path = "/v1/audit-log", tag = "tenancy", params(AuditQuery),
+    responses((status = 200, body = AuditPage), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn audit_log(
+    State(state): State<AppState>,
+    auth: Auth,
+    QueryParams(q): QueryParams<AuditQuery>,
+) -> Result<Json<AuditPage>, ApiError> {
+    let who = auth.require(ORG_ADMIN)?;
+    let limit = agentyard_services::page_limit(q.limit, 100, 500)?;
+    let page = state.services.audit_log(who, q.cursor.as_deref(), limit).await?;
+    Ok(Json(AuditPage { data: page.data, next_cursor: page.next_cursor }))
 }

@@ -88,7 +88,12 @@ pub(crate) async fn register(
     body: JsonBody<RegisterServer>,
 ) -> Result<(StatusCode, Json<ServerView>), ApiError> {
     let who = auth.require(Scope::ToolsAdmin)?;
-    Ok((StatusCode::CREATED, Json(state.services.register_mcp_server(who, body.value).await?)))
+    let server = state.services.register_mcp_server(who, body.value).await?;
+    // Not the body: it may hold the server's bearer token.
+    let details = serde_json::json!({"name": server.name, "url": server.url});
+    let id = server.id.map(|i| i.to_string()).unwrap_or_default();
+    state.services.audit(who, "mcp_server.registered", "mcp_server", id, details).await;
+    Ok((StatusCode::CREATED, Json(server)))
 }
 
 /// The org's MCP servers (never their tokens), then the operator's (`source: operator`).
@@ -140,5 +145,6 @@ pub(crate) async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let who = auth.require(Scope::ToolsAdmin)?;
     state.services.delete_mcp_server(who, id).await?;
+    state.services.audit(who, "mcp_server.deleted", "mcp_server", id, serde_json::json!({})).await;
     Ok(StatusCode::NO_CONTENT)
 }
