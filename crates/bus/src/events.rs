@@ -90,6 +90,23 @@ impl Bus {
             .map_err(|e| read_err("the events stream")(e.into()))
     }
 
+    /// An ordered consumer of every event from `policy` on, and its messages.
+    async fn every_event(&self, policy: DeliverPolicy, what: &str) -> Result<push::Ordered> {
+        let err = read_err(what);
+        let consumer = self
+            .events_stream()
+            .await?
+            .create_consumer(push::OrderedConfig {
+                deliver_subject: self.client.new_inbox(),
+                filter_subject: self.subjects.all_events(),
+                deliver_policy: policy,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| err(e.into()))?;
+        consumer.messages().await.map_err(|e| err(e.into()))
+    }
+
     /// Every event published from now on, of every organization: one ordered consumer that an
     /// API process shares among all its clients (a consumer per client would make the server
     /// match every stored event against thousands of filters). Ends when the consumer breaks
@@ -98,19 +115,7 @@ impl Bus {
     /// # Errors
     /// When the consumer cannot be created.
     pub async fn live_events(&self) -> Result<impl Stream<Item = SeqEvent> + Send + use<>> {
-        let err = read_err("live events");
-        let consumer = self
-            .events_stream()
-            .await?
-            .create_consumer(push::OrderedConfig {
-                deliver_subject: self.client.new_inbox(),
-                filter_subject: self.subjects.all_events(),
-                deliver_policy: DeliverPolicy::New,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| err(e.into()))?;
-        let messages = consumer.messages().await.map_err(|e| err(e.into()))?;
+        let messages = self.every_event(DeliverPolicy::New, "live events").await?;
         let bus = self.clone();
         Ok(messages.filter_map(move |m| {
             let out = match m {
@@ -155,23 +160,12 @@ impl Bus {
     ) -> Result<
         impl Stream<Item = (u64, Option<(SeqEvent, chrono::DateTime<chrono::Utc>)>)> + Send + use<>,
     > {
-        let err = read_err("events from a position");
-        let consumer = self
-            .events_stream()
-            .await?
-            .create_consumer(push::OrderedConfig {
-                deliver_subject: self.client.new_inbox(),
-                filter_subject: self.subjects.all_events(),
-                deliver_policy: if after == 0 {
-                    DeliverPolicy::All
-                } else {
-                    DeliverPolicy::ByStartSequence { start_sequence: after + 1 }
-                },
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| err(e.into()))?;
-        let messages = consumer.messages().await.map_err(|e| err(e.into()))?;
+        let policy = if after == 0 {
+            DeliverPolicy::All
+        } else {
+            DeliverPolicy::ByStartSequence { start_sequence: after + 1 }
+        };
+        let messages = self.every_event(policy, "events from a position").await?;
         let bus = self.clone();
         Ok(messages.take_while(|m| futures::future::ready(m.is_ok())).filter_map(move |m| {
             let out = m.ok().and_then(|m| {

@@ -262,20 +262,26 @@ mod tests {
         assert!(check_literal("http://example.com/mcp", false).is_ok(), "names: the resolver's");
     }
 
-    /// A server on loopback, reached by a name that resolves to it (`localhost`, as a rebound
-    /// name would): refused at connect time unless private addresses are allowed.
-    #[tokio::test]
-    async fn a_name_resolving_to_loopback_is_refused_when_connecting() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+    /// A server on loopback that answers every request with `response`; returns its port.
+    async fn answer(response: &'static [u8]) -> u16 {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             while let Ok((mut s, _)) = listener.accept().await {
                 let _ = s.read(&mut [0u8; 4096]).await; // the request's head
-                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+                let _ = s.write_all(response).await;
             }
         });
+        port
+    }
+
+    /// A server on loopback, reached by a name that resolves to it (`localhost`, as a rebound
+    /// name would): refused at connect time unless private addresses are allowed.
+    #[tokio::test]
+    async fn a_name_resolving_to_loopback_is_refused_when_connecting() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let port = answer(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
         let url = format!("http://localhost:{port}/");
         let err = crate::tenant_http(false).get(&url).send().await.unwrap_err();
         let chain = format!("{err:?}");
@@ -288,20 +294,11 @@ mod tests {
     #[tokio::test]
     async fn redirects_are_not_followed() {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            while let Ok((mut s, _)) = listener.accept().await {
-                let _ = s.read(&mut [0u8; 4096]).await; // the request's head
-                let _ = s
-                    .write_all(
-                        b"HTTP/1.1 307 Temporary Redirect\r\nlocation: http://127.0.0.1:9/\r\n\
-                          content-length: 0\r\n\r\n",
-                    )
-                    .await;
-            }
-        });
+        let port = answer(
+            b"HTTP/1.1 307 Temporary Redirect\r\nlocation: http://127.0.0.1:9/\r\n\
+              content-length: 0\r\n\r\n",
+        )
+        .await;
         let r = crate::tenant_http(true).post(format!("http://127.0.0.1:{port}/")).send().await;
         assert_eq!(r.unwrap().status(), 307);
     }
