@@ -104,6 +104,37 @@ async fn bad_requests_get_the_documented_error_and_nothing_is_written() {
         (app.http.get(url("/v1/nope")).bearer_auth(&app.token), 404, "not_found"),
         (app.http.delete(url("/v1/runs")).bearer_auth(&app.token), 405, "method_not_allowed"),
         (post(&runs, t, &"x".repeat(100_000)), 413, "input_too_large"),
+        // Postgres cannot store NUL in text or jsonb: named, never a 500.
+        (post(&runs, t, r#"{"input": "a\u0000b"}"#), 422, "invalid_input"),
+        (
+            post(&runs, t, r#"{"input": "hi", "metadata": {"k": "a\u0000"}}"#),
+            422,
+            "invalid_metadata",
+        ),
+        (post(&runs, t, r#"{"input": "hi", "metadata": {"a\u0000": 1}}"#), 422, "invalid_metadata"),
+        // Invalid UTF-8, and JSON nested deeper than the parser follows.
+        (
+            app.http
+                .post(url(&runs))
+                .header("content-type", "application/json")
+                .bearer_auth(&app.token)
+                .body(b"{\"input\": \"\xff\xfe\"}".to_vec()),
+            400,
+            "invalid_json",
+        ),
+        (
+            post(
+                &runs,
+                t,
+                &format!(
+                    r#"{{"input": "hi", "metadata": {{"deep": {}{}}}}}"#,
+                    "[".repeat(200),
+                    "]".repeat(200)
+                ),
+            ),
+            400,
+            "invalid_json",
+        ),
     ];
     for (req, status, code) in cases {
         let resp = req.send().await.unwrap();
