@@ -27,6 +27,9 @@ const CLIENT_BOUND_PCT: f64 = 80.0;
 /// When the stack cannot start, the warm-up fails, the scenario cannot be measured, or Ctrl-C
 /// interrupts it. The stack is cleaned up in every case.
 pub(crate) async fn run(scenario: Scenario, common: Common) -> anyhow::Result<()> {
+    if let Scenario::Spans { iterations } = scenario {
+        return spans(iterations, &common);
+    }
     // One rustls crypto provider for the process, as in the `agentyard` binary.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut stack = Stack::new(stack_options(&scenario, &common)?)?;
@@ -50,6 +53,27 @@ pub(crate) async fn run(scenario: Scenario, common: Common) -> anyhow::Result<()
     Ok(())
 }
 
+/// `spans`: the cost of a trace span, measured in this process.
+fn spans(iterations: usize, common: &Common) -> anyhow::Result<()> {
+    let c = agentyard_otel::cost::measure(iterations);
+    if common.json {
+        println!(
+            "{}",
+            json!({"scenario": "spans", "spans": c.spans, "recorded_ns": c.recorded_ns,
+                "registry_alone_ns": c.registry_alone_ns, "encoded": c.encoded,
+                "encoded_ns": c.encoded_ns, "bytes_per_span": c.bytes_per_span})
+        );
+    } else {
+        println!("## agentyard-bench: spans\n");
+        println!("| per span ({} spans) | value |\n|---|---:|", c.spans);
+        println!("| recorded by the trace layer (ns) | {} |", c.recorded_ns);
+        println!("| the same with the registry alone (ns) | {} |", c.registry_alone_ns);
+        println!("| encoded as OTLP protobuf (ns, {} spans) | {} |", c.encoded, c.encoded_ns);
+        println!("| bytes | {} |", c.bytes_per_span);
+    }
+    Ok(())
+}
+
 fn stack_options(scenario: &Scenario, c: &Common) -> anyhow::Result<StackOptions> {
     let bin = match &c.bin {
         Some(b) => b.clone(),
@@ -64,6 +88,7 @@ fn stack_options(scenario: &Scenario, c: &Common) -> anyhow::Result<StackOptions
         );
     }
     let (workers, first_token_ms, concurrency) = match scenario {
+        Scenario::Spans { .. } => bail!("`spans` measures in this process and starts no stack"),
         Scenario::Throughput { clients, duration, workers } => {
             if *clients == 0 || *duration == 0 {
                 bail!("--clients and --duration must be positive");
@@ -154,6 +179,7 @@ async fn measure(
     };
     let mut concurrent = None;
     match scenario.clone() {
+        Scenario::Spans { .. } => bail!("`spans` measures in this process and starts no stack"),
         Scenario::Throughput { clients, duration, workers } => {
             eprintln!("throughput: {clients} clients for {duration}s, {workers} worker(s)");
             let secs = Duration::from_secs(duration);

@@ -167,6 +167,13 @@ pub(crate) enum Scenario {
         #[arg(long)]
         tool_steps: bool,
     },
+    /// In this process, no stack: what one trace span costs when traces are on (recorded by
+    /// the exporter's layer, against the bare `tracing` registry, and encoded as OTLP).
+    Spans {
+        /// Iterations of a job span with a model-call span inside it.
+        #[arg(long, default_value_t = 100_000)]
+        iterations: usize,
+    },
     /// Saturated workers: `runs` low-priority runs are posted, then `runs` high-priority ones;
     /// how long does each priority wait for a worker?
     Priority {

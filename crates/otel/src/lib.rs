@@ -16,6 +16,7 @@
 //! The HTTP and messaging spans are made here ([`http_server_span`], [`consumer_span`]);
 //! model and tool spans are made where the calls are, with the same convention.
 
+pub mod cost;
 mod export;
 mod layer;
 mod proto;

@@ -142,73 +142,12 @@ fn the_current_context_is_the_nearest_exported_span() {
     assert_eq!(sent.flags, 1);
 }
 
-/// What a span costs when traces are on: recorded (ids, parent, attributes, queued) and encoded.
-/// `cargo test --release -p agentyard-otel -- --ignored --nocapture span_cost`
+/// The measurement `agentyard-bench spans` runs, at a small count: every span of the load
+/// reaches the exporter's queue and encodes.
 #[test]
-#[ignore = "a measurement, not a check"]
-fn span_cost() {
-    const N: usize = 50_000;
-    // Drained as it fills, as the exporter does; the first spans are kept to encode.
-    let (queue, mut rx) = mpsc::channel(4096);
-    let mut spans = Vec::with_capacity(4096);
-    let mut drain = |rx: &mut mpsc::Receiver<SpanData>| {
-        while let Ok(s) = rx.try_recv() {
-            if spans.len() < 4096 {
-                spans.push(s);
-            }
-        }
-    };
-    let layer = layer::OtelLayer { queue, dropped: Arc::new(AtomicU64::new(0)) };
-    let subscriber = tracing_subscriber::registry().with(layer.with_filter(layer::Exported));
-    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    let started = std::time::Instant::now();
-    tracing::subscriber::with_default(subscriber, || {
-        for i in 0..N {
-            if i % 1000 == 0 {
-                drain(&mut rx);
-            }
-            let job = consumer_span("ay.jobs.agent.normal", Some(incoming));
-            job.record("messaging.message.delivery_count", 1);
-            let chat = job.in_scope(|| {
-                tracing::trace_span!("chat", otel.name = %format_args!("chat {}", "gpt-4o-mini"),
-                    otel.kind = "client", gen_ai.operation.name = "chat",
-                    gen_ai.provider.name = "openai", gen_ai.request.model = "gpt-4o-mini",
-                    gen_ai.request.max_tokens = 1024,
-                    gen_ai.response.model = tracing::field::Empty,
-                    gen_ai.usage.input_tokens = tracing::field::Empty,
-                    gen_ai.usage.output_tokens = tracing::field::Empty)
-            });
-            chat.record("gen_ai.response.model", "gpt-4o-mini-2024-07-18");
-            chat.record("gen_ai.usage.input_tokens", 404);
-            chat.record("gen_ai.usage.output_tokens", 12);
-        }
-    });
-    let recorded = started.elapsed();
-    // The same spans without our layer (the registry alone): what `tracing` costs anyway.
-    let started = std::time::Instant::now();
-    tracing::subscriber::with_default(tracing_subscriber::registry(), || {
-        for _ in 0..N {
-            let job = tracing::info_span!("job", subject = "ay.jobs.agent.normal", n = 1);
-            let chat = job.in_scope(|| tracing::info_span!("chat", model = "gpt-4o-mini"));
-            chat.record("model", "gpt-4o-mini");
-        }
-    });
-    let bare = started.elapsed();
-    drain(&mut rx);
-    assert_eq!(spans.len(), 4096);
-    let resource = [("service.name".to_owned(), AttrValue::Str("agentyard-worker-agent".into()))];
-    let started = std::time::Instant::now();
-    let mut bytes = 0;
-    for batch in spans.chunks(512) {
-        bytes += proto::export_request(&resource, ("agentyard", "0.1.0"), batch).len();
-    }
-    let encoded = started.elapsed();
-    let per = |d: std::time::Duration, n: usize| d.as_nanos() / n as u128;
-    println!(
-        "per span: recorded {} ns (registry alone {} ns), encoded {} ns, {} bytes",
-        per(recorded, 2 * N),
-        per(bare, 2 * N),
-        per(encoded, spans.len()),
-        bytes / spans.len()
-    );
+fn the_span_cost_measurement_exports_and_encodes_every_span() {
+    let c = crate::cost::measure(2_000);
+    assert_eq!(c.spans, 4_000, "a job span and a chat span per iteration");
+    assert_eq!(c.encoded, 2_048.min(c.spans));
+    assert!(c.bytes_per_span > 50, "{c:?}");
 }
