@@ -196,14 +196,7 @@ impl Services {
     /// # Errors
     /// `invalid_query` for another window; database failures.
     pub async fn availability(&self, window: &str) -> crate::Result<Availability> {
-        let span = match window {
-            "1h" => chrono::Duration::hours(1),
-            "24h" => chrono::Duration::hours(24),
-            "7d" => chrono::Duration::days(7),
-            _ => {
-                return Err(crate::Error::invalid("invalid_query", "window must be 1h, 24h or 7d"));
-            }
-        };
+        let span = window_span(window)?;
         let until = Utc::now();
         let since = until - span;
         let events = self.store.instance_events().await?;
@@ -481,15 +474,14 @@ impl Services {
         for r in &latency {
             of(&mut agents, &r.key).runs += r.count;
         }
-        for (rows, which) in [(&input, 0), (&output, 1), (&cost, 2)] {
-            for r in rows.iter() {
-                let a = of(&mut agents, &r.key);
-                match which {
-                    0 => a.input_tokens += r.sum as i64,
-                    1 => a.output_tokens += r.sum as i64,
-                    _ => a.cost_usd += r.sum,
-                }
-            }
+        for r in &input {
+            of(&mut agents, &r.key).input_tokens += r.sum as i64;
+        }
+        for r in &output {
+            of(&mut agents, &r.key).output_tokens += r.sum as i64;
+        }
+        for r in &cost {
+            of(&mut agents, &r.key).cost_usd += r.sum;
         }
         for a in agents.values_mut() {
             a.cost_usd = (a.cost_usd * 1e8).round() / 1e8;
