@@ -442,6 +442,7 @@ impl TestApp {
             priority: Default::default(),
             quota: None,
             scopes: vec![agentyard_core::Scope::RunsRead, agentyard_core::Scope::RunsWrite],
+            owner: None,
         };
         match self.store.create_run(&new).await.expect("create_run") {
             agentyard_store::runs::CreateOutcome::Created { run, .. } => run,

@@ -2,14 +2,17 @@
 //! events (replayed from a sequence, then live, ending after the terminal one), an
 //! organization's events, and a long-poll for a run's end.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agentyard_bus::Bus;
 use agentyard_bus::events::SeqEvent;
-use agentyard_core::OrgId;
 use agentyard_core::events::EventKind;
 use agentyard_core::run::{Run, RunStatus};
+use agentyard_core::{OrgId, RunId, UserId};
 use agentyard_services::Principal;
+use agentyard_store::Store;
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
@@ -22,6 +25,7 @@ const BUFFER: usize = 256;
 /// One SSE event: `id:`, `event:`, `data:`.
 #[derive(Clone, Debug)]
 pub(crate) struct Item {
+    pub(crate) run: RunId,
     pub(crate) seq: u64,
     pub(crate) kind: EventKind,
     pub(crate) data: String,
@@ -29,7 +33,7 @@ pub(crate) struct Item {
 
 impl From<&SeqEvent> for Item {
     fn from(e: &SeqEvent) -> Self {
-        Self { seq: e.seq, kind: e.kind, data: e.data.get().to_owned() }
+        Self { run: e.run, seq: e.seq, kind: e.kind, data: e.data.get().to_owned() }
     }
 }
 
@@ -41,7 +45,46 @@ fn with_run_id(e: &SeqEvent) -> Item {
         Some(rest) => format!(r#"{{"run_id":"{}",{rest}"#, e.run),
         None => raw.to_owned(),
     };
-    Item { seq: e.seq, kind: e.kind, data }
+    Item { run: e.run, seq: e.seq, kind: e.kind, data }
+}
+
+/// Only the events of `owner`'s runs (an org stream of a token limited to its user). Whose a run
+/// is is read once per run and remembered for the stream's life (a run's user never changes).
+pub(crate) fn owned_by(
+    events: impl Stream<Item = Item> + Send + 'static,
+    store: Store,
+    org: OrgId,
+    owner: UserId,
+) -> impl Stream<Item = Item> + Send + 'static {
+    /// Runs remembered at most; forgetting only costs a read again.
+    const REMEMBER: usize = 10_000;
+    let known = Arc::new(Mutex::new(HashMap::<RunId, bool>::new()));
+    events.filter_map(move |item| {
+        let (known, store) = (known.clone(), store.clone());
+        async move {
+            let cached = known.lock().expect("owner cache poisoned").get(&item.run).copied();
+            let mine = match cached {
+                Some(mine) => mine,
+                None => match store.run_user(org, item.run).await {
+                    Ok(user) => {
+                        let mine = user == Some(owner);
+                        let mut known = known.lock().expect("owner cache poisoned");
+                        if known.len() >= REMEMBER {
+                            known.clear();
+                        }
+                        known.insert(item.run, mine);
+                        mine
+                    }
+                    // Unknown is not shown; the next event of the run asks again.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read whose a run is");
+                        false
+                    }
+                },
+            };
+            mine.then_some(item)
+        }
+    })
 }
 
 /// Where a run's stream starts.

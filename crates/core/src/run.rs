@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{AgentId, InvocationId, RunId, ThreadId};
+use crate::{AgentId, InvocationId, RunId, ThreadId, UserId};
 
 /// Where a run is in its life. `queued -> in_progress -> (requires_input) -> terminal`.
 #[derive(
@@ -202,7 +202,7 @@ pub struct RunError {
 }
 
 /// The run object of the public API. Postgres hands a run over as `to_jsonb(row)`: the fields
-/// here are named like the columns, and the columns that are not part of the API (org, user,
+/// here are named like the columns, and the columns that are not part of the API (org,
 /// step, scopes, ...) are ignored.
 #[derive(
     Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema,
@@ -212,6 +212,9 @@ pub struct Run {
     pub id: RunId,
     pub thread_id: ThreadId,
     pub agent_id: AgentId,
+    /// The user the run was started for (the token's user); null for a token bound to no user.
+    #[serde(default)]
+    pub user_id: Option<UserId>,
     pub status: RunStatus,
     pub input: String,
     #[cfg_attr(feature = "sqlx", sqlx(json(nullable)))]

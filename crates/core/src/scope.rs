@@ -92,6 +92,18 @@ impl Scope {
     }
 }
 
+/// The user whose own threads, runs, messages, tool invocations, tasks and workflow executions
+/// a caller is limited to: a token bound to `user` that holds neither `org:admin` nor
+/// `platform:admin`. None: the caller sees its whole organization (an admin, or a token bound to
+/// no user, for services).
+pub fn limited_to(user: Option<crate::UserId>, scopes: &[Scope]) -> Option<crate::UserId> {
+    if scopes.iter().any(|s| matches!(s, Scope::OrgAdmin | Scope::PlatformAdmin)) {
+        None
+    } else {
+        user
+    }
+}
+
 impl std::fmt::Display for Scope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -111,6 +123,15 @@ impl std::str::FromStr for Scope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_user_bound_token_without_admin_is_limited_to_its_user() {
+        let u = crate::UserId::new();
+        assert_eq!(limited_to(Some(u), &[Scope::RunsRead, Scope::RunsWrite]), Some(u));
+        assert_eq!(limited_to(Some(u), &[Scope::RunsRead, Scope::OrgAdmin]), None);
+        assert_eq!(limited_to(Some(u), &[Scope::PlatformAdmin]), None);
+        assert_eq!(limited_to(None, &[Scope::RunsRead]), None);
+    }
 
     #[test]
     fn scopes_round_trip_through_their_names() {

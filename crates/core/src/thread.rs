@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{MessageId, RunId, ThreadId};
+use crate::{MessageId, RunId, ThreadId, UserId};
 
 /// A conversation.
 #[derive(
@@ -12,6 +12,10 @@ use crate::{MessageId, RunId, ThreadId};
 #[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 pub struct Thread {
     pub id: ThreadId,
+    /// The user who created the thread; null for a token bound to no user. A user-bound token
+    /// without `org:admin` sees only its user's threads.
+    #[serde(default)]
+    pub user_id: Option<UserId>,
     pub created_at: DateTime<Utc>,
     #[schema(value_type = Object)]
     pub metadata: serde_json::Value,

@@ -138,11 +138,18 @@ impl Services {
         if let Some(m) = &req.metadata {
             check_metadata(m)?;
         }
-        if let Some((key, hash)) = &idempotency {
-            check_idempotency_key(key)?;
-            if let Some((seen_hash, run)) = self.store.idempotent_run(who.org_id, key).await? {
-                return if &seen_hash == hash { Ok(run) } else { Err(key_reused()) };
+        // Keys are the user's own: two users of an org may use the same key.
+        let idempotency = match idempotency {
+            Some((key, hash)) => {
+                check_idempotency_key(&key)?;
+                Some((who.user_id.map_or_else(|| key.clone(), |u| format!("{u}/{key}")), hash))
             }
+            None => None,
+        };
+        if let Some((key, hash)) = &idempotency
+            && let Some((seen_hash, run)) = self.store.idempotent_run(who.org_id, key).await?
+        {
+            return if &seen_hash == hash { Ok(run) } else { Err(key_reused()) };
         }
         let new = NewRun {
             id,
@@ -157,6 +164,7 @@ impl Services {
             priority: req.priority,
             quota: Some(self.settings.org_max_active_runs).filter(|q| *q > 0),
             scopes: who.scopes.clone(),
+            owner: who.owner(),
         };
         match self.store.create_run(&new).await? {
             CreateOutcome::Created { run, outbox, interrupted } => {
@@ -189,22 +197,29 @@ impl Services {
         }
     }
 
-    /// A run of the caller's org.
+    /// A run of the caller's org (its user's own, for a caller limited to its user).
     ///
     /// # Errors
     /// `run_not_found`.
     pub async fn get_run(&self, who: &Principal, id: RunId) -> Result<Run> {
-        self.store.get_run(who.org_id, id).await?.ok_or(Error::NotFound(Entity::Run))
+        let run = self.store.get_run(who.org_id, id).await?;
+        run.filter(|r| who.sees(r.user_id)).ok_or(Error::NotFound(Entity::Run))
     }
 
-    /// The org's runs matching `q`, newest first.
+    /// The org's runs (the user's own, for a caller limited to its user) matching `q`, newest
+    /// first.
     ///
     /// # Errors
     /// `invalid_query`, `invalid_cursor`.
     pub async fn list_runs(&self, who: &Principal, q: RunQuery) -> Result<Page<Run>> {
         let limit = page_limit(q.limit, 20, 100)?;
         let before = cursor::<RunId>(q.cursor.as_deref())?;
-        let filter = RunFilter { status: q.status, thread: q.thread_id, agent: q.agent_id };
+        let filter = RunFilter {
+            status: q.status,
+            thread: q.thread_id,
+            agent: q.agent_id,
+            user: who.owner(),
+        };
         let mut data = self.store.list_runs(who.org_id, &filter, before, limit + 1).await?;
         Ok(page(&mut data, limit, |r| r.id.to_string()))
     }
@@ -215,6 +230,9 @@ impl Services {
     /// # Errors
     /// `run_not_found`, `run_already_terminal`.
     pub async fn cancel_run(&self, who: &Principal, id: RunId) -> Result<Run> {
+        if who.owner().is_some() {
+            self.get_run(who, id).await?;
+        }
         match self.store.cancel_run(who.org_id, id).await? {
             CancelOutcome::NotFound => Err(Error::NotFound(Entity::Run)),
             CancelOutcome::AlreadyTerminal(status) => Err(Error::conflict(
@@ -283,18 +301,19 @@ impl Services {
     pub async fn create_thread(&self, who: &Principal, metadata: Option<Value>) -> Result<Thread> {
         let metadata = metadata.unwrap_or_else(|| serde_json::json!({}));
         check_metadata(&metadata)?;
-        Ok(self.store.create_thread(who.org_id, &metadata).await?)
+        Ok(self.store.create_thread(who.org_id, who.user_id, &metadata).await?)
     }
 
-    /// A thread of the caller's org.
+    /// A thread of the caller's org (its user's own, for a caller limited to its user).
     ///
     /// # Errors
     /// `thread_not_found`.
     pub async fn get_thread(&self, who: &Principal, id: ThreadId) -> Result<Thread> {
-        self.store.get_thread(who.org_id, id).await?.ok_or(Error::NotFound(Entity::Thread))
+        let thread = self.store.get_thread(who.org_id, id).await?;
+        thread.filter(|t| who.sees(t.user_id)).ok_or(Error::NotFound(Entity::Thread))
     }
 
-    /// The org's threads, newest first.
+    /// The org's threads (the user's own, for a caller limited to its user), newest first.
     ///
     /// # Errors
     /// `invalid_query`, `invalid_cursor`.
@@ -306,7 +325,7 @@ impl Services {
     ) -> Result<Page<Thread>> {
         let limit = page_limit(limit, 20, 100)?;
         let before = cursor::<ThreadId>(cursor_)?;
-        let mut data = self.store.list_threads(who.org_id, before, limit + 1).await?;
+        let mut data = self.store.list_threads(who.org_id, who.owner(), before, limit + 1).await?;
         Ok(page(&mut data, limit, |t| t.id.to_string()))
     }
 

@@ -587,6 +587,7 @@ impl Services {
             .store
             .get_execution(who.org_id, id)
             .await?
+            .filter(|r| who.sees(r.user_id))
             .ok_or(Error::NotFound(Entity::Execution))?;
         view(&row)
     }
@@ -610,7 +611,8 @@ impl Services {
             ));
         }
         let before = cursor::<ExecutionId>(q.cursor.as_deref())?;
-        let filter = ExecutionFilter { status: q.status, workflow_id: q.workflow_id };
+        let filter =
+            ExecutionFilter { status: q.status, workflow_id: q.workflow_id, user: who.owner() };
         let rows = self.store.list_executions(who.org_id, &filter, before, limit + 1).await?;
         let mut data = rows.iter().map(view).collect::<Result<Vec<_>>>()?;
         Ok(page(&mut data, limit, |e| e.id.to_string()))
@@ -630,6 +632,7 @@ impl Services {
         let row = tx
             .lock_execution(id, Some(who.org_id))
             .await?
+            .filter(|r| who.sees(r.user_id))
             .ok_or(Error::NotFound(Entity::Execution))?;
         if status_of(&row.status).is_terminal() {
             return Err(Error::conflict(
@@ -656,6 +659,7 @@ impl Services {
         let row = tx
             .lock_execution(id, Some(who.org_id))
             .await?
+            .filter(|r| who.sees(r.user_id))
             .ok_or(Error::NotFound(Entity::Execution))?;
         let wf = workflow_of(&row.definition)?;
         let mut state = state_of(&row)?;
@@ -690,6 +694,7 @@ impl Services {
         let row = tx
             .lock_execution(id, Some(who.org_id))
             .await?
+            .filter(|r| who.sees(r.user_id))
             .ok_or(Error::NotFound(Entity::Execution))?;
         let wf = workflow_of(&row.definition)?;
         let mut state = state_of(&row)?;

@@ -101,6 +101,8 @@ pub struct ToolWrite {
     pub(crate) tx: Transaction<'static, Postgres>,
     pub(crate) org: OrgId,
     pub(crate) user: Option<UserId>,
+    /// The user the write is limited to (the run's user, unless it acts as an admin).
+    pub(crate) owner: Option<UserId>,
     invocation: InvocationId,
 }
 
@@ -143,6 +145,7 @@ impl Store {
         &self,
         org: OrgId,
         user: Option<UserId>,
+        owner: Option<UserId>,
         invocation: InvocationId,
         tool: &str,
     ) -> Result<WriteStart> {
@@ -161,7 +164,7 @@ impl Store {
         .rows_affected()
             == 1;
         if claimed {
-            return Ok(WriteStart::Fresh(ToolWrite { tx, org, user, invocation }));
+            return Ok(WriteStart::Fresh(ToolWrite { tx, org, user, owner, invocation }));
         }
         let record: WriteRecord =
             sqlx::query_as("SELECT org_id, tool, result FROM tool_writes WHERE invocation_id = $1")

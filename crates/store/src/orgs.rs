@@ -56,6 +56,28 @@ impl Principal {
     pub fn has_scope(&self, scope: Scope) -> bool {
         self.scopes.contains(&scope)
     }
+
+    /// The user this caller is limited to (see [`agentyard_core::scope::limited_to`]); None:
+    /// the whole organization.
+    pub fn owner(&self) -> Option<UserId> {
+        agentyard_core::scope::limited_to(self.user_id, &self.scopes)
+    }
+
+    /// True when the caller may see what belongs to `user` in its organization.
+    pub fn sees(&self, user: Option<UserId>) -> bool {
+        self.owner().is_none_or(|me| user == Some(me))
+    }
+
+    /// The user a list is filtered by when the caller asks for `asked`'s (or everyone's):
+    /// `Some(asked)` for a caller that sees the whole org, `Some(Some(own))` for a limited one;
+    /// None when a limited caller asks for another user's (nothing to list).
+    pub fn user_filter(&self, asked: Option<UserId>) -> Option<Option<UserId>> {
+        match (self.owner(), asked) {
+            (None, asked) => Some(asked),
+            (Some(me), Some(other)) if other != me => None,
+            (Some(me), _) => Some(Some(me)),
+        }
+    }
 }
 
 /// A token as created: the only moment its secret exists outside the client.

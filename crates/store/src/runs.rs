@@ -36,6 +36,8 @@ pub struct NewRun {
     pub quota: Option<u32>,
     /// The scopes of the caller's token (the run's tool calls act with them).
     pub scopes: Vec<Scope>,
+    /// When set, `thread` must belong to this user (else the thread is not found).
+    pub owner: Option<UserId>,
 }
 
 /// How a create ended.
@@ -148,6 +150,8 @@ pub struct RunFilter {
     pub status: Option<RunStatus>,
     pub thread: Option<ThreadId>,
     pub agent: Option<AgentId>,
+    /// Only runs of this user.
+    pub user: Option<UserId>,
 }
 
 /// A live run that made no progress for longer than its agent allows.
@@ -184,7 +188,8 @@ impl Store {
             None => (None, None),
         };
         let res: std::result::Result<serde_json::Value, sqlx::Error> = sqlx::query_scalar(
-            "SELECT ay_create_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+            "SELECT ay_create_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+             $16)",
         )
         .bind(new.org)
         .bind(new.thread)
@@ -201,6 +206,7 @@ impl Store {
         .bind(new.priority)
         .bind(new.quota.map(|q| i32::try_from(q).unwrap_or(i32::MAX)))
         .bind(&new.scopes)
+        .bind(new.owner)
         .fetch_one(&self.pool)
         .await;
         let v = match res {
@@ -272,6 +278,21 @@ impl Store {
             .map_err(|e| StoreError::db("get_run", e))
     }
 
+    /// The user of a run of `org` (None also for a run not found).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn run_user(&self, org: OrgId, id: RunId) -> Result<Option<UserId>> {
+        let user: Option<Option<UserId>> =
+            sqlx::query_scalar("SELECT user_id FROM runs WHERE id = $1 AND org_id = $2")
+                .bind(id)
+                .bind(org)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| StoreError::db("run_user", e))?;
+        Ok(user.flatten())
+    }
+
     /// Up to `limit` runs of `org` matching `filter`, newest first, created before the run
     /// `before` (the previous page's last run) when given.
     ///
@@ -291,6 +312,7 @@ impl Store {
                AND ($4::uuid IS NULL OR agent_id = $4) \
                AND ($5::uuid IS NULL OR (created_at, id) < \
                     (SELECT created_at, id FROM runs WHERE id = $5 AND org_id = $1)) \
+               AND ($7::uuid IS NULL OR user_id = $7) \
              ORDER BY created_at DESC, id DESC LIMIT $6",
         )
         .bind(org)
@@ -299,6 +321,7 @@ impl Store {
         .bind(filter.agent)
         .bind(before)
         .bind(limit)
+        .bind(filter.user)
         .fetch_all(&self.pool)
         .await
         .map_err(|e| StoreError::db("list_runs", e))

@@ -26,6 +26,12 @@ pub struct ToolClaims {
 }
 
 impl ToolClaims {
+    /// The user the call is limited to: the run's user, unless its token was an admin's (see
+    /// [`agentyard_core::scope::limited_to`]).
+    pub fn owner(&self) -> Option<UserId> {
+        agentyard_core::scope::limited_to(self.user_id, &self.scopes)
+    }
+
     /// The claims of a tool listing (`tools/list`), which needs a valid token but no
     /// principal: nil ids, no scopes, valid for two minutes.
     pub fn listing() -> Self {

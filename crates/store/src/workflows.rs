@@ -116,6 +116,8 @@ pub struct StepRun {
 pub struct ExecutionFilter {
     pub status: Option<String>,
     pub workflow_id: Option<String>,
+    /// Only executions this user started.
+    pub user: Option<UserId>,
 }
 
 /// The run of an agent step.
@@ -251,6 +253,7 @@ impl Store {
             "SELECT {EXECUTION_COLUMNS} FROM workflow_executions \
              WHERE org_id = $1 AND ($2::text IS NULL OR status = $2) \
                AND ($3::text IS NULL OR workflow_id = $3) AND ($4::uuid IS NULL OR id < $4) \
+               AND ($6::uuid IS NULL OR user_id = $6) \
              ORDER BY id DESC LIMIT $5"
         )))
         .bind(org)
@@ -258,6 +261,7 @@ impl Store {
         .bind(&filter.workflow_id)
         .bind(before)
         .bind(limit)
+        .bind(filter.user)
         .fetch_all(&self.pool)
         .await
         .map_err(|e| StoreError::db("list_executions", e))

@@ -70,6 +70,7 @@ fn new_run(org: OrgId, thread: Option<ThreadId>) -> NewRun {
         priority: Priority::High,
         quota: None,
         scopes: vec![Scope::RunsRead, Scope::RunsWrite],
+        owner: None,
     }
 }
 

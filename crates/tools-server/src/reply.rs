@@ -111,7 +111,11 @@ impl ToolServer {
         tool: &'static str,
     ) -> Result<Started, ToolError> {
         let c = &caller.0;
-        match self.store.begin_tool_write(c.org_id, c.user_id, c.invocation_id, tool).await? {
+        match self
+            .store
+            .begin_tool_write(c.org_id, c.user_id, c.owner(), c.invocation_id, tool)
+            .await?
+        {
             WriteStart::Fresh(w) => Ok(Started::Fresh(w)),
             WriteStart::Done(stored) => replayed(stored).map(Started::Replayed),
             WriteStart::Conflict => Err(conflict(caller)),

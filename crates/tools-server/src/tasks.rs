@@ -87,7 +87,7 @@ fn found(which: &TaskRef, lookup: Lookup<TaskRow>) -> Result<TaskRow, ToolError>
     match lookup {
         Lookup::Found(task) => Ok(task),
         Lookup::NotFound => Err(ToolError::NotFound(format!(
-            "no task of this organization has the {which}; list_tasks shows them"
+            "no task you can see has the {which}; list_tasks shows them"
         ))),
         Lookup::Ambiguous => Err(ToolError::Refused(format!(
             "several tasks have the {which}; name one by task_id (list_tasks shows them)"
@@ -115,8 +115,8 @@ impl ToolServer {
         finish(w, reply(format!("Added the task {:?}.", row.title), &row)).await
     }
 
-    /// Lists the organization's tasks, oldest first: all of them, or only the pending or the
-    /// completed ones.
+    /// Lists the tasks of the user the run acts for (an admin's run: the whole organization's),
+    /// oldest first: all of them, or only the pending or the completed ones.
     #[tool(input_schema = input::<ListTasks>(), annotations(read_only_hint = true))]
     async fn list_tasks(
         &self,
@@ -129,7 +129,7 @@ impl ToolServer {
             TaskFilter::Pending => Some(TaskStatus::Pending),
             TaskFilter::Completed => Some(TaskStatus::Completed),
         };
-        let tasks = self.store.list_tasks(c.org_id, status).await?;
+        let tasks = self.store.list_tasks(c.org_id, c.owner(), status).await?;
         let pending = tasks.iter().filter(|t| t.status == TaskStatus::Pending).count();
         let sentence = format!(
             "{} task(s): {pending} pending, {} completed.",

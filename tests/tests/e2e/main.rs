@@ -16,5 +16,6 @@ mod system;
 mod tenancy;
 mod tools;
 mod traces;
+mod users;
 mod validation;
 mod workflows;

@@ -72,7 +72,9 @@ pub(crate) async fn list_tasks(
             )
         })?),
     };
-    Ok(Json(TaskList { data: state.services.store.list_tasks(who.org_id, status).await? }))
+    Ok(Json(TaskList {
+        data: state.services.store.list_tasks(who.org_id, who.owner(), status).await?,
+    }))
 }
 
 /// Body of `POST /v1/tasks`.

@@ -22,7 +22,7 @@ pub(crate) struct OrgEventsQuery {
     after: Option<u64>,
 }
 
-/// Every event of the caller's organization from now on (or after `Last-Event-ID`), as SSE.
+/// Every event of the caller's organization (a token limited to its user: of its runs) from now on (or after `Last-Event-ID`), as SSE.
 /// Each event's data carries the `run_id` it belongs to. Never ends by itself.
 #[utoipa::path(get, path = "/v1/events", tag = "runs",
     params(("Last-Event-ID" = Option<String>, Header), OrgEventsQuery),
@@ -41,6 +41,13 @@ pub(crate) async fn org_events(
     let after = resume_from(&headers, q.after)?;
     let permit = open_stream(&state, who)?;
     let sub = state.hub.subscribe_org(who.org_id);
-    let events = live::org_events(state.services.bus, who.org_id, after, filter, sub, permit);
-    Ok(sse::respond(events).into_response())
+    let events =
+        live::org_events(state.services.bus.clone(), who.org_id, after, filter, sub, permit);
+    Ok(match who.owner() {
+        None => sse::respond(events).into_response(),
+        Some(owner) => {
+            let mine = live::owned_by(events, state.services.store, who.org_id, owner);
+            sse::respond(mine).into_response()
+        }
+    })
 }

@@ -48,7 +48,7 @@ pub(crate) struct InvocationQuery {
     limit: Option<i64>,
 }
 
-/// The organization's tool calls, newest first.
+/// The organization's tool calls, newest first (a token limited to its user: its own).
 #[utoipa::path(get, path = "/v1/tool-invocations", tag = "tools", params(InvocationQuery),
     responses((status = 200, body = InvocationList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -59,11 +59,11 @@ pub(crate) async fn invocations(
 ) -> Result<Json<InvocationList>, ApiError> {
     let who = auth.require(Scope::RunsRead)?;
     let limit = agentyard_services::page_limit(q.limit, 50, 500)?;
-    let filter = agentyard_store::tools::InvocationFilter {
-        tool: q.tool.as_deref(),
-        since: q.since,
-        user: q.user_id,
+    let Some(user) = who.user_filter(q.user_id) else {
+        return Ok(Json(InvocationList { data: Vec::new() }));
     };
+    let filter =
+        agentyard_store::tools::InvocationFilter { tool: q.tool.as_deref(), since: q.since, user };
     let data = state.services.store.org_invocations(who.org_id, &filter, limit).await?;
     Ok(Json(InvocationList { data }))
 }

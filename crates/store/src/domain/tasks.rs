@@ -154,18 +154,25 @@ pub(crate) async fn insert(
 }
 
 impl Store {
-    /// The org's tasks, oldest first (at most 500); `status` filters.
+    /// The org's tasks (only those `owner` created, when given), oldest first (at most 500);
+    /// `status` filters.
     ///
     /// # Errors
     /// Database failures.
-    pub async fn list_tasks(&self, org: OrgId, status: Option<TaskStatus>) -> Result<Vec<TaskRow>> {
+    pub async fn list_tasks(
+        &self,
+        org: OrgId,
+        owner: Option<UserId>,
+        status: Option<TaskStatus>,
+    ) -> Result<Vec<TaskRow>> {
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM tasks WHERE org_id = $1 AND ($2::text IS NULL OR status = $2) \
-             ORDER BY created_at, id LIMIT $3"
+             AND ($4::uuid IS NULL OR created_by = $4) ORDER BY created_at, id LIMIT $3"
         )))
         .bind(org)
         .bind(status)
         .bind(LIST_LIMIT)
+        .bind(owner)
         .fetch_all(&self.pool)
         .await
         .map_err(|e| StoreError::db("list_tasks", e))
@@ -232,7 +239,8 @@ impl ToolWrite {
         self.change_task(which, "delete_task", &sql, None).await
     }
 
-    /// Locks the one task `which` names, then runs `sql` on it (`$1` its id; `$2..$4` the
+    /// Locks the one task `which` names (among the owner's, when the write is limited to its
+    /// user), then runs `sql` on it (`$1` its id; `$2..$4` the
     /// change's title, description and due date when given).
     async fn change_task(
         &mut self,
@@ -247,11 +255,12 @@ impl ToolWrite {
         };
         let ids: Vec<TaskId> = sqlx::query_scalar(
             "SELECT id FROM tasks WHERE org_id = $1 AND (id = $2 OR lower(title) = lower($3)) \
-             ORDER BY created_at, id LIMIT 2 FOR UPDATE",
+             AND ($4::uuid IS NULL OR created_by = $4) ORDER BY created_at, id LIMIT 2 FOR UPDATE",
         )
         .bind(self.org)
         .bind(id)
         .bind(title)
+        .bind(self.owner)
         .fetch_all(&mut *self.tx)
         .await
         .map_err(|e| StoreError::db(op, e))?;

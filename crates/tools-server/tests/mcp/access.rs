@@ -221,7 +221,7 @@ async fn an_organization_sees_and_changes_only_its_own_data() {
     }
     client.cancel().await.unwrap();
 
-    let tasks = app.store.list_tasks(a, None).await.unwrap();
+    let tasks = app.store.list_tasks(a, None, None).await.unwrap();
     assert_eq!((tasks.len(), tasks[0].status.as_str()), (1, "pending"));
     assert_eq!(app.store.get_ticket(a, ticket.id).await.unwrap(), Some(ticket));
 }

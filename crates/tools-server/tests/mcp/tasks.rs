@@ -19,7 +19,7 @@ async fn a_write_repeated_under_one_invocation_id_writes_once() {
     let other = app.call(&token, "create_ticket", json!({"title": "t", "description": "d"})).await;
     assert!(is_error(&other) && text(&other).contains("already wrote"), "{other:?}");
 
-    let tasks = app.store.list_tasks(org, None).await.unwrap();
+    let tasks = app.store.list_tasks(org, None, None).await.unwrap();
     assert_eq!(tasks.len(), 1);
     assert_eq!(data(&first)["id"], json!(tasks[0].id));
     assert!(app.store.list_tickets(org, None, 10).await.unwrap().is_empty());
@@ -38,7 +38,7 @@ async fn concurrent_duplicates_of_one_invocation_write_once() {
     let calls = (0..4).map(|_| app.call(&token, "add_task", json!({"title": "Once"})));
     let results = futures::future::join_all(calls).await;
     assert!(results.iter().all(|r| text(r) == text(&results[0])), "{results:?}");
-    assert_eq!(app.store.list_tasks(org, None).await.unwrap().len(), 1);
+    assert_eq!(app.store.list_tasks(org, None, None).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -76,5 +76,5 @@ async fn tasks_are_added_found_by_title_changed_completed_and_deleted() {
     assert!(!is_error(&r), "{r:?}");
     let r = call_new("complete_task", json!({"task_id": pending[0]["id"]})).await;
     assert!(is_error(&r) && text(&r).contains("no task"), "{r:?}");
-    assert_eq!(app.store.list_tasks(org, None).await.unwrap().len(), 2);
+    assert_eq!(app.store.list_tasks(org, None, None).await.unwrap().len(), 2);
 }
