@@ -358,6 +358,11 @@ impl TestApp {
         }
     }
 
+    /// The built-in MCP server's endpoint (started with [`TestOptions::tools`]).
+    pub fn mcp_url(&self) -> String {
+        format!("http://{}/mcp", self.env["AY_MCP_ADDR"])
+    }
+
     /// A request with the admin token.
     pub fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http.request(method, format!("{}{path}", self.api_url)).bearer_auth(&self.token)

@@ -19,6 +19,8 @@
 //!   probes of dependencies.
 //! - [`alerts`]: alerts, the conditions behind them and their webhook deliveries.
 //! - [`audit`]: the append-only trail of administrative acts.
+//! - [`direct_calls`]: the audit log's rows of built-in tool calls an MCP client made with an
+//!   API token (no run).
 //! - [`tool_tokens`]: the signed tokens tool workers mint per call.
 //! - [`workflows`]: workflow definitions, executions and the transaction they advance in
 //!   (migrations/0004_workflows.sql).
@@ -26,6 +28,7 @@
 pub mod agents;
 pub mod alerts;
 pub mod audit;
+pub mod direct_calls;
 pub mod domain;
 pub mod error;
 pub mod monitor;

@@ -3,6 +3,10 @@
 //! key, so the built-in tool server acts exactly as the user who started the run and keys its
 //! idempotent writes by the invocation. Verifying needs no database round trip.
 //!
+//! An MCP client that calls the built-in server with a user's API token gets the same
+//! [`ToolClaims`] ([`ToolClaims::direct`]): the token's org, user and scopes, no run, and an
+//! invocation id of its own per request, so the tools treat both callers alike.
+//!
 //! Format: `ayt.<hex of the JSON claims>.<hex of the HMAC-SHA256 of that hex>`.
 
 use agentyard_core::{AgentId, InvocationId, OrgId, RunId, Scope, UserId};
@@ -10,6 +14,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::orgs::Principal;
 use crate::{Result, Store, StoreError};
 
 /// What a tool token stands for.
@@ -43,6 +48,22 @@ impl ToolClaims {
             invocation_id: InvocationId::nil(),
             scopes: Vec::new(),
             exp: chrono::Utc::now().timestamp() + 120,
+        }
+    }
+
+    /// The claims of one request of an MCP client that authenticated with an API token: the
+    /// token's organization, user and scopes, no agent or run (nil ids), and a fresh
+    /// invocation id, so each call's writes are idempotent on their own. Valid for the request
+    /// only (the token is looked up again on the next one).
+    pub fn direct(principal: &Principal) -> Self {
+        Self {
+            org_id: principal.org_id,
+            user_id: principal.user_id,
+            agent_id: AgentId::nil(),
+            run_id: RunId::nil(),
+            invocation_id: InvocationId::new(),
+            scopes: principal.scopes.clone(),
+            exp: chrono::Utc::now().timestamp() + 60,
         }
     }
 

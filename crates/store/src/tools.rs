@@ -3,7 +3,9 @@
 //! the MCP servers organizations register.
 
 use agentyard_core::run::{InputAnswer, RequiredInput, Run};
-use agentyard_core::{AgentId, InvocationId, McpServerId, MessageId, OrgId, RunId, Scope, UserId};
+use agentyard_core::{
+    AgentId, InvocationId, McpServerId, MessageId, OrgId, RunId, Scope, TokenId, UserId,
+};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
@@ -101,10 +103,14 @@ pub struct DueInput {
 #[derive(Clone, Debug, PartialEq, Serialize, FromRow, utoipa::ToSchema)]
 pub struct Invocation {
     pub id: InvocationId,
-    pub run_id: RunId,
+    /// Null for a call an MCP client made with an API token (then `token_id` names the token).
+    pub run_id: Option<RunId>,
     pub org_id: OrgId,
     pub user_id: Option<UserId>,
-    pub agent_id: AgentId,
+    /// Null for a call an MCP client made with an API token.
+    pub agent_id: Option<AgentId>,
+    /// The API token of a call an MCP client made directly; null for a run's call.
+    pub token_id: Option<TokenId>,
     pub step: i32,
     pub server: String,
     pub tool: String,
@@ -122,9 +128,9 @@ pub struct Invocation {
     pub duration_ms: Option<i32>,
 }
 
-const INVOCATION_COLUMNS: &str = "id, run_id, org_id, user_id, agent_id, step, server, tool, \
-    arguments, status, result, is_error, error, attempt, created_at, started_at, completed_at, \
-    duration_ms";
+const INVOCATION_COLUMNS: &str = "id, run_id, org_id, user_id, agent_id, token_id, step, \
+    server, tool, arguments, status, result, is_error, error, attempt, created_at, started_at, \
+    completed_at, duration_ms";
 
 /// Which calls of the audit log to read.
 #[derive(Clone, Copy, Debug, Default)]
@@ -133,7 +139,7 @@ pub struct InvocationFilter<'a> {
     pub tool: Option<&'a str>,
     /// Calls made since.
     pub since: Option<DateTime<Utc>>,
-    /// Calls of runs this user started.
+    /// Calls this user made: of runs they started, or with their API token.
     pub user: Option<UserId>,
 }
 

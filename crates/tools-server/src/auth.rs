@@ -1,27 +1,36 @@
-//! Who calls: every request to `/mcp` must carry `Authorization: Bearer <tool token>`, a token
-//! a tool worker minted for one tool call (`agentyard_store::tool_tokens`). Anything else is
-//! 401 with the API's JSON error shape.
+//! Who calls: every request to `/mcp` carries `Authorization: Bearer <token>`, either
+//! - a tool token a tool worker minted for one tool call of a run
+//!   (`agentyard_store::tool_tokens`, `ayt.…`): verified by its signature, no database read; or
+//! - a user's API token (the one the `/v1` API takes): looked up on every request, so a revoked
+//!   or expired token stops working at once. The request then gets [`ToolClaims::direct`]
+//!   claims (the token's org, user and scopes, no run, a fresh invocation id) and a [`Direct`]
+//!   marker, by which the server records the call in the tool audit log itself.
 //!
-//! How the claims reach a tool: [`require_token`] verifies the token and puts its claims in
-//! the HTTP request's extensions; rmcp's streamable HTTP service hands every MCP request the
-//! HTTP request's parts (`http::request::Parts`) in its `RequestContext` extensions; the
-//! [`Caller`] extractor takes the claims from there. So a tool sees the claims of the very
-//! HTTP request that carried its call, also inside a long-lived MCP session.
+//! Anything else is 401 with the API's JSON error shape and `WWW-Authenticate: Bearer
+//! resource_metadata="…"` pointing at the protected-resource metadata (RFC 9728, see
+//! [`crate::metadata`]), as MCP clients expect.
+//!
+//! How the claims reach a tool: [`require_token`] puts them in the HTTP request's extensions;
+//! rmcp's streamable HTTP service hands every MCP request the HTTP request's parts
+//! (`http::request::Parts`) in its `RequestContext` extensions; the [`Caller`] extractor takes
+//! the claims from there. So a tool sees the claims of the very HTTP request that carried its
+//! call, also inside a long-lived MCP session.
 
-use agentyard_core::Scope;
 use std::sync::Arc;
 
+use agentyard_core::{Scope, TokenId};
 use agentyard_store::Store;
 use agentyard_store::tool_tokens::{self, ToolClaims};
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rmcp::ErrorData;
 use rmcp::handler::server::common::{AsRequestContext, FromContextPart};
 use tokio::sync::OnceCell;
 
+use crate::metadata;
 use crate::reply::ToolError;
 
 /// Reading needs this scope.
@@ -29,7 +38,11 @@ pub(crate) const READ: Scope = Scope::RunsRead;
 /// Changing data needs this scope.
 pub(crate) const WRITE: Scope = Scope::RunsWrite;
 
-/// The platform's token key, read from Postgres on the first request (it never changes).
+/// The prefix of tool tokens; API tokens never start with it (they start with `ay_`).
+const TOOL_TOKEN_PREFIX: &str = "ayt.";
+
+/// The platform's token key, read from Postgres on the first request (it never changes), and
+/// the store API tokens are looked up in.
 pub(crate) struct Keys {
     store: Store,
     key: OnceCell<Vec<u8>>,
@@ -45,51 +58,97 @@ impl Keys {
     }
 }
 
+/// Marks a request authenticated with an API token (no run behind it): the server records its
+/// tool calls in the audit log under this token.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Direct {
+    pub(crate) token_id: TokenId,
+}
+
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
     let body = serde_json::json!({"error": {"code": code, "message": message}});
-    let mut response = (status, axum::Json(body)).into_response();
-    if status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    (status, axum::Json(body)).into_response()
+}
+
+/// 401 with the challenge MCP clients read: where the protected-resource metadata is, and
+/// (RFC 6750) `error="invalid_token"` when a token was sent but is not valid.
+fn unauthorized(headers: &HeaderMap, code: &str, message: &str) -> Response {
+    let mut response = error(StatusCode::UNAUTHORIZED, code, message);
+    let mut challenge = format!("Bearer resource_metadata=\"{}\"", metadata::url(headers));
+    if code == "invalid_token" {
+        challenge.push_str(", error=\"invalid_token\"");
     }
+    let value = HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("Bearer"));
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
     response
 }
 
-/// Lets a request through with its tool claims in its extensions, or answers 401.
+/// The token of an `Authorization: Bearer <token>` header (the scheme in any case).
+fn bearer(value: &HeaderValue) -> Option<&str> {
+    let (scheme, token) = value.to_str().ok()?.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+/// Lets a request through with its claims in its extensions, or answers 401 (503 when the
+/// database does not answer).
 pub(crate) async fn require_token(
     State(keys): State<Arc<Keys>>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let Some(header) = request.headers().get(header::AUTHORIZATION) else {
-        return error(
-            StatusCode::UNAUTHORIZED,
+    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+        return unauthorized(
+            request.headers(),
             "missing_token",
-            "send the header Authorization: Bearer <tool token>",
+            "send the header Authorization: Bearer <API token>",
         );
     };
-    let token = header
-        .to_str()
-        .ok()
-        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-        .map(str::trim);
-    let key = match keys.key().await {
-        Ok(k) => k,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the tool token key");
-            return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "database unavailable");
-        }
+    let token = bearer(value).map(str::to_owned);
+    let found = match token.as_deref() {
+        Some(t) if t.starts_with(TOOL_TOKEN_PREFIX) => tool_token(&keys, t).await,
+        Some(t) => api_token(&keys, t).await,
+        None => Ok(None),
     };
-    match token.and_then(|t| tool_tokens::verify(key, t)) {
-        Some(claims) => {
+    match found {
+        Ok(Some((claims, direct))) => {
             request.extensions_mut().insert(claims);
+            if let Some(direct) = direct {
+                request.extensions_mut().insert(direct);
+            }
             next.run(request).await
         }
-        None => error(
-            StatusCode::UNAUTHORIZED,
+        Ok(None) => unauthorized(
+            request.headers(),
             "invalid_token",
-            "the tool token is malformed, forged or expired",
+            "the token is malformed, unknown, expired or revoked",
         ),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot authenticate: the database does not answer");
+            error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "database unavailable")
+        }
     }
+}
+
+type Authenticated = Option<(ToolClaims, Option<Direct>)>;
+
+async fn tool_token(
+    keys: &Keys,
+    token: &str,
+) -> Result<Authenticated, agentyard_store::StoreError> {
+    let key = keys.key().await?;
+    Ok(tool_tokens::verify(key, token).map(|claims| (claims, None)))
+}
+
+async fn api_token(keys: &Keys, token: &str) -> Result<Authenticated, agentyard_store::StoreError> {
+    let principal = keys.store.authenticate(token).await?;
+    Ok(principal.map(|p| (ToolClaims::direct(&p), Some(Direct { token_id: p.token_id }))))
+}
+
+/// The claims and the [`Direct`] marker of the HTTP request behind an MCP request, if any.
+pub(crate) fn direct(parts: Option<&Parts>) -> Option<(ToolClaims, Direct)> {
+    let parts = parts?;
+    let direct = *parts.extensions.get::<Direct>()?;
+    parts.extensions.get::<ToolClaims>().cloned().map(|c| (c, direct))
 }
 
 /// The claims of the request that carried the tool call.
@@ -113,5 +172,21 @@ impl<C: AsRequestContext> FromContextPart<C> for Caller {
             // Only a router without `require_token` in front gets here: a bug, not a client error.
             ErrorData::internal_error("the request carries no tool claims", None)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_read_in_any_case_and_an_empty_token_is_none() {
+        let token = |v: &'static str| bearer(&HeaderValue::from_static(v)).map(str::to_owned);
+        assert_eq!(token("Bearer ay_1").as_deref(), Some("ay_1"));
+        assert_eq!(token("BEARER ay_1").as_deref(), Some("ay_1"));
+        assert_eq!(token("bearer  ayt.x.y ").as_deref(), Some("ayt.x.y"));
+        assert_eq!(token("Bearer "), None);
+        assert_eq!(token("Basic abc"), None);
+        assert_eq!(token("ay_1"), None);
     }
 }

@@ -2,14 +2,18 @@
 //! the platform's health, and demo business data (customers, messages to them, monthly
 //! revenue, reports) for the workflow templates, as MCP tools over streamable HTTP at `/mcp`.
 //!
-//! Every request carries `Authorization: Bearer <tool token>` (see
-//! [`agentyard_store::tool_tokens`]): the claims of the run that calls the tool. A tool acts
-//! as them and only them: it reads and writes the claims' organization only, needs `runs:read`
-//! to read and `runs:write` to write, and a write is idempotent per the claims' invocation id.
+//! Every request carries `Authorization: Bearer <token>`: a tool token (see
+//! [`agentyard_store::tool_tokens`]) with the claims of the run that calls the tool, or a
+//! user's API token, whose org, user and scopes become the claims of an MCP client's call
+//! without a run. A tool acts as the claims and only them: it reads and writes the claims'
+//! organization only, needs `runs:read` to read and `runs:write` to write, and a write is
+//! idempotent per the claims' invocation id.
 //!
 //! Layout:
 //! - `auth`: the bearer-token middleware (401 otherwise) and the `Caller` extractor that hands
 //!   the claims to a tool.
+//! - `metadata`: the protected-resource metadata (RFC 9728) MCP clients discover.
+//! - `direct`: calls made with an API token: the tools their token may call, their audit log.
 //! - `args`: tool arguments, parsed so that a bad one is a tool error naming its field.
 //! - `reply`: tool results (a sentence plus the data as JSON), errors, idempotent writes.
 //! - `tasks`, `tickets`, `integrations`, `system`, `customers`, `messages`, `revenue`,
@@ -24,9 +28,11 @@ mod auth;
 mod classify;
 mod customers;
 mod data;
+mod direct;
 mod elicit;
 mod integrations;
 mod messages;
+mod metadata;
 mod reply;
 mod reports;
 mod revenue;
@@ -40,18 +46,25 @@ use std::sync::Arc;
 use agentyard_bus::Bus;
 use agentyard_store::Store;
 use axum::Router;
+use axum::http::request::Parts;
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
+use rmcp::handler::server::tool::ToolCallContext;
+use rmcp::model::{
+    CacheScope, CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
+    PaginatedRequestParams, ProtocolVersion, ResultType, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::{RequestContext, RoleServer};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use rmcp::{ServerHandler, tool_handler};
+use rmcp::{ErrorData, ServerHandler, tool_handler};
 use tokio_util::sync::CancellationToken;
 
 /// What the server tells clients about itself.
 const INSTRUCTIONS: &str = "Tools of the agentyard platform: the organization's to-do tasks, \
     support tickets and integrations, the platform's health, and demo business data: \
     customers, messages to them (recorded, never delivered), monthly revenue and reports. \
-    Every tool acts for the user of the run that calls it, inside that user's organization.";
+    Every tool acts for the user of the run that calls it (or whose API token the client \
+    sends), inside that user's organization.";
 
 /// The MCP server: one instance per MCP session, all sharing the store, the bus and the
 /// tools.
@@ -87,9 +100,47 @@ impl ServerHandler for ToolServer {
             .with_server_info(Implementation::new("agentyard", env!("CARGO_PKG_VERSION")))
             .with_instructions(INSTRUCTIONS.to_owned())
     }
+
+    /// Every tool for a tool worker; for an API token, those its scopes allow.
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let cache_hints =
+            context.protocol_version().is_some_and(|v| v >= ProtocolVersion::V_2026_07_28);
+        let direct = auth::direct(context.extensions.get::<Parts>());
+        let (tools, scope) = match &direct {
+            Some((claims, _)) => {
+                (direct::allowed(claims, self.tools.list_all()), CacheScope::Private)
+            }
+            None => (self.tools.list_all(), CacheScope::Public),
+        };
+        Ok(ListToolsResult {
+            result_type: Some(ResultType::COMPLETE),
+            tools,
+            meta: None,
+            next_cursor: None,
+            ttl_ms: cache_hints.then_some(0),
+            cache_scope: cache_hints.then_some(scope),
+        })
+    }
+
+    /// A run's call as it is; an API token's call recorded in the audit log.
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        match auth::direct(context.extensions.get::<Parts>()) {
+            Some(direct) => self.call_direct(direct, request, context).await,
+            None => self.tools.call(ToolCallContext::new(self, request, context)).await,
+        }
+    }
 }
 
-/// `/mcp` on a router of its own, for `axum::serve` or to merge into another router.
+/// `/mcp` (and the protected-resource metadata MCP clients discover, RFC 9728) on a router of
+/// its own, for `axum::serve` or to merge into another router.
 /// Sessions live until the process ends; [`serve`] ends them on shutdown.
 pub fn router(store: Store, bus: Bus) -> Router {
     build(store, bus, CancellationToken::new())
@@ -99,8 +150,9 @@ fn build(store: Store, bus: Bus, shutdown: CancellationToken) -> Router {
     let keys = Arc::new(auth::Keys::new(store.clone()));
     let server = ToolServer::new(store, bus);
     // The Host check guards unauthenticated local servers against DNS rebinding. Every request
-    // here must carry a signed tool token, which a rebinding page cannot have, and compose and
-    // remote workers reach the server under host names we cannot know in advance.
+    // here must carry a token (a signed tool token or an API token), which a rebinding page
+    // cannot have, and compose and remote workers reach the server under host names we cannot
+    // know in advance.
     let config = StreamableHttpServerConfig::default()
         .with_cancellation_token(shutdown)
         .disable_allowed_hosts();
@@ -109,9 +161,12 @@ fn build(store: Store, bus: Bus, shutdown: CancellationToken) -> Router {
         Arc::new(LocalSessionManager::default()),
         config,
     );
+    let well_known = format!("{}{}", metadata::WELL_KNOWN, metadata::ENDPOINT);
     Router::new()
-        .route_service("/mcp", mcp)
+        .route_service(metadata::ENDPOINT, mcp)
         .route_layer(axum::middleware::from_fn_with_state(keys, auth::require_token))
+        .route(metadata::WELL_KNOWN, axum::routing::get(metadata::document))
+        .route(&well_known, axum::routing::get(metadata::document))
         .layer(axum::middleware::from_fn(agentyard_otel::trace_http))
 }
 

@@ -7,6 +7,7 @@ mod engine;
 mod failures;
 mod isolation;
 mod load;
+mod mcp_client;
 mod metrics;
 mod monitoring;
 mod multitask;
