@@ -1,8 +1,9 @@
 //! Every error answer is `{"error": {"code": "...", "message": "..."}}` with a fitting status;
 //! 5xx answers say only "internal error" (the cause goes to the log). Domain errors of
 //! [`agentyard_services`] map to statuses here. Also the extractors that turn a bad request
-//! into such an answer: [`JsonBody`] (400 `invalid_json`, 422 `invalid_request`, 413),
-//! [`PathId`] (a malformed id is the entity's 404) and [`QueryParams`] (422 `invalid_query`).
+//! into such an answer: [`JsonBody`] (400 `invalid_json`, 422 `invalid_request`, 413; 408
+//! `request_timeout` for a body too slow to arrive), [`PathId`] (a malformed id is the entity's
+//! 404) and [`QueryParams`] (422 `invalid_query`).
 
 use agentyard_services::{Entity, Error};
 use axum::extract::rejection::BytesRejection;
@@ -161,6 +162,14 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 }
 
 fn body_error(e: &BytesRejection) -> ApiError {
+    if let Some(t) = agentyard_runtime::http::BodyTimedOut::find(e) {
+        let secs = t.0.as_secs_f64();
+        return ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!("the request body did not arrive within {secs} s"),
+        );
+    }
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(e.status(), "input_too_large", "the request body is too large")
     } else {

@@ -79,7 +79,8 @@ pub fn router(state: AppState) -> Router {
     )
 }
 
-/// Serves `router(state)` on `listener` until `shutdown`.
+/// Serves `router(state)` on `listener` until `shutdown`, with the limits of `AY_HTTP_*`
+/// (see [`agentyard_runtime::http`]).
 ///
 /// # Errors
 /// When the listener fails.
@@ -88,13 +89,6 @@ pub async fn serve(
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    // Events are small writes: without TCP_NODELAY, Nagle's algorithm holds one back until the
-    // client's delayed ACK, about 40 ms per event on a reused connection.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    let limits = state.services.settings.http;
+    agentyard_runtime::http::serve(listener, router(state), limits, shutdown).await
 }
