@@ -57,6 +57,11 @@ pub struct Settings {
     pub rate_limit: f64,
     /// Requests a token may make at once above its rate.
     pub rate_burst: u32,
+    /// Failed authentications a second one client address may make (0: no limit); beyond,
+    /// tokens not recently seen valid are refused without a lookup.
+    pub auth_failure_rate: f64,
+    /// Failed authentications an address may make at once above that rate.
+    pub auth_failure_burst: u32,
     /// Timeouts and the connection cap of every HTTP listener (`AY_HTTP_*`).
     pub http: crate::http::HttpLimits,
     /// Live (queued, waiting or running) runs one organization may have (0: no limit).
@@ -91,6 +96,8 @@ pub const KNOWN_AY_VARS: &[&str] = &[
     "AY_HTTP_BODY_TIMEOUT",
     "AY_HTTP_IDLE_TIMEOUT",
     "AY_HTTP_MAX_CONNECTIONS",
+    "AY_AUTH_FAILURE_RATE",
+    "AY_AUTH_FAILURE_BURST",
     "AY_SUBJECT_PREFIX",
     "AY_MODEL",
     "AY_MAX_INPUT_BYTES",
@@ -189,6 +196,10 @@ impl Settings {
                 v.parse().ok().filter(|n: &f64| n.is_finite() && *n >= 0.0)
             })?,
             rate_burst: parse(&get, "AY_RATE_BURST", "200", positive)?,
+            auth_failure_rate: parse(&get, "AY_AUTH_FAILURE_RATE", "1", |v| {
+                v.parse().ok().filter(|n: &f64| n.is_finite() && *n >= 0.0)
+            })?,
+            auth_failure_burst: parse(&get, "AY_AUTH_FAILURE_BURST", "20", positive)?,
             http: crate::http::HttpLimits {
                 header_timeout: parse(&get, "AY_HTTP_HEADER_TIMEOUT", "10s", positive_duration)?,
                 body_timeout: parse(&get, "AY_HTTP_BODY_TIMEOUT", "30s", positive_duration)?,

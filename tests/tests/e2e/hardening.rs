@@ -1,4 +1,5 @@
-//! Slow, idle and abusive clients: header, body and idle timeouts, the connection cap.
+//! Slow, idle and abusive clients: header, body and idle timeouts, the connection cap, the
+//! failed-authentication limit, the case of the auth scheme.
 
 use std::time::Duration;
 
@@ -166,4 +167,54 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
     );
     drop(a);
     assert!(read_response(&mut waiting).await.starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn failed_authentications_are_limited_per_address_but_a_valid_token_still_works() {
+    let app = TestApp::spawn_with(with_env(&[
+        ("AY_AUTH_FAILURE_RATE", "0.1"),
+        ("AY_AUTH_FAILURE_BURST", "5"),
+    ]))
+    .await;
+    let get = |token: String| {
+        let app = &app;
+        async move {
+            let r = app.http.get(format!("{}/v1/threads", app.api_url)).bearer_auth(token);
+            let r = r.send().await.unwrap();
+            let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+            let status = r.status().as_u16();
+            let body: serde_json::Value = r.json().await.unwrap();
+            (status, body["error"]["code"].as_str().unwrap_or("").to_owned(), retry)
+        }
+    };
+    assert_eq!(get(app.token.clone()).await.0, 200);
+    let mut codes = Vec::new();
+    for _ in 0..8 {
+        codes.push(get("ay_wrong".into()).await);
+    }
+    let statuses: Vec<u16> = codes.iter().map(|c| c.0).collect();
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429, 429], "{codes:?}");
+    let (_, code, retry) = &codes[5];
+    assert_eq!(code, "rate_limited");
+    assert!(retry.as_deref().and_then(|r| r.parse::<u64>().ok()).is_some_and(|r| r >= 1));
+    // Another bad token from the same address: refused without a lookup.
+    assert_eq!(get("ay_another_wrong".into()).await.0, 429);
+    // A token that authenticated is not held back by its address's failures.
+    assert_eq!(get(app.token.clone()).await.0, 200);
+}
+
+#[tokio::test]
+async fn the_auth_scheme_is_case_insensitive() {
+    let app = TestApp::spawn_with(TestOptions { workers: 0, ..Default::default() }).await;
+    let with = |header: String| {
+        app.http.get(format!("{}/v1/threads", app.api_url)).header("authorization", header)
+    };
+    for scheme in ["Bearer", "bearer", "BEARER", "BeArEr"] {
+        let r = with(format!("{scheme} {}", app.token)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{scheme}");
+    }
+    let r = with(format!("Basic {}", app.token)).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_token");
 }
