@@ -1,9 +1,11 @@
 //! Slow, idle and abusive clients: header, body and idle timeouts, the connection cap, the
-//! failed-authentication limit, the case of the auth scheme.
+//! failed-authentication limit, the case of the auth scheme, and numbers out of range in
+//! query strings.
 
 use std::time::Duration;
 
 use agentyard_e2e::{TestApp, TestOptions, sse};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -217,4 +219,62 @@ async fn the_auth_scheme_is_case_insensitive() {
     assert_eq!(r.status(), 401);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "invalid_token");
+}
+
+#[tokio::test]
+async fn numbers_out_of_range_in_queries_are_400_naming_the_parameter() {
+    let app = TestApp::spawn().await;
+    let (_, thread) = app.post("/v1/threads", json!({})).await;
+    let tid = thread["id"].as_str().unwrap().to_owned();
+    let run = app.start_run("hello").await;
+    let rid = run["id"].as_str().unwrap().to_owned();
+    app.wait_terminal(&rid, Duration::from_secs(30)).await;
+    let exec = "01a20028-1945-7532-a6c5-540668696e27";
+    let huge = "99999999999999999999";
+    let past = "9223372036854775808"; // i64::MAX + 1
+    let mut cases: Vec<(String, &str)> = Vec::new();
+    for v in [huge, past, "-1", "x", ""] {
+        cases.push((format!("/v1/threads/{tid}/messages?after={v}"), "after"));
+        cases.push((format!("/v1/runs/{rid}/events?after={v}"), "after"));
+        cases.push((format!("/v1/events?after={v}"), "after"));
+        cases.push((format!("/v1/workflows/executions/{exec}/events?after={v}"), "after"));
+    }
+    for v in ["61", "-1", "NaN", "inf", "1e400", huge] {
+        cases.push((format!("/v1/runs/{rid}?wait={v}"), "wait"));
+    }
+    for (path, max) in [
+        ("/v1/threads", 100),
+        (format!("/v1/threads/{tid}/messages").as_str(), 100),
+        ("/v1/runs", 100),
+        ("/v1/workflows/executions", 100),
+        ("/v1/tool-invocations", 500),
+        ("/v1/tickets", 200),
+        ("/v1/system/alerts", 500),
+        ("/v1/audit-log", 500),
+    ] {
+        for v in ["0", &(max + 1).to_string(), "-5", huge, "1.5"] {
+            cases.push((format!("{path}?limit={v}"), "limit"));
+        }
+    }
+    for (path, name) in &cases {
+        let (s, e) = app.get(path).await;
+        assert_eq!((s, e["error"]["code"].as_str()), (400, Some("invalid_query")), "{path}: {e}");
+        let message = e["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with(name), "{path}: {message}");
+    }
+    // The largest id is valid: nothing after it.
+    let max = "9223372036854775807";
+    let (s, page) = app.get(&format!("/v1/threads/{tid}/messages?after={max}")).await;
+    assert_eq!((s, page["data"].as_array().map(Vec::len)), (200, Some(0)), "{page}");
+    let resp = app.req(reqwest::Method::GET, &format!("/v1/runs/{rid}/events?after={max}"));
+    let events = sse::read_all(resp.send().await.unwrap(), GUARD).await;
+    assert!(events.is_empty(), "{events:?}");
+    // A Last-Event-ID past it is refused like any bad one.
+    let resp = app
+        .req(reqwest::Method::GET, &format!("/v1/runs/{rid}/events"))
+        .header("last-event-id", past)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
 }
