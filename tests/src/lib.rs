@@ -215,6 +215,7 @@ impl TestApp {
             ("AY_LOG", "info,sqlx=warn,async_nats=warn,rmcp=warn"),
             // Limits are off unless a test turns them on.
             ("AY_RATE_LIMIT", "0"),
+            ("AY_AUTH_FAILURE_RATE", "0"),
             ("AY_ORG_MAX_ACTIVE_RUNS", "0"),
         ]
         .into_iter()

@@ -6,14 +6,22 @@
 //! Each token is also rate limited here (`AY_RATE_LIMIT` requests a second with bursts of
 //! `AY_RATE_BURST`), per API process: with N API processes behind a balancer, a token may make
 //! up to N times the rate.
+//!
+//! Failed authentications are limited per client address (`AY_AUTH_FAILURE_RATE` a second with
+//! bursts of `AY_AUTH_FAILURE_BURST`): beyond, the address gets 429 `rate_limited` without a
+//! lookup, except for tokens that authenticated in the last [`KNOWN_TTL`] (a client with a
+//! good token is not locked out by a neighbour's bad one). A token found unknown is remembered
+//! for [`UNKNOWN_TTL`], so repeating it costs no lookup either.
 
 use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use agentyard_core::{Scope, TokenId};
 use agentyard_store::orgs::{Principal, token_hash};
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 
@@ -21,12 +29,17 @@ use crate::{ApiError, AppState};
 
 /// How long an authenticated token is trusted without asking Postgres again.
 pub const CACHE_TTL: Duration = Duration::from_secs(2);
+/// How long a token that authenticated stays exempt from its address's failure limit.
+pub const KNOWN_TTL: Duration = Duration::from_secs(600);
+/// How long a token found unknown (or expired, or revoked) is refused without a lookup.
+pub const UNKNOWN_TTL: Duration = Duration::from_secs(60);
 const CACHE_MAX: usize = 100_000;
 
-/// Recently authenticated tokens, by SHA-256.
+/// Recently authenticated tokens, and tokens recently found unknown, by SHA-256.
 #[derive(Debug, Default)]
 pub struct AuthCache {
     entries: Mutex<HashMap<Vec<u8>, (Principal, Instant)>>,
+    unknown: Mutex<HashMap<Vec<u8>, Instant>>,
 }
 
 impl AuthCache {
@@ -41,13 +54,43 @@ impl AuthCache {
         map.get(hash).filter(|(_, at)| at.elapsed() < CACHE_TTL).map(|(p, _)| p.clone())
     }
 
+    /// The token authenticated within [`KNOWN_TTL`] (and was not revoked here since).
+    fn recently_valid(&self, hash: &[u8]) -> bool {
+        let map = self.entries.lock().expect("auth cache poisoned");
+        map.get(hash).is_some_and(|(_, at)| at.elapsed() < KNOWN_TTL)
+    }
+
     fn put(&self, hash: Vec<u8>, p: Principal) {
         let mut map = self.entries.lock().expect("auth cache poisoned");
         if map.len() >= CACHE_MAX {
-            map.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+            map.retain(|_, (_, at)| at.elapsed() < KNOWN_TTL);
         }
         map.insert(hash, (p, Instant::now()));
     }
+
+    fn known_unknown(&self, hash: &[u8]) -> bool {
+        let map = self.unknown.lock().expect("auth cache poisoned");
+        map.get(hash).is_some_and(|at| at.elapsed() < UNKNOWN_TTL)
+    }
+
+    fn put_unknown(&self, hash: Vec<u8>) {
+        let mut map = self.unknown.lock().expect("auth cache poisoned");
+        if map.len() >= CACHE_MAX {
+            map.retain(|_, at| at.elapsed() < UNKNOWN_TTL);
+            if map.len() >= CACHE_MAX {
+                return;
+            }
+        }
+        map.insert(hash, Instant::now());
+    }
+}
+
+/// The token of an `Authorization` header: the scheme `Bearer` in any case (RFC 9110), one or
+/// more spaces or tabs, the token.
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim_start().split_once([' ', '\t'])?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// The authenticated caller.
@@ -79,36 +122,15 @@ impl FromRequestParts<AppState> for Auth {
                 "send the header Authorization: Bearer <token>",
             )
         })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_token",
-                    "the Authorization header must be: Bearer <token>",
-                )
-            })?;
-        let hash = token_hash(token);
-        let principal = match state.auth.get(&hash) {
-            Some(p) => p,
-            None => match state.services.store.authenticate(token).await? {
-                Some(p) => {
-                    state.auth.put(hash, p.clone());
-                    p
-                }
-                None => {
-                    return Err(ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "invalid_token",
-                        "the token is unknown, expired or revoked",
-                    ));
-                }
-            },
-        };
+        let token = header.to_str().ok().and_then(bearer_token).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "the Authorization header must be: Bearer <token>",
+            )
+        })?;
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let principal = authenticate(state, token, peer).await?;
         if let Err(wait) = state.limiter.check(principal.token_id) {
             return Err(ApiError::too_many(
                 "rate_limited",
@@ -124,16 +146,58 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
-/// Per-token request rate (GCRA: a token's "theoretical arrival time" moves forward by
-/// 1/rate per request and may run at most `burst` requests ahead of now).
-#[derive(Debug)]
-pub struct RateLimiter {
-    interval: Option<Duration>,
-    tolerance: Duration,
-    tat: Mutex<HashMap<TokenId, Instant>>,
+/// The principal of `token`: from the cache, else from Postgres, unless `peer` has failed too
+/// often (then 429 without a lookup, for a token not recently valid).
+async fn authenticate(
+    state: &AppState,
+    token: &str,
+    peer: Option<IpAddr>,
+) -> Result<Principal, ApiError> {
+    let hash = token_hash(token);
+    if let Some(p) = state.auth.get(&hash) {
+        return Ok(p);
+    }
+    if let Some(ip) = peer
+        && !state.auth.recently_valid(&hash)
+        && let Err(wait) = state.failures.peek(ip)
+    {
+        return Err(ApiError::too_many(
+            "rate_limited",
+            format!(
+                "too many failed authentications from this address; retry after {} ms",
+                wait.as_millis()
+            ),
+            wait.as_secs_f64().ceil() as u64,
+        ));
+    }
+    if !state.auth.known_unknown(&hash) {
+        if let Some(p) = state.services.store.authenticate(token).await? {
+            state.auth.put(hash, p.clone());
+            return Ok(p);
+        }
+        state.auth.put_unknown(hash);
+    }
+    if let Some(ip) = peer {
+        let _ = state.failures.check(ip);
+    }
+    Err(ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+        "the token is unknown, expired or revoked",
+    ))
 }
 
-impl RateLimiter {
+/// A request rate per key (GCRA: a key's "theoretical arrival time" moves forward by 1/rate per
+/// request and may run at most `burst` requests ahead of now): per token, and per client
+/// address for failed authentications.
+#[derive(Debug)]
+pub struct RateLimiter<K = TokenId> {
+    interval: Option<Duration>,
+    tolerance: Duration,
+    tat: Mutex<HashMap<K, Instant>>,
+}
+
+impl<K: Hash + Eq + Copy> RateLimiter<K> {
     /// `rate` requests per second (0: unlimited) with bursts of `burst`.
     pub fn new(rate: f64, burst: u32) -> Self {
         let interval = (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate));
@@ -141,20 +205,31 @@ impl RateLimiter {
         Self { interval, tolerance, tat: Mutex::new(HashMap::new()) }
     }
 
-    /// Ok, or how long to wait before the next request would be allowed.
-    pub fn check(&self, token: TokenId) -> Result<(), Duration> {
+    /// Ok (and counted), or how long to wait before the next request would be allowed.
+    pub fn check(&self, key: K) -> Result<(), Duration> {
+        self.take(key, true)
+    }
+
+    /// Whether one more request would be allowed now, without counting it.
+    pub fn peek(&self, key: K) -> Result<(), Duration> {
+        self.take(key, false)
+    }
+
+    fn take(&self, key: K, count: bool) -> Result<(), Duration> {
         let Some(interval) = self.interval else { return Ok(()) };
         let now = Instant::now();
         let mut map = self.tat.lock().expect("rate limiter poisoned");
         if map.len() >= CACHE_MAX {
             map.retain(|_, tat| *tat > now);
         }
-        let tat = map.get(&token).copied().unwrap_or(now).max(now);
+        let tat = map.get(&key).copied().unwrap_or(now).max(now);
         let next = tat + interval;
         if next > now + self.tolerance {
             return Err(next - (now + self.tolerance));
         }
-        map.insert(token, next);
+        if count {
+            map.insert(key, next);
+        }
         Ok(())
     }
 }
@@ -199,5 +274,26 @@ mod tests {
         assert!(wait <= Duration::from_millis(100), "{wait:?}");
         assert!(l.check(TokenId::new()).is_ok(), "another token has its own budget");
         assert!(RateLimiter::new(0.0, 1).check(t).is_ok());
+    }
+
+    #[test]
+    fn peeking_does_not_spend_the_budget() {
+        let l = RateLimiter::<IpAddr>::new(1.0, 2);
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        for _ in 0..5 {
+            assert!(l.peek(ip).is_ok());
+        }
+        assert!(l.check(ip).is_ok() && l.check(ip).is_ok());
+        assert!(l.peek(ip).is_err() && l.check(ip).is_err());
+    }
+
+    #[test]
+    fn the_scheme_is_case_insensitive() {
+        for h in ["Bearer abc", "bearer abc", "BEARER abc", "BeArEr  abc ", "Bearer\tabc"] {
+            assert_eq!(bearer_token(h), Some("abc"), "{h:?}");
+        }
+        for h in ["Basic abc", "Bearer", "Bearer   ", "Bearerabc", "abc"] {
+            assert_eq!(bearer_token(h), None, "{h:?}");
+        }
     }
 }

@@ -1,8 +1,10 @@
 //! Every error answer is `{"error": {"code": "...", "message": "..."}}` with a fitting status;
 //! 5xx answers say only "internal error" (the cause goes to the log). Domain errors of
 //! [`agentyard_services`] map to statuses here. Also the extractors that turn a bad request
-//! into such an answer: [`JsonBody`] (400 `invalid_json`, 422 `invalid_request`, 413),
-//! [`PathId`] (a malformed id is the entity's 404) and [`QueryParams`] (422 `invalid_query`).
+//! into such an answer: [`JsonBody`] (400 `invalid_json`, 422 `invalid_request`, 413; 408
+//! `request_timeout` for a body too slow to arrive), [`PathId`] (a malformed id is the entity's
+//! 404), [`QueryParams`] (422 `invalid_query`) and [`QueryNumber`] (400 `invalid_query` naming
+//! the parameter).
 
 use agentyard_services::{Entity, Error};
 use axum::extract::rejection::BytesRejection;
@@ -71,6 +73,11 @@ impl ApiError {
         )
     }
 
+    /// 400 `invalid_query`: a query parameter is not a number or out of its range.
+    pub fn bad_query(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_query", message)
+    }
+
     /// 422 with a message naming the bad field.
     pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
@@ -93,6 +100,7 @@ impl From<Error> for ApiError {
                 Self { fields, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message) }
             }
             Error::TooLarge(m) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, code, m),
+            Error::BadQuery(m) => Self::bad_query(m),
             Error::Conflict { message, .. } => Self::new(StatusCode::CONFLICT, code, message),
             Error::Forbidden(m) => Self::forbidden(m),
             Error::Unauthorized(m) => Self::new(StatusCode::UNAUTHORIZED, code, m),
@@ -161,6 +169,14 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 }
 
 fn body_error(e: &BytesRejection) -> ApiError {
+    if let Some(t) = agentyard_runtime::http::BodyTimedOut::find(e) {
+        let secs = t.0.as_secs_f64();
+        return ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!("the request body did not arrive within {secs} s"),
+        );
+    }
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(e.status(), "input_too_large", "the request body is too large")
     } else {
@@ -255,4 +271,61 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
             .map(|axum::extract::Query(q)| Self(q))
             .map_err(|e| ApiError::invalid("invalid_query", e.body_text()))
     }
+}
+
+/// The largest event id (JetStream sequences stay below 2^63): the most an `after` or a
+/// `Last-Event-ID` may be.
+pub const MAX_SEQ: u64 = i64::MAX as u64;
+
+/// A number of the query string, kept as sent and parsed where it is used, so that a bad one
+/// (not a number, too large for any type, out of range) is 400 `invalid_query` naming its
+/// parameter.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(transparent)]
+pub struct QueryNumber(String);
+
+impl QueryNumber {
+    /// A whole number in `min..=max`.
+    ///
+    /// # Errors
+    /// 400 `invalid_query` naming `name`.
+    pub fn integer(&self, name: &str, min: i64, max: i64) -> Result<i64, ApiError> {
+        let bad = || {
+            if (min, max) == (i64::MIN, i64::MAX) {
+                ApiError::bad_query(format!("{name} must be a whole number"))
+            } else {
+                ApiError::bad_query(format!("{name} must be a whole number from {min} to {max}"))
+            }
+        };
+        let n: i64 = self.0.trim().parse().map_err(|_| bad())?;
+        if (min..=max).contains(&n) { Ok(n) } else { Err(bad()) }
+    }
+
+    /// A finite number in `min..=max`.
+    ///
+    /// # Errors
+    /// 400 `invalid_query` naming `name`.
+    pub fn float(&self, name: &str, min: f64, max: f64) -> Result<f64, ApiError> {
+        match self.0.trim().parse::<f64>() {
+            Ok(n) if n.is_finite() && (min..=max).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_query(format!("{name} must be a number from {min} to {max}"))),
+        }
+    }
+}
+
+/// An optional `limit`, any whole number (the service checks its range).
+///
+/// # Errors
+/// 400 `invalid_query`.
+pub fn query_limit(raw: Option<&QueryNumber>) -> Result<Option<i64>, ApiError> {
+    raw.map(|n| n.integer("limit", i64::MIN, i64::MAX)).transpose()
+}
+
+/// An optional event id to resume after: 0 to [`MAX_SEQ`].
+///
+/// # Errors
+/// 400 `invalid_query` naming `name`.
+pub fn query_seq(name: &str, raw: Option<&QueryNumber>) -> Result<Option<u64>, ApiError> {
+    let max = i64::try_from(MAX_SEQ).unwrap_or(i64::MAX);
+    raw.map(|n| n.integer(name, 0, max).map(|n| n.unsigned_abs())).transpose()
 }

@@ -34,6 +34,8 @@ pub struct AppState {
     pub services: Services,
     pub auth: Arc<auth::AuthCache>,
     pub limiter: Arc<auth::RateLimiter>,
+    /// Failed authentications per client address.
+    pub failures: Arc<auth::RateLimiter<std::net::IpAddr>>,
     pub hub: Arc<hub::EventHub>,
 }
 
@@ -52,6 +54,10 @@ impl AppState {
     ) -> Result<Self, StartError> {
         let outbox = Outbox::start(bus.clone(), store.clone(), shutdown.clone());
         let limiter = Arc::new(auth::RateLimiter::new(settings.rate_limit, settings.rate_burst));
+        let failures = Arc::new(auth::RateLimiter::new(
+            settings.auth_failure_rate,
+            settings.auth_failure_burst,
+        ));
         let services =
             Services::new(settings, store, bus.clone(), outbox).map_err(StartError::Config)?;
         let every = services.settings.heartbeat_every;
@@ -59,7 +65,7 @@ impl AppState {
         let hub = hub::EventHub::start(&bus, shutdown.clone()).await?;
         let auth = Arc::new(auth::AuthCache::default());
         tokio::spawn(auth::listen_for_revocations(bus.clone(), auth.clone(), shutdown));
-        Ok(Self { services, auth, limiter, hub })
+        Ok(Self { services, auth, limiter, failures, hub })
     }
 }
 
@@ -79,7 +85,8 @@ pub fn router(state: AppState) -> Router {
     )
 }
 
-/// Serves `router(state)` on `listener` until `shutdown`.
+/// Serves `router(state)` on `listener` until `shutdown`, with the limits of `AY_HTTP_*`
+/// (see [`agentyard_runtime::http`]).
 ///
 /// # Errors
 /// When the listener fails.
@@ -88,13 +95,6 @@ pub async fn serve(
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    // Events are small writes: without TCP_NODELAY, Nagle's algorithm holds one back until the
-    // client's delayed ACK, about 40 ms per event on a reused connection.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    let limits = state.services.settings.http;
+    agentyard_runtime::http::serve(listener, router(state), limits, shutdown).await
 }

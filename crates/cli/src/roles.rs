@@ -165,9 +165,12 @@ pub async fn serve_worker_metrics(
     if !settings.metrics {
         return Ok(());
     }
-    let addr = agentyard_metrics::http::serve(settings.metrics_addr, shutdown.clone())
-        .await
-        .with_context(|| format!("cannot listen on AY_METRICS_ADDR={}", settings.metrics_addr))?;
+    let addr =
+        agentyard_metrics::http::serve(settings.metrics_addr, settings.http, shutdown.clone())
+            .await
+            .with_context(|| {
+                format!("cannot listen on AY_METRICS_ADDR={}", settings.metrics_addr)
+            })?;
     tracing::info!(url = %format!("http://{addr}/metrics"), "metrics listening");
     agentyard_bus::heartbeat::announce_metrics_addr(reachable(addr));
     Ok(())
@@ -203,7 +206,7 @@ pub async fn serve_mcp(
     tracing::info!(%url, "MCP tool server listening");
     let every = settings.heartbeat_every;
     agentyard_bus::heartbeat::spawn(bus.clone(), "mcp-server", None, None, every, shutdown.clone());
-    agentyard_tools_server::serve(listener, store, bus, shutdown).await?;
+    agentyard_tools_server::serve(listener, store, bus, settings.http, shutdown).await?;
     Ok(())
 }
 

@@ -59,17 +59,21 @@ fn method_label(m: &Method) -> &'static str {
     }
 }
 
-/// Binds `addr` and serves `GET /metrics` there until `shutdown` (for processes without an
-/// HTTP server of their own); returns the bound address.
+/// Binds `addr` and serves `GET /metrics` there with `limits` until `shutdown` (for processes
+/// without an HTTP server of their own); returns the bound address.
 ///
 /// # Errors
 /// When `addr` cannot be bound.
-pub async fn serve(addr: SocketAddr, shutdown: CancellationToken) -> std::io::Result<SocketAddr> {
+pub async fn serve(
+    addr: SocketAddr,
+    limits: agentyard_runtime::http::HttpLimits,
+    shutdown: CancellationToken,
+) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let app = Router::new().route("/metrics", get(scrape));
     tokio::spawn(async move {
-        let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
+        let served = agentyard_runtime::http::serve(listener, app, limits, shutdown);
         if let Err(e) = served.await {
             tracing::warn!(error = %e, "the metrics listener failed");
         }

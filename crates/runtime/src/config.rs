@@ -57,6 +57,13 @@ pub struct Settings {
     pub rate_limit: f64,
     /// Requests a token may make at once above its rate.
     pub rate_burst: u32,
+    /// Failed authentications a second one client address may make (0: no limit); beyond,
+    /// tokens not recently seen valid are refused without a lookup.
+    pub auth_failure_rate: f64,
+    /// Failed authentications an address may make at once above that rate.
+    pub auth_failure_burst: u32,
+    /// Timeouts and the connection cap of every HTTP listener (`AY_HTTP_*`).
+    pub http: crate::http::HttpLimits,
     /// Live (queued, waiting or running) runs one organization may have (0: no limit).
     pub org_max_active_runs: u32,
     /// Where `agentyard mcp-server` (the built-in tool server) listens.
@@ -85,6 +92,12 @@ pub struct Settings {
 /// The `AY_*` variables we read (others are rejected).
 pub const KNOWN_AY_VARS: &[&str] = &[
     "AY_HTTP_ADDR",
+    "AY_HTTP_HEADER_TIMEOUT",
+    "AY_HTTP_BODY_TIMEOUT",
+    "AY_HTTP_IDLE_TIMEOUT",
+    "AY_HTTP_MAX_CONNECTIONS",
+    "AY_AUTH_FAILURE_RATE",
+    "AY_AUTH_FAILURE_BURST",
     "AY_SUBJECT_PREFIX",
     "AY_MODEL",
     "AY_MAX_INPUT_BYTES",
@@ -183,6 +196,16 @@ impl Settings {
                 v.parse().ok().filter(|n: &f64| n.is_finite() && *n >= 0.0)
             })?,
             rate_burst: parse(&get, "AY_RATE_BURST", "200", positive)?,
+            auth_failure_rate: parse(&get, "AY_AUTH_FAILURE_RATE", "1", |v| {
+                v.parse().ok().filter(|n: &f64| n.is_finite() && *n >= 0.0)
+            })?,
+            auth_failure_burst: parse(&get, "AY_AUTH_FAILURE_BURST", "20", positive)?,
+            http: crate::http::HttpLimits {
+                header_timeout: parse(&get, "AY_HTTP_HEADER_TIMEOUT", "10s", positive_duration)?,
+                body_timeout: parse(&get, "AY_HTTP_BODY_TIMEOUT", "30s", positive_duration)?,
+                idle_timeout: parse(&get, "AY_HTTP_IDLE_TIMEOUT", "60s", positive_duration)?,
+                max_connections: parse(&get, "AY_HTTP_MAX_CONNECTIONS", "20000", positive)?,
+            },
             org_max_active_runs: parse(&get, "AY_ORG_MAX_ACTIVE_RUNS", "1000", |v| v.parse().ok())?,
             mcp_addr: parse(&get, "AY_MCP_ADDR", "127.0.0.1:8081", |v| v.parse().ok())?,
             mcp_url: String::new(),
@@ -267,6 +290,10 @@ fn positive<T: std::str::FromStr + PartialOrd + Default>(v: &str) -> Option<T> {
     v.parse().ok().filter(|n| *n > T::default())
 }
 
+fn positive_duration(v: &str) -> Option<Duration> {
+    parse_duration(v).filter(|d| !d.is_zero())
+}
+
 fn valid_prefix(v: &str) -> Option<String> {
     let ok = !v.is_empty()
         && v.len() <= 32
@@ -309,6 +336,26 @@ mod tests {
         assert_eq!(s.agent_concurrency, 512);
         assert!(s.metrics);
         assert_eq!(s.metrics_addr.to_string(), "127.0.0.1:0");
+        assert_eq!(s.http, crate::http::HttpLimits::default());
+    }
+
+    #[test]
+    fn http_limits_are_read_and_zero_timeouts_refused() {
+        let s = Settings::from_vars(vars(&[
+            ("AY_HTTP_HEADER_TIMEOUT", "500ms"),
+            ("AY_HTTP_BODY_TIMEOUT", "2s"),
+            ("AY_HTTP_IDLE_TIMEOUT", "1m"),
+            ("AY_HTTP_MAX_CONNECTIONS", "3"),
+        ]))
+        .unwrap();
+        assert_eq!(s.http.header_timeout, Duration::from_millis(500));
+        assert_eq!(s.http.body_timeout, Duration::from_secs(2));
+        assert_eq!(s.http.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.http.max_connections, 3);
+        let err = Settings::from_vars(vars(&[("AY_HTTP_IDLE_TIMEOUT", "0s")])).unwrap_err();
+        assert!(err.to_string().starts_with("AY_HTTP_IDLE_TIMEOUT"), "{err}");
+        let err = Settings::from_vars(vars(&[("AY_HTTP_MAX_CONNECTIONS", "0")])).unwrap_err();
+        assert!(err.to_string().starts_with("AY_HTTP_MAX_CONNECTIONS"), "{err}");
     }
 
     #[test]

@@ -71,6 +71,10 @@ pub enum Error {
     /// A value is larger than allowed.
     #[error("{0}")]
     TooLarge(String),
+    /// A query parameter is not a number or outside its range (`limit`, `after`); the message
+    /// names it.
+    #[error("{0}")]
+    BadQuery(String),
     /// The request conflicts with the current state (`thread_busy`, `agent_inactive`, ...).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
@@ -116,6 +120,7 @@ impl Error {
             | Self::Conflict { code, .. }
             | Self::Limited { code, .. } => code,
             Self::TooLarge(_) => "input_too_large",
+            Self::BadQuery(_) => "invalid_query",
             Self::Forbidden(_) => "insufficient_scope",
             Self::Unauthorized(_) => "invalid_signature",
             Self::Unavailable(_) => "unavailable",

@@ -114,6 +114,6 @@ pub fn page_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64> {
     if (1..=max).contains(&limit) {
         Ok(limit)
     } else {
-        Err(Error::invalid("invalid_query", format!("limit must be between 1 and {max}")))
+        Err(Error::BadQuery(format!("limit must be between 1 and {max}")))
     }
 }

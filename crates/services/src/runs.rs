@@ -341,6 +341,9 @@ impl Services {
         limit: Option<i64>,
     ) -> Result<(Vec<Message>, Option<i64>)> {
         let limit = page_limit(limit, 20, 100)?;
+        if after.is_some_and(|a| a < 0) {
+            return Err(Error::BadQuery(format!("after must be between 0 and {}", i64::MAX)));
+        }
         self.get_thread(who, id).await?;
         let mut data =
             self.store.list_messages(who.org_id, id, after.unwrap_or(0), limit + 1).await?;

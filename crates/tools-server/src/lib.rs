@@ -170,8 +170,8 @@ fn build(store: Store, bus: Bus, shutdown: CancellationToken) -> Router {
         .layer(axum::middleware::from_fn(agentyard_otel::trace_http))
 }
 
-/// Serves [`router`] on `listener` until `shutdown`, ending open MCP sessions then, with
-/// `GET /metrics` (unless metrics are off).
+/// Serves [`router`] on `listener` with `limits` until `shutdown`, ending open MCP sessions
+/// then, with `GET /metrics` (unless metrics are off).
 ///
 /// # Errors
 /// When the listener fails.
@@ -179,10 +179,11 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     store: Store,
     bus: Bus,
+    limits: agentyard_runtime::http::HttpLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let app = agentyard_metrics::http::instrument(build(store, bus, shutdown.child_token()));
-    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    agentyard_runtime::http::serve(listener, app, limits, shutdown).await
 }
 
 #[cfg(test)]

@@ -134,19 +134,19 @@ async fn threads_and_runs_are_listed_newest_first_page_by_page_and_filtered() {
     let (_, rest) = app.get(&format!("/v1/threads?limit=2&cursor={cursor}")).await;
     assert_eq!(rest["data"].as_array().unwrap().len(), 1, "{rest}");
     assert!(rest["next_cursor"].is_null());
-    // Another org sees none of it; bad queries are 422.
+    // Another org sees none of it; bad queries are 422 (a number out of range: 400).
     let (_, token_b) = app.new_org("org-b").await;
     let (_, theirs) = app.call(reqwest::Method::GET, "/v1/runs", &token_b, None).await;
     assert_eq!(theirs["data"], json!([]));
     let (_, theirs) = app.call(reqwest::Method::GET, "/v1/threads", &token_b, None).await;
     assert_eq!(theirs["data"], json!([]));
-    for (q, code) in [
-        ("?status=done", "invalid_query"),
-        ("?cursor=nope", "invalid_cursor"),
-        ("?limit=0", "invalid_query"),
+    for (q, status, code) in [
+        ("?status=done", 422, "invalid_query"),
+        ("?cursor=nope", 422, "invalid_cursor"),
+        ("?limit=0", 400, "invalid_query"),
     ] {
         let (s, e) = app.get(&format!("/v1/runs{q}")).await;
-        assert_eq!((s, e["error"]["code"].as_str()), (422, Some(code)), "{q}: {e}");
+        assert_eq!((s, e["error"]["code"].as_str()), (status, Some(code)), "{q}: {e}");
     }
 }
 

@@ -5,6 +5,7 @@ mod chat;
 mod cli;
 mod engine;
 mod failures;
+mod hardening;
 mod isolation;
 mod load;
 mod mcp_client;

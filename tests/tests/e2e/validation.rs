@@ -91,14 +91,14 @@ async fn bad_requests_get_the_documented_error_and_nothing_is_written() {
             app.http
                 .get(url(&format!("/v1/threads/{tid}/messages?limit=0")))
                 .bearer_auth(&app.token),
-            422,
+            400,
             "invalid_query",
         ),
         (
             app.http
                 .get(url("/v1/runs/01a20028-1945-7532-a6c5-540668696e27?wait=61"))
                 .bearer_auth(&app.token),
-            422,
+            400,
             "invalid_query",
         ),
         (app.http.get(url("/v1/nope")).bearer_auth(&app.token), 404, "not_found"),

@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Auth;
-use crate::error::{ErrorBody, JsonBody, PathId, QueryParams};
+use crate::error::{ErrorBody, JsonBody, PathId, QueryNumber, QueryParams, query_limit};
 use crate::{ApiError, AppState};
 
 const READ: Scope = Scope::RunsRead;
@@ -121,7 +121,8 @@ pub(crate) struct TicketQuery {
     /// `open`, `in_progress`, `resolved` or `closed` (default: every status).
     status: Option<String>,
     /// 1 to 200 (default 50).
-    limit: Option<i64>,
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
+    limit: Option<QueryNumber>,
 }
 
 /// The org's tickets.
@@ -132,7 +133,7 @@ pub(crate) struct TicketList {
 
 /// The org's tickets, newest first.
 #[utoipa::path(get, path = "/v1/tickets", tag = "tools", params(TicketQuery),
-    responses((status = 200, body = TicketList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 200, body = TicketList), (status = 400, body = ErrorBody, description = "invalid_query: a number out of range"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 422, body = ErrorBody, description = "invalid_query")),
     security(("bearer" = [])))]
 pub(crate) async fn list_tickets(
@@ -147,10 +148,8 @@ pub(crate) async fn list_tickets(
         .map(str::parse::<TicketStatus>)
         .transpose()
         .map_err(|e| ApiError::invalid("invalid_query", format!("status: {e}")))?;
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid("invalid_query", format!("limit must be 1 to {MAX_LIMIT}")));
-    }
+    let limit =
+        agentyard_services::page_limit(query_limit(q.limit.as_ref())?, DEFAULT_LIMIT, MAX_LIMIT)?;
     Ok(Json(TicketList {
         data: state.services.store.list_tickets(who.org_id, status, limit).await?,
     }))

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::runs::{open_stream, resume_from};
 use crate::auth::Auth;
-use crate::error::{ErrorBody, QueryParams};
+use crate::error::{ErrorBody, QueryNumber, QueryParams};
 use crate::live::{self, KindFilter};
 use crate::{ApiError, AppState, sse};
 
@@ -19,7 +19,8 @@ pub(crate) struct OrgEventsQuery {
     /// (`run.*`, `tool_call.*`).
     kind: Option<String>,
     /// Resume after this event id (the `Last-Event-ID` header takes precedence).
-    after: Option<u64>,
+    #[param(value_type = Option<i64>, minimum = 0)]
+    after: Option<QueryNumber>,
 }
 
 /// Every event of the caller's organization (a token limited to its user: of its runs) from now on (or after `Last-Event-ID`), as SSE.
@@ -27,7 +28,7 @@ pub(crate) struct OrgEventsQuery {
 #[utoipa::path(get, path = "/v1/events", tag = "runs",
     params(("Last-Event-ID" = Option<String>, Header), OrgEventsQuery),
     responses((status = 200, content_type = "text/event-stream", description = "the events of every run of the organization, `data` with `run_id`"),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 400, body = ErrorBody, description = "invalid_query: a number out of range"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 429, body = ErrorBody, description = "too_many_streams")),
     security(("bearer" = [])))]
 pub(crate) async fn org_events(
@@ -38,7 +39,7 @@ pub(crate) async fn org_events(
 ) -> Result<Response, ApiError> {
     let who = auth.require(Scope::RunsRead)?;
     let filter = KindFilter::parse(q.kind.as_deref())?;
-    let after = resume_from(&headers, q.after)?;
+    let after = resume_from(&headers, q.after.as_ref())?;
     let permit = open_stream(&state, who)?;
     let sub = state.hub.subscribe_org(who.org_id);
     let events =

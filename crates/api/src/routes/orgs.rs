@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Auth;
-use crate::error::{ErrorBody, JsonBody, PathId, QueryParams};
+use crate::error::{ErrorBody, JsonBody, PathId, QueryNumber, QueryParams, query_limit};
 use crate::{ApiError, AppState};
 
 const ORG_ADMIN: Scope = Scope::OrgAdmin;
@@ -217,7 +217,8 @@ pub(crate) struct AuditQuery {
     /// A page's `next_cursor`.
     cursor: Option<String>,
     /// 1 to 500 (default 100).
-    limit: Option<i64>,
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
+    limit: Option<QueryNumber>,
 }
 
 /// A page of the audit log.
@@ -233,7 +234,7 @@ pub(crate) struct AuditPage {
 /// deactivated and deleted, MCP servers registered and deleted; who (user, token) and when.
 /// Append-only.
 #[utoipa::path(get, path = "/v1/audit-log", tag = "tenancy", params(AuditQuery),
-    responses((status = 200, body = AuditPage), (status = 401, body = ErrorBody),
+    responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody, description = "invalid_query: a number out of range"), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn audit_log(
@@ -242,7 +243,7 @@ pub(crate) async fn audit_log(
     QueryParams(q): QueryParams<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
     let who = auth.require(ORG_ADMIN)?;
-    let limit = agentyard_services::page_limit(q.limit, 100, 500)?;
+    let limit = agentyard_services::page_limit(query_limit(q.limit.as_ref())?, 100, 500)?;
     let page = state.services.audit_log(who, q.cursor.as_deref(), limit).await?;
     Ok(Json(AuditPage { data: page.data, next_cursor: page.next_cursor }))
 }

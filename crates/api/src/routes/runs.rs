@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::auth::Auth;
-use crate::error::{ErrorBody, JsonBody, PathId, QueryParams};
+use crate::error::{
+    ErrorBody, JsonBody, MAX_SEQ, PathId, QueryNumber, QueryParams, query_limit, query_seq,
+};
 use crate::{ApiError, AppState, live, sse};
 
 /// Longest `?wait=`.
@@ -25,14 +27,16 @@ pub(crate) const MAX_WAIT: Duration = Duration::from_secs(60);
 pub(crate) struct GetQuery {
     /// Seconds (at most 60) to wait for the run to end (or to start waiting for input) before
     /// answering.
-    wait: Option<f64>,
+    #[param(value_type = Option<f64>, minimum = 0, maximum = 60)]
+    wait: Option<QueryNumber>,
 }
 
 /// Query of `GET /v1/runs/{id}/events`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub(crate) struct EventsQuery {
     /// Resume after this event id (the `Last-Event-ID` header takes precedence).
-    after: Option<u64>,
+    #[param(value_type = Option<i64>, minimum = 0)]
+    after: Option<QueryNumber>,
 }
 
 /// Query of `GET /v1/runs`.
@@ -47,7 +51,8 @@ pub(crate) struct ListQuery {
     /// The previous page's `next_cursor`.
     cursor: Option<String>,
     /// 1 to 100 (default 20).
-    limit: Option<i64>,
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    limit: Option<QueryNumber>,
 }
 
 /// A page of runs, newest first.
@@ -166,8 +171,8 @@ pub(crate) fn idempotency(
 /// A run; `?wait=N` answers as soon as it is terminal (or starts waiting for input), or after
 /// N seconds.
 #[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs", params(("id" = String, Path), GetQuery),
-    responses((status = 200, body = Run), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
-              (status = 422, body = ErrorBody)),
+    responses((status = 200, body = Run), (status = 400, body = ErrorBody, description = "invalid_query: a number out of range"), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn get(
     State(state): State<AppState>,
@@ -178,22 +183,14 @@ pub(crate) async fn get(
     let who = auth.require(Scope::RunsRead)?;
     let wait = match q.wait {
         None => Duration::ZERO,
-        Some(w) if w.is_finite() && (0.0..=MAX_WAIT.as_secs_f64()).contains(&w) => {
-            Duration::from_secs_f64(w)
-        }
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "invalid_query",
-                "wait must be between 0 and 60 seconds",
-            ));
-        }
+        Some(w) => Duration::from_secs_f64(w.float("wait", 0.0, MAX_WAIT.as_secs_f64())?),
     };
     live::wait_run(&state, who, id, wait).await.map(Json)
 }
 
 /// The organization's runs, newest first, optionally of one status, thread or agent.
 #[utoipa::path(get, path = "/v1/runs", tag = "runs", params(ListQuery),
-    responses((status = 200, body = RunPage), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 200, body = RunPage), (status = 400, body = ErrorBody, description = "invalid_query: a number out of range"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn list(
@@ -207,24 +204,25 @@ pub(crate) async fn list(
         thread_id: q.thread_id,
         agent_id: q.agent_id,
         cursor: q.cursor,
-        limit: q.limit,
+        limit: query_limit(q.limit.as_ref())?,
     };
     let page = state.services.list_runs(who, query).await?;
     Ok(Json(RunPage { data: page.data, next_cursor: page.next_cursor }))
 }
 
-/// The `Last-Event-ID` header, else `after`.
+/// The `Last-Event-ID` header, else `after` (0 to [`MAX_SEQ`]: 400 `invalid_query` beyond).
 pub(crate) fn resume_from(
     headers: &HeaderMap,
-    after: Option<u64>,
+    after: Option<&QueryNumber>,
 ) -> Result<Option<u64>, ApiError> {
     match headers.get("last-event-id") {
         Some(v) => {
-            Ok(Some(v.to_str().ok().and_then(|s| s.trim().parse().ok()).ok_or_else(|| {
+            let id = v.to_str().ok().and_then(|s| s.trim().parse().ok());
+            Ok(Some(id.filter(|id| *id <= MAX_SEQ).ok_or_else(|| {
                 ApiError::invalid("invalid_last_event_id", "Last-Event-ID must be an event id")
             })?))
         }
-        None => Ok(after),
+        None => query_seq("after", after),
     }
 }
 
@@ -232,8 +230,8 @@ pub(crate) fn resume_from(
 #[utoipa::path(get, path = "/v1/runs/{id}/events", tag = "runs",
     params(("id" = String, Path), ("Last-Event-ID" = Option<String>, Header), EventsQuery),
     responses((status = 200, content_type = "text/event-stream", description = "run.queued, run.started, message.delta, message.reset, message.completed, tool_call.created, tool_call.completed, run.requires_input, run.input_received, run.completed | run.failed | run.cancelled | run.expired"),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 429, body = ErrorBody, description = "too_many_streams")),
+        (status = 400, body = ErrorBody, description = "invalid_query: a number out of range"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody, description = "too_many_streams")),
     security(("bearer" = [])))]
 pub(crate) async fn events(
     State(state): State<AppState>,
@@ -243,7 +241,7 @@ pub(crate) async fn events(
     QueryParams(q): QueryParams<EventsQuery>,
 ) -> Result<Response, ApiError> {
     let who = auth.require(Scope::RunsRead)?;
-    let after = resume_from(&headers, q.after)?;
+    let after = resume_from(&headers, q.after.as_ref())?;
     let permit = open_stream(&state, who)?;
     let sub = state.hub.subscribe_run(id);
     let run = state.services.get_run(who, id).await?;

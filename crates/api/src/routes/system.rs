@@ -13,7 +13,7 @@ use axum::extract::State;
 use serde::Deserialize;
 
 use crate::auth::Auth;
-use crate::error::{ErrorBody, PathId, QueryParams};
+use crate::error::{ErrorBody, PathId, QueryNumber, QueryParams, query_limit};
 use crate::{ApiError, AppState};
 
 /// Operators, or an organization's token with `scope`.
@@ -122,13 +122,14 @@ pub(crate) struct AlertsQuery {
     /// `open`, `resolved` or `all` (default).
     status: Option<String>,
     /// At most this many, newest first (1 to 500, default 100).
-    limit: Option<i64>,
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
+    limit: Option<QueryNumber>,
 }
 
 /// Alerts newest first: the platform's for operators, the organization's own (its MCP
 /// servers') for `org:admin`.
 #[utoipa::path(get, path = "/v1/system/alerts", tag = "system", params(AlertsQuery),
-    responses((status = 200, body = Vec<AlertRow>), (status = 401, body = ErrorBody),
+    responses((status = 200, body = Vec<AlertRow>), (status = 400, body = ErrorBody, description = "invalid_query: a number out of range"), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn alerts(
@@ -137,7 +138,7 @@ pub(crate) async fn alerts(
     QueryParams(q): QueryParams<AlertsQuery>,
 ) -> Result<Json<Vec<AlertRow>>, ApiError> {
     let who = operator_or(&auth, Scope::OrgAdmin)?;
-    let limit = agentyard_services::page_limit(q.limit, 100, 500)?;
+    let limit = agentyard_services::page_limit(query_limit(q.limit.as_ref())?, 100, 500)?;
     Ok(Json(state.services.alerts(who, q.status.as_deref(), limit).await?))
 }
 

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Auth;
-use crate::error::{ErrorBody, OptionalJsonBody, PathId, QueryParams};
+use crate::error::{ErrorBody, OptionalJsonBody, PathId, QueryNumber, QueryParams, query_limit};
 use crate::{ApiError, AppState};
 
 /// Body of `POST /v1/threads` (optional).
@@ -23,9 +23,11 @@ pub(crate) struct CreateThread {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub(crate) struct MessagesQuery {
     /// 1 to 100 (default 20).
-    limit: Option<i64>,
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    limit: Option<QueryNumber>,
     /// Return messages after this `seq` (the previous page's `next_after`).
-    after: Option<i64>,
+    #[param(value_type = Option<i64>, minimum = 0)]
+    after: Option<QueryNumber>,
 }
 
 /// A page of messages, oldest first.
@@ -42,7 +44,8 @@ pub(crate) struct ListQuery {
     /// The previous page's `next_cursor`.
     cursor: Option<String>,
     /// 1 to 100 (default 20).
-    limit: Option<i64>,
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    limit: Option<QueryNumber>,
 }
 
 /// A page of threads, newest first.
@@ -70,7 +73,7 @@ pub(crate) async fn create(
 
 /// The organization's threads, newest first.
 #[utoipa::path(get, path = "/v1/threads", tag = "threads", params(ListQuery),
-    responses((status = 200, body = ThreadPage), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 200, body = ThreadPage), (status = 400, body = ErrorBody, description = "invalid_query: a number out of range"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn list(
@@ -79,7 +82,8 @@ pub(crate) async fn list(
     QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Json<ThreadPage>, ApiError> {
     let who = auth.require(Scope::RunsRead)?;
-    let page = state.services.list_threads(who, q.cursor.as_deref(), q.limit).await?;
+    let limit = query_limit(q.limit.as_ref())?;
+    let page = state.services.list_threads(who, q.cursor.as_deref(), limit).await?;
     Ok(Json(ThreadPage { data: page.data, next_cursor: page.next_cursor }))
 }
 
@@ -99,7 +103,7 @@ pub(crate) async fn get(
 /// The thread's messages, oldest first, `limit` at a time.
 #[utoipa::path(get, path = "/v1/threads/{id}/messages", tag = "threads",
     params(("id" = String, Path), MessagesQuery),
-    responses((status = 200, body = MessagePage), (status = 401, body = ErrorBody),
+    responses((status = 200, body = MessagePage), (status = 400, body = ErrorBody, description = "invalid_query: a number out of range"), (status = 401, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn messages(
@@ -109,6 +113,8 @@ pub(crate) async fn messages(
     QueryParams(q): QueryParams<MessagesQuery>,
 ) -> Result<Json<MessagePage>, ApiError> {
     let who = auth.require(Scope::RunsRead)?;
-    let (data, next_after) = state.services.list_messages(who, id, q.after, q.limit).await?;
+    let limit = query_limit(q.limit.as_ref())?;
+    let after = q.after.as_ref().map(|a| a.integer("after", 0, i64::MAX)).transpose()?;
+    let (data, next_after) = state.services.list_messages(who, id, after, limit).await?;
     Ok(Json(MessagePage { data, next_after }))
 }

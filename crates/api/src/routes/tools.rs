@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::auth::Auth;
-use crate::error::{ErrorBody, JsonBody, PathId, QueryParams};
+use crate::error::{ErrorBody, JsonBody, PathId, QueryNumber, QueryParams, query_limit};
 use crate::{ApiError, AppState};
 
 /// Tool calls, oldest first for a run, newest first for the org.
@@ -23,7 +23,7 @@ pub(crate) struct InvocationList {
 
 /// The run's tool calls, in order: tool, arguments, result, error, attempts, timing.
 #[utoipa::path(get, path = "/v1/runs/{id}/tool-invocations", tag = "tools", params(("id" = String, Path)),
-    responses((status = 200, body = InvocationList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = InvocationList), (status = 400, body = ErrorBody, description = "invalid_query: a number out of range"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn run_invocations(
     State(state): State<AppState>,
@@ -45,7 +45,8 @@ pub(crate) struct InvocationQuery {
     /// Only calls of runs this user started.
     user_id: Option<agentyard_core::UserId>,
     /// 1 to 500 (default 50).
-    limit: Option<i64>,
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
+    limit: Option<QueryNumber>,
 }
 
 /// The organization's tool calls, newest first (a token limited to its user: its own).
@@ -58,7 +59,7 @@ pub(crate) async fn invocations(
     QueryParams(q): QueryParams<InvocationQuery>,
 ) -> Result<Json<InvocationList>, ApiError> {
     let who = auth.require(Scope::RunsRead)?;
-    let limit = agentyard_services::page_limit(q.limit, 50, 500)?;
+    let limit = agentyard_services::page_limit(query_limit(q.limit.as_ref())?, 50, 500)?;
     let Some(user) = who.user_filter(q.user_id) else {
         return Ok(Json(InvocationList { data: Vec::new() }));
     };

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::auth::Auth;
-use crate::error::{ErrorBody, JsonBody, OptionalJsonBody, PathId, QueryParams};
+use crate::error::{
+    ErrorBody, JsonBody, OptionalJsonBody, PathId, QueryNumber, QueryParams, query_limit,
+};
 use crate::routes::runs::{idempotency, open_stream, resume_from};
 use crate::{ApiError, AppState};
 
@@ -43,7 +45,8 @@ pub(crate) struct ListQuery {
     /// The previous page's `next_cursor`.
     cursor: Option<String>,
     /// 1 to 100 (default 20).
-    limit: Option<i64>,
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    limit: Option<QueryNumber>,
 }
 
 /// The built-in templates.
@@ -158,7 +161,7 @@ pub(crate) async fn start_template(
 
 /// The organization's executions, newest first.
 #[utoipa::path(get, path = "/v1/workflows/executions", tag = "workflows", params(ListQuery),
-    responses((status = 200, body = ExecutionPage), (status = 401, body = ErrorBody),
+    responses((status = 200, body = ExecutionPage), (status = 400, body = ErrorBody, description = "invalid_query: a number out of range"), (status = 401, body = ErrorBody),
         (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn executions(
@@ -171,7 +174,7 @@ pub(crate) async fn executions(
         status: q.status,
         workflow_id: q.workflow_id,
         cursor: q.cursor,
-        limit: q.limit,
+        limit: query_limit(q.limit.as_ref())?,
     };
     let page = state.services.list_executions(who, q).await?;
     Ok(Json(ExecutionPage { data: page.data, next_cursor: page.next_cursor }))
@@ -196,7 +199,8 @@ pub(crate) async fn execution(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub(crate) struct EventsQuery {
     /// Resume after this event id (the `Last-Event-ID` header takes precedence).
-    after: Option<u64>,
+    #[param(value_type = Option<i64>, minimum = 0)]
+    after: Option<QueryNumber>,
 }
 
 /// The execution's events as SSE, from the first (or after `Last-Event-ID`), then live; ends
@@ -204,8 +208,8 @@ pub(crate) struct EventsQuery {
 #[utoipa::path(get, path = "/v1/workflows/executions/{id}/events", tag = "workflows",
     params(("id" = String, Path), ("Last-Event-ID" = Option<String>, Header), EventsQuery),
     responses((status = 200, content_type = "text/event-stream", description = "workflow.execution.<status> {execution_id, workflow_id, version, status, output, error}; workflow.step.<status> {execution_id, step}"),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)),
+        (status = 400, body = ErrorBody, description = "invalid_query: a number out of range"), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn events(
     State(state): State<AppState>,
@@ -217,7 +221,7 @@ pub(crate) async fn events(
     use axum::response::IntoResponse;
     use futures::StreamExt;
     let who = auth.require(Scope::RunsRead)?;
-    let after = resume_from(&headers, q.after)?.unwrap_or(0);
+    let after = resume_from(&headers, q.after.as_ref())?.unwrap_or(0);
     let permit = open_stream(&state, who)?;
     let bus = state.services.bus.clone();
     let e = state.services.get_execution(who, id).await?;

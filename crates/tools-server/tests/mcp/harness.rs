@@ -64,8 +64,13 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/mcp", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
-        let serve =
-            agentyard_tools_server::serve(listener, store.clone(), bus.clone(), shutdown.clone());
+        let serve = agentyard_tools_server::serve(
+            listener,
+            store.clone(),
+            bus.clone(),
+            Default::default(),
+            shutdown.clone(),
+        );
         tokio::spawn(serve);
         let key = store.tool_token_key().await.expect("tool token key");
         Self { url, store, bus, key, db_name, shutdown }
