@@ -13,6 +13,7 @@ mod multitask;
 mod outage;
 mod peers;
 mod system;
+mod secrets;
 mod tenancy;
 mod tools;
 mod traces;
