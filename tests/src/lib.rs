@@ -34,6 +34,14 @@ rules:
   - match: "^always fail"
     responses:
       - error: { status: 500, message: "the model is down" }
+  # Dead-lettered after AY_MAX_ATTEMPTS (4), then answers: a replay after the cause is fixed.
+  - match: "^fails four times"
+    responses:
+      - error: { status: 500, message: "the model is down" }
+      - error: { status: 500, message: "the model is down" }
+      - error: { status: 500, message: "the model is down" }
+      - error: { status: 500, message: "the model is down" }
+      - text: "back on the fifth try"
   - match: "^bad request"
     responses:
       - error: { status: 400, message: "unsupported parameter" }
@@ -225,6 +233,7 @@ impl TestApp {
             // Limits are off unless a test turns them on.
             ("AY_RATE_LIMIT", "0"),
             ("AY_ORG_MAX_ACTIVE_RUNS", "0"),
+            ("AY_SECRET_KEY", secret_key.as_str()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -233,7 +242,6 @@ impl TestApp {
         let mut app = Self {
             api_url: format!("http://127.0.0.1:{port}"),
             database_url,
-            ("AY_SECRET_KEY", secret_key.as_str()),
             db_name,
             nats_url,
             prefix,
@@ -307,14 +315,6 @@ impl TestApp {
         Ok(i)
     }
 
-    /// Starts one more tool worker process; returns its index (for [`TestApp::kill_worker`]).
-    pub fn start_tool_worker(&mut self) -> anyhow::Result<usize> {
-        let i = self.workers.len();
-        let child = self.start(&format!("tool{i}"), &["worker", "tool"])?;
-        self.workers.push(Some(child));
-        Ok(i)
-    }
-
     /// Starts the built-in tool server (waiting until it listens) and one tool worker.
     ///
     /// # Errors
@@ -332,6 +332,14 @@ impl TestApp {
         for i in 0..self.workers.len() {
             self.kill_worker(i).await;
         }
+    }
+
+    /// Starts one more tool worker process; returns its index (for [`TestApp::kill_worker`]).
+    pub fn start_tool_worker(&mut self) -> anyhow::Result<usize> {
+        let i = self.workers.len();
+        let child = self.start(&format!("tool{i}"), &["worker", "tool"])?;
+        self.workers.push(Some(child));
+        Ok(i)
     }
 
     /// Starts `ay-test-node <args>` as one more process of the stack; returns its index (for
@@ -376,14 +384,6 @@ impl TestApp {
         );
     }
 
-    /// `kill -9` of a worker.
-    pub async fn kill_worker(&mut self, i: usize) {
-        if let Some(mut c) = self.workers[i].take() {
-            c.start_kill().expect("kill worker");
-            let _ = c.wait().await;
-        }
-    }
-
     /// Sets (`Some`) or removes (`None`) a variable of the environment of the processes started
     /// from now on.
     pub fn set_env(&mut self, key: &str, value: Option<&str>) {
@@ -406,6 +406,14 @@ impl TestApp {
         self.kill_api().await;
         self.api = Some(self.start("api", &["api"]).expect("start api"));
         self.wait_ready().await.expect("the API did not become ready");
+    }
+
+    /// `kill -9` of a worker.
+    pub async fn kill_worker(&mut self, i: usize) {
+        if let Some(mut c) = self.workers[i].take() {
+            c.start_kill().expect("kill worker");
+            let _ = c.wait().await;
+        }
     }
 
     /// A request with the admin token.

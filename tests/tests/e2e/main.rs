@@ -3,6 +3,7 @@
 mod agents;
 mod chat;
 mod cli;
+mod dlq;
 mod engine;
 mod failures;
 mod isolation;
@@ -12,8 +13,8 @@ mod monitoring;
 mod multitask;
 mod outage;
 mod peers;
-mod system;
 mod secrets;
+mod system;
 mod tenancy;
 mod tools;
 mod traces;
