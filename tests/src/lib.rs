@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use agentyard_scripted_llm::{Options, Script, Spawned};
 use agentyard_store::Store;
+use agentyard_store::secrets::Keyring;
 use anyhow::{Context, bail};
 use serde_json::Value;
 use tokio::process::{Child, Command};
@@ -33,6 +34,14 @@ rules:
   - match: "^always fail"
     responses:
       - error: { status: 500, message: "the model is down" }
+  # Dead-lettered after AY_MAX_ATTEMPTS (4), then answers: a replay after the cause is fixed.
+  - match: "^fails four times"
+    responses:
+      - error: { status: 500, message: "the model is down" }
+      - error: { status: 500, message: "the model is down" }
+      - error: { status: 500, message: "the model is down" }
+      - error: { status: 500, message: "the model is down" }
+      - text: "back on the fifth try"
   - match: "^bad request"
     responses:
       - error: { status: 400, message: "unsupported parameter" }
@@ -187,7 +196,15 @@ impl TestApp {
             std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
         });
         agentyard_cli::roles::create_database_if_missing(&database_url).await?;
-        let store = Store::connect(&database_url, 8).await?;
+        // Every process of the stack seals secrets with one key of the test's own (a test may
+        // give its own in `env`).
+        let secret_key = opts
+            .env
+            .iter()
+            .find(|(k, _)| k == "AY_SECRET_KEY")
+            .map_or_else(Keyring::generate_encoded, |(_, v)| v.clone());
+        let keys = Keyring::from_vars(Some(&secret_key), None)?.context("a secret key")?;
+        let store = Store::connect(&database_url, 8).await?.with_keys(keys);
         store.migrate().await?;
         let org = store.create_org("org-a").await?;
 
@@ -217,6 +234,7 @@ impl TestApp {
             ("AY_RATE_LIMIT", "0"),
             ("AY_AUTH_FAILURE_RATE", "0"),
             ("AY_ORG_MAX_ACTIVE_RUNS", "0"),
+            ("AY_SECRET_KEY", secret_key.as_str()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -244,10 +262,7 @@ impl TestApp {
             app.start_worker()?;
         }
         if opts.tools {
-            let child = app.start("mcp", &["mcp-server"])?;
-            app.workers.push(Some(child));
-            app.wait_port(app.env["AY_MCP_ADDR"].clone()).await?;
-            app.start_tool_worker()?;
+            app.start_tools().await?;
         }
         if opts.orchestrator {
             app.start_orchestrator()?;
@@ -301,6 +316,25 @@ impl TestApp {
         Ok(i)
     }
 
+    /// Starts the built-in tool server (waiting until it listens) and one tool worker.
+    ///
+    /// # Errors
+    /// When a process cannot start or the server does not listen.
+    pub async fn start_tools(&mut self) -> anyhow::Result<()> {
+        let child = self.start("mcp", &["mcp-server"])?;
+        self.workers.push(Some(child));
+        self.wait_port(self.env["AY_MCP_ADDR"].clone()).await?;
+        self.start_tool_worker()?;
+        Ok(())
+    }
+
+    /// `kill -9` of every process but the API.
+    pub async fn kill_workers(&mut self) {
+        for i in 0..self.workers.len() {
+            self.kill_worker(i).await;
+        }
+    }
+
     /// Starts one more tool worker process; returns its index (for [`TestApp::kill_worker`]).
     pub fn start_tool_worker(&mut self) -> anyhow::Result<usize> {
         let i = self.workers.len();
@@ -349,6 +383,30 @@ impl TestApp {
             "no tool worker listed the built-in tools; see target/e2e-logs/{}-tool*.log",
             self.prefix
         );
+    }
+
+    /// Sets (`Some`) or removes (`None`) a variable of the environment of the processes started
+    /// from now on.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        match value {
+            Some(v) => self.env.insert(key.to_owned(), v.to_owned()),
+            None => self.env.remove(key),
+        };
+    }
+
+    /// `kill -9` of the API.
+    pub async fn kill_api(&mut self) {
+        if let Some(mut c) = self.api.take() {
+            c.start_kill().expect("kill api");
+            let _ = c.wait().await;
+        }
+    }
+
+    /// Starts the API again (after [`TestApp::kill_api`]) and waits until it is ready.
+    pub async fn start_api(&mut self) {
+        self.kill_api().await;
+        self.api = Some(self.start("api", &["api"]).expect("start api"));
+        self.wait_ready().await.expect("the API did not become ready");
     }
 
     /// `kill -9` of a worker.

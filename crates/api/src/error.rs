@@ -240,6 +240,7 @@ path_entity!(
     agentyard_core::IntegrationId => Integration,
     agentyard_core::ExecutionId => Execution,
     uuid::Uuid => Alert,
+    u64 => DeadLetter,
 );
 
 /// The `{id}` of the path, parsed.

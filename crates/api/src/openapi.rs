@@ -10,7 +10,7 @@ use axum::response::Html;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{agents, domain, events, orgs, runs, system, threads, tools, workflows};
+use crate::routes::{agents, dlq, domain, events, orgs, runs, system, threads, tools, workflows};
 
 struct Bearer;
 
@@ -49,7 +49,7 @@ impl Modify for Bearer {
         workflows::cancel, workflows::retry, workflows::answer, workflows::create_hook,
         workflows::list_hooks, workflows::revoke_hook, workflows::hook, workflows::events,
         orgs::audit_log, system::status, system::availability, system::health_report, system::performance_trends,
-        system::alerts, system::alert, system::resolve_alert,
+        system::alerts, system::alert, system::resolve_alert, dlq::list, dlq::get, dlq::replay, dlq::drop,
     ),
     components(schemas(crate::error::ErrorBody, agentyard_core::run::Run))
 )]

@@ -286,7 +286,9 @@ impl Stack {
                 "AY_ORG_MAX_ACTIVE_RUNS",
                 std::env::var("BENCH_QUOTA").unwrap_or_else(|_| "100000".into()),
             )
-            .env("RUST_BACKTRACE", "1");
+            .env("RUST_BACKTRACE", "1")
+            // The bench's database is its own and dropped after: a fixed key seals its secrets.
+            .env("AY_SECRET_KEY", "YmVuY2gta2V5LW5vdC1zZWNyZXQtMDEyMzQ1Njc4OWE=");
         if let Some(n) = self.opts.db_pool_size {
             cmd.env("AY_DB_POOL_SIZE", n.to_string());
         }

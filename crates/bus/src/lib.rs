@@ -13,6 +13,7 @@
 //! Layout: [`runner`] (the consume loop), [`outbox`] (dispatcher and relay), [`events`]
 //! (reading events back: live, and replayed from a sequence).
 
+pub mod dlq;
 pub mod error;
 pub mod events;
 pub mod heartbeat;

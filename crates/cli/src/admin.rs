@@ -1,7 +1,9 @@
-//! `agentyard admin`: organizations and tokens, straight against Postgres (for operators).
+//! `agentyard admin`: organizations, tokens and the rotation of the key that seals stored
+//! secrets, straight against Postgres (for operators).
 
 use agentyard_core::{OrgId, Scope, TokenId};
 use agentyard_runtime::Settings;
+use agentyard_store::secrets::Pass;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 
@@ -38,6 +40,14 @@ pub enum AdminCommand {
         org: String,
         #[arg(long)]
         token_id: String,
+    },
+    /// Seal every stored secret again under the current key (`AY_SECRET_KEY`), opening those
+    /// sealed under an old one with `AY_SECRET_KEY_OLD`. One pass, idempotent, safe while the
+    /// system runs (see docs/secrets.md).
+    RotateSecrets {
+        /// Print one JSON object {"key_id", "examined", "resealed", "skipped"}.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -89,6 +99,22 @@ pub async fn run(settings: &Settings, cmd: AdminCommand) -> anyhow::Result<()> {
                 bail!("no live token {id} in organization {org}");
             }
             println!("revoked {id}");
+        }
+        AdminCommand::RotateSecrets { json } => {
+            crate::roles::require_secret_key(settings)?;
+            let done = store.reseal_secrets(Pass::NotCurrent).await?;
+            let key_id = store.keys()?.current_id().to_owned();
+            if json {
+                let out = serde_json::json!({"key_id": key_id, "examined": done.examined,
+                    "resealed": done.resealed, "skipped": done.skipped});
+                println!("{out}");
+            } else {
+                println!(
+                    "{} secrets examined, {} sealed again under key {key_id}, {} changed \
+                     meanwhile (left as written)",
+                    done.examined, done.resealed, done.skipped
+                );
+            }
         }
     }
     Ok(())

@@ -13,7 +13,9 @@ use agentyard_bus::Bus;
 use agentyard_core::Scope;
 use agentyard_llm::Provider;
 use agentyard_runtime::Settings;
+use agentyard_runtime::config::Secret;
 use agentyard_store::Store;
+use agentyard_store::secrets::Keyring;
 use anyhow::{Context, bail};
 use sqlx::ConnectOptions;
 use sqlx::postgres::PgConnectOptions;
@@ -35,6 +37,9 @@ pub async fn run(mut settings: Settings, shutdown: CancellationToken) -> anyhow:
     std::fs::create_dir_all(&settings.home)
         .with_context(|| format!("cannot create AY_HOME {}", settings.home.display()))?;
     let home = std::fs::canonicalize(&settings.home)?;
+    if settings.secret_key.is_none() {
+        settings.secret_key = Some(Secret(dev_secret_key(&home)?));
+    }
     let mut children: Vec<Child> = Vec::new();
 
     if Bus::probe(&settings.nats_url, Duration::from_secs(1)).await.is_err() {
@@ -170,14 +175,32 @@ async fn dev_token(store: &Store, home: &Path) -> anyhow::Result<String> {
             store.create_token(org, "dev", &dev_scopes()).await?.secret
         }
     };
-    std::fs::write(&path, format!("{token}\n"))
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    write_private(&path, &format!("{token}\n"))?;
+    Ok(token)
+}
+
+/// The key that seals the dev database's secrets: made once and kept in `AY_HOME/secret-key`
+/// (readable by its owner only), like the dev token, so `dev` works with nothing set.
+fn dev_secret_key(home: &Path) -> anyhow::Result<String> {
+    let path = home.join("secret-key");
+    if let Ok(saved) = std::fs::read_to_string(&path) {
+        return Ok(saved.trim().to_owned());
+    }
+    let key = Keyring::generate_encoded();
+    write_private(&path, &format!("{key}\n"))?;
+    eprintln!("generated the key that seals stored secrets: {}", path.display());
+    Ok(key)
+}
+
+/// Writes `text` to `path`, readable by its owner only.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
     }
-    Ok(token)
+    Ok(())
 }
 
 async fn postgres_answers(url: &str) -> bool {

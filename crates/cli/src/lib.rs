@@ -1,15 +1,17 @@
-//! The `agentyard` command: `dev | api | worker agent|tool | mcp-server | migrate | admin | chat
-//! | scripted-llm`.
+//! The `agentyard` command: `dev | api | worker agent|tool | mcp-server | migrate | admin | dlq
+//! | chat | scripted-llm`.
 //!
 //! Layout:
 //! - [`roles`]: connecting and running the API and the agent worker (shared by `dev`).
 //! - [`dev`]: everything in one process, starting private NATS/Postgres when none answer.
 //! - [`admin`]: organizations and tokens.
+//! - [`dlq`]: dead letters (jobs given up): list, show, drop.
 //! - [`chat`]: a terminal client that streams a reply.
 
 pub mod admin;
 pub mod chat;
 pub mod dev;
+pub mod dlq;
 pub mod roles;
 
 use std::path::PathBuf;
@@ -48,6 +50,11 @@ pub enum Command {
     Admin {
         #[command(subcommand)]
         command: admin::AdminCommand,
+    },
+    /// Dead letters: the jobs given up (list, show, drop).
+    Dlq {
+        #[command(subcommand)]
+        command: dlq::DlqCommand,
     },
     /// Post a message and print the reply as it streams.
     Chat(chat::ChatArgs),
@@ -139,6 +146,7 @@ fn service_name(command: &Command) -> Option<String> {
         Command::Worker { kind: WorkerKind::Monitor } => "worker-monitor",
         Command::Migrate
         | Command::Admin { .. }
+        | Command::Dlq { .. }
         | Command::Chat(_)
         | Command::ScriptedLlm { .. } => return None,
     };
@@ -168,6 +176,7 @@ async fn run_command(
             Ok(())
         }
         Command::Admin { command } => admin::run(&settings, command).await,
+        Command::Dlq { command } => dlq::run(&settings, command).await,
         Command::Chat(args) => chat::run(&settings, args).await,
         Command::ScriptedLlm { addr, first_token_ms, token_delay_ms, script } => {
             roles::scripted_llm(&addr, first_token_ms, token_delay_ms, script, shutdown).await

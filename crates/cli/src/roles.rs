@@ -7,28 +7,69 @@ use std::time::Duration;
 use agentyard_bus::{Bus, BusSettings};
 use agentyard_llm::{Llm, Provider};
 use agentyard_runtime::Settings;
+use agentyard_runtime::config::Secret;
 use agentyard_store::Store;
-use anyhow::Context;
+use agentyard_store::secrets::{KEY_VAR, Keyring, Pass};
+use anyhow::{Context, bail};
 use sqlx::ConnectOptions;
 use sqlx::postgres::PgConnectOptions;
 use tokio_util::sync::CancellationToken;
 
-/// Connects to Postgres; with `migrate`, creates the database when missing and migrates.
+/// Connects to Postgres; with `migrate`, creates the database when missing and migrates. With
+/// a secret key (`AY_SECRET_KEY`), the store seals and opens secrets with it, and secrets stored
+/// before sealing existed are sealed now.
 ///
 /// # Errors
-/// When Postgres cannot be reached or migrated.
+/// When a key variable is invalid, or Postgres cannot be reached or migrated.
 pub async fn connect_store(settings: &Settings, migrate: bool) -> anyhow::Result<Store> {
+    let keys = keyring(settings)?;
     if migrate {
         create_database_if_missing(&settings.database_url).await?;
     }
-    let store =
+    let mut store =
         Store::connect(&settings.database_url, settings.db_pool_size).await.with_context(|| {
             format!("cannot connect to Postgres (DATABASE_URL={})", redact(&settings.database_url))
         })?;
     if migrate {
         store.migrate().await.context("cannot migrate the database")?;
     }
+    if let Some(keys) = keys {
+        store = store.with_keys(keys);
+        let done = store
+            .reseal_secrets(Pass::Plaintext)
+            .await
+            .context("cannot seal the secrets stored before sealing existed")?;
+        if done.resealed > 0 {
+            tracing::info!(sealed = done.resealed, "sealed secrets stored in plaintext");
+        }
+    }
     Ok(store)
+}
+
+/// The keyring `AY_SECRET_KEY` and `AY_SECRET_KEY_OLD` describe (None when unset).
+///
+/// # Errors
+/// A key that is not base64 of 32 bytes, naming its variable.
+pub fn keyring(settings: &Settings) -> anyhow::Result<Option<Keyring>> {
+    Ok(Keyring::from_vars(
+        settings.secret_key.as_ref().map(Secret::expose),
+        settings.secret_key_old.as_ref().map(Secret::expose),
+    )?)
+}
+
+/// Every service seals and opens secrets: it refuses to start without a key.
+///
+/// # Errors
+/// When `AY_SECRET_KEY` is not set.
+pub fn require_secret_key(settings: &Settings) -> anyhow::Result<()> {
+    if settings.secret_key.is_none() {
+        bail!(
+            "{KEY_VAR} is not set: every agentyard service needs the key that seals the \
+             secrets stored in Postgres (base64 of 32 bytes, e.g. `openssl rand -base64 32`; \
+             the same on every process; see docs/secrets.md)"
+        );
+    }
+    Ok(())
 }
 
 /// Creates the database named in `url` when the server has no such database.
@@ -110,6 +151,7 @@ pub fn check_agents_file(settings: &Settings) -> anyhow::Result<()> {
 /// # Errors
 /// When a dependency is unreachable or the address cannot be bound.
 pub async fn api(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    require_secret_key(&settings)?;
     check_agents_file(&settings)?;
     let store = connect_store(&settings, false).await?;
     let bus = connect_bus(&settings).await?;
@@ -144,6 +186,7 @@ pub async fn serve_api(
 /// # Errors
 /// When a dependency is unreachable or the address cannot be bound.
 pub async fn mcp_server(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    require_secret_key(&settings)?;
     let store = connect_store(&settings, false).await?;
     let bus = connect_bus(&settings).await?;
     // Its own listener serves /metrics too (under `dev`, the API's listener is announced).
@@ -215,6 +258,7 @@ pub async fn serve_mcp(
 /// # Errors
 /// When the configuration is broken or a dependency is unreachable.
 pub async fn tool_worker(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    require_secret_key(&settings)?;
     check_agents_file(&settings)?;
     // The model answers servers' sampling requests; without one, sampling is not offered.
     let llm = Provider::from_settings(
@@ -236,6 +280,7 @@ pub async fn tool_worker(settings: Settings, shutdown: CancellationToken) -> any
 /// # Errors
 /// When the configuration is broken or a dependency is unreachable.
 pub async fn orchestrator(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    require_secret_key(&settings)?;
     check_agents_file(&settings)?;
     let store = connect_store(&settings, false).await?;
     let bus = connect_bus(&settings).await?;
@@ -249,6 +294,7 @@ pub async fn orchestrator(settings: Settings, shutdown: CancellationToken) -> an
 /// # Errors
 /// When a dependency is unreachable.
 pub async fn monitor(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    require_secret_key(&settings)?;
     let store = connect_store(&settings, false).await?;
     let bus = connect_bus(&settings).await?;
     // The model server the agent workers use, to probe its aliases; none configured, none
@@ -279,6 +325,7 @@ pub fn model_endpoint(provider: &Provider) -> agentyard_monitor::ModelEndpoint {
 /// # Errors
 /// When no model is configured or a dependency is unreachable.
 pub async fn agent_worker(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    require_secret_key(&settings)?;
     check_agents_file(&settings)?;
     let provider = Provider::from_settings(
         settings.openai_base_url.as_deref(),

@@ -15,6 +15,23 @@ pub enum ConfigError {
     Invalid { var: String, problem: String },
 }
 
+/// A setting that must not be printed: its `Debug` is `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl Secret {
+    /// The value itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
 /// Everything a process of agentyard can be configured with. See the README's table.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -85,6 +102,11 @@ pub struct Settings {
     /// Where a worker (which has no HTTP server of its own) serves `GET /metrics`; port 0: any
     /// free port, logged and carried in heartbeats.
     pub metrics_addr: SocketAddr,
+    /// `AY_SECRET_KEY`: base64 of the 32-byte key that seals the secrets stored in Postgres
+    /// (checked, and turned into a keyring, by the store: `agentyard_store::secrets`).
+    pub secret_key: Option<Secret>,
+    /// `AY_SECRET_KEY_OLD`: earlier keys (comma-separated), to open values only (rotation).
+    pub secret_key_old: Option<Secret>,
     /// `AY_*` variables that are set but mean nothing to us (reported as warnings).
     pub unknown_vars: Vec<String>,
 }
@@ -131,6 +153,8 @@ pub const KNOWN_AY_VARS: &[&str] = &[
     "AY_MAX_STREAMS_PER_TOKEN",
     "AY_METRICS",
     "AY_METRICS_ADDR",
+    "AY_SECRET_KEY",
+    "AY_SECRET_KEY_OLD",
 ];
 
 impl Settings {
@@ -224,6 +248,8 @@ impl Settings {
                 _ => None,
             })?,
             metrics_addr: parse(&get, "AY_METRICS_ADDR", "127.0.0.1:0", |v| v.parse().ok())?,
+            secret_key: get("AY_SECRET_KEY").map(|v| Secret(v.to_owned())),
+            secret_key_old: get("AY_SECRET_KEY_OLD").map(|v| Secret(v.to_owned())),
             unknown_vars,
         };
         let mut s = s;
@@ -388,6 +414,20 @@ mod tests {
         assert!(err.to_string().starts_with("AY_MAX_INPUT_BYTES"), "{err}");
         let err = Settings::from_vars(vars(&[("AY_SUBJECT_PREFIX", "Has.Dots")])).unwrap_err();
         assert!(err.to_string().starts_with("AY_SUBJECT_PREFIX"), "{err}");
+    }
+
+    #[test]
+    fn the_secret_keys_are_read_but_never_printed() {
+        let s = Settings::from_vars(vars(&[
+            ("AY_SECRET_KEY", "c2VjcmV0LWtleS1ub3QtcHJpbnRlZC0wMTIzNDU2Nzg="),
+            ("AY_SECRET_KEY_OLD", "b2xkLWtleQ=="),
+        ]))
+        .unwrap();
+        assert!(s.unknown_vars.is_empty(), "{:?}", s.unknown_vars);
+        assert_eq!(s.secret_key.as_ref().map(Secret::expose).map(str::len), Some(44));
+        assert!(s.secret_key_old.is_some());
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("c2VjcmV0") && !printed.contains("b2xk"), "{printed}");
     }
 
     #[test]

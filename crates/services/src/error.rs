@@ -18,6 +18,7 @@ pub enum Entity {
     Execution,
     Hook,
     Alert,
+    DeadLetter,
 }
 
 impl Entity {
@@ -36,6 +37,7 @@ impl Entity {
             Self::Execution => "execution_not_found",
             Self::Hook => "hook_not_found",
             Self::Alert => "alert_not_found",
+            Self::DeadLetter => "dead_letter_not_found",
         }
     }
 
@@ -54,6 +56,7 @@ impl Entity {
             Self::Execution => "workflow execution",
             Self::Hook => "webhook",
             Self::Alert => "alert",
+            Self::DeadLetter => "dead letter",
         }
     }
 }

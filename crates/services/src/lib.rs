@@ -14,12 +14,14 @@
 //!   alerts).
 //! - [`alerting`]: alert rules (`config/alerts.yaml`) and what they decide.
 //! - [`audit`]: the audit trail of administrative acts.
+//! - [`dlq`]: dead letters for operators (jobs given up: list, show, drop).
 //! - [`sweeper`]: ends what nothing else would: late input answers, runs that stopped moving.
 //! - [`error`]: the domain errors.
 
 pub mod agents;
 pub mod alerting;
 pub mod audit;
+pub mod dlq;
 pub mod error;
 pub mod mcp;
 pub mod runs;

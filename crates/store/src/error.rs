@@ -16,6 +16,9 @@ pub enum StoreError {
     /// A row we wrote came back in a shape we do not understand (a bug, not bad input).
     #[error("unexpected data from `{op}`: {detail}")]
     Decode { op: &'static str, detail: String },
+    /// A secret could not be sealed or opened (no key, a wrong key, an altered value).
+    #[error(transparent)]
+    Secret(#[from] crate::secrets::SecretError),
 }
 
 impl StoreError {
@@ -38,7 +41,7 @@ impl StoreError {
                     .and_then(|e| e.code())
                     .is_some_and(|c| c == "40001" || c == "40P01" || c.starts_with("08"))
             }
-            Self::Migrate(_) | Self::Decode { .. } => false,
+            Self::Migrate(_) | Self::Decode { .. } | Self::Secret(_) => false,
         }
     }
 }

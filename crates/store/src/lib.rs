@@ -22,6 +22,7 @@
 //! - [`direct_calls`]: the audit log's rows of built-in tool calls an MCP client made with an
 //!   API token (no run).
 //! - [`tool_tokens`]: the signed tokens tool workers mint per call.
+//! - [`secrets`]: secrets sealed at rest under the key from `AY_SECRET_KEY`, and rotation.
 //! - [`workflows`]: workflow definitions, executions and the transaction they advance in
 //!   (migrations/0004_workflows.sql).
 
@@ -35,6 +36,7 @@ pub mod monitor;
 pub mod orgs;
 pub mod outbox;
 pub mod runs;
+pub mod secrets;
 pub mod series;
 pub mod threads;
 pub mod tool_tokens;
@@ -42,6 +44,7 @@ pub mod tools;
 pub mod usage;
 pub mod workflows;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -57,12 +60,30 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations"
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: PgPool,
+    /// The keys that seal and open the secrets stored here; none: reading or writing a secret
+    /// fails with [`secrets::SecretError::NoKey`].
+    keys: Option<Arc<secrets::Keyring>>,
 }
 
 impl Store {
     /// Wraps an existing pool.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self { pool, keys: None }
+    }
+
+    /// This store with `keys` to seal and open secrets.
+    #[must_use]
+    pub fn with_keys(mut self, keys: secrets::Keyring) -> Self {
+        self.keys = Some(Arc::new(keys));
+        self
+    }
+
+    /// The keys, or the error saying none is configured.
+    ///
+    /// # Errors
+    /// [`secrets::SecretError::NoKey`].
+    pub fn keys(&self) -> Result<&secrets::Keyring> {
+        self.keys.as_deref().ok_or(StoreError::Secret(secrets::SecretError::NoKey))
     }
 
     /// Connects a pool of at most `max_connections`.

@@ -61,6 +61,27 @@ pub enum CreateOutcome {
     QuotaExceeded { live: u64 },
 }
 
+/// How a replay of a dead-lettered step ended.
+#[derive(Debug)]
+pub enum ReplayOutcome {
+    NotFound,
+    /// Another run holds the thread.
+    ThreadBusy,
+    /// The run is not failed at that step (it finished or moved on): nothing runs again.
+    /// `stranded` holds its replay count when it is `queued` at that step after a replay (the
+    /// replayer may have died before publishing its job).
+    NotFailed {
+        run: Option<Run>,
+        stranded: Option<i32>,
+    },
+    /// Queued again, for the `replays`-th time; `outbox` holds its `run.queued` event.
+    Replayed {
+        run: Run,
+        replays: i32,
+        outbox: Vec<OutboxRow>,
+    },
+}
+
 /// How a cancel ended.
 #[derive(Debug)]
 pub enum CancelOutcome {
@@ -349,6 +370,47 @@ impl Store {
             }),
             other => {
                 Err(StoreError::Decode { op: "cancel_run", detail: format!("outcome {other:?}") })
+            }
+        }
+    }
+
+    /// Replays failed run `id` at step `step` (its dead-lettered job): back to `queued`, its
+    /// attempts counted from zero, the thread's active run again (migrations/0009_replay.sql).
+    /// The caller publishes the step's job.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn replay_run(&self, id: RunId, step: i32) -> Result<ReplayOutcome> {
+        let v: serde_json::Value = sqlx::query_scalar("SELECT ay_replay_run($1, $2)")
+            .bind(id)
+            .bind(step)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| StoreError::db("replay_run", e))?;
+        let run = |v: &serde_json::Value| decode::<Option<Run>>("replay_run", field(v, "run"));
+        match v.get("outcome").and_then(|o| o.as_str()) {
+            Some("not_found") => Ok(ReplayOutcome::NotFound),
+            Some("thread_busy") => Ok(ReplayOutcome::ThreadBusy),
+            Some("not_failed") => {
+                let stranded: Option<bool> = decode("replay_run", field(&v, "stranded"))?;
+                Ok(ReplayOutcome::NotFailed {
+                    run: run(&v)?,
+                    stranded: match stranded {
+                        Some(true) => Some(decode("replay_run", field(&v, "replays"))?),
+                        _ => None,
+                    },
+                })
+            }
+            Some("replayed") => Ok(ReplayOutcome::Replayed {
+                run: run(&v)?.ok_or_else(|| StoreError::Decode {
+                    op: "replay_run",
+                    detail: "no run".into(),
+                })?,
+                replays: decode("replay_run", field(&v, "replays"))?,
+                outbox: decode_rows("replay_run", &field(&v, "outbox"))?,
+            }),
+            other => {
+                Err(StoreError::Decode { op: "replay_run", detail: format!("outcome {other:?}") })
             }
         }
     }

@@ -128,27 +128,37 @@ impl Store {
         self.platform_key("tool_token_key").await
     }
 
-    /// A platform key `name` (32 random bytes made on first use; every process reads the same).
+    /// A platform key `name` (32 random bytes made on first use; every process reads the same),
+    /// sealed at rest under the secret key (`platform_secrets:<name>`).
     ///
     /// # Errors
-    /// Database failures.
+    /// Database failures; no secret key, or one the stored key was not sealed with.
     pub async fn platform_key(&self, name: &str) -> Result<Vec<u8>> {
+        let keys = self.keys()?;
+        let context = platform_secret_context(name);
         let mut fresh = [0u8; 32];
         rand::rng().fill_bytes(&mut fresh);
         sqlx::query(
             "INSERT INTO platform_secrets(name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
         )
         .bind(name)
-        .bind(fresh.as_slice())
+        .bind(keys.seal(&context, &fresh).into_bytes())
         .execute(&self.pool)
         .await
         .map_err(|e| StoreError::db("platform_key.init", e))?;
-        sqlx::query_scalar("SELECT value FROM platform_secrets WHERE name = $1")
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| StoreError::db("platform_key", e))
+        let stored: Vec<u8> =
+            sqlx::query_scalar("SELECT value FROM platform_secrets WHERE name = $1")
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| StoreError::db("platform_key", e))?;
+        Ok(keys.open(&context, &stored)?)
     }
+}
+
+/// Where a platform secret lives (its associated data).
+pub(crate) fn platform_secret_context(name: &str) -> String {
+    format!("platform_secrets:{name}")
 }
 
 #[cfg(test)]

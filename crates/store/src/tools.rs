@@ -554,16 +554,21 @@ impl Store {
         url: &str,
         bearer_token: Option<&str>,
     ) -> Result<Option<McpServer>> {
+        let id = McpServerId::new();
+        let sealed = match bearer_token {
+            Some(t) => Some(self.keys()?.seal(&server_token_context(id), t.as_bytes())),
+            None => None,
+        };
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO mcp_servers(id, org_id, name, url, bearer_token) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (org_id, name) DO NOTHING \
              RETURNING {SERVER_COLUMNS}"
         )))
-        .bind(McpServerId::new())
+        .bind(id)
         .bind(org)
         .bind(name)
         .bind(url)
-        .bind(bearer_token)
+        .bind(sealed)
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| StoreError::db("create_mcp_server", e))
@@ -598,49 +603,75 @@ impl Store {
         .map_err(|e| StoreError::db("get_mcp_server", e))
     }
 
-    /// How to reach an org's server by name: (url, bearer token).
+    /// How to reach an org's server by name: (url, bearer token, opened).
     ///
     /// # Errors
-    /// Database failures.
+    /// Database failures; a token that does not open (no key, a wrong key, altered).
     pub async fn mcp_server_endpoint(
         &self,
         org: OrgId,
         name: &str,
     ) -> Result<Option<(String, Option<String>)>> {
-        sqlx::query_as("SELECT url, bearer_token FROM mcp_servers WHERE org_id = $1 AND name = $2")
-            .bind(org)
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| StoreError::db("mcp_server_endpoint", e))
+        let row: Option<(McpServerId, String, Option<String>)> = sqlx::query_as(
+            "SELECT id, url, bearer_token FROM mcp_servers WHERE org_id = $1 AND name = $2",
+        )
+        .bind(org)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("mcp_server_endpoint", e))?;
+        row.map(|(id, url, token)| Ok((url, self.open_server_token(id, token)?))).transpose()
     }
 
-    /// The token of an org's server, for the API's own tools/list.
+    /// The token of an org's server, opened, for the API's own tools/list.
     ///
     /// # Errors
-    /// Database failures.
+    /// Database failures; a token that does not open.
     pub async fn mcp_server_token(&self, org: OrgId, id: McpServerId) -> Result<Option<String>> {
-        sqlx::query_scalar("SELECT bearer_token FROM mcp_servers WHERE org_id = $1 AND id = $2")
-            .bind(org)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map(Option::flatten)
-            .map_err(|e| StoreError::db("mcp_server_token", e))
+        let token: Option<String> = sqlx::query_scalar(
+            "SELECT bearer_token FROM mcp_servers WHERE org_id = $1 AND id = $2",
+        )
+        .bind(org)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map(Option::flatten)
+        .map_err(|e| StoreError::db("mcp_server_token", e))?;
+        self.open_server_token(id, token)
     }
 
-    /// Every organization's servers with their tokens, for the monitor's probes:
-    /// (id, org, name, url, bearer token).
+    /// Every organization's servers with their tokens (opened), for the monitor's probes:
+    /// (id, org, name, url, bearer token). A token that does not open is logged and the server
+    /// listed without one (its probe then reports the server's refusal).
     ///
     /// # Errors
     /// Database failures.
     pub async fn every_mcp_server(
         &self,
     ) -> Result<Vec<(McpServerId, OrgId, String, String, Option<String>)>> {
-        sqlx::query_as("SELECT id, org_id, name, url, bearer_token FROM mcp_servers ORDER BY id")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| StoreError::db("every_mcp_server", e))
+        let rows: Vec<(McpServerId, OrgId, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT id, org_id, name, url, bearer_token FROM mcp_servers ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("every_mcp_server", e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, org, name, url, token)| {
+                let token = self.open_server_token(id, token).unwrap_or_else(|e| {
+                    tracing::warn!(server = %id, error = %e, "cannot open the server's token");
+                    None
+                });
+                (id, org, name, url, token)
+            })
+            .collect())
+    }
+
+    fn open_server_token(&self, id: McpServerId, token: Option<String>) -> Result<Option<String>> {
+        match token {
+            Some(t) => Ok(Some(self.keys()?.open_text(&server_token_context(id), &t)?)),
+            None => Ok(None),
+        }
     }
 
     /// Stores a server's tools/list (or the error of trying).
@@ -684,4 +715,9 @@ impl Store {
             .map(|r| r.rows_affected() == 1)
             .map_err(|e| StoreError::db("delete_mcp_server", e))
     }
+}
+
+/// Where a server's sealed bearer token lives (its associated data).
+pub(crate) fn server_token_context(id: McpServerId) -> String {
+    format!("mcp_servers.bearer_token:{id}")
 }

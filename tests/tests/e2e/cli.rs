@@ -331,8 +331,12 @@ async fn dev_starts_private_nats_and_postgres_when_none_answer() {
     let nowhere = [
         ("NATS_URL", "nats://127.0.0.1:1"),
         ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/agentyard"),
+        // Nothing set: dev makes the key that seals stored secrets and keeps it.
+        ("AY_SECRET_KEY", ""),
     ];
     dev_round_trip(&app, &home, &nowhere).await;
+    let key = std::fs::read_to_string(home.join("secret-key")).unwrap();
+    assert!(agentyard_store::secrets::Keyring::from_vars(Some(&key), None).unwrap().is_some());
     assert!(home.join("pg/PG_VERSION").is_file());
     assert!(home.join("nats").is_dir());
     let pid = std::fs::read_to_string(home.join("nats.pid")).unwrap();

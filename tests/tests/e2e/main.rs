@@ -3,6 +3,7 @@
 mod agents;
 mod chat;
 mod cli;
+mod dlq;
 mod engine;
 mod failures;
 mod hardening;
@@ -14,6 +15,7 @@ mod monitoring;
 mod multitask;
 mod outage;
 mod peers;
+mod secrets;
 mod system;
 mod tenancy;
 mod tools;

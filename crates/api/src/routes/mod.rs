@@ -1,6 +1,7 @@
 //! The HTTP routes.
 
 pub(crate) mod agents;
+pub(crate) mod dlq;
 pub(crate) mod domain;
 pub(crate) mod events;
 pub(crate) mod health;
@@ -67,6 +68,9 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/agents/{id}/stats", get(agents::stats))
         .route("/v1/agents/{id}/performance", get(agents::performance))
         .route("/v1/audit-log", get(orgs::audit_log))
+        .route("/v1/admin/dlq", get(dlq::list))
+        .route("/v1/admin/dlq/{id}", get(dlq::get).delete(dlq::drop))
+        .route("/v1/admin/dlq/{id}/replay", post(dlq::replay))
         .route("/v1/system/status", get(system::status))
         .route("/v1/system/availability", get(system::availability))
         .route("/v1/system/health-report", get(system::health_report))

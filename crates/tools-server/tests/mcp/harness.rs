@@ -57,7 +57,11 @@ impl TestServer {
         admin.close().await;
         let prefix = format!("t{short}");
         let url = with_database(&admin_database_url(), &db_name);
-        let store = Store::connect(&url, 4).await.expect("connect");
+        let key = agentyard_store::secrets::Keyring::generate_encoded();
+        let keys = agentyard_store::secrets::Keyring::from_vars(Some(&key), None)
+            .expect("a key")
+            .expect("a key");
+        let store = Store::connect(&url, 4).await.expect("connect").with_keys(keys);
         agentyard_store::MIGRATOR.run(store.pool()).await.expect("migrate");
         let nats = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
         let bus = Bus::connect(&nats, &prefix).await.expect("NATS");
