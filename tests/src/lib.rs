@@ -3,6 +3,7 @@
 //! binary (so tests can `kill -9` them). Set `TEST_LOG=1` to see the children's logs; they are
 //! otherwise written to `target/e2e-logs/`.
 
+pub mod faults;
 pub mod private;
 pub mod sse;
 
@@ -138,6 +139,12 @@ pub fn node_bin() -> PathBuf {
     // target/<profile>/deps/e2e-<hash> -> target/<profile>/ay-test-node
     let exe = std::env::current_exe().expect("current exe");
     exe.parent().and_then(|d| d.parent()).expect("target dir").join("ay-test-node")
+}
+
+/// The servers of a `NATS_URL` that lists several, comma-separated (a cluster's nodes), as the
+/// NATS client takes them.
+pub fn nats_addrs(url: &str) -> Vec<String> {
+    url.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect()
 }
 
 fn base_database_url() -> String {
@@ -350,6 +357,25 @@ impl TestApp {
         );
     }
 
+    /// `kill -9` of the API.
+    pub async fn kill_api(&mut self) {
+        if let Some(mut c) = self.api.take() {
+            c.start_kill().expect("kill the API");
+            let _ = c.wait().await;
+        }
+    }
+
+    /// Starts the API again (after [`TestApp::kill_api`]) on the same address; returns when it
+    /// is ready.
+    ///
+    /// # Panics
+    /// When it does not start or become ready.
+    pub async fn restart_api(&mut self) {
+        assert!(self.api.is_none(), "the API is running");
+        self.api = Some(self.start("api-again", &["api"]).expect("start the API"));
+        self.wait_ready().await.expect("the API ready again");
+    }
+
     /// `kill -9` of a worker.
     pub async fn kill_worker(&mut self, i: usize) {
         if let Some(mut c) = self.workers[i].take() {
@@ -474,7 +500,7 @@ impl Drop for TestApp {
                 return;
             };
             rt.block_on(async move {
-                if let Ok(c) = async_nats::connect(&nats).await {
+                if let Ok(c) = async_nats::connect(nats_addrs(&nats)).await {
                     let js = async_nats::jetstream::new(c);
                     let subjects = agentyard_core::subjects::Subjects::new(prefix);
                     for s in

@@ -5,6 +5,7 @@ mod chat;
 mod cli;
 mod engine;
 mod failures;
+mod faults;
 mod isolation;
 mod load;
 mod metrics;
