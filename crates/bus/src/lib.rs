@@ -447,3 +447,16 @@ impl Bus {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_nats_url_may_list_the_nodes_of_a_cluster() {
+        let addrs = super::server_addrs("nats://a:4222, nats://b:4223,nats://c:4224").unwrap();
+        let hosts: Vec<String> =
+            addrs.iter().map(|a| format!("{}:{}", a.host(), a.port())).collect();
+        assert_eq!(hosts, ["a:4222", "b:4223", "c:4224"]);
+        assert_eq!(super::server_addrs("nats://127.0.0.1:4222").unwrap().len(), 1);
+        assert!(super::server_addrs("nats://a:4222,nats://b:notaport").is_err());
+    }
+}

@@ -394,6 +394,18 @@ mod tests {
     use super::content_text;
 
     #[test]
+    fn a_protocol_error_asking_for_a_retry_is_unavailable_not_refused() {
+        let err = |data| {
+            rmcp::ServiceError::McpError(rmcp::ErrorData::internal_error("database down", data))
+        };
+        let retry = super::classify(err(Some(json!({"retry": true}))));
+        assert!(matches!(retry, super::McpError::Unavailable(ref m) if m == "database down"));
+        assert!(matches!(super::classify(err(None)), super::McpError::Refused(_)));
+        let no = super::classify(err(Some(json!({"retry": false}))));
+        assert!(matches!(no, super::McpError::Refused(_)));
+    }
+
+    #[test]
     fn binary_content_is_described_not_pasted() {
         assert_eq!(content_text(&json!({"type": "text", "text": "hi"})), "hi");
         let png = json!({"type": "image", "mimeType": "image/png", "data": "aGVsbG8="});
