@@ -362,14 +362,24 @@ async fn terminal_events(app: &TestApp) -> HashMap<String, usize> {
     let client = async_nats::connect(crate::nats_addrs(&app.nats_url)).await.expect("NATS");
     let js = async_nats::jetstream::new(client);
     let subjects = agentyard_core::subjects::Subjects::new(app.prefix.clone());
-    let stream = js.get_stream(subjects.events_stream()).await.expect("the events stream");
-    let consumer = stream
-        .create_consumer(pull::Config {
-            filter_subject: subjects.all_events(),
-            ..Default::default()
-        })
-        .await
-        .expect("a consumer");
+    // Retried: a cluster that lost a node may still be electing the stream's leader.
+    let mut tries = 0;
+    let consumer = loop {
+        let config = pull::Config { filter_subject: subjects.all_events(), ..Default::default() };
+        let made = match js.get_stream(subjects.events_stream()).await {
+            Ok(stream) => stream.create_consumer(config).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match made {
+            Ok(c) => break c,
+            Err(e) if tries < 60 => {
+                tries += 1;
+                eprintln!("cannot read the events stream yet: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("cannot read the events stream: {e}"),
+        }
+    };
     let mut out: HashMap<String, usize> = HashMap::new();
     loop {
         let mut batch = consumer

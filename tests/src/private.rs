@@ -16,6 +16,13 @@ fn free_port() -> u16 {
         .unwrap_or(0)
 }
 
+/// `n` distinct free ports (all bound at once, so none is handed out twice).
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> =
+        (0..n).filter_map(|_| std::net::TcpListener::bind("127.0.0.1:0").ok()).collect();
+    listeners.iter().filter_map(|l| l.local_addr().ok()).map(|a| a.port()).collect()
+}
+
 fn temp_dir(kind: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ay-{kind}-{}", uuid::Uuid::now_v7().simple()));
     let _ = std::fs::create_dir_all(&dir);
@@ -204,16 +211,17 @@ impl PrivateNatsCluster {
     /// When a node cannot be started or JetStream does not come up within 60 s.
     pub async fn start() -> anyhow::Result<Self> {
         let id = uuid::Uuid::now_v7().simple().to_string();
+        let ports = free_ports(6);
         let mut cluster = Self {
             nodes: (0..3)
                 .map(|i| Node {
                     name: format!("n{i}-{}", &id[24..]),
-                    port: free_port(),
+                    port: ports[i],
                     dir: temp_dir(&format!("nats-n{i}")),
                     child: None,
                 })
                 .collect(),
-            cluster_ports: (0..3).map(|_| free_port()).collect(),
+            cluster_ports: ports[3..].to_vec(),
             cluster_name: format!("ay-{}", &id[24..]),
         };
         for i in 0..3 {
@@ -253,7 +261,7 @@ impl PrivateNatsCluster {
             .spawn()
             .context("cannot start nats-server")?;
         node.child = Some(child);
-        for _ in 0..100 {
+        for _ in 0..300 {
             if tokio::net::TcpStream::connect(("127.0.0.1", node.port)).await.is_ok() {
                 return Ok(());
             }
