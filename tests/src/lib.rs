@@ -3,6 +3,7 @@
 //! binary (so tests can `kill -9` them). Set `TEST_LOG=1` to see the children's logs; they are
 //! otherwise written to `target/e2e-logs/`.
 
+pub mod faults;
 pub mod private;
 pub mod sse;
 
@@ -147,6 +148,12 @@ pub fn node_bin() -> PathBuf {
     // target/<profile>/deps/e2e-<hash> -> target/<profile>/ay-test-node
     let exe = std::env::current_exe().expect("current exe");
     exe.parent().and_then(|d| d.parent()).expect("target dir").join("ay-test-node")
+}
+
+/// The servers of a `NATS_URL` that lists several, comma-separated (a cluster's nodes), as the
+/// NATS client takes them.
+pub fn nats_addrs(url: &str) -> Vec<String> {
+    url.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect()
 }
 
 fn base_database_url() -> String {
@@ -405,7 +412,8 @@ impl TestApp {
     /// Starts the API again (after [`TestApp::kill_api`]) and waits until it is ready.
     pub async fn start_api(&mut self) {
         self.kill_api().await;
-        self.api = Some(self.start("api", &["api"]).expect("start api"));
+        // A log of its own: the first API's log shows what happened before.
+        self.api = Some(self.start("api-again", &["api"]).expect("start api"));
         self.wait_ready().await.expect("the API did not become ready");
     }
 
@@ -539,7 +547,7 @@ impl Drop for TestApp {
                 return;
             };
             rt.block_on(async move {
-                if let Ok(c) = async_nats::connect(&nats).await {
+                if let Ok(c) = async_nats::connect(nats_addrs(&nats)).await {
                     let js = async_nats::jetstream::new(c);
                     let subjects = agentyard_core::subjects::Subjects::new(prefix);
                     for s in

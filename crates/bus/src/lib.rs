@@ -70,6 +70,25 @@ pub struct QueueState {
 pub struct BusSettings {
     pub events_max_age: Duration,
     pub ack_wait: Duration,
+    /// Copies of each stream (and of its consumers) a NATS cluster keeps (`AY_NATS_REPLICAS`):
+    /// 1 on a single server, 3 on a three-node cluster so that one node may die.
+    pub replicas: usize,
+}
+
+/// The servers of a `NATS_URL` that lists several, comma-separated (the nodes of a cluster):
+/// the client connects to any one that answers and moves to another when it goes.
+///
+/// # Errors
+/// When one of them is not a valid address.
+pub fn server_addrs(url: &str) -> Result<Vec<async_nats::ServerAddr>> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| {
+            u.parse::<async_nats::ServerAddr>()
+                .map_err(|e| BusError::Connect { url: u.to_owned(), source: e.into() })
+        })
+        .collect()
 }
 
 /// A connection to NATS with JetStream, under one subject prefix.
@@ -116,7 +135,7 @@ pub fn publication(subjects: &Subjects, fact: &Fact) -> Result<Publication> {
 }
 
 impl Bus {
-    /// Connects to `url`.
+    /// Connects to `url` (one server, or several comma-separated).
     ///
     /// # Errors
     /// When NATS does not answer.
@@ -125,7 +144,7 @@ impl Bus {
             .connection_timeout(Duration::from_secs(5))
             .retry_on_initial_connect()
             .max_reconnects(None)
-            .connect(url)
+            .connect(server_addrs(url)?)
             .await
             .map_err(|e| BusError::Connect { url: url.to_owned(), source: e.into() })?;
         Ok(Self::from_client(client, prefix))
@@ -136,7 +155,9 @@ impl Bus {
     /// # Errors
     /// When NATS does not answer within `timeout`.
     pub async fn probe(url: &str, timeout: Duration) -> Result<()> {
-        let fut = async_nats::ConnectOptions::new().connection_timeout(timeout).connect(url);
+        let fut = async_nats::ConnectOptions::new()
+            .connection_timeout(timeout)
+            .connect(server_addrs(url)?);
         match tokio::time::timeout(timeout, fut).await {
             Ok(Ok(c)) => {
                 drop(c);
@@ -177,35 +198,44 @@ impl Bus {
     pub async fn provision(&self, s: &BusSettings) -> Result<()> {
         let subj = &self.subjects;
         let jobs = self
-            .upsert_stream(stream::Config {
-                name: subj.jobs_stream(),
-                subjects: vec![subj.all_agent_jobs(), subj.tool_jobs(), subj.workflow_jobs()],
-                retention: stream::RetentionPolicy::WorkQueue,
-                storage: stream::StorageType::File,
-                duplicate_window: Duration::from_secs(120),
-                ..Default::default()
-            })
+            .upsert_stream(
+                stream::Config {
+                    name: subj.jobs_stream(),
+                    subjects: vec![subj.all_agent_jobs(), subj.tool_jobs(), subj.workflow_jobs()],
+                    retention: stream::RetentionPolicy::WorkQueue,
+                    storage: stream::StorageType::File,
+                    duplicate_window: Duration::from_secs(120),
+                    ..Default::default()
+                },
+                s.replicas,
+            )
             .await?;
         // Limits streams follow the configuration (e.g. a new AY_EVENTS_MAX_AGE) on restart.
-        self.upsert_stream(stream::Config {
-            name: subj.events_stream(),
-            subjects: vec![subj.all_events()],
-            retention: stream::RetentionPolicy::Limits,
-            storage: stream::StorageType::File,
-            max_age: s.events_max_age,
-            duplicate_window: Duration::from_secs(120).min(s.events_max_age),
-            allow_direct: true,
-            ..Default::default()
-        })
+        self.upsert_stream(
+            stream::Config {
+                name: subj.events_stream(),
+                subjects: vec![subj.all_events()],
+                retention: stream::RetentionPolicy::Limits,
+                storage: stream::StorageType::File,
+                max_age: s.events_max_age,
+                duplicate_window: Duration::from_secs(120).min(s.events_max_age),
+                allow_direct: true,
+                ..Default::default()
+            },
+            s.replicas,
+        )
         .await?;
-        self.upsert_stream(stream::Config {
-            name: subj.dlq_stream(),
-            subjects: vec![subj.all_dlq()],
-            retention: stream::RetentionPolicy::Limits,
-            storage: stream::StorageType::File,
-            max_age: Duration::from_secs(14 * 86400),
-            ..Default::default()
-        })
+        self.upsert_stream(
+            stream::Config {
+                name: subj.dlq_stream(),
+                subjects: vec![subj.all_dlq()],
+                retention: stream::RetentionPolicy::Limits,
+                storage: stream::StorageType::File,
+                max_age: Duration::from_secs(14 * 86400),
+                ..Default::default()
+            },
+            s.replicas,
+        )
         .await?;
         let mut durables = vec![
             (TOOL_CONSUMER.to_owned(), subj.tool_jobs()),
@@ -244,7 +274,13 @@ impl Bus {
         Ok(())
     }
 
-    async fn upsert_stream(&self, config: stream::Config) -> Result<stream::Stream> {
+    async fn upsert_stream(
+        &self,
+        config: stream::Config,
+        replicas: usize,
+    ) -> Result<stream::Stream> {
+        // Consumers are created with 0 replicas: they follow their stream's.
+        let config = stream::Config { num_replicas: replicas.max(1), ..config };
         let name = config.name.clone();
         let err = |e: Box<dyn std::error::Error + Send + Sync>| BusError::Provision {
             what: format!("stream {name}"),
@@ -397,11 +433,31 @@ impl Bus {
             .map_err(|e| BusError::Publish { subject, source: e.into() })
     }
 
+    /// True while the client is connected to a server (false from the moment the connection
+    /// drops until it is back): what needs NATS now can answer 503 at once instead of waiting
+    /// for a request's timeout.
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
     /// True when the server answers a round trip within 2 s.
     pub async fn ping(&self) -> bool {
         matches!(
             tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await,
             Ok(Ok(()))
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_nats_url_may_list_the_nodes_of_a_cluster() {
+        let addrs = super::server_addrs("nats://a:4222, nats://b:4223,nats://c:4224").unwrap();
+        let hosts: Vec<String> =
+            addrs.iter().map(|a| format!("{}:{}", a.host(), a.port())).collect();
+        assert_eq!(hosts, ["a:4222", "b:4223", "c:4224"]);
+        assert_eq!(super::server_addrs("nats://127.0.0.1:4222").unwrap().len(), 1);
+        assert!(super::server_addrs("nats://a:4222,nats://b:notaport").is_err());
     }
 }

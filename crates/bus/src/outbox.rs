@@ -46,6 +46,14 @@ impl Outbox {
     /// # Errors
     /// The first publish failure (after every row was tried).
     pub async fn dispatch(&self, rows: &[OutboxRow]) -> Result<(), BusError> {
+        if !rows.is_empty() && !self.bus.is_connected() {
+            // NATS is away: the rows wait for the relay rather than the caller waiting for
+            // acks that cannot come (a request answers at once; nothing is lost).
+            return Err(BusError::Publish {
+                subject: String::new(),
+                source: "not connected to NATS; the outbox relay will publish".into(),
+            });
+        }
         let mut failed = Vec::new();
         let mut first_err = None;
         let batches = rows.iter().map(|r| (r.id, r.facts.as_slice()));
@@ -132,6 +140,9 @@ impl Outbox {
     /// # Errors
     /// When the outbox cannot be read.
     pub async fn relay_once(&self, store: &Store) -> Result<usize, agentyard_store::StoreError> {
+        if !self.bus.is_connected() {
+            return Ok(0);
+        }
         let rows = store.outbox_stale(RELAY_MIN_AGE_MS, RELAY_BATCH).await?;
         if rows.is_empty() {
             return Ok(0);

@@ -131,6 +131,7 @@ pub async fn connect_bus(settings: &Settings) -> anyhow::Result<Bus> {
     bus.provision(&BusSettings {
         events_max_age: settings.events_max_age,
         ack_wait: settings.ack_wait,
+        replicas: settings.nats_replicas,
     })
     .await
     .context("cannot provision JetStream (is it enabled? nats-server -js)")?;

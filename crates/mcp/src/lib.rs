@@ -80,6 +80,10 @@ pub enum McpError {
     Unreachable(String),
     /// The server answered with a protocol error (unknown tool, bad arguments, ...).
     Refused(String),
+    /// The server is up but cannot serve the call now and says so: a protocol error whose
+    /// `data` holds `"retry": true` (the built-in server's database is down). The call did
+    /// not run; worth retrying.
+    Unavailable(String),
 }
 
 impl std::fmt::Display for McpError {
@@ -87,6 +91,7 @@ impl std::fmt::Display for McpError {
         match self {
             Self::Unreachable(m) => write!(f, "server unreachable: {m}"),
             Self::Refused(m) => write!(f, "server refused the call: {m}"),
+            Self::Unavailable(m) => write!(f, "server unavailable: {m}"),
         }
     }
 }
@@ -301,7 +306,8 @@ impl Client {
     /// through the broker.
     ///
     /// # Errors
-    /// [`McpError::Unreachable`] for transport failures, [`McpError::Refused`] for protocol
+    /// [`McpError::Unreachable`] for transport failures, [`McpError::Unavailable`] for a
+    /// protocol error that asks for a retry, [`McpError::Refused`] for the other protocol
     /// errors.
     pub async fn call(
         &self,
@@ -367,6 +373,15 @@ fn content_text(v: &serde_json::Value) -> String {
 
 fn classify(e: rmcp::ServiceError) -> McpError {
     match e {
+        rmcp::ServiceError::McpError(e)
+            if e.data
+                .as_ref()
+                .and_then(|d| d.get("retry"))
+                .and_then(serde_json::Value::as_bool)
+                == Some(true) =>
+        {
+            McpError::Unavailable(e.message.to_string())
+        }
         rmcp::ServiceError::McpError(e) => McpError::Refused(e.message.to_string()),
         other => McpError::Unreachable(other.to_string()),
     }
@@ -377,6 +392,18 @@ mod tests {
     use serde_json::json;
 
     use super::content_text;
+
+    #[test]
+    fn a_protocol_error_asking_for_a_retry_is_unavailable_not_refused() {
+        let err = |data| {
+            rmcp::ServiceError::McpError(rmcp::ErrorData::internal_error("database down", data))
+        };
+        let retry = super::classify(err(Some(json!({"retry": true}))));
+        assert!(matches!(retry, super::McpError::Unavailable(ref m) if m == "database down"));
+        assert!(matches!(super::classify(err(None)), super::McpError::Refused(_)));
+        let no = super::classify(err(Some(json!({"retry": false}))));
+        assert!(matches!(no, super::McpError::Refused(_)));
+    }
 
     #[test]
     fn binary_content_is_described_not_pasted() {

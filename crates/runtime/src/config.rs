@@ -44,6 +44,9 @@ pub struct Settings {
     pub model: Option<String>,
     pub max_input_bytes: usize,
     pub events_max_age: Duration,
+    /// `AY_NATS_REPLICAS`: copies of each JetStream stream a NATS cluster keeps (1: one server;
+    /// 3: a three-node cluster that survives the loss of one node).
+    pub nats_replicas: usize,
     /// How often every process publishes its heartbeat (three missed: down).
     pub heartbeat_every: Duration,
     /// `AY_MONITOR_PROBE_EVERY`: how often the monitor checks Postgres, NATS, queues and hosts,
@@ -124,6 +127,7 @@ pub const KNOWN_AY_VARS: &[&str] = &[
     "AY_MODEL",
     "AY_MAX_INPUT_BYTES",
     "AY_EVENTS_MAX_AGE",
+    "AY_NATS_REPLICAS",
     "AY_HEARTBEAT_EVERY",
     "AY_MONITOR_PROBE_EVERY",
     "AY_MONITOR_SLOW_PROBE_EVERY",
@@ -191,6 +195,9 @@ impl Settings {
             model: get("AY_MODEL").map(str::to_owned),
             max_input_bytes: parse(&get, "AY_MAX_INPUT_BYTES", "262144", positive)?,
             events_max_age: parse(&get, "AY_EVENTS_MAX_AGE", "24h", parse_duration)?,
+            nats_replicas: parse(&get, "AY_NATS_REPLICAS", "1", |v| {
+                v.parse().ok().filter(|n: &usize| (1..=5).contains(n))
+            })?,
             heartbeat_every: parse(&get, "AY_HEARTBEAT_EVERY", "5s", parse_duration)?,
             monitor_probe_every: parse(&get, "AY_MONITOR_PROBE_EVERY", "10s", parse_duration)?,
             monitor_slow_probe_every: parse(
@@ -360,6 +367,7 @@ mod tests {
         assert_eq!(s.max_input_bytes, 256 * 1024);
         assert_eq!(s.events_max_age, Duration::from_secs(86400));
         assert_eq!(s.agent_concurrency, 512);
+        assert_eq!(s.nats_replicas, 1);
         assert!(s.metrics);
         assert_eq!(s.metrics_addr.to_string(), "127.0.0.1:0");
         assert_eq!(s.http, crate::http::HttpLimits::default());
@@ -412,6 +420,8 @@ mod tests {
     fn an_invalid_value_is_named_in_the_error() {
         let err = Settings::from_vars(vars(&[("AY_MAX_INPUT_BYTES", "lots")])).unwrap_err();
         assert!(err.to_string().starts_with("AY_MAX_INPUT_BYTES"), "{err}");
+        let err = Settings::from_vars(vars(&[("AY_NATS_REPLICAS", "7")])).unwrap_err();
+        assert!(err.to_string().starts_with("AY_NATS_REPLICAS"), "{err}");
         let err = Settings::from_vars(vars(&[("AY_SUBJECT_PREFIX", "Has.Dots")])).unwrap_err();
         assert!(err.to_string().starts_with("AY_SUBJECT_PREFIX"), "{err}");
     }

@@ -27,6 +27,9 @@ impl StoreError {
     }
 
     /// Connection-level failures are worth retrying; constraint violations and bugs are not.
+    /// A server going down or coming up is one: its backends end their sessions with 57P01
+    /// (`admin_shutdown`, also sent on an immediate stop) or 57P02 (`crash_shutdown`), and it
+    /// refuses connections with 57P03 (`cannot_connect_now`) while it starts.
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Database { source, .. } => {
@@ -36,10 +39,10 @@ impl StoreError {
                         | sqlx::Error::PoolTimedOut
                         | sqlx::Error::PoolClosed
                         | sqlx::Error::WorkerCrashed
-                ) || source
-                    .as_database_error()
-                    .and_then(|e| e.code())
-                    .is_some_and(|c| c == "40001" || c == "40P01" || c.starts_with("08"))
+                ) || source.as_database_error().and_then(|e| e.code()).is_some_and(|c| {
+                    matches!(c.as_ref(), "40001" | "40P01" | "57P01" | "57P02" | "57P03")
+                        || c.starts_with("08")
+                })
             }
             Self::Migrate(_) | Self::Decode { .. } | Self::Secret(_) => false,
         }

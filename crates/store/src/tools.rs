@@ -365,6 +365,23 @@ impl Store {
         .map_err(|e| StoreError::db("start_attempt", e))
     }
 
+    /// Takes back the attempt [`Store::start_attempt`] counted, for a call that did not run
+    /// because the platform's own tool server could not serve it (an outage, which spends no
+    /// attempt).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn release_attempt(&self, invocation: InvocationId) -> Result<()> {
+        sqlx::query(
+            "UPDATE tool_invocations SET attempt = attempt - 1 WHERE id = $1 AND attempt > 0",
+        )
+        .bind(invocation)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("release_attempt", e))?;
+        Ok(())
+    }
+
     /// The audit log of one run of `org`, oldest first.
     ///
     /// # Errors

@@ -2,8 +2,9 @@
 //! line, then the data as compact JSON (`<sentence>\n\n<json>`). Compact JSON holds no line
 //! break, so a program reads the data as the text's last line. A problem the caller can act on
 //! (a missing scope, a bad argument, nothing found) is a tool error result the model reads; a
-//! failing database is a protocol error, so the caller retries the call, which is safe since
-//! writes are idempotent per invocation.
+//! failing database is a protocol error (with `data: {"retry": true}` while the failure is
+//! transient), so the caller retries the call, which is safe since writes are idempotent per
+//! invocation.
 
 use std::error::Error as _;
 
@@ -57,7 +58,10 @@ impl IntoCallToolResult for ToolError {
             Self::Store(e) => {
                 let cause = e.source().map(ToString::to_string).unwrap_or_default();
                 tracing::warn!(error = %e, %cause, "tool call failed");
-                Err(ErrorData::internal_error("database unavailable; retry the call", None))
+                // `retry: true`: the caller waits for the database instead of telling the
+                // model the tool failed (the tool worker spends no attempt on it).
+                let retry = e.is_transient().then(|| serde_json::json!({"retry": true}));
+                Err(ErrorData::internal_error("database unavailable; retry the call", retry))
             }
             Self::Internal(message) => {
                 tracing::error!(%message, "tool call failed");

@@ -6,6 +6,7 @@ mod cli;
 mod dlq;
 mod engine;
 mod failures;
+mod faults;
 mod hardening;
 mod isolation;
 mod load;

@@ -191,6 +191,7 @@ async fn try_call(ctx: &Ctx, job: &ToolCall) -> Result<Verdict, StoreError> {
         Ok(_) => &span,
         Err(McpError::Refused(_)) => span.record("error.type", "refused"),
         Err(McpError::Unreachable(_)) => span.record("error.type", "unreachable"),
+        Err(McpError::Unavailable(_)) => span.record("error.type", "unavailable"),
     };
     drop(span);
     let ms = started.elapsed().as_millis();
@@ -198,7 +199,7 @@ async fn try_call(ctx: &Ctx, job: &ToolCall) -> Result<Verdict, StoreError> {
         _ if broker.suspended().is_some() => "input_required",
         Ok(out) if !out.is_error => "ok",
         Ok(_) | Err(McpError::Refused(_)) => "error",
-        Err(McpError::Unreachable(_)) => "unreachable",
+        Err(McpError::Unreachable(_) | McpError::Unavailable(_)) => "unreachable",
     };
     agentyard_metrics::tool_call(&call.tool, outcome, started.elapsed().as_secs_f64());
     if let Some((request, key)) = broker.suspended() {
@@ -221,7 +222,18 @@ async fn try_call(ctx: &Ctx, job: &ToolCall) -> Result<Verdict, StoreError> {
             record(ctx, &call, &format!("the tool failed: {m}"), true, attempt).await?;
             Ok(Verdict::Ack)
         }
-        Err(McpError::Unreachable(m)) => {
+        Err(McpError::Unreachable(m) | McpError::Unavailable(m))
+            if call.server == BUILTIN_SERVER =>
+        {
+            // The built-in server is the platform's own, like Postgres and NATS: while it (or
+            // its database) is down the call waits for it, spending no attempt and opening no
+            // breaker; running it again is safe (its writes are idempotent per invocation).
+            tracing::warn!(tool, duration_ms = ms, error = %m,
+                "the built-in tool server cannot serve the call; retrying");
+            ctx.store.release_attempt(call.id).await?;
+            Ok(Verdict::Retry(backoff(ctx, 2)))
+        }
+        Err(McpError::Unreachable(m) | McpError::Unavailable(m)) => {
             tracing::warn!(server = %call.server, tool, duration_ms = ms, error = %m,
                 "the tool server could not be reached");
             ctx.breakers.record(&call.server, false);

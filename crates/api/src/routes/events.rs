@@ -29,7 +29,8 @@ pub(crate) struct OrgEventsQuery {
     params(("Last-Event-ID" = Option<String>, Header), OrgEventsQuery),
     responses((status = 200, content_type = "text/event-stream", description = "the events of every run of the organization, `data` with `run_id`"),
         (status = 400, body = ErrorBody, description = "invalid_query: a number out of range"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 429, body = ErrorBody, description = "too_many_streams")),
+        (status = 429, body = ErrorBody, description = "too_many_streams"),
+        (status = 503, body = ErrorBody, description = "unavailable: NATS is unreachable")),
     security(("bearer" = [])))]
 pub(crate) async fn org_events(
     State(state): State<AppState>,

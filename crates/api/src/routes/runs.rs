@@ -137,11 +137,15 @@ async fn respond_created(
     Ok(sse::respond(events).into_response())
 }
 
-/// One more open stream of the caller's token, or 429.
+/// One more open stream of the caller's token, or 429; 503 while NATS is unreachable (a
+/// stream is read from it, and would otherwise open only to end after a request's timeout).
 pub(crate) fn open_stream(
     state: &AppState,
     who: &agentyard_services::Principal,
 ) -> Result<crate::hub::StreamPermit, ApiError> {
+    if !state.services.bus.is_connected() {
+        return Err(agentyard_services::Error::Unavailable("message bus").into());
+    }
     let max = state.services.settings.max_streams_per_token;
     state.hub.open_stream(who.token_id, max).ok_or_else(|| {
         ApiError::too_many(
@@ -231,7 +235,8 @@ pub(crate) fn resume_from(
     params(("id" = String, Path), ("Last-Event-ID" = Option<String>, Header), EventsQuery),
     responses((status = 200, content_type = "text/event-stream", description = "run.queued, run.started, message.delta, message.reset, message.completed, tool_call.created, tool_call.completed, run.requires_input, run.input_received, run.completed | run.failed | run.cancelled | run.expired"),
         (status = 400, body = ErrorBody, description = "invalid_query: a number out of range"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody, description = "too_many_streams")),
+        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody, description = "too_many_streams"),
+        (status = 503, body = ErrorBody, description = "unavailable: NATS is unreachable")),
     security(("bearer" = [])))]
 pub(crate) async fn events(
     State(state): State<AppState>,
