@@ -59,22 +59,30 @@ pub struct PatchAgentRequest {
 /// An effective value and where it comes from.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SourcedValue {
-    #[schema(value_type = Object)]
+    /// Any JSON value: a number, a string, a list, an object.
     pub value: serde_json::Value,
     pub source: Source,
 }
 
-/// The agent's tools.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+/// Body of `PUT /v1/agents/{id}/tools`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentTools {
     /// Tools the model may call.
     pub tools_enabled: Vec<String>,
-    /// Tools that run only after a human approves the call (default on PUT: unchanged).
+    /// Tools that run only after a human approves the call (default: unchanged).
     #[serde(default)]
     pub tools_require_approval: Option<Vec<String>>,
-    /// Every tool an agent can be given (read only).
-    #[serde(default, skip_deserializing)]
+}
+
+/// The agent's tools, as `GET /v1/agents/{id}/tools` shows them.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AgentToolsView {
+    /// Tools the model may call.
+    pub tools_enabled: Vec<String>,
+    /// Tools that run only after a human approves the call.
+    pub tools_require_approval: Vec<String>,
+    /// Every built-in tool an agent can be given.
     pub available: Vec<String>,
 }
 

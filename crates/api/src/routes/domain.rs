@@ -41,6 +41,7 @@ fn integration_exists(name: &str) -> ApiError {
 
 /// Query of `GET /v1/tasks`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct TaskQuery {
     /// `all` (default), `pending` or `completed`.
     status: Option<String>,
@@ -115,6 +116,7 @@ pub(crate) async fn create_task(
 
 /// Query of `GET /v1/tickets`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct TicketQuery {
     /// `open`, `in_progress`, `resolved` or `closed` (default: every status).
     status: Option<String>,
