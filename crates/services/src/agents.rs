@@ -168,7 +168,17 @@ fn check_name(name: &str) -> Result<(), Error> {
     if name.trim().is_empty() || name.chars().count() > 200 {
         return Err(Error::invalid("invalid_name", "name must be 1 to 200 characters"));
     }
-    Ok(())
+    agentyard_core::storable::check_text("name", name)
+        .map_err(|e| Error::invalid("invalid_name", e.to_string()))
+}
+
+/// A configuration patch Postgres can store and give back (no NUL character, no number that
+/// would not read back equal), before the catalog checks its fields.
+fn check_storable(patch: &serde_json::Value) -> Result<(), Error> {
+    agentyard_core::storable::check_json("configuration", patch).map_err(|e| {
+        let field = agentyard_agents::FieldError { field: e.path, message: e.problem };
+        Error::fields("invalid_configuration", vec![field])
+    })
 }
 
 /// A live agent of the caller's org.
@@ -198,6 +208,7 @@ pub async fn create(
     let name = req.name.unwrap_or_else(|| ty.name.clone());
     check_name(&name)?;
     if let Some(p) = &req.configuration {
+        check_storable(p)?;
         check_servers(svc, who, p).await?;
     }
     let overrides = match &req.configuration {
@@ -261,6 +272,7 @@ pub async fn patch(
         check_name(n)?;
     }
     if let Some(p) = &req.configuration {
+        check_storable(p)?;
         check_servers(svc, who, p).await?;
     }
     let catalog = svc.catalog.clone();
