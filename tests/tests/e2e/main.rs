@@ -5,6 +5,7 @@ mod chat;
 mod cli;
 mod engine;
 mod failures;
+mod fuzz;
 mod isolation;
 mod load;
 mod metrics;
