@@ -93,6 +93,7 @@ pub struct DelegateRequest {
     /// A capability, e.g. `data_analysis` (`GET /v1/agent-types` lists them).
     pub capability: String,
     /// The task.
+    #[schema(min_length = 1)]
     pub input: String,
     #[serde(default)]
     pub priority: Priority,

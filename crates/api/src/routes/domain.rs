@@ -81,6 +81,7 @@ pub(crate) async fn list_tasks(
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateTask {
     /// 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     title: String,
     description: Option<String>,
     /// `YYYY-MM-DD`.
@@ -121,6 +122,7 @@ pub(crate) struct TicketQuery {
     /// `open`, `in_progress`, `resolved` or `closed` (default: every status).
     status: Option<String>,
     /// 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
 }
 

@@ -219,6 +219,7 @@ pub(crate) struct AuditQuery {
     /// A page's `next_cursor`.
     cursor: Option<String>,
     /// 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
 }
 

@@ -26,6 +26,7 @@ pub(crate) const MAX_WAIT: Duration = Duration::from_secs(60);
 pub(crate) struct GetQuery {
     /// Seconds (at most 60) to wait for the run to end (or to start waiting for input) before
     /// answering.
+    #[param(minimum = 0, maximum = 60)]
     wait: Option<f64>,
 }
 
@@ -50,6 +51,7 @@ pub(crate) struct ListQuery {
     /// The previous page's `next_cursor`.
     cursor: Option<String>,
     /// 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
 }
 

@@ -125,6 +125,7 @@ pub(crate) struct AlertsQuery {
     /// `open`, `resolved` or `all` (default).
     status: Option<String>,
     /// At most this many, newest first (1 to 500, default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
 }
 

@@ -24,6 +24,7 @@ pub(crate) struct CreateThread {
 #[into_params(parameter_in = Query)]
 pub(crate) struct MessagesQuery {
     /// 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     /// Return messages after this `seq` (the previous page's `next_after`).
     after: Option<i64>,
@@ -44,6 +45,7 @@ pub(crate) struct ListQuery {
     /// The previous page's `next_cursor`.
     cursor: Option<String>,
     /// 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
 }
 

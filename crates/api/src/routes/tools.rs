@@ -46,6 +46,7 @@ pub(crate) struct InvocationQuery {
     /// Only calls of runs this user started.
     user_id: Option<agentyard_core::UserId>,
     /// 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
 }
 
