@@ -19,6 +19,14 @@ const MAX_TIME_SECS: u64 = 90;
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
                       response_schema_conformance";
 
+/// schemathesis's configuration. A 503 is the documented answer when Postgres or NATS does not
+/// answer in time (the pool waits 5 s for a connection), which a loaded test machine causes now
+/// and then: it is not counted as a server error here; the test bounds how many there are.
+const CONFIG: &str = r#"
+[checks.not_a_server_error]
+expected-statuses = ["2xx", "3xx", "4xx", "503"]
+"#;
+
 /// Operations not fuzzed, and why.
 const EXCLUDED: &[&str] = &[
     // An organization's event stream never ends by itself: schemathesis reads a body to its end,
@@ -45,15 +53,20 @@ fn schemathesis() -> PathBuf {
     bin
 }
 
-/// Requests the API answered, from its own `/metrics`.
-async fn requests_served(app: &TestApp) -> u64 {
+/// Requests the API answered, and how many of them with a 503, from its own `/metrics`.
+async fn requests_served(app: &TestApp) -> (u64, u64) {
     let text = app.http.get(format!("{}/metrics", app.api_url)).send().await.unwrap();
     let text = text.text().await.unwrap();
-    text.lines()
+    let counts: Vec<(bool, u64)> = text
+        .lines()
         .filter(|l| l.starts_with("agentyard_http_request_duration_seconds_count"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|n| n as u64)
-        .sum()
+        .filter_map(|l| {
+            let n = l.rsplit(' ').next()?.parse::<f64>().ok()?;
+            Some((l.contains(r#"status="503""#), n as u64))
+        })
+        .collect();
+    let unavailable = counts.iter().filter(|(is_503, _)| *is_503).map(|(_, n)| n).sum();
+    (counts.iter().map(|(_, n)| n).sum(), unavailable)
 }
 
 #[tokio::test]
@@ -63,9 +76,10 @@ async fn fuzzed_requests_get_no_server_error_and_only_documented_answers() {
     // Its example database and reports go here, not into the source tree.
     let dir = std::env::temp_dir().join(format!("ay-fuzz-{}", app.prefix));
     std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("schemathesis.toml"), CONFIG).unwrap();
     let mut cmd = tokio::process::Command::new(schemathesis);
     cmd.current_dir(&dir)
-        .arg("run")
+        .args(["--config-file", "schemathesis.toml", "run"])
         .arg(format!("{}/openapi.json", app.api_url))
         .args(["--header", &format!("Authorization: Bearer {}", app.token)])
         .args(["--checks", CHECKS])
@@ -86,7 +100,7 @@ async fn fuzzed_requests_get_no_server_error_and_only_documented_answers() {
         .expect("schemathesis");
     let report =
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let served = requests_served(&app).await;
+    let (served, unavailable) = requests_served(&app).await;
     let _ = std::fs::remove_dir_all(&dir);
     // Kept beside the processes' logs (its warnings say which operations it could not reach).
     let saved = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -97,6 +111,15 @@ async fn fuzzed_requests_get_no_server_error_and_only_documented_answers() {
         "schemathesis found failures ({served} requests served):\n{report}"
     );
     let summary = report.split("SUMMARY").nth(1).unwrap_or_default();
-    eprintln!("fuzzing: {served} requests served; {}{summary}", saved.display());
+    eprintln!(
+        "fuzzing: {served} requests served, {unavailable} answered 503; {}{summary}",
+        saved.display()
+    );
     assert!(served > 500, "too few requests reached the API ({served}):\n{report}");
+    // A few 503s are the machine's load; many are a request that breaks a dependency.
+    assert!(
+        unavailable * 100 <= served,
+        "{unavailable} of {served} requests answered 503; see target/e2e-logs/{}-api.log",
+        app.prefix
+    );
 }
