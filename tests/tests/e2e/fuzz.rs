@@ -48,7 +48,7 @@ fn schemathesis() -> PathBuf {
     assert!(
         bin.is_file(),
         "schemathesis is not installed in {venv} (AY_TEST_FUZZ_VENV): run `bash .ci/run`, or \
-         `python3 -m venv {venv} && {venv}/bin/python -m pip install schemathesis`"
+         `python3 -m venv {venv} && {venv}/bin/python -m pip install 'schemathesis>=4.32,<5'`"
     );
     bin
 }
