@@ -140,6 +140,7 @@ pub use agentyard_core::FieldError;
 /// Where an effective value comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = ConfigSource)]
 pub enum Source {
     Default,
     Custom,

@@ -7,7 +7,9 @@ use std::sync::OnceLock;
 
 use axum::Json;
 use axum::response::Html;
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{agents, dlq, domain, events, orgs, runs, system, threads, tools, workflows};
@@ -24,11 +26,74 @@ impl Modify for Bearer {
     }
 }
 
+/// The error answers an operation can give by its shape alone, added where its annotation does
+/// not list them (one it lists keeps its own description): every JSON body can be malformed,
+/// too large or of the wrong shape; every query string can be invalid; every id in the path can
+/// be unknown; every authenticated route can meet a missing token, a missing scope or the rate
+/// limit; every `/v1` route can find Postgres or NATS down.
+struct CommonErrors;
+
+impl CommonErrors {
+    fn add(op: &mut Operation, path: &str) {
+        let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+        let has_body = op.request_body.is_some();
+        let has_query = op
+            .parameters
+            .iter()
+            .flatten()
+            .any(|p| matches!(p, RefOr::T(p) if matches!(p.parameter_in, ParameterIn::Query)));
+        let mut add = |status: &str, description: &str| {
+            op.responses.responses.entry(status.to_owned()).or_insert_with(|| error(description));
+        };
+        if has_body {
+            add("400", "invalid_json: the body is not JSON, or is empty");
+            add("413", "input_too_large: the body is over the limit");
+            add("422", "invalid_request: a field is missing, unknown or of the wrong type");
+        }
+        if has_query {
+            add("422", "invalid_query");
+        }
+        if path.contains('{') {
+            add("404", "not found (or of another organization)");
+        }
+        if secured {
+            add("401", "missing_token, invalid_token");
+            add("403", "insufficient_scope");
+            add("429", "rate_limited (with Retry-After)");
+        }
+        if path.starts_with("/v1/") {
+            add("503", "Postgres or NATS is unavailable");
+        }
+    }
+}
+
+fn error(description: &str) -> RefOr<Response> {
+    let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content("application/json", content)
+            .build(),
+    )
+}
+
+impl Modify for CommonErrors {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in &mut api.paths.paths {
+            let ops =
+                [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for op in ops.into_iter().flatten() {
+                Self::add(op, path);
+            }
+        }
+    }
+}
+
 /// The API description.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "agentyard", description = "Run AI agents behind a message queue."),
-    modifiers(&Bearer),
+    modifiers(&Bearer, &CommonErrors),
     paths(
         crate::routes::health::healthz, crate::routes::health::readyz,
         threads::create, threads::list, threads::get, threads::messages,
@@ -182,4 +247,135 @@ fn render_op(path: &str, method: &str, op: &serde_json::Value) -> String {
     }
     h.push_str("</div>");
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn doc() -> Value {
+        serde_json::to_value(ApiDoc::openapi()).unwrap()
+    }
+
+    fn operations(doc: &Value) -> Vec<(String, String, &Value)> {
+        let mut out = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                out.push((method.to_uppercase(), path.clone(), op));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_run_priority_and_a_ticket_priority_are_two_schemas() {
+        let doc = doc();
+        let schemas = &doc["components"]["schemas"];
+        assert!(schemas.get("Priority").is_none(), "an ambiguous `Priority` schema");
+        assert_eq!(schemas["RunPriority"]["enum"], json!(["high", "normal", "low"]));
+        assert_eq!(schemas["TicketPriority"]["enum"], json!(["low", "medium", "high"]));
+        let run_ref = json!("#/components/schemas/RunPriority");
+        assert_eq!(schemas["CreateRunRequest"]["properties"]["priority"]["$ref"], run_ref);
+        assert_eq!(schemas["Run"]["properties"]["priority"]["$ref"], run_ref);
+        assert_eq!(
+            schemas["TicketRow"]["properties"]["priority"]["$ref"],
+            json!("#/components/schemas/TicketPriority")
+        );
+        // The same for the two `Source` enums (an agent's configuration, a workflow's).
+        assert!(schemas.get("Source").is_none(), "an ambiguous `Source` schema");
+        assert_eq!(schemas["ConfigSource"]["enum"], json!(["default", "custom"]));
+        assert_eq!(schemas["WorkflowSource"]["enum"], json!(["org", "template"]));
+    }
+
+    #[test]
+    fn enums_list_the_names_sent_not_the_rust_names() {
+        let doc = doc();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        assert_eq!(
+            schemas["TicketStatus"]["enum"],
+            json!(["open", "in_progress", "resolved", "closed"])
+        );
+        assert_eq!(schemas["TaskStatus"]["enum"], json!(["pending", "completed"]));
+        assert_eq!(
+            schemas["Category"]["enum"],
+            json!(["billing", "technical", "account", "general"])
+        );
+        for (name, schema) in schemas {
+            for v in schema["enum"].as_array().into_iter().flatten() {
+                let v = v.as_str().unwrap_or_default();
+                let wire = v.chars().all(|c| c.is_ascii_lowercase() || "0123456789_:.".contains(c));
+                assert!(wire, "{name} lists {v:?}, not a name the API sends");
+            }
+        }
+    }
+
+    #[test]
+    fn query_parameters_are_documented_in_the_query() {
+        let doc = doc();
+        for (method, path, op) in operations(&doc) {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().unwrap();
+                if p["in"] == "path" {
+                    assert!(
+                        path.contains(&format!("{{{name}}}")),
+                        "{method} {path}: {name} is no path parameter"
+                    );
+                }
+            }
+        }
+        let runs = &doc["paths"]["/v1/runs"]["get"]["parameters"];
+        assert!(
+            runs.as_array().unwrap().iter().any(|p| p["name"] == "cursor" && p["in"] == "query")
+        );
+    }
+
+    #[test]
+    fn a_streamed_run_creation_documents_its_event_stream() {
+        let doc = doc();
+        for path in ["/v1/runs", "/v1/threads/{id}/runs"] {
+            let responses = &doc["paths"][path]["post"]["responses"];
+            assert!(
+                responses["200"]["content"]["text/event-stream"].is_object(),
+                "{path}: {responses}"
+            );
+            assert!(
+                responses["202"]["content"]["application/json"].is_object(),
+                "{path}: {responses}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_operation_lists_the_errors_its_shape_can_give() {
+        let doc = doc();
+        for (method, path, op) in operations(&doc) {
+            let responses = op["responses"].as_object().unwrap();
+            let has = |s: &str| responses.contains_key(s);
+            if op.get("requestBody").is_some() {
+                assert!(has("400") && has("413") && has("422"), "{method} {path}");
+            }
+            if op.get("security").is_some_and(|s| s.as_array().is_some_and(|a| !a.is_empty())) {
+                assert!(has("401") && has("403") && has("429"), "{method} {path}");
+            }
+            if path.contains('{') {
+                assert!(has("404"), "{method} {path}");
+            }
+            if path.starts_with("/v1/") {
+                assert!(has("503"), "{method} {path}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_reference_names_a_schema_of_the_document() {
+        let doc = doc();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        let text = doc.to_string();
+        for r in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = r.split('"').next().unwrap();
+            assert!(schemas.contains_key(name), "a reference to the missing schema {name}");
+        }
+    }
 }

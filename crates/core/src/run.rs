@@ -140,6 +140,9 @@ impl MultitaskStrategy {
     sqlx(type_name = "text", rename_all = "snake_case")
 )]
 #[serde(rename_all = "snake_case")]
+// Named apart from a ticket's priority (`TicketPriority`): a client generated from the OpenAPI
+// document must not mistake one for the other.
+#[schema(as = RunPriority)]
 pub enum Priority {
     High,
     #[default]

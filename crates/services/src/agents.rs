@@ -59,22 +59,30 @@ pub struct PatchAgentRequest {
 /// An effective value and where it comes from.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SourcedValue {
-    #[schema(value_type = Object)]
+    /// Any JSON value: a number, a string, a list, an object.
     pub value: serde_json::Value,
     pub source: Source,
 }
 
-/// The agent's tools.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+/// Body of `PUT /v1/agents/{id}/tools`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentTools {
     /// Tools the model may call.
     pub tools_enabled: Vec<String>,
-    /// Tools that run only after a human approves the call (default on PUT: unchanged).
+    /// Tools that run only after a human approves the call (default: unchanged).
     #[serde(default)]
     pub tools_require_approval: Option<Vec<String>>,
-    /// Every tool an agent can be given (read only).
-    #[serde(default, skip_deserializing)]
+}
+
+/// The agent's tools, as `GET /v1/agents/{id}/tools` shows them.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AgentToolsView {
+    /// Tools the model may call.
+    pub tools_enabled: Vec<String>,
+    /// Tools that run only after a human approves the call.
+    pub tools_require_approval: Vec<String>,
+    /// Every built-in tool an agent can be given.
     pub available: Vec<String>,
 }
 
@@ -85,6 +93,7 @@ pub struct DelegateRequest {
     /// A capability, e.g. `data_analysis` (`GET /v1/agent-types` lists them).
     pub capability: String,
     /// The task.
+    #[schema(min_length = 1)]
     pub input: String,
     #[serde(default)]
     pub priority: Priority,
@@ -160,7 +169,17 @@ fn check_name(name: &str) -> Result<(), Error> {
     if name.trim().is_empty() || name.chars().count() > 200 {
         return Err(Error::invalid("invalid_name", "name must be 1 to 200 characters"));
     }
-    Ok(())
+    agentyard_core::storable::check_text("name", name)
+        .map_err(|e| Error::invalid("invalid_name", e.to_string()))
+}
+
+/// A configuration patch Postgres can store and give back (no NUL character, no number that
+/// would not read back equal), before the catalog checks its fields.
+fn check_storable(patch: &serde_json::Value) -> Result<(), Error> {
+    agentyard_core::storable::check_json("configuration", patch).map_err(|e| {
+        let field = agentyard_agents::FieldError { field: e.path, message: e.problem };
+        Error::fields("invalid_configuration", vec![field])
+    })
 }
 
 /// A live agent of the caller's org.
@@ -190,6 +209,7 @@ pub async fn create(
     let name = req.name.unwrap_or_else(|| ty.name.clone());
     check_name(&name)?;
     if let Some(p) = &req.configuration {
+        check_storable(p)?;
         check_servers(svc, who, p).await?;
     }
     let overrides = match &req.configuration {
@@ -253,6 +273,7 @@ pub async fn patch(
         check_name(n)?;
     }
     if let Some(p) = &req.configuration {
+        check_storable(p)?;
         check_servers(svc, who, p).await?;
     }
     let catalog = svc.catalog.clone();

@@ -22,6 +22,7 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
 #[serde(deny_unknown_fields)]
 pub struct CreateRunRequest {
     /// The user's message. Not empty; at most `AY_MAX_INPUT_BYTES` bytes.
+    #[schema(min_length = 1)]
     pub input: String,
     /// Answer with the run's SSE event stream instead of 202.
     #[serde(default)]

@@ -59,6 +59,7 @@ pub fn known(catalog: &agentyard_agents::Catalog) -> Known {
 /// Where a definition comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = WorkflowSource)]
 pub enum Source {
     /// The organization's own (`POST /v1/workflows`).
     Org,

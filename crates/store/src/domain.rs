@@ -235,12 +235,21 @@ impl Store {
 }
 
 /// A text column holding one of a closed set of names, as a Rust enum: serde, `FromStr` and
-/// sqlx encode it as its name.
+/// sqlx encode it as its name, and the OpenAPI schema lists the names (`Name as SchemaName`
+/// names the schema apart from another type's of the same name).
+///
+/// The names are `tt`, not `literal`: a `literal` fragment reaches the derives wrapped in an
+/// invisible group, which serde reads but utoipa silently ignores (it then documented the
+/// variants' Rust names, `InProgress` for `in_progress`).
 macro_rules! text_enum {
-    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+    (
+        $(#[$doc:meta])* $name:ident $(as $schema:ident)?
+        { $($(#[$vdoc:meta])* $variant:ident = $text:tt),+ $(,)? }
+    ) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[derive(serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+        $(#[schema(as = $schema)])?
         pub enum $name {
             $($(#[$vdoc])* #[serde(rename = $text)] $variant),+
         }

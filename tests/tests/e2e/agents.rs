@@ -400,3 +400,40 @@ async fn rate_limits_and_quotas_answer_429_and_lose_nothing() {
     let (s, r) = app.call(Method::POST, "/v1/runs", &token, Some(json!({"input": "after"}))).await;
     assert_eq!(s, 202, "the quota frees up as runs end: {r}");
 }
+
+/// Found by fuzzing: a NUL character in an agent's name was a 500 (Postgres refuses it in
+/// `text` and `jsonb`); one in its configuration, or a number `jsonb` cannot give back, would
+/// have been too, or stored and broken every later read.
+#[tokio::test]
+async fn an_agent_name_or_configuration_postgres_cannot_store_is_a_named_422() {
+    let app = TestApp::spawn_with(TestOptions { workers: 0, ..Default::default() }).await;
+    let (status, list) = app.get("/v1/agents").await;
+    assert_eq!(status, 200, "{list}");
+    let id = ids(&list)[0].clone();
+    let before = app.count("SELECT count(*) FROM agents").await;
+
+    let (status, e) =
+        app.post("/v1/agents", json!({"agent_type": "task_assistant", "name": "a\u{0}b"})).await;
+    assert_eq!((status, e["error"]["code"].as_str()), (422, Some("invalid_name")), "{e}");
+    assert!(e["error"]["message"].as_str().unwrap().contains("NUL"), "{e}");
+
+    let bad_prompt = json!({"agent_type": "task_assistant",
+        "configuration": {"system_prompt": "be\u{0}terse"}});
+    let (status, e) = app.post("/v1/agents", bad_prompt).await;
+    assert_eq!((status, e["error"]["code"].as_str()), (422, Some("invalid_configuration")), "{e}");
+    assert_eq!(e["error"]["fields"][0]["field"], "configuration.system_prompt", "{e}");
+
+    let path = format!("/v1/agents/{id}");
+    let (status, e) = app.patch(&path, json!({"name": "x\u{0}"})).await;
+    assert_eq!((status, e["error"]["code"].as_str()), (422, Some("invalid_name")), "{e}");
+    let huge = json!({"configuration": {"metadata_note": {"n": 1.797_693_134_862_315_7e308}}});
+    let (status, e) = app.patch(&path, huge).await;
+    assert_eq!((status, e["error"]["code"].as_str()), (422, Some("invalid_configuration")), "{e}");
+    assert_eq!(e["error"]["fields"][0]["field"], "configuration.metadata_note.n", "{e}");
+
+    // Nothing was stored: the agents read back as before.
+    assert_eq!(app.count("SELECT count(*) FROM agents").await, before);
+    let (status, agent) = app.get(&path).await;
+    assert_eq!(status, 200, "{agent}");
+    assert_ne!(agent["name"], "x\u{0}");
+}

@@ -7,6 +7,7 @@ mod dlq;
 mod engine;
 mod failures;
 mod faults;
+mod fuzz;
 mod hardening;
 mod isolation;
 mod load;

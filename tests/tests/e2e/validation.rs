@@ -112,6 +112,8 @@ async fn bad_requests_get_the_documented_error_and_nothing_is_written() {
             "invalid_metadata",
         ),
         (post(&runs, t, r#"{"input": "hi", "metadata": {"a\u0000": 1}}"#), 422, "invalid_metadata"),
+        // A number too large for a double: a 400 naming the field (found by fuzzing).
+        (post(&runs, t, r#"{"input": "hi", "metadata": {"n": -1e400}}"#), 400, "invalid_json"),
         // Invalid UTF-8, and JSON nested deeper than the parser follows.
         (
             app.http

@@ -7,8 +7,8 @@ use agentyard_agents::AgentConfig;
 use agentyard_core::{AgentId, Scope};
 use agentyard_services::Entity;
 use agentyard_services::agents::{
-    self, Agent, AgentStatus, AgentTools, CreateAgentRequest, DelegateRequest, Delegation,
-    PatchAgentRequest, SourcedValue,
+    self, Agent, AgentStatus, AgentTools, AgentToolsView, CreateAgentRequest, DelegateRequest,
+    Delegation, PatchAgentRequest, SourcedValue,
 };
 use agentyard_store::usage::{Bucket, Totals};
 use axum::Json;
@@ -242,19 +242,19 @@ pub(crate) async fn config_source(
 
 /// The agent's tools.
 #[utoipa::path(get, path = "/v1/agents/{id}/tools", tag = "agents", params(("id" = String, Path)),
-    responses((status = 200, body = AgentTools), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = AgentToolsView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn tools(
     State(state): State<AppState>,
     auth: Auth,
     PathId(id): PathId<AgentId>,
-) -> Result<Json<AgentTools>, ApiError> {
+) -> Result<Json<AgentToolsView>, ApiError> {
     let who = auth.require(READ)?;
     let row = agents::get(&state.services, who, id).await?;
     let c = state.services.catalog.effective(&row.agent_type, &row.name, &row.config);
-    Ok(Json(AgentTools {
+    Ok(Json(AgentToolsView {
         tools_enabled: c.tools_enabled,
-        tools_require_approval: Some(c.tools_require_approval),
+        tools_require_approval: c.tools_require_approval,
         available: agentyard_core::tools::BUILTIN_TOOLS.iter().map(|t| t.name.to_owned()).collect(),
     }))
 }
@@ -280,6 +280,7 @@ pub(crate) async fn put_tools(
 
 /// Query of the stats.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct StatsQuery {
     /// `hour` or `day` (default): the runs created in the last hour or day.
     period: Option<String>,

@@ -41,6 +41,7 @@ fn integration_exists(name: &str) -> ApiError {
 
 /// Query of `GET /v1/tasks`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct TaskQuery {
     /// `all` (default), `pending` or `completed`.
     status: Option<String>,
@@ -82,6 +83,7 @@ pub(crate) async fn list_tasks(
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateTask {
     /// 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     title: String,
     description: Option<String>,
     /// `YYYY-MM-DD`.
@@ -117,6 +119,7 @@ pub(crate) async fn create_task(
 
 /// Query of `GET /v1/tickets`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct TicketQuery {
     /// `open`, `in_progress`, `resolved` or `closed` (default: every status).
     status: Option<String>,

@@ -14,6 +14,7 @@ use crate::{ApiError, AppState, sse};
 
 /// Query of `GET /v1/events`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct OrgEventsQuery {
     /// Only these kinds, comma-separated; a name ending in `*` takes every kind it starts
     /// (`run.*`, `tool_call.*`).

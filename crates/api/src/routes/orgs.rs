@@ -170,6 +170,7 @@ pub(crate) async fn revoke_token(
 
 /// Query of `GET /v1/usage`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct UsageQuery {
     /// RFC 3339; default 30 days before `to`.
     from: Option<DateTime<Utc>>,
@@ -213,6 +214,7 @@ pub(crate) fn raw(bytes: &[u8]) -> serde_json::Value {
 
 /// Query of `GET /v1/audit-log`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct AuditQuery {
     /// A page's `next_cursor`.
     cursor: Option<String>,

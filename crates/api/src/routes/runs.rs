@@ -24,6 +24,7 @@ pub(crate) const MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// Query of `GET /v1/runs/{id}`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct GetQuery {
     /// Seconds (at most 60) to wait for the run to end (or to start waiting for input) before
     /// answering.
@@ -33,6 +34,7 @@ pub(crate) struct GetQuery {
 
 /// Query of `GET /v1/runs/{id}/events`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct EventsQuery {
     /// Resume after this event id (the `Last-Event-ID` header takes precedence).
     #[param(value_type = Option<i64>, minimum = 0)]
@@ -41,6 +43,7 @@ pub(crate) struct EventsQuery {
 
 /// Query of `GET /v1/runs`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
     /// Only runs in this status.
     status: Option<RunStatus>,
@@ -63,12 +66,16 @@ pub(crate) struct RunPage {
     next_cursor: Option<String>,
 }
 
+/// What a `stream: true` run creation answers (documented as its own 200: the run's events).
+const STREAMED: &str = "`stream` true: the run's event stream (as `GET /v1/runs/{id}/events`) from `run.queued` to its terminal event";
+
 /// Posts a message to a thread: starts a run.
 #[utoipa::path(post, path = "/v1/threads/{id}/runs", tag = "runs",
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header,
         description = "a retried POST with the same key returns the same run")),
     request_body(content = CreateRunRequest, content_type = "application/json"),
-    responses((status = 202, body = Run, description = "queued; or `text/event-stream` when `stream` is true"),
+    responses((status = 202, body = Run, description = "queued (`stream` false or absent)"),
+        (status = 200, content_type = "text/event-stream", description = STREAMED),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "thread_busy (strategy reject), agent_inactive"),
         (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)),
@@ -92,7 +99,9 @@ pub(crate) async fn create_on_thread(
 #[utoipa::path(post, path = "/v1/runs", tag = "runs",
     params(("Idempotency-Key" = Option<String>, Header)),
     request_body(content = CreateRunRequest, content_type = "application/json"),
-    responses((status = 202, body = Run), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    responses((status = 202, body = Run, description = "queued (`stream` false or absent)"),
+        (status = 200, content_type = "text/event-stream", description = STREAMED),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)),
     security(("bearer" = [])))]

@@ -37,6 +37,7 @@ pub(crate) async fn status(
 
 /// Query of `GET /v1/system/availability`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct AvailabilityQuery {
     /// `1h` (default), `24h` or `7d`.
     window: Option<String>,
@@ -79,6 +80,7 @@ pub(crate) async fn health_report(
 /// (`agent`, `status`, `tool`, `server`, `outcome`, `host`, `consumer`, `probe`, `role`,
 /// `model`).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct TrendQuery {
     /// `run.latency_ms`, `run.ttft_ms`, `run.queue_wait_ms`, `run.tokens_input`,
     /// `run.tokens_output`, `run.cost_usd`, `tool.latency_ms` (per organization); `host.cpu_pct`,
@@ -118,6 +120,7 @@ pub(crate) async fn performance_trends(
 
 /// Query of `GET /v1/system/alerts`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct AlertsQuery {
     /// `open`, `resolved` or `all` (default).
     status: Option<String>,

@@ -21,6 +21,7 @@ pub(crate) struct CreateThread {
 
 /// Query of the message list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct MessagesQuery {
     /// 1 to 100 (default 20).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
@@ -40,6 +41,7 @@ pub(crate) struct MessagePage {
 
 /// Query of the thread list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
     /// The previous page's `next_cursor`.
     cursor: Option<String>,

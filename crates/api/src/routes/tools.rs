@@ -37,6 +37,7 @@ pub(crate) async fn run_invocations(
 
 /// Query of the audit log.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct InvocationQuery {
     /// Only calls of this tool (the name the model called).
     tool: Option<String>,

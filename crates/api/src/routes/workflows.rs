@@ -37,6 +37,7 @@ pub(crate) struct ExecutionPage {
 
 /// Query of `GET /v1/workflows/executions`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
     /// queued, running, completed, failed or cancelled.
     status: Option<String>,
@@ -197,6 +198,7 @@ pub(crate) async fn execution(
 
 /// Query of `GET /v1/workflows/executions/{id}/events`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct EventsQuery {
     /// Resume after this event id (the `Last-Event-ID` header takes precedence).
     #[param(value_type = Option<i64>, minimum = 0)]

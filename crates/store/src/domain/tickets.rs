@@ -31,7 +31,7 @@ text_enum!(
 
 text_enum!(
     /// How urgent a ticket is.
-    Priority {
+    Priority as TicketPriority {
         Low = "low",
         Medium = "medium",
         High = "high",
