@@ -51,6 +51,7 @@ impl CommonErrors {
             add("422", "invalid_request: a field is missing, unknown or of the wrong type");
         }
         if has_query {
+            add("400", "invalid_query: a number that is not one, or out of range");
             add("422", "invalid_query");
         }
         if path.contains('{') {
@@ -361,6 +362,10 @@ mod tests {
             }
             if path.contains('{') {
                 assert!(has("404"), "{method} {path}");
+            }
+            let in_query = |p: &Value| p["in"] == "query";
+            if op["parameters"].as_array().is_some_and(|ps| ps.iter().any(in_query)) {
+                assert!(has("400") && has("422"), "{method} {path}");
             }
             if path.starts_with("/v1/") {
                 assert!(has("503"), "{method} {path}");

@@ -10,15 +10,17 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use crate::auth::Auth;
-use crate::error::{ErrorBody, PathId, QueryParams};
+use crate::error::{ErrorBody, PathId, QueryNumber, QueryParams, query_limit};
 use crate::{ApiError, AppState};
 
 /// Query of `GET /v1/admin/dlq`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DlqQuery {
     /// How many of the newest to list: 1 to 500, default 100 (the counts cover all).
-    limit: Option<i64>,
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
+    limit: Option<QueryNumber>,
 }
 
 /// The newest dead letters (kind, reason code and text, when, the job) and counts of all of
@@ -33,7 +35,7 @@ pub(crate) async fn list(
     QueryParams(q): QueryParams<DlqQuery>,
 ) -> Result<Json<DeadLetters>, ApiError> {
     auth.require(Scope::PlatformAdmin)?;
-    let limit = agentyard_services::page_limit(q.limit, 100, 500)?;
+    let limit = agentyard_services::page_limit(query_limit(q.limit.as_ref())?, 100, 500)?;
     Ok(Json(state.services.dead_letters(usize::try_from(limit).unwrap_or(100)).await?))
 }
 
