@@ -14,7 +14,6 @@
 //! for [`UNKNOWN_TTL`], so repeating it costs no lookup either.
 
 use std::collections::HashMap;
-use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -85,14 +84,6 @@ impl AuthCache {
     }
 }
 
-/// The token of an `Authorization` header: the scheme `Bearer` in any case (RFC 9110), one or
-/// more spaces or tabs, the token.
-fn bearer_token(header: &str) -> Option<&str> {
-    let (scheme, token) = header.trim_start().split_once([' ', '\t'])?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
 /// The authenticated caller.
 #[derive(Clone, Debug)]
 pub struct Auth(pub Principal);
@@ -122,13 +113,16 @@ impl FromRequestParts<AppState> for Auth {
                 "send the header Authorization: Bearer <token>",
             )
         })?;
-        let token = header.to_str().ok().and_then(bearer_token).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                "the Authorization header must be: Bearer <token>",
-            )
-        })?;
+        let token =
+            header.to_str().ok().and_then(agentyard_runtime::http::bearer_token).ok_or_else(
+                || {
+                    ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid_token",
+                        "the Authorization header must be: Bearer <token>",
+                    )
+                },
+            )?;
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
         let principal = authenticate(state, token, peer).await?;
         if let Err(wait) = state.limiter.check(principal.token_id) {
@@ -187,53 +181,6 @@ async fn authenticate(
     ))
 }
 
-/// A request rate per key (GCRA: a key's "theoretical arrival time" moves forward by 1/rate per
-/// request and may run at most `burst` requests ahead of now): per token, and per client
-/// address for failed authentications.
-#[derive(Debug)]
-pub struct RateLimiter<K = TokenId> {
-    interval: Option<Duration>,
-    tolerance: Duration,
-    tat: Mutex<HashMap<K, Instant>>,
-}
-
-impl<K: Hash + Eq + Copy> RateLimiter<K> {
-    /// `rate` requests per second (0: unlimited) with bursts of `burst`.
-    pub fn new(rate: f64, burst: u32) -> Self {
-        let interval = (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate));
-        let tolerance = interval.map_or(Duration::ZERO, |i| i * burst.max(1));
-        Self { interval, tolerance, tat: Mutex::new(HashMap::new()) }
-    }
-
-    /// Ok (and counted), or how long to wait before the next request would be allowed.
-    pub fn check(&self, key: K) -> Result<(), Duration> {
-        self.take(key, true)
-    }
-
-    /// Whether one more request would be allowed now, without counting it.
-    pub fn peek(&self, key: K) -> Result<(), Duration> {
-        self.take(key, false)
-    }
-
-    fn take(&self, key: K, count: bool) -> Result<(), Duration> {
-        let Some(interval) = self.interval else { return Ok(()) };
-        let now = Instant::now();
-        let mut map = self.tat.lock().expect("rate limiter poisoned");
-        if map.len() >= CACHE_MAX {
-            map.retain(|_, tat| *tat > now);
-        }
-        let tat = map.get(&key).copied().unwrap_or(now).max(now);
-        let next = tat + interval;
-        if next > now + self.tolerance {
-            return Err(next - (now + self.tolerance));
-        }
-        if count {
-            map.insert(key, next);
-        }
-        Ok(())
-    }
-}
-
 /// Evicts tokens revoked by any API process (core NATS broadcast of their ids).
 pub(crate) async fn listen_for_revocations(
     bus: agentyard_bus::Bus,
@@ -255,45 +202,6 @@ pub(crate) async fn listen_for_revocations(
         };
         if let Some(id) = std::str::from_utf8(&msg.payload).ok().and_then(|s| s.parse().ok()) {
             cache.evict(id);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_limiter_allows_a_burst_then_the_rate() {
-        let l = RateLimiter::new(10.0, 3);
-        let t = TokenId::new();
-        for _ in 0..3 {
-            assert!(l.check(t).is_ok());
-        }
-        let wait = l.check(t).unwrap_err();
-        assert!(wait <= Duration::from_millis(100), "{wait:?}");
-        assert!(l.check(TokenId::new()).is_ok(), "another token has its own budget");
-        assert!(RateLimiter::new(0.0, 1).check(t).is_ok());
-    }
-
-    #[test]
-    fn peeking_does_not_spend_the_budget() {
-        let l = RateLimiter::<IpAddr>::new(1.0, 2);
-        let ip: IpAddr = [127, 0, 0, 1].into();
-        for _ in 0..5 {
-            assert!(l.peek(ip).is_ok());
-        }
-        assert!(l.check(ip).is_ok() && l.check(ip).is_ok());
-        assert!(l.peek(ip).is_err() && l.check(ip).is_err());
-    }
-
-    #[test]
-    fn the_scheme_is_case_insensitive() {
-        for h in ["Bearer abc", "bearer abc", "BEARER abc", "BeArEr  abc ", "Bearer\tabc"] {
-            assert_eq!(bearer_token(h), Some("abc"), "{h:?}");
-        }
-        for h in ["Basic abc", "Bearer", "Bearer   ", "Bearerabc", "abc"] {
-            assert_eq!(bearer_token(h), None, "{h:?}");
         }
     }
 }

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use agentyard_bus::{Bus, Outbox};
 use agentyard_runtime::Settings;
+use agentyard_runtime::limit::RateLimiter;
 use agentyard_services::Services;
 use agentyard_store::Store;
 use axum::Router;
@@ -33,9 +34,9 @@ pub use error::ApiError;
 pub struct AppState {
     pub services: Services,
     pub auth: Arc<auth::AuthCache>,
-    pub limiter: Arc<auth::RateLimiter>,
+    pub limiter: Arc<RateLimiter<agentyard_core::TokenId>>,
     /// Failed authentications per client address.
-    pub failures: Arc<auth::RateLimiter<std::net::IpAddr>>,
+    pub failures: Arc<RateLimiter<std::net::IpAddr>>,
     pub hub: Arc<hub::EventHub>,
 }
 
@@ -53,11 +54,9 @@ impl AppState {
         shutdown: CancellationToken,
     ) -> Result<Self, StartError> {
         let outbox = Outbox::start(bus.clone(), store.clone(), shutdown.clone());
-        let limiter = Arc::new(auth::RateLimiter::new(settings.rate_limit, settings.rate_burst));
-        let failures = Arc::new(auth::RateLimiter::new(
-            settings.auth_failure_rate,
-            settings.auth_failure_burst,
-        ));
+        let limiter = Arc::new(RateLimiter::new(settings.rate_limit, settings.rate_burst));
+        let failures =
+            Arc::new(RateLimiter::new(settings.auth_failure_rate, settings.auth_failure_burst));
         let services =
             Services::new(settings, store, bus.clone(), outbox).map_err(StartError::Config)?;
         let every = services.settings.heartbeat_every;

@@ -250,7 +250,11 @@ pub async fn serve_mcp(
     tracing::info!(%url, "MCP tool server listening");
     let every = settings.heartbeat_every;
     agentyard_bus::heartbeat::spawn(bus.clone(), "mcp-server", None, None, every, shutdown.clone());
-    agentyard_tools_server::serve(listener, store, bus, settings.http, shutdown).await?;
+    let failures = agentyard_runtime::limit::RateLimiter::new(
+        settings.auth_failure_rate,
+        settings.auth_failure_burst,
+    );
+    agentyard_tools_server::serve(listener, store, bus, settings.http, failures, shutdown).await?;
     Ok(())
 }
 

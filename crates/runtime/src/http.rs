@@ -399,6 +399,14 @@ impl http_body::Body for Tracked {
     }
 }
 
+/// The token of an `Authorization` header: the scheme `Bearer` in any case (RFC 9110), one or
+/// more spaces or tabs, the token.
+pub fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim_start().split_once([' ', '\t'])?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,5 +429,15 @@ mod tests {
         watch.bytes_read();
         let head = watch.deadline(&limits).unwrap();
         assert!(head < idle, "a started head gets the header timeout");
+    }
+
+    #[test]
+    fn the_scheme_is_case_insensitive() {
+        for h in ["Bearer abc", "bearer abc", "BEARER abc", "BeArEr  abc ", "Bearer\tabc"] {
+            assert_eq!(bearer_token(h), Some("abc"), "{h:?}");
+        }
+        for h in ["Basic abc", "Bearer", "Bearer   ", "Bearerabc", "abc"] {
+            assert_eq!(bearer_token(h), None, "{h:?}");
+        }
     }
 }

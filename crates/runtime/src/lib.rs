@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod http;
+pub mod limit;
 pub mod signal;
 pub mod telemetry;
 

@@ -2,7 +2,9 @@
 //! - a tool token a tool worker minted for one tool call of a run
 //!   (`agentyard_store::tool_tokens`, `ayt.…`): verified by its signature, no database read; or
 //! - a user's API token (the one the `/v1` API takes): looked up on every request, so a revoked
-//!   or expired token stops working at once. The request then gets [`ToolClaims::direct`]
+//!   or expired token stops working at once. Failed lookups are limited per client address as
+//!   in the API (`AY_AUTH_FAILURE_RATE`, `AY_AUTH_FAILURE_BURST`: over them, 429 before any
+//!   lookup; a token that authenticated lately is not held back). The request then gets [`ToolClaims::direct`]
 //!   claims (the token's org, user and scopes, no run, a fresh invocation id) and a [`Direct`]
 //!   marker, by which the server records the call in the tool audit log itself.
 //!
@@ -16,12 +18,16 @@
 //! the claims from there. So a tool sees the claims of the very HTTP request that carried its
 //! call, also inside a long-lived MCP session.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use agentyard_core::{Scope, TokenId};
+use agentyard_runtime::limit::RateLimiter;
 use agentyard_store::Store;
 use agentyard_store::tool_tokens::{self, ToolClaims};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -41,16 +47,42 @@ pub(crate) const WRITE: Scope = Scope::RunsWrite;
 /// The prefix of tool tokens; API tokens never start with it (they start with `ay_`).
 const TOOL_TOKEN_PREFIX: &str = "ayt.";
 
-/// The platform's token key, read from Postgres on the first request (it never changes), and
-/// the store API tokens are looked up in.
+/// The platform's token key, read from Postgres on the first request (it never changes), the
+/// store API tokens are looked up in, and the budget of failed API-token lookups per client
+/// address (as in the API: over it, 429 before any lookup).
 pub(crate) struct Keys {
     store: Store,
     key: OnceCell<Vec<u8>>,
+    failures: RateLimiter<IpAddr>,
+    /// API tokens (by SHA-256) that authenticated lately: an address's failures never hold
+    /// them back, so a neighbour guessing tokens cannot lock a client out.
+    valid: Mutex<HashMap<Vec<u8>, Instant>>,
 }
 
+/// How long a token that authenticated passes an address's exhausted failure budget.
+const VALID_TTL: Duration = Duration::from_secs(600);
+/// Valid tokens remembered at most.
+const VALID_MAX: usize = 100_000;
+
 impl Keys {
-    pub(crate) fn new(store: Store) -> Self {
-        Self { store, key: OnceCell::new() }
+    pub(crate) fn new(store: Store, failures: RateLimiter<IpAddr>) -> Self {
+        Self { store, key: OnceCell::new(), failures, valid: Mutex::new(HashMap::new()) }
+    }
+
+    fn recently_valid(&self, hash: &[u8]) -> bool {
+        let valid = self.valid.lock().expect("valid tokens poisoned");
+        valid.get(hash).is_some_and(|at| at.elapsed() < VALID_TTL)
+    }
+
+    fn remember_valid(&self, hash: Vec<u8>) {
+        let mut valid = self.valid.lock().expect("valid tokens poisoned");
+        if valid.len() >= VALID_MAX {
+            valid.retain(|_, at| at.elapsed() < VALID_TTL);
+            if valid.len() >= VALID_MAX {
+                return;
+            }
+        }
+        valid.insert(hash, Instant::now());
     }
 
     async fn key(&self) -> Result<&[u8], agentyard_store::StoreError> {
@@ -85,8 +117,7 @@ fn unauthorized(headers: &HeaderMap, code: &str, message: &str) -> Response {
 
 /// The token of an `Authorization: Bearer <token>` header (the scheme in any case).
 fn bearer(value: &HeaderValue) -> Option<&str> {
-    let (scheme, token) = value.to_str().ok()?.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    value.to_str().ok().and_then(agentyard_runtime::http::bearer_token)
 }
 
 /// Lets a request through with its claims in its extensions, or answers 401 (503 when the
@@ -104,9 +135,27 @@ pub(crate) async fn require_token(
         );
     };
     let token = bearer(value).map(str::to_owned);
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let found = match token.as_deref() {
         Some(t) if t.starts_with(TOOL_TOKEN_PREFIX) => tool_token(&keys, t).await,
-        Some(t) => api_token(&keys, t).await,
+        Some(t) => {
+            let hash = agentyard_store::orgs::token_hash(t);
+            if let Some(ip) = peer
+                && !keys.recently_valid(&hash)
+                && let Err(wait) = keys.failures.peek(ip)
+            {
+                return too_many_failures(wait);
+            }
+            let found = api_token(&keys, t).await;
+            match (&found, peer) {
+                (Ok(Some(_)), _) => keys.remember_valid(hash),
+                (Ok(None), Some(ip)) => {
+                    let _ = keys.failures.check(ip);
+                }
+                _ => {}
+            }
+            found
+        }
         None => Ok(None),
     };
     match found {
@@ -127,6 +176,18 @@ pub(crate) async fn require_token(
             error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "database unavailable")
         }
     }
+}
+
+/// 429 for an address over its budget of failed lookups.
+fn too_many_failures(wait: Duration) -> Response {
+    let message = format!(
+        "too many failed authentications from this address; retry after {} ms",
+        wait.as_millis()
+    );
+    let mut response = error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", &message);
+    let secs = HeaderValue::from(wait.as_secs_f64().ceil() as u64);
+    response.headers_mut().insert(header::RETRY_AFTER, secs);
+    response
 }
 
 type Authenticated = Option<(ToolClaims, Option<Direct>)>;

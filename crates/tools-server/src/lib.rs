@@ -41,9 +41,11 @@ mod system;
 mod tasks;
 mod tickets;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use agentyard_bus::Bus;
+use agentyard_runtime::limit::RateLimiter;
 use agentyard_store::Store;
 use axum::Router;
 use axum::http::request::Parts;
@@ -142,12 +144,17 @@ impl ServerHandler for ToolServer {
 /// `/mcp` (and the protected-resource metadata MCP clients discover, RFC 9728) on a router of
 /// its own, for `axum::serve` or to merge into another router.
 /// Sessions live until the process ends; [`serve`] ends them on shutdown.
-pub fn router(store: Store, bus: Bus) -> Router {
-    build(store, bus, CancellationToken::new())
+pub fn router(store: Store, bus: Bus, auth_failures: RateLimiter<IpAddr>) -> Router {
+    build(store, bus, auth_failures, CancellationToken::new())
 }
 
-fn build(store: Store, bus: Bus, shutdown: CancellationToken) -> Router {
-    let keys = Arc::new(auth::Keys::new(store.clone()));
+fn build(
+    store: Store,
+    bus: Bus,
+    auth_failures: RateLimiter<IpAddr>,
+    shutdown: CancellationToken,
+) -> Router {
+    let keys = Arc::new(auth::Keys::new(store.clone(), auth_failures));
     let server = ToolServer::new(store, bus);
     // The Host check guards unauthenticated local servers against DNS rebinding. Every request
     // here must carry a token (a signed tool token or an API token), which a rebinding page
@@ -170,8 +177,9 @@ fn build(store: Store, bus: Bus, shutdown: CancellationToken) -> Router {
         .layer(axum::middleware::from_fn(agentyard_otel::trace_http))
 }
 
-/// Serves [`router`] on `listener` with `limits` until `shutdown`, ending open MCP sessions
-/// then, with `GET /metrics` (unless metrics are off).
+/// Serves [`router`] on `listener` with `limits` (and `auth_failures`, the budget of failed
+/// API-token lookups per client address) until `shutdown`, ending open MCP sessions then, with
+/// `GET /metrics` (unless metrics are off).
 ///
 /// # Errors
 /// When the listener fails.
@@ -180,9 +188,11 @@ pub async fn serve(
     store: Store,
     bus: Bus,
     limits: agentyard_runtime::http::HttpLimits,
+    auth_failures: RateLimiter<IpAddr>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = agentyard_metrics::http::instrument(build(store, bus, shutdown.child_token()));
+    let app = build(store, bus, auth_failures, shutdown.child_token());
+    let app = agentyard_metrics::http::instrument(app);
     agentyard_runtime::http::serve(listener, app, limits, shutdown).await
 }
 

@@ -206,6 +206,44 @@ async fn failed_authentications_are_limited_per_address_but_a_valid_token_still_
 }
 
 #[tokio::test]
+async fn the_mcp_server_limits_failed_api_token_lookups_per_address_too() {
+    let app = TestApp::spawn_with(TestOptions {
+        tools: true,
+        ..with_env(&[("AY_AUTH_FAILURE_RATE", "0.1"), ("AY_AUTH_FAILURE_BURST", "5")])
+    })
+    .await;
+    app.wait_tools().await;
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    let post = |token: String| {
+        let (app, list) = (&app, &list);
+        async move {
+            let r = app
+                .http
+                .post(app.mcp_url())
+                .bearer_auth(token)
+                .header("accept", "application/json, text/event-stream")
+                .json(list)
+                .send()
+                .await
+                .unwrap();
+            let retry = r.headers().contains_key("retry-after");
+            (r.status().as_u16(), retry)
+        }
+    };
+    let valid = post(app.token.clone()).await.0;
+    assert!(valid != 401 && valid != 429, "a valid API token is let in: {valid}");
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        statuses.push(post("ay_wrong".into()).await);
+    }
+    let codes: Vec<u16> = statuses.iter().map(|s| s.0).collect();
+    assert_eq!(codes, [401, 401, 401, 401, 401, 429, 429], "{statuses:?}");
+    assert!(statuses[5].1, "429 says when to retry");
+    // The token that authenticated is not held back by its address's failures.
+    assert_eq!(post(app.token.clone()).await.0, valid);
+}
+
+#[tokio::test]
 async fn the_auth_scheme_is_case_insensitive() {
     let app = TestApp::spawn_with(TestOptions { workers: 0, ..Default::default() }).await;
     let with = |header: String| {

@@ -73,6 +73,7 @@ impl TestServer {
             store.clone(),
             bus.clone(),
             Default::default(),
+            agentyard_runtime::limit::RateLimiter::new(0.0, 1),
             shutdown.clone(),
         );
         tokio::spawn(serve);
