@@ -139,6 +139,26 @@ pub struct TestApp {
     api: Option<Child>,
     workers: Vec<Option<Child>>,
 }
+/// A venv with a test's PyPI package: `$var`, else `~/.cache/agentyard/<dir>`. `.ci/run` makes
+/// it; when `import` fails in it, it is made here (`python3 -m venv`, `pip install <package>`).
+///
+/// # Panics
+/// When the package cannot be installed.
+pub fn python_venv(var: &str, dir: &str, package: &str, import: &str) -> PathBuf {
+    let venv = std::env::var(var).map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/agentyard").join(dir)
+    });
+    let python = venv.join("bin/python");
+    use std::process::Command as Cmd;
+    let run = |cmd: &mut Cmd| cmd.status().is_ok_and(|s| s.success());
+    let has = || run(Cmd::new(&python).args(["-c", &format!("import {import}")]));
+    if !has() {
+        let made = run(Cmd::new("python3").args(["-m", "venv"]).arg(&venv))
+            && run(Cmd::new(&python).args(["-m", "pip", "install", "--quiet", package]));
+        assert!(made && has(), "cannot install {package} into {} ({var})", venv.display());
+    }
+    venv
+}
 
 /// Binary under test.
 pub fn node_bin() -> PathBuf {

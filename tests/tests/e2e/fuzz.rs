@@ -37,20 +37,15 @@ const EXCLUDED: &[&str] = &[
     "DELETE /v1/tokens/{id}",
 ];
 
-/// `schemathesis` of the venv `AY_TEST_FUZZ_VENV` (default `~/.cache/agentyard/fuzz-venv`),
-/// which `.ci/run` makes.
+/// `schemathesis` (the 4.x command line this test is written against), from PyPI.
 fn schemathesis() -> PathBuf {
-    let venv = std::env::var("AY_TEST_FUZZ_VENV").map(PathBuf::from).unwrap_or_else(|_| {
-        PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/agentyard/fuzz-venv")
-    });
-    let bin = venv.join("bin/schemathesis");
-    let venv = venv.display();
-    assert!(
-        bin.is_file(),
-        "schemathesis is not installed in {venv} (AY_TEST_FUZZ_VENV): run `bash .ci/run`, or \
-         `python3 -m venv {venv} && {venv}/bin/python -m pip install 'schemathesis>=4.32,<5'`"
+    let venv = agentyard_e2e::python_venv(
+        "AY_TEST_FUZZ_VENV",
+        "fuzz-venv",
+        "schemathesis>=4.32,<5",
+        "schemathesis",
     );
-    bin
+    venv.join("bin/schemathesis")
 }
 
 /// Requests the API answered, and how many of them with a 503, from its own `/metrics`.

@@ -12,32 +12,9 @@ use serde_json::{Value, json};
 
 use crate::tools::tools_app;
 
-/// The Python of a venv holding the MCP SDK (made by `.ci/run`, or here when missing):
-/// `AY_TEST_MCP_VENV`, else `~/.cache/agentyard/mcp-venv`.
+/// The Python of a venv holding the MCP SDK (`mcp`, from PyPI).
 fn sdk_python() -> PathBuf {
-    let venv = std::env::var("AY_TEST_MCP_VENV").map(PathBuf::from).unwrap_or_else(|_| {
-        PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/agentyard/mcp-venv")
-    });
-    let python = venv.join("bin/python");
-    let has_sdk = || {
-        std::process::Command::new(&python)
-            .args(["-c", "from mcp import Client"])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !has_sdk() {
-        let ok = std::process::Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .is_ok_and(|s| s.success())
-            && std::process::Command::new(&python)
-                .args(["-m", "pip", "install", "--quiet", "mcp"])
-                .status()
-                .is_ok_and(|s| s.success());
-        assert!(ok && has_sdk(), "cannot install the MCP SDK (mcp) into {}", venv.display());
-    }
-    python
+    agentyard_e2e::python_venv("AY_TEST_MCP_VENV", "mcp-venv", "mcp", "mcp").join("bin/python")
 }
 
 /// Runs tests/mcp_client.py: lists the tools and makes `calls` ([tool, arguments] pairs);

@@ -12,32 +12,12 @@ use tokio::io::AsyncBufReadExt;
 
 use crate::tools::{T, seed, tools_app};
 
-/// The Python of a venv holding `opentelemetry-proto` (made by `.ci/run`, or here when
-/// missing): `AY_TEST_OTLP_VENV`, else `~/.cache/agentyard/otlp-venv`.
+/// The Python of a venv holding `opentelemetry-proto` (from PyPI).
 fn receiver_python() -> PathBuf {
-    let venv = std::env::var("AY_TEST_OTLP_VENV").map(PathBuf::from).unwrap_or_else(|_| {
-        PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/agentyard/otlp-venv")
-    });
-    let python = venv.join("bin/python");
-    let has_proto = || {
-        std::process::Command::new(&python)
-            .args(["-c", "import opentelemetry.proto.collector.trace.v1.trace_service_pb2"])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !has_proto() {
-        let ok = std::process::Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .is_ok_and(|s| s.success())
-            && std::process::Command::new(&python)
-                .args(["-m", "pip", "install", "--quiet", "opentelemetry-proto"])
-                .status()
-                .is_ok_and(|s| s.success());
-        assert!(ok && has_proto(), "cannot install opentelemetry-proto into {}", venv.display());
-    }
-    python
+    let import = "opentelemetry.proto.collector.trace.v1.trace_service_pb2";
+    let venv =
+        agentyard_e2e::python_venv("AY_TEST_OTLP_VENV", "otlp-venv", "opentelemetry-proto", import);
+    venv.join("bin/python")
 }
 
 /// The receiver, started: (its process, its endpoint, the file it writes spans to).
