@@ -25,6 +25,7 @@ use rmcp::model::{
 #[allow(deprecated)]
 use rmcp::model::{CreateMessageRequestParams, CreateMessageResult, SamplingMessage};
 use rmcp::service::{RequestContext, RunningService};
+use rmcp::transport::common::client_side_sse::SseRetryPolicy;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{ClientHandler, ErrorData, RoleClient, ServiceExt};
@@ -208,6 +209,19 @@ fn http() -> reqwest::Client {
     .clone()
 }
 
+/// How a call's broken response stream (the server died mid-answer) is resumed: three quick
+/// tries (0.2, 0.4, 0.8 s), then the call fails and the tool worker retries it whole (each call
+/// is idempotent per invocation). rmcp's default retries forever with doubling waits, so such a
+/// call hung until the tool timeout (30 s) even when the server was back in a second.
+#[derive(Debug)]
+struct ResumeBriefly;
+
+impl SseRetryPolicy for ResumeBriefly {
+    fn retry(&self, tries: usize) -> Option<Duration> {
+        (tries < 3).then(|| Duration::from_millis(200 << tries))
+    }
+}
+
 /// Streamable HTTP to `url` through `client`, with the bearer token and our trace context.
 fn http_transport(
     client: reqwest::Client,
@@ -215,6 +229,7 @@ fn http_transport(
     bearer_token: Option<&str>,
 ) -> StreamableHttpClientTransport<reqwest::Client> {
     let mut config = StreamableHttpClientTransportConfig::with_uri(url);
+    config.retry_config = Arc::new(ResumeBriefly);
     if let Some(t) = bearer_token {
         config = config.auth_header(t.to_owned());
     }
@@ -392,6 +407,14 @@ mod tests {
     use serde_json::json;
 
     use super::content_text;
+
+    #[test]
+    fn a_broken_answer_stream_is_resumed_briefly_then_given_up() {
+        use super::{Duration, ResumeBriefly, SseRetryPolicy};
+        let waits: Vec<Option<Duration>> = (0..4).map(|n| ResumeBriefly.retry(n)).collect();
+        let ms = |n| Some(Duration::from_millis(n));
+        assert_eq!(waits, [ms(200), ms(400), ms(800), None], "1.4 s in all, not forever");
+    }
 
     #[test]
     fn a_protocol_error_asking_for_a_retry_is_unavailable_not_refused() {
