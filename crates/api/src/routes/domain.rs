@@ -53,7 +53,8 @@ pub(crate) struct TaskList {
     data: Vec<TaskRow>,
 }
 
-/// The org's tasks, oldest first (at most 500).
+/// The org's tasks (a token limited to its user: those its user created), oldest first (at most
+/// 500).
 #[utoipa::path(get, path = "/v1/tasks", tag = "tools", params(TaskQuery),
     responses((status = 200, body = TaskList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 422, body = ErrorBody, description = "invalid_query")),

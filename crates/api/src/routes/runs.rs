@@ -201,7 +201,8 @@ pub(crate) async fn get(
     live::wait_run(&state, who, id, wait).await.map(Json)
 }
 
-/// The organization's runs, newest first, optionally of one status, thread or agent.
+/// The organization's runs (a token limited to its user: its own), newest first, optionally of
+/// one status, thread or agent.
 #[utoipa::path(get, path = "/v1/runs", tag = "runs", params(ListQuery),
     responses((status = 200, body = RunPage), (status = 400, body = ErrorBody, description = "invalid_query: a number out of range"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 422, body = ErrorBody)),

@@ -73,7 +73,7 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(state.services.create_thread(who, metadata).await?)))
 }
 
-/// The organization's threads, newest first.
+/// The organization's threads (a token limited to its user: its own), newest first.
 #[utoipa::path(get, path = "/v1/threads", tag = "threads", params(ListQuery),
     responses((status = 200, body = ThreadPage), (status = 400, body = ErrorBody, description = "invalid_query: a number out of range"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 422, body = ErrorBody)),

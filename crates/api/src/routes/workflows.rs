@@ -160,7 +160,7 @@ pub(crate) async fn start_template(
     Ok((StatusCode::ACCEPTED, Json(e)))
 }
 
-/// The organization's executions, newest first.
+/// The organization's executions (a token limited to its user: those it started), newest first.
 #[utoipa::path(get, path = "/v1/workflows/executions", tag = "workflows", params(ListQuery),
     responses((status = 200, body = ExecutionPage), (status = 400, body = ErrorBody, description = "invalid_query: a number out of range"), (status = 401, body = ErrorBody),
         (status = 422, body = ErrorBody)),
