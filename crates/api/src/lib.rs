@@ -8,8 +8,10 @@
 //! - [`hub`]: the process's one reader of every event, fanned out to its waiters.
 //! - [`live`]: event streams of a run or an organization, and long-polls, served from the hub.
 //! - [`routes`]: the HTTP handlers, annotated for OpenAPI ([`openapi`]).
+//! - `console`: the web console's static files at `/console`.
 
 pub mod auth;
+mod console;
 pub mod error;
 pub mod hub;
 mod live;

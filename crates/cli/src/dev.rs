@@ -140,7 +140,8 @@ fn print_banner(settings: &Settings, provider: &Provider, token: &str, home: &Pa
     let url = format!("http://{}", settings.http_addr);
     let token_file = home.join("dev-token");
     eprintln!(
-        "\nagentyard dev is up\n  API:   {url}  (reference: {url}/docs)\n  MCP:   http://{}/mcp  \
+        "\nagentyard dev is up\n  API:   {url}  (reference: {url}/docs)\n  web:   {url}/console  \
+         (the web console: log in with the token below)\n  MCP:   http://{}/mcp  \
          (the built-in tools, for any MCP client: send the token as Authorization: Bearer)\n  \
          {}\n  token: {token}\n         (saved in {})\n\ntry:\n  curl -s -X POST {url}/v1/runs -H \"Authorization: Bearer $(cat {})\" \\\n    \
          -H 'Content-Type: application/json' -d '{{\"input\": \"Hello!\"}}'\n  cargo run --release -- chat \"Hello!\"\n",

@@ -275,11 +275,20 @@ async fn dev_round_trip(app: &TestApp, home: &std::path::Path, env: &[(&str, &st
         .await
         .unwrap();
     assert_eq!(done["status"], "completed", "{done}");
+    // The web console is served, without a token, and the banner names its address.
+    let console = app.http.get(format!("{url}/console")).send().await.unwrap();
+    assert_eq!(console.status(), 200);
     // A graceful stop (SIGTERM) also stops the private servers dev started.
     let pid = child.id().unwrap().to_string();
     tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
     let status = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait()).await;
     assert!(status.is_ok(), "dev did not stop on SIGTERM");
+    if std::env::var_os("TEST_LOG").is_none() {
+        let log = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../target/e2e-logs/{}-dev.log", app.prefix));
+        let banner = std::fs::read_to_string(log).unwrap();
+        assert!(banner.contains(&format!("web:   {url}/console")), "{banner}");
+    }
     token
 }
 

@@ -3,6 +3,7 @@
 mod agents;
 mod chat;
 mod cli;
+mod console;
 mod dlq;
 mod engine;
 mod failures;

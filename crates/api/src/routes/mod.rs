@@ -27,6 +27,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(crate::openapi::spec))
         .route("/docs", get(crate::openapi::docs))
+        .merge(crate::console::router())
         .route("/v1/threads", post(threads::create).get(threads::list))
         .route("/v1/threads/{id}", get(threads::get))
         .route("/v1/threads/{id}/messages", get(threads::messages))

@@ -1,0 +1,184 @@
+// The chat page: the user's threads, an agent to talk to, and a conversation whose answer
+// streams in token by token, with the tool calls shown where they happen.
+
+import {get, stream, threadMessages} from './api.js';
+import {errorBox, fill, h, loading, when} from './dom.js';
+
+export async function render(main, {id, signal}) {
+  document.title = 'Chat · agentyard';
+  const threads = h('ul', {class: 'threads'});
+  const agent = h('select', {id: 'agent', name: 'agent'});
+  const log = h('ol', {class: 'conversation', 'aria-live': 'polite', 'aria-label': 'Conversation'});
+  const input = h('textarea', {id: 'message', name: 'message', rows: 3, required: true});
+  const send = h('button', {type: 'submit'}, 'Send');
+  const status = h('div', {class: 'chat-status'});
+  let threadId = id;
+
+  const form = h('form', {class: 'composer', onsubmit: (e) => {
+    e.preventDefault();
+    const text = input.value.trim();
+    if (!text || send.disabled) return;
+    input.value = '';
+    converse(text);
+  }},
+    h('label', {for: 'message'}, 'Message'),
+    input,
+    h('div', {class: 'row'}, send, status));
+  // Enter sends, Shift+Enter makes a new line.
+  input.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      form.requestSubmit();
+    }
+  });
+
+  fill(main, h('div', {class: 'chat'},
+    h('aside', {class: 'sidebar', 'aria-label': 'Threads'},
+      h('a', {class: 'button', href: '#/chat'}, 'New chat'),
+      h('h2', {}, 'Threads'),
+      threads),
+    h('section', {class: 'thread', 'aria-label': 'Chat'},
+      h('div', {class: 'row'}, h('label', {for: 'agent'}, 'Agent'), agent),
+      log,
+      form)));
+
+  loadThreads(threads, threadId);
+  loadAgents(agent);
+  if (threadId) loadMessages(log, threadId);
+  input.focus();
+
+  async function converse(text) {
+    send.disabled = true;
+    fill(status, h('span', {class: 'loading', role: 'status'}, 'Answering…'));
+    log.append(h('li', {class: 'msg user'}, h('span', {class: 'who'}, 'You'), h('p', {}, text)));
+    const answer = h('p', {class: 'content'});
+    const bubble = h('li', {class: 'msg assistant streaming'},
+      h('span', {class: 'who'}, 'Assistant'), answer);
+    log.append(bubble);
+    const body = {input: text, stream: true};
+    if (agent.value) body.agent_id = agent.value;
+    const path = threadId ? `/v1/threads/${threadId}/runs` : '/v1/runs';
+    let runId = null;
+    const tools = new Map();
+    try {
+      // Leaving the page stops reading; the run goes on and its page shows how it ended.
+      await stream('POST', path, body, (ev) => {
+        const d = ev.data;
+        switch (ev.event) {
+          case 'run.queued':
+            runId = d.run.id;
+            if (!threadId) {
+              threadId = d.run.thread_id;
+              // Not a navigation: the page stays as it is, the address names the thread.
+              history.replaceState(null, '', `#/chat/${threadId}`);
+              loadThreads(threads, threadId);
+            }
+            break;
+          case 'message.delta':
+            answer.append(d.content);
+            answer.scrollIntoView({block: 'nearest'});
+            break;
+          case 'message.reset':
+            answer.replaceChildren();
+            break;
+          case 'tool_call.created': {
+            const box = toolBox(d);
+            tools.set(d.id, box);
+            bubble.insertBefore(box, answer);
+            break;
+          }
+          case 'tool_call.completed':
+            finishTool(tools.get(d.id), d, runId);
+            break;
+          case 'run.failed':
+          case 'run.expired':
+          case 'run.cancelled':
+            bubble.append(errorBox(d.run.error || {message: `The run ended: ${d.run.status}.`}));
+            break;
+          case 'run.requires_input':
+            bubble.append(h('p', {class: 'note'},
+              'The run waits for input: ', h('a', {href: `#/runs/${d.run.id}`}, 'see the run')));
+            break;
+          default:
+        }
+      }, signal);
+    } catch (err) {
+      if (!signal.aborted) bubble.append(errorBox(err));
+    } finally {
+      bubble.classList.remove('streaming');
+      if (runId) bubble.append(h('a', {class: 'small', href: `#/runs/${runId}`}, 'Run details'));
+      status.replaceChildren();
+      send.disabled = false;
+      input.focus();
+    }
+  }
+}
+
+function toolBox(call) {
+  return h('details', {class: 'tool', open: true, 'data-tool': call.name},
+    h('summary', {}, h('span', {class: 'tool-name'}, call.name), ' ',
+      h('span', {class: 'tool-state'}, 'running…')),
+    h('h3', {}, 'Arguments'),
+    h('pre', {}, JSON.stringify(call.arguments, null, 2)));
+}
+
+async function finishTool(box, done, runId) {
+  if (!box) return;
+  const state = box.querySelector('.tool-state');
+  const ms = done.duration_ms == null ? '' : ` in ${done.duration_ms} ms`;
+  state.textContent = done.is_error ? `failed${ms}` : `done${ms}`;
+  if (done.is_error) box.classList.add('failed');
+  // The event does not carry the result: the invocation does.
+  try {
+    const list = await get(`/v1/runs/${runId}/tool-invocations`);
+    const inv = (list.data || []).find((i) => i.id === done.id);
+    if (inv) {
+      box.append(h('h3', {}, inv.is_error ? 'Error' : 'Result'),
+        h('pre', {class: 'tool-result'}, inv.result ?? inv.error ?? ''));
+    }
+  } catch (err) {
+    box.append(errorBox(err));
+  }
+}
+
+async function loadThreads(list, current) {
+  fill(list, h('li', {}, loading()));
+  try {
+    const page = await get('/v1/threads?limit=50');
+    if (!page.data.length) return fill(list, h('li', {class: 'muted'}, 'No threads yet.'));
+    fill(list, page.data.map((t) => h('li', {},
+      h('a', {href: `#/chat/${t.id}`, 'aria-current': t.id === current ? 'page' : null},
+        t.metadata && t.metadata.title ? t.metadata.title : when(t.created_at)))));
+  } catch (err) {
+    fill(list, h('li', {}, errorBox(err)));
+  }
+}
+
+async function loadAgents(select) {
+  fill(select, h('option', {value: ''}, 'Loading agents…'));
+  select.disabled = true;
+  try {
+    const page = await get('/v1/agents');
+    const active = page.data.filter((a) => a.is_active);
+    fill(select, h('option', {value: ''}, 'Default agent'),
+      active.map((a) => h('option', {value: a.id},
+        `${a.name}${a.is_default ? ' (default)' : ''}`)));
+  } catch (err) {
+    fill(select, h('option', {value: ''}, `Default agent (${err.message})`));
+  } finally {
+    select.disabled = false;
+  }
+}
+
+async function loadMessages(log, threadId) {
+  fill(log, h('li', {}, loading('Loading messages…')));
+  try {
+    const items = await threadMessages(threadId);
+    fill(log, items.filter((m) => m.role === 'user' || (m.role === 'assistant' && m.content))
+      .map((m) => h('li', {class: `msg ${m.role}`},
+        h('span', {class: 'who'}, m.role === 'user' ? 'You' : 'Assistant'),
+        h('p', {class: 'content'}, m.content))));
+  } catch (err) {
+    fill(log, h('li', {}, errorBox(err)));
+  }
+}

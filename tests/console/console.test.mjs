@@ -1,0 +1,124 @@
+// Drives the web console in the system Chromium (playwright-core, no browser download) against
+// a running stack. Run by tests/tests/e2e/console.rs, which passes:
+//   AY_CONSOLE_URL   the API's /console address
+//   AY_TOKEN         a valid token
+//   AY_BAD_TOKEN_MESSAGE  what the API answers to a bad token
+//   AY_FAILED_RUN    the id of a failed run (for the status filter)
+//   AY_SHOTS         where to write the screenshots (console-*.png)
+// It prints one JSON line, `RESULT {...}`, for the Rust test to check against the API.
+import {createRequire} from 'node:module';
+import path from 'node:path';
+import assert from 'node:assert/strict';
+
+const require = createRequire(path.join(process.env.AY_TEST_NPM_DIR, 'node_modules', 'x.js'));
+const {chromium} = require('playwright-core');
+
+const url = process.env.AY_CONSOLE_URL;
+const shots = process.env.AY_SHOTS;
+// Readable at 375 px: nothing wider than the screen.
+async function fits(page) {
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(wide <= 375, `the page is ${wide} px wide at 375 px`);
+}
+const shot = (page, name) => page.screenshot({path: path.join(shots, `console-${name}.png`), fullPage: true});
+
+const browser = await chromium.launch({executablePath: '/usr/bin/chromium', args: ['--no-sandbox']});
+const problems = [];
+const page = await browser.newPage({viewport: {width: 1280, height: 800}});
+try {
+  // A CSP violation or a script error shows up here: the console must have none.
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.setDefaultTimeout(60_000);
+
+  // Login: a bad token shows the API's message, a good one opens the chat.
+  await page.goto(url);
+  const tokenField = page.getByLabel('API token');
+  await tokenField.fill('ay_not-a-real-token');
+  await tokenField.press('Enter');
+  const error = page.locator('.login .error');
+  await error.waitFor();
+  assert.equal(await error.textContent(), process.env.AY_BAD_TOKEN_MESSAGE);
+  await shot(page, 'login-error');
+  assert.equal(await page.getByRole('button', {name: 'Log out'}).isVisible(), false);
+  // The bad token answered 401 above; those do not count as page problems.
+  problems.length = 0;
+  await tokenField.fill(process.env.AY_TOKEN);
+  await page.getByRole('button', {name: 'Log in'}).click();
+  await page.getByLabel('Message').waitFor();
+  await page.locator('#agent option', {hasText: '(default)'}).waitFor({state: 'attached'});
+
+  // Chat: record every change of the answer's text, send with the keyboard, wait for the end.
+  await page.evaluate(() => {
+    window.__deltas = 0;
+    new MutationObserver((records) => {
+      for (const r of records) {
+        if (r.target.closest?.('.msg.assistant .content') || r.target.parentElement?.closest('.msg.assistant .content')) window.__deltas += 1;
+      }
+    }).observe(document.querySelector('.conversation'), {childList: true, subtree: true, characterData: true});
+  });
+  const message = page.getByLabel('Message');
+  await message.fill('What integrations are active?');
+  await message.press('Enter');
+  const answer = page.locator('.msg.assistant').last();
+  const tool = answer.locator('.tool[data-tool="get_active_integrations"]');
+  await tool.locator('.tool-result').waitFor();
+  await answer.locator('a', {hasText: 'Run details'}).waitFor();
+  assert.equal(await answer.locator('.error').count(), 0, await answer.textContent());
+  const toolState = await tool.locator('.tool-state').textContent();
+  assert.match(toolState, /^done/);
+  const toolResult = await tool.locator('.tool-result').textContent();
+  // The tool call shows before the answer that used it.
+  const toolFirst = await answer.evaluate((el) =>
+    el.querySelector('.tool').compareDocumentPosition(el.querySelector('.content')) & Node.DOCUMENT_POSITION_FOLLOWING);
+  assert.ok(toolFirst, 'the tool call shows above the answer');
+  const text = await answer.locator('.content').textContent();
+  const deltas = await page.evaluate(() => window.__deltas);
+  assert.ok(deltas > 1, `the answer arrived in ${deltas} piece(s), not token by token`);
+  const threadId = decodeURIComponent(new URL(page.url()).hash.split('/')[2] || '');
+  assert.ok(threadId, `the address names the new thread: ${page.url()}`);
+  await page.locator(`.threads a[href="#/chat/${threadId}"]`).waitFor();
+  await shot(page, 'chat');
+  // A reload keeps the session (the token is in sessionStorage) and shows the stored thread.
+  await page.reload();
+  await page.locator('.msg.user', {hasText: 'What integrations are active?'}).waitFor();
+  assert.deepEqual(await page.locator('.msg.assistant .content').allTextContents(), [text]);
+  await page.setViewportSize({width: 375, height: 800});
+  await fits(page);
+  await shot(page, 'chat-375');
+  await page.setViewportSize({width: 1280, height: 800});
+
+  // Runs: the failed run is found by the status filter; its page shows its events and error.
+  await page.getByRole('link', {name: 'Runs', exact: true}).click();
+  await page.getByLabel('Status').selectOption('failed');
+  await page.getByRole('button', {name: 'Filter'}).click();
+  const failed = process.env.AY_FAILED_RUN;
+  const row = page.locator(`table.runs a[href="#/runs/${failed}"]`);
+  await row.waitFor();
+  const statuses = await page.locator('table.runs .badge').allTextContents();
+  assert.ok(statuses.length > 0 && statuses.every((s) => s === 'failed'), `statuses: ${statuses}`);
+  await shot(page, 'runs');
+  await row.click();
+  await page.locator('.event[data-event="run.failed"]').waitFor();
+  const events = await page.locator('.event .kind').allTextContents();
+  assert.equal(events[0], 'run.queued', `events: ${events}`);
+  const runError = await page.locator('main > .error').textContent();
+  const summary = await page.locator('.summary dt').allTextContents();
+  assert.deepEqual(summary.slice(0, 2), ['Status', 'Thread'], `summary: ${summary}`);
+  assert.equal(await page.locator('.summary dd .badge').textContent(), 'failed');
+  await page.locator('.msg.user').waitFor();
+  await shot(page, 'run');
+  await page.setViewportSize({width: 375, height: 800});
+  await fits(page);
+  await shot(page, 'run-375');
+
+  assert.deepEqual(problems, []);
+  console.log(`RESULT ${JSON.stringify({threadId, text, toolResult, deltas, events, runError})}`);
+} catch (err) {
+  // What the page showed and said when it went wrong.
+  await shot(page, 'failure').catch(() => {});
+  console.error(`page problems: ${JSON.stringify(problems)}\nat ${page.url()}`);
+  throw err;
+} finally {
+  await browser.close();
+}

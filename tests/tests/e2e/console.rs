@@ -1,0 +1,122 @@
+//! The web console at `/console`: served without a token with a strict CSP, and driven in a
+//! real headless Chromium (Debian's `chromium`, through `playwright-core` from npm, both
+//! installed by `.ci/run`) by `tests/console/console.test.mjs` against a real stack: log in,
+//! a bad token's message, a streamed chat answer with its tool call, a run found by status.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use agentyard_e2e::{TestApp, TestOptions};
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn the_console_is_served_from_the_binary_without_a_token_and_with_a_strict_csp() {
+    let app = TestApp::spawn().await;
+    for (path, kind) in [
+        ("/console", "text/html; charset=utf-8"),
+        ("/console/", "text/html; charset=utf-8"),
+        ("/console/app.js", "text/javascript; charset=utf-8"),
+        ("/console/console.css", "text/css; charset=utf-8"),
+    ] {
+        let r = app.http.get(format!("{}{path}", app.api_url)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let h = r.headers();
+        assert_eq!(h["content-type"], kind, "{path}");
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.starts_with("default-src 'none'; script-src 'self';"), "{csp}");
+        assert!(!csp.contains("unsafe"), "{csp}");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+    }
+    let r = app.http.get(format!("{}/console/secrets.js", app.api_url)).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found", "{body}");
+}
+
+#[tokio::test]
+async fn a_browser_logs_in_chats_with_a_streamed_answer_and_finds_a_failed_run() {
+    let chromium = PathBuf::from("/usr/bin/chromium");
+    assert!(chromium.exists(), "no /usr/bin/chromium: `apt-get install chromium` (.ci/run does)");
+    let npm = playwright_core();
+    let app =
+        TestApp::spawn_with(TestOptions { tools: true, token_delay_ms: 10, ..Default::default() })
+            .await;
+    app.wait_tools().await;
+    app.store.seed_demo(app.org_id.parse().unwrap()).await.unwrap();
+
+    // A failed run for the Runs page's status filter (the scripted model refuses this input).
+    let (s, run) = app.post("/v1/runs", json!({"input": "bad request"})).await;
+    assert_eq!(s, 202, "{run}");
+    let failed = app.wait_terminal(run["id"].as_str().unwrap(), T).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    // What the API answers to a bad token, which the login page must show as it is.
+    let (s, bad) = app.call(reqwest::Method::GET, "/v1/agents", "ay_not-a-real-token", None).await;
+    assert_eq!(s, 401, "{bad}");
+
+    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/e2e-logs");
+    std::fs::create_dir_all(&shots).unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("console/console.test.mjs");
+    let out = tokio::process::Command::new("node")
+        .arg(&script)
+        .env("AY_TEST_NPM_DIR", &npm)
+        .env("AY_CONSOLE_URL", format!("{}/console", app.api_url))
+        .env("AY_TOKEN", &app.token)
+        .env("AY_BAD_TOKEN_MESSAGE", bad["error"]["message"].as_str().unwrap())
+        .env("AY_FAILED_RUN", failed["id"].as_str().unwrap())
+        .env("AY_SHOTS", &shots)
+        .output()
+        .await
+        .expect("node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "console.test.mjs failed:\n{stdout}\n{stderr}");
+    let result: Value = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .map(|j| serde_json::from_str(j).unwrap())
+        .unwrap_or_else(|| panic!("no RESULT line:\n{stdout}\n{stderr}"));
+
+    // What the page showed is what the API stored: the streamed text is the run's output and
+    // the tool's result is the invocation's.
+    let thread = result["threadId"].as_str().unwrap();
+    let (_, runs) = app.get(&format!("/v1/runs?thread_id={thread}")).await;
+    let chat_run = &runs["data"][0];
+    assert_eq!(chat_run["status"], "completed", "{runs}");
+    assert_eq!(chat_run["tools_used"], json!(["get_active_integrations"]));
+    assert_eq!(result["text"], chat_run["output"]["content"], "{result}");
+    let (_, calls) =
+        app.get(&format!("/v1/runs/{}/tool-invocations", chat_run["id"].as_str().unwrap())).await;
+    assert_eq!(result["toolResult"], calls["data"][0]["result"], "{result}");
+    let events = result["events"].as_array().unwrap();
+    assert_eq!(events.last().unwrap(), "run.failed", "{result}");
+    let run_error = format!(
+        "{}: {}",
+        failed["error"]["code"].as_str().unwrap(),
+        failed["error"]["message"].as_str().unwrap()
+    );
+    assert_eq!(result["runError"], run_error.as_str());
+    for name in ["login-error", "chat", "chat-375", "runs", "run", "run-375"] {
+        assert!(shots.join(format!("console-{name}.png")).exists(), "no screenshot {name}");
+    }
+}
+
+/// `playwright-core` under `AY_TEST_NPM_DIR` (default `~/.cache/agentyard/npm`), installed by
+/// `.ci/run` (or here when missing) without a browser: the test drives the system Chromium.
+fn playwright_core() -> PathBuf {
+    let dir = std::env::var("AY_TEST_NPM_DIR").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/agentyard/npm")
+    });
+    if !dir.join("node_modules/playwright-core/package.json").exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = std::process::Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "playwright-core"])
+            .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+            .current_dir(&dir)
+            .status()
+            .expect("npm");
+        assert!(ok.success(), "npm install playwright-core failed");
+    }
+    dir
+}
