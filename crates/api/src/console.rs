@@ -3,11 +3,9 @@
 //! with it, so it can do nothing the token cannot. No build step, no third-party code: the
 //! browser loads these files as they are in the repository.
 
-use axum::Router;
 use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 
 /// Scripts, styles, fetches and images from this origin only; no inline code, no frames.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
@@ -24,15 +22,17 @@ const FILES: &[(&str, &str, &str)] = &[
     ("runs.js", "text/javascript; charset=utf-8", include_str!("../console/runs.js")),
 ];
 
-/// `GET /console` (the page) and `GET /console/{file}` (its scripts and styles).
-pub(crate) fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new()
-        .route("/console", get(|| async { file("index.html") }))
-        .route("/console/", get(|| async { file("index.html") }))
-        .route("/console/{name}", get(|Path(name): Path<String>| async move { file(&name) }))
+/// `GET /console`: the page.
+pub(crate) async fn index() -> Response {
+    serve("index.html")
 }
 
-fn file(name: &str) -> Response {
+/// `GET /console/{name}`: its scripts and styles.
+pub(crate) async fn file(Path(name): Path<String>) -> Response {
+    serve(&name)
+}
+
+fn serve(name: &str) -> Response {
     let Some((_, content_type, body)) = FILES.iter().find(|(n, _, _)| *n == name) else {
         return crate::ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such console file")
             .into_response();
