@@ -83,6 +83,16 @@ try {
   await page.reload();
   await page.locator('.msg.user', {hasText: 'What integrations are active?'}).waitFor();
   assert.deepEqual(await page.locator('.msg.assistant .content').allTextContents(), [text]);
+  // The chat run's page: its tool call in the timeline and in the invocations, and its usage.
+  await page.getByRole('link', {name: 'Run details'}).click();
+  await page.locator('.event[data-event="run.completed"]').waitFor();
+  const chatEvents = await page.locator('.event .kind').allTextContents();
+  for (const e of ['run.queued', 'tool_call.created', 'tool_call.completed', 'message.delta']) {
+    assert.ok(chatEvents.includes(e), `${e} missing from ${chatEvents}`);
+  }
+  assert.deepEqual(await page.locator('details.tool .tool-name').allTextContents(), ['get_active_integrations']);
+  await page.locator('.summary dt', {hasText: 'Usage'}).waitFor();
+  await shot(page, 'run-tools');
   await page.setViewportSize({width: 375, height: 800});
   await fits(page);
   await shot(page, 'chat-375');

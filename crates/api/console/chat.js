@@ -55,6 +55,8 @@ export async function render(main, {id, signal}) {
     const bubble = h('li', {class: 'msg assistant streaming'},
       h('span', {class: 'who'}, 'Assistant'), answer);
     log.append(bubble);
+    // Screen readers announce the answer once it is whole, not every token.
+    log.setAttribute('aria-busy', 'true');
     const body = {input: text, stream: true};
     if (agent.value) body.agent_id = agent.value;
     const path = threadId ? `/v1/threads/${threadId}/runs` : '/v1/runs';
@@ -106,6 +108,7 @@ export async function render(main, {id, signal}) {
       if (!signal.aborted) bubble.append(errorBox(err));
     } finally {
       bubble.classList.remove('streaming');
+      log.removeAttribute('aria-busy');
       if (runId) bubble.append(h('a', {class: 'small', href: `#/runs/${runId}`}, 'Run details'));
       status.replaceChildren();
       send.disabled = false;
@@ -177,7 +180,9 @@ async function loadMessages(log, threadId) {
     fill(log, items.filter((m) => m.role === 'user' || (m.role === 'assistant' && m.content))
       .map((m) => h('li', {class: `msg ${m.role}`},
         h('span', {class: 'who'}, m.role === 'user' ? 'You' : 'Assistant'),
-        h('p', {class: 'content'}, m.content))));
+        h('p', {class: 'content'}, m.content),
+        m.role === 'assistant' && m.run_id
+          ? h('a', {class: 'small', href: `#/runs/${m.run_id}`}, 'Run details') : null)));
   } catch (err) {
     fill(log, h('li', {}, errorBox(err)));
   }

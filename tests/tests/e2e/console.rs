@@ -97,7 +97,7 @@ async fn a_browser_logs_in_chats_with_a_streamed_answer_and_finds_a_failed_run()
         failed["error"]["message"].as_str().unwrap()
     );
     assert_eq!(result["runError"], run_error.as_str());
-    for name in ["login-error", "chat", "chat-375", "runs", "run", "run-375"] {
+    for name in ["login-error", "chat", "chat-375", "run-tools", "runs", "run", "run-375"] {
         assert!(shots.join(format!("console-{name}.png")).exists(), "no screenshot {name}");
     }
 }
