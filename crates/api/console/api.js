@@ -35,9 +35,10 @@ async function fail(resp, stored = true) {
   return new ApiError(resp.status, code, message);
 }
 
-/** `GET`/`POST` a JSON route; resolves to the parsed body, rejects with an ApiError. */
-export async function request(method, path, body, opts = {}) {
-  const init = {method, headers: headers({Accept: 'application/json'}, opts.token)};
+/** Sends a request (a JSON body when `body` is given); rejects with an ApiError when the API
+ * does not answer or refuses it. */
+async function send(method, path, body, {accept, tok, signal} = {}) {
+  const init = {method, headers: headers({Accept: accept}, tok), signal};
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
@@ -48,7 +49,13 @@ export async function request(method, path, body, opts = {}) {
   } catch (e) {
     throw new ApiError(0, 'network', `The API did not answer: ${e.message}`);
   }
-  if (!resp.ok) throw await fail(resp, opts.token === undefined);
+  if (!resp.ok) throw await fail(resp, tok === undefined);
+  return resp;
+}
+
+/** `GET`/`POST` a JSON route; resolves to the parsed body, rejects with an ApiError. */
+export async function request(method, path, body, opts = {}) {
+  const resp = await send(method, path, body, {accept: 'application/json', tok: opts.token});
   return resp.status === 204 ? null : resp.json();
 }
 
@@ -90,18 +97,7 @@ async function* events(body) {
  * stream ends. Rejects with an ApiError when the API refuses the request.
  */
 export async function stream(method, path, body, onEvent, signal) {
-  const init = {method, headers: headers({Accept: 'text/event-stream'}), signal};
-  if (body !== undefined) {
-    init.headers['Content-Type'] = 'application/json';
-    init.body = JSON.stringify(body);
-  }
-  let resp;
-  try {
-    resp = await fetch(path, init);
-  } catch (e) {
-    throw new ApiError(0, 'network', `The API did not answer: ${e.message}`);
-  }
-  if (!resp.ok) throw await fail(resp);
+  const resp = await send(method, path, body, {accept: 'text/event-stream', signal});
   for await (const ev of events(resp.body)) onEvent(ev);
 }
 
