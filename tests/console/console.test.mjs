@@ -4,6 +4,7 @@
 //   AY_TOKEN         a valid token
 //   AY_BAD_TOKEN_MESSAGE  what the API answers to a bad token
 //   AY_FAILED_RUN    the id of a failed run (for the status filter)
+//   AY_TASK_AGENT    an agent with the task tools (delete_task waits for approval)
 //   AY_SHOTS         where to write the screenshots (console-*.png)
 // It prints one JSON line, `RESULT {...}`, for the Rust test to check against the API.
 import {createRequire} from 'node:module';
@@ -98,6 +99,40 @@ try {
   await shot(page, 'chat-375');
   await page.setViewportSize({width: 1280, height: 800});
 
+  // Approvals answered in place: a delete waits for the human; approved, the run goes on. A
+  // second one is cancelled from the page instead, and its task stays.
+  const waiting = async (input, agent = process.env.AY_TASK_AGENT) => {
+    await page.getByRole('link', {name: 'Chat', exact: true}).click();
+    await page.getByRole('link', {name: 'New chat'}).click();
+    await page.locator('#agent option', {hasText: '(default)'}).waitFor({state: 'attached'});
+    await page.locator('#agent').selectOption(agent);
+    await message.fill(input);
+    await message.press('Enter');
+    const bubble = page.locator('.msg.assistant').last();
+    await bubble.locator('form.input').waitFor();
+    return bubble;
+  };
+  let bubble = await waiting('call delete_task {"title": "old errand"}');
+  assert.match(await bubble.locator('form.input pre').textContent(), /delete_task/);
+  await shot(page, 'chat-approval');
+  await bubble.getByRole('button', {name: 'Approve'}).click();
+  await bubble.locator('a', {hasText: 'Run details'}).waitFor();
+  assert.equal(await bubble.locator('form.input').count(), 0, 'the answered form is gone');
+  assert.match(await bubble.locator('.content').textContent(), /old errand/);
+  // An elicitation: the form asks for the missing description, and the answer resumes the run.
+  bubble = await waiting('create a ticket titled Printer on fire without a description', '');
+  await bubble.locator('form.input').getByLabel(/description/i).fill('Smoke from tray 2');
+  await shot(page, 'chat-elicitation');
+  await bubble.locator('form.input').getByRole('button', {name: 'Send'}).click();
+  await bubble.locator('a', {hasText: 'Run details'}).waitFor();
+  assert.equal(await bubble.locator('.error').count(), 0, await bubble.textContent());
+  bubble = await waiting('call delete_task {"title": "keep me"}');
+  await page.getByRole('button', {name: 'Cancel run'}).click();
+  await bubble.locator('.error').waitFor();
+  const cancelled = await bubble.locator('.error').textContent();
+  await bubble.locator('a', {hasText: 'Run details'}).waitFor();
+  assert.equal(await page.getByRole('button', {name: 'Cancel run'}).isVisible(), false);
+
   // Runs: the failed run is found by the status filter; its page shows its events and error.
   await page.getByRole('link', {name: 'Runs', exact: true}).click();
   await page.getByLabel('Status').selectOption('failed');
@@ -123,7 +158,7 @@ try {
   await shot(page, 'run-375');
 
   assert.deepEqual(problems, []);
-  console.log(`RESULT ${JSON.stringify({threadId, text, toolResult, deltas, events, runError})}`);
+  console.log(`RESULT ${JSON.stringify({threadId, text, toolResult, deltas, events, runError, cancelled})}`);
 } catch (err) {
   // What the page showed and said when it went wrong.
   await shot(page, 'failure').catch(() => {});

@@ -1,7 +1,7 @@
 // The chat page: the user's threads, an agent to talk to, and a conversation whose answer
 // streams in token by token, with the tool calls shown where they happen.
 
-import {get, stream, threadMessages} from './api.js';
+import {get, post, stream, threadMessages} from './api.js';
 import {errorBox, fill, h, loading, when} from './dom.js';
 
 export async function render(main, {id, signal}) {
@@ -11,6 +11,7 @@ export async function render(main, {id, signal}) {
   const log = h('ol', {class: 'conversation', 'aria-live': 'polite', 'aria-label': 'Conversation'});
   const input = h('textarea', {id: 'message', name: 'message', rows: 3, required: true});
   const send = h('button', {type: 'submit'}, 'Send');
+  const cancel = h('button', {type: 'button', class: 'secondary', hidden: true}, 'Cancel run');
   const status = h('div', {class: 'chat-status'});
   let threadId = id;
 
@@ -23,7 +24,7 @@ export async function render(main, {id, signal}) {
   }},
     h('label', {for: 'message'}, 'Message'),
     input,
-    h('div', {class: 'row'}, send, status));
+    h('div', {class: 'row'}, send, cancel, status));
   // Enter sends, Shift+Enter makes a new line.
   input.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
@@ -62,6 +63,17 @@ export async function render(main, {id, signal}) {
     const path = threadId ? `/v1/threads/${threadId}/runs` : '/v1/runs';
     let runId = null;
     const tools = new Map();
+    cancel.onclick = async () => {
+      if (!runId) return;
+      cancel.disabled = true;
+      try {
+        await post(`/v1/runs/${runId}/cancel`);
+      } catch (err) {
+        bubble.append(errorBox(err));
+      } finally {
+        cancel.disabled = false;
+      }
+    };
     try {
       // Leaving the page stops reading; the run goes on and its page shows how it ended.
       await stream('POST', path, body, (ev) => {
@@ -69,6 +81,7 @@ export async function render(main, {id, signal}) {
         switch (ev.event) {
           case 'run.queued':
             runId = d.run.id;
+            cancel.hidden = false;
             if (!threadId) {
               threadId = d.run.thread_id;
               // Not a navigation: the page stays as it is, the address names the thread.
@@ -98,8 +111,10 @@ export async function render(main, {id, signal}) {
             bubble.append(errorBox(d.run.error || {message: `The run ended: ${d.run.status}.`}));
             break;
           case 'run.requires_input':
-            bubble.append(h('p', {class: 'note'},
-              'The run waits for input: ', h('a', {href: `#/runs/${d.run.id}`}, 'see the run')));
+            bubble.insertBefore(inputForm(d.run), answer);
+            break;
+          case 'run.input_received':
+            for (const f of bubble.querySelectorAll('form.input')) f.remove();
             break;
           default:
         }
@@ -111,10 +126,65 @@ export async function render(main, {id, signal}) {
       log.removeAttribute('aria-busy');
       if (runId) bubble.append(h('a', {class: 'small', href: `#/runs/${runId}`}, 'Run details'));
       status.replaceChildren();
+      cancel.hidden = true;
       send.disabled = false;
       input.focus();
     }
   }
+}
+
+/**
+ * What a waiting run asks, as a form answered in place (`POST /v1/runs/{id}/input`): approve or
+ * deny a tool call; or the values an elicitation asks for (one field per property of its
+ * schema: text, number, yes/no, or a choice), accepted, declined or cancelled. The run's stream
+ * goes on once it is answered.
+ */
+function inputForm(run) {
+  const need = run.required_input;
+  const errors = h('div');
+  const form = h('form', {class: 'input', 'aria-label': 'The run waits for you'});
+  const answer = async (action, content) => {
+    for (const b of form.querySelectorAll('button')) b.disabled = true;
+    errors.replaceChildren();
+    try {
+      await post(`/v1/runs/${run.id}/input`, content === undefined ? {action} : {action, content});
+    } catch (err) {
+      errors.append(errorBox(err));
+      for (const b of form.querySelectorAll('button')) b.disabled = false;
+    }
+  };
+  const button = (label, action, values) => h('button', {type: 'button', onclick: () =>
+    answer(action, values ? values() : undefined)}, label);
+  if (need.kind === 'tool_approval') {
+    fill(form, h('p', {}, need.message),
+      h('pre', {}, `${need.tool} ${JSON.stringify(need.arguments, null, 2)}`),
+      h('div', {class: 'row'}, button('Approve', 'approve'), button('Deny', 'deny')), errors);
+    return form;
+  }
+  const props = (need.requested_schema && need.requested_schema.properties) || {};
+  const fields = Object.entries(props).map(([name, schema], i) => {
+    const id = `input-${run.id}-${i}`;
+    const label = h('label', {for: id}, schema.title || name);
+    let control;
+    if (Array.isArray(schema.enum)) {
+      control = h('select', {id, name}, schema.enum.map((v) => h('option', {value: v}, v)));
+    } else if (schema.type === 'boolean') {
+      control = h('input', {id, name, type: 'checkbox'});
+    } else {
+      const numeric = schema.type === 'number' || schema.type === 'integer';
+      control = h('input', {id, name, type: numeric ? 'number' : 'text'});
+    }
+    return {name, schema, control, row: h('div', {class: 'field'}, label, control)};
+  });
+  const values = () => Object.fromEntries(fields.map(({name, schema, control}) => {
+    if (schema.type === 'boolean') return [name, control.checked];
+    if (schema.type === 'number' || schema.type === 'integer') return [name, Number(control.value)];
+    return [name, control.value];
+  }));
+  fill(form, h('p', {}, need.message), fields.map((f) => f.row),
+    h('div', {class: 'row'}, button('Send', 'accept', values), button('Decline', 'decline'),
+      button('Cancel', 'cancel')), errors);
+  return form;
 }
 
 function toolBox(call) {

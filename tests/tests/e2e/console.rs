@@ -1,7 +1,9 @@
 //! The web console at `/console`: served without a token with a strict CSP, and driven in a
 //! real headless Chromium (Debian's `chromium`, through `playwright-core` from npm, both
 //! installed by `.ci/run`) by `tests/console/console.test.mjs` against a real stack: log in,
-//! a bad token's message, a streamed chat answer with its tool call, a run found by status.
+//! a bad token's message, a streamed chat answer with its tool call, an approval answered in
+//! place, an elicitation answered with a form, a run cancelled from the chat, a run found by
+//! status.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -51,6 +53,13 @@ async fn a_browser_logs_in_chats_with_a_streamed_answer_and_finds_a_failed_run()
     assert_eq!(s, 202, "{run}");
     let failed = app.wait_terminal(run["id"].as_str().unwrap(), T).await;
     assert_eq!(failed["status"], "failed", "{failed}");
+    // An agent with the task tools (delete_task waits for approval) and two tasks to delete.
+    let (s, agent) = app.post("/v1/agents", json!({"agent_type": "task_assistant"})).await;
+    assert_eq!(s, 201, "{agent}");
+    for title in ["old errand", "keep me"] {
+        let (s, task) = app.post("/v1/tasks", json!({"title": title})).await;
+        assert_eq!(s, 201, "{task}");
+    }
     // What the API answers to a bad token, which the login page must show as it is.
     let (s, bad) = app.call(reqwest::Method::GET, "/v1/agents", "ay_not-a-real-token", None).await;
     assert_eq!(s, 401, "{bad}");
@@ -65,6 +74,7 @@ async fn a_browser_logs_in_chats_with_a_streamed_answer_and_finds_a_failed_run()
         .env("AY_TOKEN", &app.token)
         .env("AY_BAD_TOKEN_MESSAGE", bad["error"]["message"].as_str().unwrap())
         .env("AY_FAILED_RUN", failed["id"].as_str().unwrap())
+        .env("AY_TASK_AGENT", agent["id"].as_str().unwrap())
         .env("AY_SHOTS", &shots)
         .output()
         .await
@@ -97,7 +107,29 @@ async fn a_browser_logs_in_chats_with_a_streamed_answer_and_finds_a_failed_run()
         failed["error"]["message"].as_str().unwrap()
     );
     assert_eq!(result["runError"], run_error.as_str());
-    for name in ["login-error", "chat", "chat-375", "run-tools", "runs", "run", "run-375"] {
+    // The approved delete happened, the cancelled one did not.
+    let (_, tasks) = app.get("/v1/tasks").await;
+    let titles: Vec<&str> =
+        tasks["data"].as_array().unwrap().iter().map(|t| t["title"].as_str().unwrap()).collect();
+    assert_eq!(titles, ["keep me"], "{tasks}");
+    assert!(result["cancelled"].as_str().unwrap().contains("cancel"), "{result}");
+    // The elicitation's answer reached the tool.
+    let (_, tickets) = app.get("/v1/tickets").await;
+    let printer =
+        tickets["data"].as_array().unwrap().iter().find(|t| t["title"] == "Printer on fire");
+    assert_eq!(printer.map(|t| &t["description"]), Some(&json!("Smoke from tray 2")), "{tickets}");
+    let shots_taken = [
+        "login-error",
+        "chat",
+        "chat-375",
+        "chat-approval",
+        "chat-elicitation",
+        "run-tools",
+        "runs",
+        "run",
+        "run-375",
+    ];
+    for name in shots_taken {
         assert!(shots.join(format!("console-{name}.png")).exists(), "no screenshot {name}");
     }
 }
