@@ -19,6 +19,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use agentyard_core::{Scope, TokenId};
+use agentyard_runtime::limit::Recent;
 use agentyard_store::orgs::{Principal, token_hash};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::StatusCode;
@@ -35,10 +36,16 @@ pub const UNKNOWN_TTL: Duration = Duration::from_secs(60);
 const CACHE_MAX: usize = 100_000;
 
 /// Recently authenticated tokens, and tokens recently found unknown, by SHA-256.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AuthCache {
     entries: Mutex<HashMap<Vec<u8>, (Principal, Instant)>>,
-    unknown: Mutex<HashMap<Vec<u8>, Instant>>,
+    unknown: Recent<Vec<u8>>,
+}
+
+impl Default for AuthCache {
+    fn default() -> Self {
+        Self { entries: Mutex::default(), unknown: Recent::new(UNKNOWN_TTL) }
+    }
 }
 
 impl AuthCache {
@@ -65,22 +72,6 @@ impl AuthCache {
             map.retain(|_, (_, at)| at.elapsed() < KNOWN_TTL);
         }
         map.insert(hash, (p, Instant::now()));
-    }
-
-    fn known_unknown(&self, hash: &[u8]) -> bool {
-        let map = self.unknown.lock().expect("auth cache poisoned");
-        map.get(hash).is_some_and(|at| at.elapsed() < UNKNOWN_TTL)
-    }
-
-    fn put_unknown(&self, hash: Vec<u8>) {
-        let mut map = self.unknown.lock().expect("auth cache poisoned");
-        if map.len() >= CACHE_MAX {
-            map.retain(|_, at| at.elapsed() < UNKNOWN_TTL);
-            if map.len() >= CACHE_MAX {
-                return;
-            }
-        }
-        map.insert(hash, Instant::now());
     }
 }
 
@@ -164,12 +155,12 @@ async fn authenticate(
             wait.as_secs_f64().ceil() as u64,
         ));
     }
-    if !state.auth.known_unknown(&hash) {
+    if !state.auth.unknown.contains(&hash) {
         if let Some(p) = state.services.store.authenticate(token).await? {
             state.auth.put(hash, p.clone());
             return Ok(p);
         }
-        state.auth.put_unknown(hash);
+        state.auth.unknown.insert(hash);
     }
     if let Some(ip) = peer {
         let _ = state.failures.check(ip);

@@ -56,6 +56,40 @@ impl<K: Hash + Eq + Copy> RateLimiter<K> {
     }
 }
 
+/// Keys seen lately, each for `ttl`: token hashes found unknown, or found valid. At most
+/// [`KEYS_MAX`] at once; beyond, expired ones are dropped, and a new key is not remembered while
+/// none has expired (forgetting only costs a lookup).
+#[derive(Debug)]
+pub struct Recent<K> {
+    ttl: Duration,
+    seen: Mutex<HashMap<K, Instant>>,
+}
+
+impl<K: Hash + Eq> Recent<K> {
+    /// Remembers keys for `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        Self { ttl, seen: Mutex::new(HashMap::new()) }
+    }
+
+    /// True when `key` was remembered within the last `ttl`.
+    pub fn contains(&self, key: &K) -> bool {
+        let seen = self.seen.lock().expect("recent keys poisoned");
+        seen.get(key).is_some_and(|at| at.elapsed() < self.ttl)
+    }
+
+    /// Remembers `key` from now.
+    pub fn insert(&self, key: K) {
+        let mut seen = self.seen.lock().expect("recent keys poisoned");
+        if seen.len() >= KEYS_MAX {
+            seen.retain(|_, at| at.elapsed() < self.ttl);
+            if seen.len() >= KEYS_MAX {
+                return;
+            }
+        }
+        seen.insert(key, Instant::now());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::IpAddr;

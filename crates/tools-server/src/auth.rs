@@ -18,13 +18,12 @@
 //! the claims from there. So a tool sees the claims of the very HTTP request that carried its
 //! call, also inside a long-lived MCP session.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use agentyard_core::{Scope, TokenId};
-use agentyard_runtime::limit::RateLimiter;
+use agentyard_runtime::limit::{RateLimiter, Recent};
 use agentyard_store::Store;
 use agentyard_store::tool_tokens::{self, ToolClaims};
 use axum::extract::{ConnectInfo, Request, State};
@@ -56,33 +55,15 @@ pub(crate) struct Keys {
     failures: RateLimiter<IpAddr>,
     /// API tokens (by SHA-256) that authenticated lately: an address's failures never hold
     /// them back, so a neighbour guessing tokens cannot lock a client out.
-    valid: Mutex<HashMap<Vec<u8>, Instant>>,
+    valid: Recent<Vec<u8>>,
 }
 
 /// How long a token that authenticated passes an address's exhausted failure budget.
 const VALID_TTL: Duration = Duration::from_secs(600);
-/// Valid tokens remembered at most.
-const VALID_MAX: usize = 100_000;
 
 impl Keys {
     pub(crate) fn new(store: Store, failures: RateLimiter<IpAddr>) -> Self {
-        Self { store, key: OnceCell::new(), failures, valid: Mutex::new(HashMap::new()) }
-    }
-
-    fn recently_valid(&self, hash: &[u8]) -> bool {
-        let valid = self.valid.lock().expect("valid tokens poisoned");
-        valid.get(hash).is_some_and(|at| at.elapsed() < VALID_TTL)
-    }
-
-    fn remember_valid(&self, hash: Vec<u8>) {
-        let mut valid = self.valid.lock().expect("valid tokens poisoned");
-        if valid.len() >= VALID_MAX {
-            valid.retain(|_, at| at.elapsed() < VALID_TTL);
-            if valid.len() >= VALID_MAX {
-                return;
-            }
-        }
-        valid.insert(hash, Instant::now());
+        Self { store, key: OnceCell::new(), failures, valid: Recent::new(VALID_TTL) }
     }
 
     async fn key(&self) -> Result<&[u8], agentyard_store::StoreError> {
@@ -141,14 +122,14 @@ pub(crate) async fn require_token(
         Some(t) => {
             let hash = agentyard_store::orgs::token_hash(t);
             if let Some(ip) = peer
-                && !keys.recently_valid(&hash)
+                && !keys.valid.contains(&hash)
                 && let Err(wait) = keys.failures.peek(ip)
             {
                 return too_many_failures(wait);
             }
             let found = api_token(&keys, t).await;
             match (&found, peer) {
-                (Ok(Some(_)), _) => keys.remember_valid(hash),
+                (Ok(Some(_)), _) => keys.valid.insert(hash),
                 (Ok(None), Some(ip)) => {
                     let _ = keys.failures.check(ip);
                 }
