@@ -1,16 +1,20 @@
-// The shell: the login page, the navigation and the hash router (#/chat, #/chat/<thread>,
-// #/runs, #/runs/<run>). Each page module exports `render(main, {id, signal})`; `signal` aborts
+// The shell: the login page, the navigation and the hash router: `#/<page>` and
+// `#/<page>/<id>` for chat, runs, agents, tools, workflows and system. Each page module exports `render(main, {id, signal})`; `signal` aborts
 // when another page renders, to close the page's open streams.
 
 import {get, token} from './api.js';
 import {errorBox, fill, h} from './dom.js';
 import * as chat from './chat.js';
 import * as runs from './runs.js';
+import * as agents from './agents.js';
+import * as tools from './tools.js';
+import * as workflows from './workflows.js';
+import * as system from './system.js';
 
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
 
-const pages = {chat, runs};
+const pages = {chat, runs, agents, tools, workflows, system};
 let page = null;
 
 function login() {

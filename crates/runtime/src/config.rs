@@ -73,6 +73,9 @@ pub struct Settings {
     pub log: Option<String>,
     /// A directory holding `agents.yaml` to use instead of the compiled-in one.
     pub config_dir: Option<PathBuf>,
+    /// `AY_CONSOLE_DIR`: serve the web console's files from this directory instead of the
+    /// copies compiled in (edit a page, reload the browser).
+    pub console_dir: Option<PathBuf>,
     /// Requests per second one token may make (0: no limit).
     pub rate_limit: f64,
     /// Requests a token may make at once above its rate.
@@ -145,6 +148,7 @@ pub const KNOWN_AY_VARS: &[&str] = &[
     "AY_HOME",
     "AY_LOG",
     "AY_CONFIG_DIR",
+    "AY_CONSOLE_DIR",
     "AY_RATE_LIMIT",
     "AY_RATE_BURST",
     "AY_ORG_MAX_ACTIVE_RUNS",
@@ -223,6 +227,7 @@ impl Settings {
             home: PathBuf::from(get("AY_HOME").unwrap_or(".agentyard")),
             log: get("AY_LOG").map(str::to_owned),
             config_dir: get("AY_CONFIG_DIR").map(PathBuf::from),
+            console_dir: get("AY_CONSOLE_DIR").map(PathBuf::from),
             rate_limit: parse(&get, "AY_RATE_LIMIT", "100", |v| {
                 v.parse().ok().filter(|n: &f64| n.is_finite() && *n >= 0.0)
             })?,

@@ -3,9 +3,15 @@
 //! installed by `.ci/run`) by `tests/console/console.test.mjs` against a real stack: log in,
 //! a bad token's message, a streamed chat answer with its tool call, an approval answered in
 //! place, an elicitation answered with a form, a run cancelled from the chat, a run found by
-//! status.
+//! status. The other pages have a module each, most against a real `agentyard dev` stack
+//! ([`DevStack`]); each page's browser script is `tests/console/<page>.test.mjs`.
 
-use std::path::PathBuf;
+mod agents;
+mod system;
+mod tools;
+mod workflows;
+
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agentyard_e2e::{TestApp, TestOptions};
@@ -39,9 +45,6 @@ async fn the_console_is_served_from_the_binary_without_a_token_and_with_a_strict
 
 #[tokio::test]
 async fn a_browser_logs_in_chats_with_a_streamed_answer_and_finds_a_failed_run() {
-    let chromium = PathBuf::from("/usr/bin/chromium");
-    assert!(chromium.exists(), "no /usr/bin/chromium: `apt-get install chromium` (.ci/run does)");
-    let npm = playwright_core();
     let app =
         TestApp::spawn_with(TestOptions { tools: true, token_delay_ms: 10, ..Default::default() })
             .await;
@@ -64,29 +67,17 @@ async fn a_browser_logs_in_chats_with_a_streamed_answer_and_finds_a_failed_run()
     let (s, bad) = app.call(reqwest::Method::GET, "/v1/agents", "ay_not-a-real-token", None).await;
     assert_eq!(s, 401, "{bad}");
 
-    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/e2e-logs");
-    std::fs::create_dir_all(&shots).unwrap();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("console/console.test.mjs");
-    let out = tokio::process::Command::new("node")
-        .arg(&script)
-        .env("AY_TEST_NPM_DIR", &npm)
-        .env("AY_CONSOLE_URL", format!("{}/console", app.api_url))
-        .env("AY_TOKEN", &app.token)
-        .env("AY_BAD_TOKEN_MESSAGE", bad["error"]["message"].as_str().unwrap())
-        .env("AY_FAILED_RUN", failed["id"].as_str().unwrap())
-        .env("AY_TASK_AGENT", agent["id"].as_str().unwrap())
-        .env("AY_SHOTS", &shots)
-        .output()
-        .await
-        .expect("node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "console.test.mjs failed:\n{stdout}\n{stderr}");
-    let result: Value = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .map(|j| serde_json::from_str(j).unwrap())
-        .unwrap_or_else(|| panic!("no RESULT line:\n{stdout}\n{stderr}"));
+    let result = browser(
+        "console",
+        &format!("{}/console", app.api_url),
+        &app.token,
+        &[
+            ("AY_BAD_TOKEN_MESSAGE", bad["error"]["message"].as_str().unwrap()),
+            ("AY_FAILED_RUN", failed["id"].as_str().unwrap()),
+            ("AY_TASK_AGENT", agent["id"].as_str().unwrap()),
+        ],
+    )
+    .await;
 
     // What the page showed is what the API stored: the streamed text is the run's output and
     // the tool's result is the invocation's.
@@ -129,8 +120,114 @@ async fn a_browser_logs_in_chats_with_a_streamed_answer_and_finds_a_failed_run()
         "run",
         "run-375",
     ];
-    for name in shots_taken {
-        assert!(shots.join(format!("console-{name}.png")).exists(), "no screenshot {name}");
+    assert_screenshots(&shots_taken);
+}
+
+/// Where the browser scripts write their screenshots (`console-<name>.png`).
+pub(crate) fn shots_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/e2e-logs")
+}
+
+/// Fails unless each named screenshot was written.
+pub(crate) fn assert_screenshots(names: &[&str]) {
+    for name in names {
+        let path = shots_dir().join(format!("console-{name}.png"));
+        assert!(path.exists(), "no screenshot {}", path.display());
+    }
+}
+
+/// Runs `tests/console/<script>.test.mjs` in the system Chromium against the console at
+/// `console_url` with `token` (and `env`); returns the JSON of its `RESULT` line.
+pub(crate) async fn browser(
+    script: &str,
+    console_url: &str,
+    token: &str,
+    env: &[(&str, &str)],
+) -> Value {
+    let chromium = Path::new("/usr/bin/chromium");
+    assert!(chromium.exists(), "no /usr/bin/chromium: `apt-get install chromium` (.ci/run does)");
+    let npm = playwright_core();
+    let shots = shots_dir();
+    std::fs::create_dir_all(&shots).unwrap();
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("console/{script}.test.mjs"));
+    let out = tokio::process::Command::new("node")
+        .arg(&path)
+        .env("AY_TEST_NPM_DIR", &npm)
+        .env("AY_CONSOLE_URL", console_url)
+        .env("AY_TOKEN", token)
+        .env("AY_SHOTS", &shots)
+        .envs(env.iter().copied())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{script}.test.mjs failed:\n{stdout}\n{stderr}");
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .map(|j| serde_json::from_str(j).unwrap())
+        .unwrap_or_else(|| panic!("no RESULT line:\n{stdout}\n{stderr}"))
+}
+
+/// `agentyard dev` (API, agent and tool workers, orchestrator, monitor, built-in tool server
+/// and the scripted model in one process) on the test's database and subject prefix, with the
+/// demo data `dev` seeds; stopped when dropped.
+pub(crate) struct DevStack {
+    pub url: String,
+    /// The dev token: every org scope and `platform:admin`.
+    pub token: String,
+    pub http: reqwest::Client,
+    _child: tokio::process::Child,
+}
+
+impl DevStack {
+    pub(crate) async fn start(app: &TestApp, env: &[(&str, &str)]) -> Self {
+        let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let (http, mcp) = (free(), free());
+        let home = std::env::temp_dir().join(format!("ay-console-{}", app.prefix));
+        std::fs::create_dir_all(&home).unwrap();
+        let mut cmd = app.command("dev", &["dev"]);
+        cmd.env("AY_HOME", &home)
+            .env("AY_HTTP_ADDR", http.to_string())
+            .env("AY_MCP_ADDR", mcp.to_string())
+            .env("AY_METRICS_ADDR", "127.0.0.1:0")
+            .env_remove("OPENAI_BASE_URL")
+            .envs(env.iter().copied());
+        let child = cmd.spawn().unwrap();
+        let url = format!("http://{http}");
+        let client = reqwest::Client::new();
+        let mut ready = false;
+        for _ in 0..600 {
+            let r = client.get(format!("{url}/readyz")).send().await;
+            if r.is_ok_and(|r| r.status().is_success()) && home.join("dev-token").exists() {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(ready, "dev did not start; see target/e2e-logs/{}-dev.log", app.prefix);
+        let token = std::fs::read_to_string(home.join("dev-token")).unwrap().trim().to_owned();
+        Self { url, token, http: client, _child: child }
+    }
+
+    /// `GET`/`POST`/... `path` with the dev token; the status and the JSON body (Null if none).
+    pub(crate) async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req =
+            self.http.request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 }
 

@@ -1,0 +1,2 @@
+// placeholder
+export function render(main) { main.replaceChildren(); }
