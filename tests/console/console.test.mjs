@@ -133,6 +133,31 @@ try {
   await bubble.locator('a', {hasText: 'Run details'}).waitFor();
   assert.equal(await page.getByRole('button', {name: 'Cancel run'}).isVisible(), false);
 
+  // A reload mid-answer: the page resumes the run's stream after the last event it had seen
+  // (Last-Event-ID), and the answer ends whole, nothing lost and nothing doubled.
+  const resumes = [];
+  page.on('request', (r) => {
+    if (/^\/v1\/runs\/[^/]+\/events$/.test(new URL(r.url()).pathname)) {
+      resumes.push(r.headers()['last-event-id'] ?? null);
+    }
+  });
+  await page.getByRole('link', {name: 'Chat', exact: true}).click();
+  await page.getByRole('link', {name: 'New chat'}).click();
+  await page.locator('#agent option', {hasText: '(default)'}).waitFor({state: 'attached'});
+  await message.fill('slow count to thirty');
+  await message.press('Enter');
+  await page.locator('.msg.assistant .content', {hasText: 'three'}).waitFor();
+  const partial = await page.locator('.msg.assistant .content').last().textContent();
+  await page.reload();
+  bubble = page.locator('.msg.assistant').last();
+  await bubble.locator('a', {hasText: 'Run details'}).waitFor();
+  const slowText = await bubble.locator('.content').textContent();
+  assert.ok(slowText.startsWith(partial), `"${slowText}" does not go on from "${partial}"`);
+  assert.equal(resumes.length, 1, `event streams opened: ${JSON.stringify(resumes)}`);
+  assert.match(String(resumes[0]), /^[0-9]+$/, 'the resumed stream sent Last-Event-ID');
+  const slowThread = decodeURIComponent(new URL(page.url()).hash.split('/')[2] || '');
+  await shot(page, 'chat-resumed');
+
   // Runs: the failed run is found by the status filter; its page shows its events and error.
   await page.getByRole('link', {name: 'Runs', exact: true}).click();
   await page.getByLabel('Status').selectOption('failed');
@@ -143,6 +168,19 @@ try {
   const statuses = await page.locator('table.runs .badge').allTextContents();
   assert.ok(statuses.length > 0 && statuses.every((s) => s === 'failed'), `statuses: ${statuses}`);
   await shot(page, 'runs');
+  // The time filter: nothing from tomorrow on; from an hour ago, the failed run again.
+  const local = (ms) => page.evaluate((ms) => {
+    const d = new Date(Date.now() + ms);
+    d.setMinutes(d.getMinutes() - d.getTimezoneOffset());
+    return d.toISOString().slice(0, 16);
+  }, ms);
+  await page.getByLabel('From').fill(await local(86_400_000));
+  await page.getByRole('button', {name: 'Filter'}).click();
+  await page.getByText('No runs match.').waitFor();
+  assert.match(page.url(), /since=/, 'the address keeps the time filter');
+  await page.getByLabel('From').fill(await local(-3_600_000));
+  await page.getByRole('button', {name: 'Filter'}).click();
+  await row.waitFor();
   await row.click();
   await page.locator('.event[data-event="run.failed"]').waitFor();
   const events = await page.locator('.event .kind').allTextContents();
@@ -158,7 +196,8 @@ try {
   await shot(page, 'run-375');
 
   assert.deepEqual(problems, []);
-  console.log(`RESULT ${JSON.stringify({threadId, text, toolResult, deltas, events, runError, cancelled})}`);
+  console.log(`RESULT ${JSON.stringify({threadId, text, toolResult, deltas, events, runError, cancelled,
+    slowThread, slowText, lastEventId: resumes[0]})}`);
 } catch (err) {
   // What the page showed and said when it went wrong.
   await shot(page, 'failure').catch(() => {});

@@ -37,8 +37,8 @@ async function fail(resp, stored = true) {
 
 /** Sends a request (a JSON body when `body` is given); rejects with an ApiError when the API
  * does not answer or refuses it. */
-async function send(method, path, body, {accept, tok, signal} = {}) {
-  const init = {method, headers: headers({Accept: accept}, tok), signal};
+async function send(method, path, body, {accept, tok, signal, extra} = {}) {
+  const init = {method, headers: headers({Accept: accept, ...extra}, tok), signal};
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
@@ -94,10 +94,12 @@ async function* events(body) {
 
 /**
  * Sends a request whose answer is an event stream and calls `onEvent` for each event until the
- * stream ends. Rejects with an ApiError when the API refuses the request.
+ * stream ends; `lastEventId` resumes a stream after that event. Rejects with an ApiError when
+ * the API refuses the request.
  */
-export async function stream(method, path, body, onEvent, signal) {
-  const resp = await send(method, path, body, {accept: 'text/event-stream', signal});
+export async function stream(method, path, body, onEvent, signal, {lastEventId} = {}) {
+  const extra = lastEventId ? {'Last-Event-ID': lastEventId} : {};
+  const resp = await send(method, path, body, {accept: 'text/event-stream', signal, extra});
   for await (const ev of events(resp.body)) onEvent(ev);
 }
 

@@ -45,24 +45,56 @@ export async function render(main, {id, signal}) {
 
   loadThreads(threads, threadId);
   loadAgents(agent);
-  if (threadId) loadMessages(log, threadId);
+  // A reload mid-answer: the stored messages, then the answer still coming, resumed.
+  if (threadId) loadMessages(log, threadId).then((ok) => ok && resume(threadId));
   input.focus();
 
-  async function converse(text) {
+  function converse(text) {
+    log.append(h('li', {class: 'msg user'}, h('span', {class: 'who'}, 'You'), h('p', {}, text)));
+    const body = {input: text, stream: true};
+    if (agent.value) body.agent_id = agent.value;
+    const path = threadId ? `/v1/threads/${threadId}/runs` : '/v1/runs';
+    follow(null, '', (onEvent) => stream('POST', path, body, onEvent, signal));
+  }
+
+  /** Resumes the thread's newest run when it has not ended, from the last event this tab saw
+   * (`Last-Event-ID`), or from its first when this tab saw none. */
+  async function resume(thread) {
+    let run;
+    try {
+      run = (await get(`/v1/runs?thread_id=${thread}&limit=1`)).data[0];
+    } catch (err) {
+      return log.append(h('li', {}, errorBox(err)));
+    }
+    if (!run || !ACTIVE.includes(run.status) || signal.aborted) return;
+    const seen = progress.get(run.id);
+    await follow(run, seen ? seen.text : '', (onEvent) => stream('GET',
+      `/v1/runs/${run.id}/events`, undefined, onEvent, signal,
+      seen ? {lastEventId: seen.id} : {}));
+  }
+
+  /**
+   * Shows one answer as its events arrive from `open(onEvent)` (a new run's POST stream, or the
+   * event stream of `run` when resumed), with its tool calls above the text. What this tab has
+   * seen of it is saved as it goes, so a reload resumes where it was.
+   */
+  async function follow(run, text, open) {
+    let runId = run ? run.id : null;
     send.disabled = true;
     fill(status, h('span', {class: 'loading', role: 'status'}, 'Answering…'));
-    log.append(h('li', {class: 'msg user'}, h('span', {class: 'who'}, 'You'), h('p', {}, text)));
-    const answer = h('p', {class: 'content'});
+    const answer = h('p', {class: 'content'}, text);
     const bubble = h('li', {class: 'msg assistant streaming'},
       h('span', {class: 'who'}, 'Assistant'), answer);
     log.append(bubble);
     // Screen readers announce the answer once it is whole, not every token.
     log.setAttribute('aria-busy', 'true');
-    const body = {input: text, stream: true};
-    if (agent.value) body.agent_id = agent.value;
-    const path = threadId ? `/v1/threads/${threadId}/runs` : '/v1/runs';
-    let runId = null;
     const tools = new Map();
+    if (run) {
+      cancel.hidden = false;
+      await showTools(runId, bubble, answer, tools);
+      // It asked before the reload: the question is not in the events still to come.
+      if (run.status === 'requires_input') bubble.insertBefore(inputForm(run), answer);
+    }
     cancel.onclick = async () => {
       if (!runId) return;
       cancel.disabled = true;
@@ -76,7 +108,7 @@ export async function render(main, {id, signal}) {
     };
     try {
       // Leaving the page stops reading; the run goes on and its page shows how it ended.
-      await stream('POST', path, body, (ev) => {
+      await open((ev) => {
         const d = ev.data;
         switch (ev.event) {
           case 'run.queued':
@@ -118,7 +150,9 @@ export async function render(main, {id, signal}) {
             break;
           default:
         }
+        if (runId && ev.id) progress.save(runId, ev.id, answer.textContent);
       }, signal);
+      if (runId) progress.drop(runId);
     } catch (err) {
       if (!signal.aborted) bubble.append(errorBox(err));
     } finally {
@@ -128,8 +162,39 @@ export async function render(main, {id, signal}) {
       status.replaceChildren();
       cancel.hidden = true;
       send.disabled = false;
-      input.focus();
+      if (!signal.aborted) input.focus();
     }
+  }
+}
+
+/** A run that has not ended: its answer may still come. */
+const ACTIVE = ['queued', 'in_progress', 'requires_input'];
+
+/** What this tab has seen of each running answer (its last event id and its text so far), in
+ * sessionStorage, so a reload resumes the stream with `Last-Event-ID` instead of replaying. */
+const progress = {
+  key: (runId) => `agentyard.run.${runId}`,
+  get(runId) {
+    try { return JSON.parse(sessionStorage.getItem(this.key(runId))); } catch { return null; }
+  },
+  save(runId, id, text) { sessionStorage.setItem(this.key(runId), JSON.stringify({id, text})); },
+  drop(runId) { sessionStorage.removeItem(this.key(runId)); },
+};
+
+/** The tool calls a resumed run made before the reload, from its stored invocations. */
+async function showTools(runId, bubble, answer, tools) {
+  try {
+    const page = await get(`/v1/runs/${runId}/tool-invocations`);
+    for (const inv of page.data) {
+      const box = toolBox({id: inv.id, name: inv.tool, arguments: inv.arguments});
+      tools.set(inv.id, box);
+      bubble.insertBefore(box, answer);
+      if (inv.status === 'completed') {
+        finishTool(box, {id: inv.id, is_error: inv.is_error, duration_ms: inv.duration_ms}, runId);
+      }
+    }
+  } catch (err) {
+    bubble.append(errorBox(err));
   }
 }
 
@@ -253,7 +318,9 @@ async function loadMessages(log, threadId) {
         h('p', {class: 'content'}, m.content),
         m.role === 'assistant' && m.run_id
           ? h('a', {class: 'small', href: `#/runs/${m.run_id}`}, 'Run details') : null)));
+    return true;
   } catch (err) {
     fill(log, h('li', {}, errorBox(err)));
+    return false;
   }
 }

@@ -1,5 +1,5 @@
-// The runs page: the organization's runs filtered by status and agent, and one run's page
-// with its events as a timeline, its messages, tool invocations, usage and error.
+// The runs page: the organization's runs filtered by status, agent and creation time, and one
+// run's page with its events as a timeline, its messages, tool invocations, usage and error.
 
 import {get, stream, threadMessages} from './api.js';
 import {errorBox, fill, h, loading, when} from './dom.js';
@@ -17,6 +17,11 @@ function listPage(main) {
   const status = h('select', {id: 'status', name: 'status'}, h('option', {value: ''}, 'Any'),
     STATUSES.map((s) => h('option', {value: s, selected: params.get('status') === s}, s)));
   const agent = h('select', {id: 'agent', name: 'agent'}, h('option', {value: ''}, 'Any'));
+  // Times are entered in local time and sent as RFC 3339 (the address keeps them as entered).
+  const since = h('input', {id: 'since', name: 'since', type: 'datetime-local',
+    value: params.get('since') || ''});
+  const until = h('input', {id: 'until', name: 'until', type: 'datetime-local',
+    value: params.get('until') || ''});
   const results = h('div', {'aria-live': 'polite'});
   let cursor = null;
 
@@ -27,6 +32,8 @@ function listPage(main) {
   }},
     h('label', {for: 'status'}, 'Status'), status,
     h('label', {for: 'agent'}, 'Agent'), agent,
+    h('label', {for: 'since'}, 'From'), since,
+    h('label', {for: 'until'}, 'To'), until,
     h('button', {type: 'submit'}, 'Filter'));
   fill(main, h('h1', {}, 'Runs'), form, results);
 
@@ -42,11 +49,15 @@ function listPage(main) {
     const q = new URLSearchParams({limit: '25'});
     if (status.value) q.set('status', status.value);
     if (agent.value) q.set('agent_id', agent.value);
+    if (since.value) q.set('since', new Date(since.value).toISOString());
+    if (until.value) q.set('until', new Date(until.value).toISOString());
     if (more && cursor) q.set('cursor', cursor);
     // Keep the filter in the address without reloading the page.
     const f = new URLSearchParams();
     if (status.value) f.set('status', status.value);
     if (agent.value) f.set('agent', agent.value);
+    if (since.value) f.set('since', since.value);
+    if (until.value) f.set('until', until.value);
     history.replaceState(null, '', `#/runs${f.size ? `?${f}` : ''}`);
     if (!more) fill(results, loading('Loading runs…'));
     try {

@@ -9,6 +9,7 @@ use agentyard_core::thread::{Message, Thread};
 use agentyard_core::{AgentId, RunId, ThreadId};
 use agentyard_store::runs::{CancelOutcome, CreateOutcome, NewRun, RunFilter};
 use agentyard_store::tools::AnswerOutcome;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -59,6 +60,8 @@ pub struct RunQuery {
     pub status: Option<RunStatus>,
     pub thread_id: Option<ThreadId>,
     pub agent_id: Option<AgentId>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
     pub cursor: Option<String>,
     pub limit: Option<i64>,
 }
@@ -220,6 +223,8 @@ impl Services {
             thread: q.thread_id,
             agent: q.agent_id,
             user: who.owner(),
+            since: q.since,
+            until: q.until,
         };
         let mut data = self.store.list_runs(who.org_id, &filter, before, limit + 1).await?;
         Ok(page(&mut data, limit, |r| r.id.to_string()))

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use agentyard_core::run::{
     MultitaskStrategy, Priority, Run, RunError, RunOutput, RunStatus, Usage,
 };
@@ -173,6 +175,10 @@ pub struct RunFilter {
     pub agent: Option<AgentId>,
     /// Only runs of this user.
     pub user: Option<UserId>,
+    /// Only runs created at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Only runs created before.
+    pub until: Option<DateTime<Utc>>,
 }
 
 /// A live run that made no progress for longer than its agent allows.
@@ -334,6 +340,8 @@ impl Store {
                AND ($5::uuid IS NULL OR (created_at, id) < \
                     (SELECT created_at, id FROM runs WHERE id = $5 AND org_id = $1)) \
                AND ($7::uuid IS NULL OR user_id = $7) \
+               AND ($8::timestamptz IS NULL OR created_at >= $8) \
+               AND ($9::timestamptz IS NULL OR created_at < $9) \
              ORDER BY created_at DESC, id DESC LIMIT $6",
         )
         .bind(org)
@@ -343,6 +351,8 @@ impl Store {
         .bind(before)
         .bind(limit)
         .bind(filter.user)
+        .bind(filter.since)
+        .bind(filter.until)
         .fetch_all(&self.pool)
         .await
         .map_err(|e| StoreError::db("list_runs", e))

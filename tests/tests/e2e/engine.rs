@@ -127,6 +127,17 @@ async fn threads_and_runs_are_listed_newest_first_page_by_page_and_filtered() {
     let agent = failed["agent_id"].as_str().unwrap();
     let (_, by_agent) = app.get(&format!("/v1/runs?agent_id={agent}&status=completed")).await;
     assert_eq!(by_agent["data"].as_array().unwrap().len(), 4, "{by_agent}");
+    // By creation time: `since` is inclusive, `until` exclusive (RFC 3339, `+` escaped).
+    let (oldest, newest) = (&sorted[4].0, &sorted[0].0);
+    let at = |t: &str| t.replace('+', "%2B");
+    let (_, from_newest) = app.get(&format!("/v1/runs?since={}", at(newest))).await;
+    assert_eq!(from_newest["data"].as_array().unwrap().len(), 1, "{from_newest}");
+    assert_eq!(from_newest["data"][0]["id"].as_str(), Some(sorted[0].1.as_str()));
+    let (_, before_newest) =
+        app.get(&format!("/v1/runs?since={}&until={}", at(oldest), at(newest))).await;
+    assert_eq!(before_newest["data"].as_array().unwrap().len(), 4, "{before_newest}");
+    let (_, future) = app.get("/v1/runs?since=2999-01-01T00:00:00Z").await;
+    assert_eq!(future["data"], json!([]));
     // Threads, newest first.
     let (_, threads) = app.get("/v1/threads?limit=2").await;
     assert_eq!(threads["data"].as_array().unwrap().len(), 2);
@@ -143,6 +154,7 @@ async fn threads_and_runs_are_listed_newest_first_page_by_page_and_filtered() {
     for (q, status, code) in [
         ("?status=done", 422, "invalid_query"),
         ("?cursor=nope", 422, "invalid_cursor"),
+        ("?since=yesterday", 422, "invalid_query"),
         ("?limit=0", 400, "invalid_query"),
     ] {
         let (s, e) = app.get(&format!("/v1/runs{q}")).await;

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use agentyard_core::run::{Run, RunStatus};
 use agentyard_core::{AgentId, RunId, Scope, ThreadId};
 use agentyard_services::runs::{CreateRunRequest, InputAnswerRequest, RunQuery};
@@ -51,6 +53,10 @@ pub(crate) struct ListQuery {
     thread_id: Option<ThreadId>,
     /// Only runs of this agent.
     agent_id: Option<AgentId>,
+    /// RFC 3339: only runs created at or after.
+    since: Option<DateTime<Utc>>,
+    /// RFC 3339: only runs created before.
+    until: Option<DateTime<Utc>>,
     /// The previous page's `next_cursor`.
     cursor: Option<String>,
     /// 1 to 100 (default 20).
@@ -217,6 +223,8 @@ pub(crate) async fn list(
         status: q.status,
         thread_id: q.thread_id,
         agent_id: q.agent_id,
+        since: q.since,
+        until: q.until,
         cursor: q.cursor,
         limit: query_limit(q.limit.as_ref())?,
     };

@@ -2,8 +2,8 @@
 //! real headless Chromium (Debian's `chromium`, through `playwright-core` from npm, both
 //! installed by `.ci/run`) by `tests/console/console.test.mjs` against a real stack: log in,
 //! a bad token's message, a streamed chat answer with its tool call, an approval answered in
-//! place, an elicitation answered with a form, a run cancelled from the chat, a run found by
-//! status. The other pages have a module each, most against a real `agentyard dev` stack
+//! place, an elicitation answered with a form, a run cancelled from the chat, an answer
+//! resumed after a reload mid-stream, a run found by status and by time. The other pages have a module each, most against a real `agentyard dev` stack
 //! ([`DevStack`]); each page's browser script is `tests/console/<page>.test.mjs`.
 
 mod agents;
@@ -109,7 +109,13 @@ async fn a_browser_logs_in_chats_with_a_streamed_answer_and_finds_a_failed_run()
     let printer =
         tickets["data"].as_array().unwrap().iter().find(|t| t["title"] == "Printer on fire");
     assert_eq!(printer.map(|t| &t["description"]), Some(&json!("Smoke from tray 2")), "{tickets}");
+    // The answer resumed after the reload is the run's whole output.
+    let slow_thread = result["slowThread"].as_str().unwrap();
+    let (_, slow) = app.get(&format!("/v1/runs?thread_id={slow_thread}")).await;
+    assert_eq!(slow["data"][0]["status"], "completed", "{slow}");
+    assert_eq!(result["slowText"], slow["data"][0]["output"]["content"], "{result}");
     let shots_taken = [
+        "chat-resumed",
         "login-error",
         "chat",
         "chat-375",
