@@ -30,8 +30,12 @@ function login() {
     button.disabled = true;
     fill(status, h('p', {class: 'loading', role: 'status'}, 'Checking the token…'));
     try {
-      // Any /v1 read proves the token; the agents are what every page needs first.
-      await get('/v1/agents', {token: tok});
+      // Any /v1 read proves the token; the agents are what every page needs first. A 403
+      // still proves it (an operator's token may hold no org scope): its pages say what it
+      // cannot read.
+      await get('/v1/agents', {token: tok}).catch((err) => {
+        if (err.status !== 403) throw err;
+      });
       token.set(tok);
       go('#/chat');
     } catch (err) {

@@ -30,6 +30,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ("tools.js", "text/javascript; charset=utf-8", include_str!("../console/tools.js")),
     ("workflows.js", "text/javascript; charset=utf-8", include_str!("../console/workflows.js")),
     ("system.js", "text/javascript; charset=utf-8", include_str!("../console/system.js")),
+    ("favicon.svg", "image/svg+xml", include_str!("../console/favicon.svg")),
 ];
 
 /// `GET /console`: the page.

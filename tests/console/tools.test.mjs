@@ -1,0 +1,174 @@
+// Drives the console's Tools page in the system Chromium (playwright-core, no browser download)
+// against a running `agentyard dev` stack. Run by tests/tests/e2e/console/tools.rs, which passes:
+//   AY_CONSOLE_URL      the API's /console address
+//   AY_TOKEN            the dev token (also a bearer token of the dev's built-in tool server)
+//   AY_MCP_URL          the built-in tool server's streamable HTTP endpoint, to register
+//   AY_DEAD_URL         an address where no server listens
+//   AY_BAD_URL_MESSAGE  what the API answers to a registration with the URL "not a url"
+//   AY_SHOTS            where to write the screenshots (console-tools*.png)
+// It prints one JSON line, `RESULT {...}`, for the Rust test to check against the API.
+import {createRequire} from 'node:module';
+import path from 'node:path';
+import assert from 'node:assert/strict';
+
+const require = createRequire(path.join(process.env.AY_TEST_NPM_DIR, 'node_modules', 'x.js'));
+const {chromium} = require('playwright-core');
+
+const url = process.env.AY_CONSOLE_URL;
+const shots = process.env.AY_SHOTS;
+// Readable at 375 px: nothing wider than the screen.
+async function fits(page) {
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(wide <= 375, `the page is ${wide} px wide at 375 px at ${page.url()}`);
+}
+const shot = (page, name) => page.screenshot({path: path.join(shots, `console-${name}.png`), fullPage: true});
+
+const browser = await chromium.launch({executablePath: '/usr/bin/chromium', args: ['--no-sandbox']});
+const problems = [];
+const page = await browser.newPage({viewport: {width: 1280, height: 800}});
+try {
+  // A CSP violation or a script error shows up here: the console must have none.
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`console: ${m.text()} ${m.location().url}`);
+  });
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.setDefaultTimeout(60_000);
+
+  await page.goto(url);
+  await page.getByLabel('API token').fill(process.env.AY_TOKEN);
+  await page.getByRole('button', {name: 'Log in'}).click();
+  await page.getByLabel('Message').waitFor();
+  await page.getByRole('link', {name: 'Tools', exact: true}).click();
+  await page.getByRole('heading', {name: 'MCP servers'}).waitFor();
+  const register = page.locator('form.register');
+  const said = register.locator('[aria-live]');
+
+  // A bad URL: the API's own message, and nothing registered.
+  await page.getByLabel('Name').fill('broken');
+  await page.getByLabel('URL').fill('not a url');
+  await page.getByRole('button', {name: 'Register'}).click();
+  await said.locator('.error').waitFor();
+  const badUrl = await said.locator('.error').textContent();
+  assert.equal(badUrl, process.env.AY_BAD_URL_MESSAGE);
+  // That refusal (a 422) is logged by the browser; it is the one expected problem.
+  assert.equal(problems.length, 1, `${problems}`);
+  assert.match(problems[0], /422/);
+  problems.length = 0;
+
+  // A server nobody answers at: registered, and the page says why its tools are missing.
+  await page.getByLabel('Name').fill('dead');
+  await page.getByLabel('URL').fill(process.env.AY_DEAD_URL);
+  await page.getByRole('button', {name: 'Register'}).click();
+  await said.locator('.error').waitFor();
+  await said.getByRole('link', {name: 'dead'}).waitFor();
+  const deadError = await said.locator('.error').textContent();
+  assert.match(deadError, /unreachable/);
+  await page.locator('.server[data-server="dead"] .badge', {hasText: 'error'}).waitFor();
+
+  // The dev's built-in tool server, with a bearer token: registered with its tools, all by
+  // keyboard.
+  await page.getByLabel('Name').fill('yard');
+  await page.getByLabel('URL').fill(process.env.AY_MCP_URL);
+  await page.getByLabel('Bearer token (optional)').fill(process.env.AY_TOKEN);
+  await page.getByLabel('Bearer token (optional)').press('Enter');
+  await said.locator('.notice', {hasText: 'Registered yard with'}).waitFor();
+  const yard = page.locator('.server[data-server="yard"]');
+  await yard.waitFor();
+  const badge = await yard.locator('.badge').textContent();
+  assert.match(badge, /^\d+ tools$/);
+  await shot(page, 'tools');
+
+  // Its page: its tools with their descriptions and input schemas.
+  await yard.getByRole('link', {name: 'yard'}).click();
+  await page.getByRole('heading', {name: 'yard', level: 1}).waitFor();
+  const serverId = decodeURIComponent(new URL(page.url()).hash.split('/')[2]);
+  const tool = page.locator('.tool-def[data-tool="get_active_integrations"]');
+  await tool.waitFor();
+  assert.ok((await tool.locator('.tool-desc').textContent()).length > 10, 'the tool has its description');
+  const tools = await page.locator('.tool-def .tool-name').allTextContents();
+  assert.equal(`${tools.length} tools`, badge);
+  // A tool opened (by keyboard) shows its parameters and its input schema.
+  const withParams = page.locator('.tool-def', {has: page.locator('.params')}).first();
+  await withParams.locator('summary').focus();
+  await page.keyboard.press('Enter');
+  await withParams.locator('pre.schema').waitFor();
+  const schema = JSON.parse(await withParams.locator('pre.schema').textContent());
+  assert.equal(schema.type, 'object');
+  const params = await withParams.locator('.params dt code').allTextContents();
+  assert.deepEqual(params, Object.keys(schema.properties));
+  await shot(page, 'tools-server');
+  await page.setViewportSize({width: 375, height: 800});
+  await fits(page);
+  await page.setViewportSize({width: 1280, height: 800});
+
+  // Refresh: the API lists its tools again.
+  const refreshed = page.waitForResponse((r) => r.url().endsWith(`/v1/mcp-servers/${serverId}/refresh`));
+  await page.getByRole('button', {name: 'Refresh tools'}).click();
+  const refresh = await (await refreshed).json();
+  await page.locator('.notice', {hasText: 'Refreshed at'}).waitFor();
+  assert.equal(refresh.tools.length, tools.length);
+
+  // Delete, with a confirmation, by keyboard: Escape backs out, "Yes, delete" deletes.
+  const del = page.getByRole('button', {name: 'Delete…'});
+  await del.focus();
+  await page.keyboard.press('Enter');
+  const confirm = page.locator('#confirm-delete');
+  await confirm.waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Keep it');
+  await page.keyboard.press('Escape');
+  await confirm.waitFor({state: 'hidden'});
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Delete…');
+  await page.keyboard.press('Enter');
+  await page.keyboard.press('Shift+Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Yes, delete');
+  await page.keyboard.press('Enter');
+  await page.locator('.notice', {hasText: 'Deleted the server yard.'}).waitFor();
+  await page.locator('.server[data-server="dead"]').waitFor();
+  assert.equal(await page.locator('.server[data-server="yard"]').count(), 0);
+
+  // The audit log: every call at first (more than one tool), then filtered by one tool.
+  const calls = page.locator('.calls .call');
+  await calls.first().waitFor();
+  const allTools = new Set(await calls.evaluateAll((els) => els.map((e) => e.dataset.tool)));
+  assert.ok(allTools.size > 1, `the unfiltered log has several tools: ${[...allTools]}`);
+  await page.getByLabel('Tool', {exact: true}).fill('get_active_integrations');
+  await page.getByRole('button', {name: 'Filter'}).click();
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll('.calls .call')];
+    return rows.length && rows.every((r) => r.dataset.tool === 'get_active_integrations');
+  });
+  assert.match(page.url(), /#\/tools\?tool=get_active_integrations$/);
+  const filtered = await calls.count();
+  // Open the newest: its arguments, result and duration, and its run.
+  const first = calls.first();
+  await first.locator('summary').focus();
+  await page.keyboard.press('Enter');
+  const args = JSON.parse(await first.locator('.call-args').textContent());
+  const result = await first.locator('.call-result').textContent();
+  const duration = await first.locator('dt:text-is("Duration") + dd').textContent();
+  assert.match(duration, /^\d+ ms$/);
+  const runLink = first.locator('dd a[href^="#/runs/"]');
+  const runId = (await runLink.getAttribute('href')).split('/')[2];
+  await shot(page, 'tools-audit');
+  await page.setViewportSize({width: 375, height: 800});
+  await fits(page);
+  await shot(page, 'tools-375');
+  await page.setViewportSize({width: 1280, height: 800});
+  await runLink.click();
+  await page.getByRole('heading', {name: `Run ${runId}`}).waitFor();
+  // Back, the filter is still there (kept in the address).
+  await page.goBack();
+  await page.locator('.calls .call').first().waitFor();
+  assert.equal(await page.getByLabel('Tool', {exact: true}).inputValue(), 'get_active_integrations');
+
+  assert.deepEqual(problems, []);
+  console.log(`RESULT ${JSON.stringify({serverId, tools, refreshedAt: refresh.tools_refreshed_at,
+    deadError, filtered, args, result, duration, runId})}`);
+} catch (err) {
+  // What the page showed and said when it went wrong.
+  await shot(page, 'tools-failure').catch(() => {});
+  console.error(`page problems: ${JSON.stringify(problems)}\nat ${page.url()}`);
+  throw err;
+} finally {
+  await browser.close();
+}
