@@ -7,11 +7,18 @@
 //! When given a [`Sampler`], it also declares sampling and answers a server's
 //! `sampling/createMessage` with the client's model.
 //!
+//! A [`SharedSession`] keeps one session open for many calls to a server that authorizes each
+//! request on its own (the built-in server).
+//!
 //! Also: the operator's `config/mcp-servers.yaml` ([`ConfigServers`]) and the checks on URLs
 //! organizations register ([`check_url`]).
 
 mod config;
+mod session;
 mod url_check;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +39,7 @@ use rmcp::{ClientHandler, ErrorData, RoleClient, ServiceExt};
 use serde::{Deserialize, Serialize};
 
 pub use config::{ConfigServers, ServerConfig, valid_name};
+pub use session::{CALL_TOKEN_META, INVOCATION_META, SharedSession};
 pub use url_check::{TenantResolver, check_literal, check_url, special_purpose};
 
 /// A tool as a server lists it.
@@ -99,8 +107,27 @@ impl std::fmt::Display for McpError {
 
 impl std::error::Error for McpError {}
 
+/// Who answers a server's elicitations: the one call of a session opened for it, or, on a
+/// [`SharedSession`], the call the request names in its `_meta` ([`INVOCATION_META`]).
+enum Brokers {
+    One(Option<Arc<dyn InputBroker>>),
+    ByCall(Arc<Mutex<HashMap<String, Arc<dyn InputBroker>>>>),
+}
+
+impl Brokers {
+    fn of(&self, meta: &rmcp::model::RequestMetaObject) -> Option<Arc<dyn InputBroker>> {
+        match self {
+            Self::One(broker) => broker.clone(),
+            Self::ByCall(calls) => {
+                let call = meta.get(INVOCATION_META)?.as_str()?;
+                calls.lock().expect("brokers poisoned").get(call).cloned()
+            }
+        }
+    }
+}
+
 struct Handler {
-    broker: Option<Arc<dyn InputBroker>>,
+    brokers: Brokers,
     sampler: Option<Arc<dyn Sampler>>,
     info: ClientConfig,
 }
@@ -151,13 +178,16 @@ impl ClientHandler for Handler {
     async fn create_elicitation(
         &self,
         request: ElicitRequestParams,
-        _context: RequestContext<RoleClient>,
+        context: RequestContext<RoleClient>,
     ) -> Result<ElicitResult, ErrorData> {
-        let (
-            Some(broker),
-            ElicitRequestParams::FormElicitationParams { message, requested_schema, .. },
-        ) = (&self.broker, request)
+        let ElicitRequestParams::FormElicitationParams { meta, message, requested_schema } =
+            request
         else {
+            return Ok(ElicitResult::new(ElicitationAction::Decline));
+        };
+        // rmcp hands a request's `_meta` over in its context (the params keep it in an
+        // input-required round).
+        let Some(broker) = self.brokers.of(meta.as_ref().unwrap_or(&context.meta)) else {
             return Ok(ElicitResult::new(ElicitationAction::Decline));
         };
         let schema = serde_json::to_value(&requested_schema).unwrap_or_default();
@@ -228,6 +258,11 @@ fn http_transport(
     url: &str,
     bearer_token: Option<&str>,
 ) -> StreamableHttpClientTransport<reqwest::Client> {
+    StreamableHttpClientTransport::with_client(client, http_config(url, bearer_token))
+}
+
+/// The transport settings for `url`: the bearer token, our trace context, [`ResumeBriefly`].
+fn http_config(url: &str, bearer_token: Option<&str>) -> StreamableHttpClientTransportConfig {
     let mut config = StreamableHttpClientTransportConfig::with_uri(url);
     config.retry_config = Arc::new(ResumeBriefly);
     if let Some(t) = bearer_token {
@@ -240,10 +275,10 @@ fn http_transport(
         let name = reqwest::header::HeaderName::from_static("traceparent");
         config = config.custom_headers([(name, value)].into());
     }
-    StreamableHttpClientTransport::with_client(client, config)
+    config
 }
 
-fn handler(broker: Option<Arc<dyn InputBroker>>, sampler: Option<Arc<dyn Sampler>>) -> Handler {
+fn handler(brokers: Brokers, sampler: Option<Arc<dyn Sampler>>) -> Handler {
     let mut info = ClientConfig::default();
     info.capabilities.elicitation =
         Some(ElicitationCapability::new().with_form(FormElicitationCapability::default()));
@@ -255,7 +290,7 @@ fn handler(broker: Option<Arc<dyn InputBroker>>, sampler: Option<Arc<dyn Sampler
     }
     info.client_info.name = "agentyard".into();
     info.client_info.version = env!("CARGO_PKG_VERSION").into();
-    Handler { broker, sampler, info }
+    Handler { brokers, sampler, info }
 }
 
 impl Client {
@@ -269,7 +304,7 @@ impl Client {
         sampler: Option<Arc<dyn Sampler>>,
         timeout: Duration,
     ) -> Result<Self, McpError> {
-        let handler = handler(broker, sampler);
+        let handler = handler(Brokers::One(broker), sampler);
         let unreachable = |e: &dyn std::fmt::Display| McpError::Unreachable(e.to_string());
         let connecting = async {
             match server {
@@ -331,6 +366,10 @@ impl Client {
     ) -> Result<Output, McpError> {
         let mut params = CallToolRequestParams::new(tool.to_owned());
         params.arguments = Some(arguments);
+        self.call_params(params).await
+    }
+
+    async fn call_params(&self, params: CallToolRequestParams) -> Result<Output, McpError> {
         let result = self.service.call_tool(params).await.map_err(classify)?;
         let text = result
             .content

@@ -9,12 +9,21 @@
 //!
 //! A client that did not declare form elicitation is not asked: the tool fails naming the
 //! missing field.
+//!
+//! The request names the call it belongs to in its `_meta` ([`INVOCATION_META`], the invocation of the
+//! caller's tool token), so a tool worker that runs many calls on one session
+//! can route the question to the right one (`agentyard_mcp::SharedSession`).
 
 use std::collections::BTreeMap;
 
+use agentyard_core::InvocationId;
+use agentyard_mcp::INVOCATION_META;
+use agentyard_store::tool_tokens::ToolClaims;
+use axum::http::request::Parts;
 use rmcp::model::{
     ElicitRequest, ElicitRequestParams, ElicitResult, ElicitationAction, ElicitationSchema,
-    InputRequest, InputRequiredResult, InputResponses, ProtocolVersion,
+    InputRequest, InputRequiredResult, InputResponses, MetaObject, ProtocolVersion,
+    RequestMetaObject,
 };
 use rmcp::service::{RequestContext, RoleServer};
 
@@ -40,14 +49,19 @@ pub(crate) struct Question {
 }
 
 impl Question {
-    fn params(&self) -> ElicitRequestParams {
+    fn params(&self, call: Option<InvocationId>) -> ElicitRequestParams {
         let hint = self.hint;
         let schema = ElicitationSchema::builder()
             .required_string_property(self.field, |s| s.description(hint).min_length(1))
             // Cannot fail: the one required property is the one just added.
             .build_unchecked();
+        let meta = call.map(|id| {
+            let mut meta = MetaObject::default();
+            meta.insert(INVOCATION_META.into(), id.to_string().into());
+            RequestMetaObject(meta)
+        });
         ElicitRequestParams::FormElicitationParams {
-            meta: None,
+            meta,
             message: self.message.clone(),
             requested_schema: schema,
         }
@@ -90,13 +104,18 @@ impl Question {
         if !form {
             return Err(self.unanswerable("this client cannot be asked for it"));
         }
+        let call = ctx
+            .extensions
+            .get::<Parts>()
+            .and_then(|p| p.extensions.get::<ToolClaims>())
+            .map(|c| c.invocation_id);
         if ctx.protocol_version().is_some_and(|v| v >= ProtocolVersion::V_2026_07_28) {
-            let request = InputRequest::Elicitation(ElicitRequest::new(self.params()));
+            let request = InputRequest::Elicitation(ElicitRequest::new(self.params(call)));
             let requests = BTreeMap::from([(self.field.to_owned(), request)]);
             let state = format!("elicit:{}", self.field);
             return Ok(Answer::Ask(InputRequiredResult::new(Some(requests), Some(state))));
         }
-        match ctx.peer.create_elicitation(self.params()).await {
+        match ctx.peer.create_elicitation(self.params(call)).await {
             Ok(result) => self.answer(result),
             Err(e) => {
                 tracing::info!(error = %e, field = self.field, "elicitation failed");

@@ -88,6 +88,55 @@ pub(crate) async fn wait_status(app: &TestApp, run: &str, status: &str) -> Value
     panic!("run {run} never reached {status}");
 }
 
+/// `agentyard_http_request_duration_seconds_count` of the built-in MCP server's `/mcp` route by
+/// method, read from its `/metrics`.
+async fn mcp_requests(app: &TestApp) -> std::collections::HashMap<String, f64> {
+    let url = app.mcp_url().replace("/mcp", "/metrics");
+    let text = app.http.get(url).send().await.unwrap().text().await.unwrap();
+    let mut by_method = std::collections::HashMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("agentyard_http_request_duration_seconds_count{") else {
+            continue;
+        };
+        if !rest.contains("route=\"/mcp\"") {
+            continue;
+        }
+        let method = rest.split("method=\"").nth(1).and_then(|m| m.split('"').next()).unwrap();
+        let n: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        *by_method.entry(method.to_owned()).or_default() += n;
+    }
+    by_method
+}
+
+#[tokio::test]
+async fn a_tool_worker_makes_its_built_in_calls_on_one_session_each_as_its_own_run() {
+    let app = tools_app(&[]).await;
+    seed(&app).await;
+    // The first call opens the worker's session to the built-in server.
+    let run = ask(&app, None, "What integrations are active?").await;
+    assert_eq!(run["status"], "completed", "{run}");
+    let before = mcp_requests(&app).await;
+    // Ten more, by two users: one request each (the `tools/call` carrying the run's own
+    // token), no new session (initialize) and none closed (DELETE).
+    let (s, agent) = app.post("/v1/agents", json!({"agent_type": "task_assistant"})).await;
+    assert_eq!(s, 201, "{agent}");
+    let agent = agent["id"].as_str().unwrap();
+    let (_, ada) = crate::users::member(&app, "Ada").await;
+    let (_, bob) = crate::users::member(&app, "Bob").await;
+    for i in 0..10 {
+        let token = if i % 2 == 0 { &ada } else { &bob };
+        crate::users::ask(&app, token, agent, &format!("add a task to errand {i}")).await;
+    }
+    let after = mcp_requests(&app).await;
+    let delta = |m: &str| after.get(m).unwrap_or(&0.0) - before.get(m).unwrap_or(&0.0);
+    assert_eq!((delta("POST"), delta("DELETE")), (10.0, 0.0), "before {before:?}, after {after:?}");
+    // Each call acted as its own run's user: each user lists only its five tasks.
+    for token in [&ada, &bob] {
+        let (_, tasks) = app.call(Method::GET, "/v1/tasks", token, None).await;
+        assert_eq!(tasks["data"].as_array().unwrap().len(), 5, "{tasks}");
+    }
+}
+
 #[tokio::test]
 async fn what_integrations_are_active_is_answered_by_a_logged_tool_call() {
     let app = tools_app(&[]).await;

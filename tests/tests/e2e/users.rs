@@ -63,7 +63,7 @@ impl Tokens {
     }
 }
 
-async fn member(app: &TestApp, name: &str) -> (String, String) {
+pub(crate) async fn member(app: &TestApp, name: &str) -> (String, String) {
     let (s, user) = app.post("/v1/users", json!({"name": name})).await;
     assert_eq!(s, 201, "{user}");
     let body = json!({"user_id": user["id"], "name": name, "scopes": MEMBER});
@@ -73,7 +73,7 @@ async fn member(app: &TestApp, name: &str) -> (String, String) {
 }
 
 /// Starts a run as `token` and waits for it to end.
-async fn ask(app: &TestApp, token: &str, agent: &str, input: &str) -> Value {
+pub(crate) async fn ask(app: &TestApp, token: &str, agent: &str, input: &str) -> Value {
     let body = json!({"input": input, "agent_id": agent});
     let (s, run) = app.call(Method::POST, "/v1/runs", token, Some(body)).await;
     assert_eq!(s, 202, "{run}");

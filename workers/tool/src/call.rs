@@ -184,8 +184,9 @@ async fn try_call(ctx: &Ctx, job: &ToolCall) -> Result<Verdict, StoreError> {
         agentyard.tool.attempt = attempt,
         error.type = tracing::field::Empty,
     );
-    let result =
-        execute(ctx, &server, tool, arguments, broker.clone()).instrument(span.clone()).await;
+    let result = execute(ctx, &call, &server, tool, arguments, broker.clone())
+        .instrument(span.clone())
+        .await;
     match &result {
         Ok(out) if out.is_error => span.record("error.type", "tool_error"),
         Ok(_) => &span,
@@ -281,9 +282,11 @@ async fn give_up_or_retry(
     Ok(Verdict::Ack)
 }
 
-/// Calls `tool` within `AY_TOOL_TIMEOUT`.
+/// Calls `tool` within `AY_TOOL_TIMEOUT`: on the session to the built-in server this process
+/// shares, or on a session of its own to another server (which may not tell calls apart).
 async fn execute(
     ctx: &Ctx,
+    call: &PendingCall,
     server: &ServerConfig,
     tool: &str,
     arguments: serde_json::Map<String, serde_json::Value>,
@@ -291,6 +294,12 @@ async fn execute(
 ) -> Result<agentyard_mcp::Output, McpError> {
     let timeout = ctx.settings.tool_timeout;
     let as_broker: Arc<dyn agentyard_mcp::InputBroker> = Arc::new(broker);
+    if let (true, ServerConfig::Http { bearer_token: Some(token), .. }) =
+        (call.server == BUILTIN_SERVER, server)
+    {
+        let invocation = call.id.to_string();
+        return ctx.builtin.call(token, &invocation, as_broker, tool, arguments, timeout).await;
+    }
     let client = Client::connect(server, Some(as_broker), ctx.sampler.clone(), timeout).await?;
     let out = match tokio::time::timeout(timeout, client.call(tool, arguments)).await {
         Ok(r) => r,

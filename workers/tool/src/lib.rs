@@ -82,6 +82,30 @@ pub(crate) struct Ctx {
     breakers: Arc<Breakers>,
     /// Answers servers' sampling requests; None: sampling is not offered.
     sampler: Option<Arc<dyn agentyard_mcp::Sampler>>,
+    /// The session to the built-in server every call of this process shares.
+    builtin: Arc<agentyard_mcp::SharedSession>,
+}
+
+/// How long the shared session to the built-in server lives before the next call opens
+/// another (its session token lives this plus the call timeout plus two minutes).
+const BUILTIN_SESSION_AGE: Duration = Duration::from_secs(600);
+
+/// The shared session to the built-in server: opened with a token that can call nothing (a
+/// listing token), each call sending its own.
+fn builtin_session(
+    settings: &Settings,
+    key: Arc<Vec<u8>>,
+    sampler: Option<Arc<dyn agentyard_mcp::Sampler>>,
+) -> agentyard_mcp::SharedSession {
+    let lives = BUILTIN_SESSION_AGE + settings.tool_timeout + Duration::from_secs(120);
+    let lives = i64::try_from(lives.as_secs()).unwrap_or(i64::MAX / 2);
+    agentyard_mcp::SharedSession::new(&settings.mcp_url, sampler, BUILTIN_SESSION_AGE, move || {
+        let claims = agentyard_store::tool_tokens::ToolClaims {
+            exp: chrono::Utc::now().timestamp() + lives,
+            ..agentyard_store::tool_tokens::ToolClaims::listing()
+        };
+        agentyard_store::tool_tokens::mint(&key, &claims)
+    })
 }
 
 /// Sampling with the platform's model (the one agent workers use).
@@ -143,6 +167,8 @@ pub async fn run(
     let capacity = u64::try_from(settings.tool_concurrency).ok();
     let (every, jobs) = (settings.heartbeat_every, Some(runner.in_flight.clone()));
     agentyard_bus::heartbeat::spawn(bus.clone(), "tool", capacity, jobs, every, shutdown.clone());
+    let sampler = llm.map(|l| Arc::new(ModelSampler(l)) as Arc<dyn agentyard_mcp::Sampler>);
+    let builtin = Arc::new(builtin_session(&settings, key.clone(), sampler.clone()));
     let ctx = Ctx {
         store,
         outbox,
@@ -151,7 +177,8 @@ pub async fn run(
         servers,
         key,
         breakers: Arc::default(),
-        sampler: llm.map(|l| Arc::new(ModelSampler(l)) as Arc<dyn agentyard_mcp::Sampler>),
+        sampler,
+        builtin,
     };
     tokio::spawn(refresh::platform_tools(ctx.clone(), shutdown.clone()));
     tracing::info!(concurrency = runner.concurrency, builtin = %ctx.settings.mcp_url,
