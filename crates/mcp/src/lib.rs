@@ -14,6 +14,7 @@
 //! organizations register ([`check_url`]).
 
 mod config;
+mod pool;
 mod session;
 mod url_check;
 
@@ -39,6 +40,7 @@ use rmcp::{ClientHandler, ErrorData, RoleClient, ServiceExt};
 use serde::{Deserialize, Serialize};
 
 pub use config::{ConfigServers, ServerConfig, valid_name};
+pub use pool::Pool;
 pub use session::{CALL_TOKEN_META, INVOCATION_META, SharedSession};
 pub use url_check::{TenantResolver, check_literal, check_url, special_purpose};
 
@@ -107,17 +109,20 @@ impl std::fmt::Display for McpError {
 
 impl std::error::Error for McpError {}
 
-/// Who answers a server's elicitations: the one call of a session opened for it, or, on a
-/// [`SharedSession`], the call the request names in its `_meta` ([`INVOCATION_META`]).
+/// Who answers a server's elicitations: the one call of a session opened for it; on a
+/// [`SharedSession`], the call the request names in its `_meta` ([`INVOCATION_META`]); on a
+/// [`Pool`]ed connection, the call it serves now.
 enum Brokers {
     One(Option<Arc<dyn InputBroker>>),
     ByCall(Arc<Mutex<HashMap<String, Arc<dyn InputBroker>>>>),
+    Slot(Arc<Mutex<Option<Arc<dyn InputBroker>>>>),
 }
 
 impl Brokers {
     fn of(&self, meta: &rmcp::model::RequestMetaObject) -> Option<Arc<dyn InputBroker>> {
         match self {
             Self::One(broker) => broker.clone(),
+            Self::Slot(slot) => slot.lock().expect("slot poisoned").clone(),
             Self::ByCall(calls) => {
                 let call = meta.get(INVOCATION_META)?.as_str()?;
                 calls.lock().expect("brokers poisoned").get(call).cloned()
@@ -304,7 +309,16 @@ impl Client {
         sampler: Option<Arc<dyn Sampler>>,
         timeout: Duration,
     ) -> Result<Self, McpError> {
-        let handler = handler(Brokers::One(broker), sampler);
+        Self::open(server, Brokers::One(broker), sampler, timeout).await
+    }
+
+    async fn open(
+        server: &ServerConfig,
+        brokers: Brokers,
+        sampler: Option<Arc<dyn Sampler>>,
+        timeout: Duration,
+    ) -> Result<Self, McpError> {
+        let handler = handler(brokers, sampler);
         let unreachable = |e: &dyn std::fmt::Display| McpError::Unreachable(e.to_string());
         let connecting = async {
             match server {
@@ -369,7 +383,10 @@ impl Client {
         self.call_params(params).await
     }
 
-    async fn call_params(&self, params: CallToolRequestParams) -> Result<Output, McpError> {
+    pub(crate) async fn call_params(
+        &self,
+        params: CallToolRequestParams,
+    ) -> Result<Output, McpError> {
         let result = self.service.call_tool(params).await.map_err(classify)?;
         let text = result
             .content
@@ -389,6 +406,22 @@ impl Client {
     pub async fn close(self) {
         let _ = self.service.cancel().await;
     }
+}
+
+/// A call's parameters, with our trace context in its `_meta` (SEP-414) for a connection that
+/// outlives the call (so no header or environment of its own carries it).
+pub(crate) fn call_params_with_trace(
+    tool: &str,
+    arguments: serde_json::Map<String, serde_json::Value>,
+) -> CallToolRequestParams {
+    let mut params = CallToolRequestParams::new(tool.to_owned());
+    params.arguments = Some(arguments);
+    if let Some(tp) = agentyard_otel::current_traceparent() {
+        let mut meta = rmcp::model::MetaObject::default();
+        meta.insert("traceparent".into(), tp.into());
+        params.meta = Some(rmcp::model::RequestMetaObject(meta));
+    }
+    params
 }
 
 /// One content block as the model sees it: text as it is; images, audio and binary resources

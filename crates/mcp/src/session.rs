@@ -19,14 +19,16 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderName, HeaderValue};
 use rmcp::ServiceExt;
-use rmcp::model::{CallToolRequestParams, ClientJsonRpcMessage, ClientRequest, JsonRpcMessage};
-use rmcp::model::{MetaObject, RequestMetaObject};
+use rmcp::model::{ClientJsonRpcMessage, ClientRequest, JsonRpcMessage, RequestMetaObject};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::{
     StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
 };
 
-use crate::{Brokers, Client, InputBroker, McpError, Output, Sampler, handler, http_config};
+use crate::{
+    Brokers, Client, InputBroker, McpError, Output, Sampler, call_params_with_trace, handler,
+    http_config,
+};
 
 /// The `_meta` key of a call's own bearer token on a shared session (taken out before sending).
 pub const CALL_TOKEN_META: &str = "agentyard.dev/authorization";
@@ -211,14 +213,9 @@ impl SharedSession {
     ) -> Result<Output, McpError> {
         let open = self.session(timeout).await?;
         let registered = Registered::new(&open.brokers, invocation, broker);
-        let mut params = CallToolRequestParams::new(tool.to_owned());
-        params.arguments = Some(arguments);
-        let mut meta = MetaObject::default();
+        let mut params = call_params_with_trace(tool, arguments);
+        let meta = params.meta.get_or_insert_with(RequestMetaObject::default);
         meta.insert(CALL_TOKEN_META.into(), token.into());
-        if let Some(tp) = agentyard_otel::current_traceparent() {
-            meta.insert("traceparent".into(), tp.into());
-        }
-        params.meta = Some(RequestMetaObject(meta));
         let out = match tokio::time::timeout(timeout, open.client.call_params(params)).await {
             Ok(r) => r,
             Err(_) => Err(McpError::Unreachable(format!("no answer within {timeout:?}"))),
@@ -264,7 +261,10 @@ impl Drop for Registered<'_> {
 
 #[cfg(test)]
 mod tests {
-    use rmcp::model::{ClientJsonRpcMessage, JsonRpcRequest, NumberOrString, RequestId};
+    use rmcp::model::{
+        CallToolRequestParams, ClientJsonRpcMessage, JsonRpcRequest, MetaObject, NumberOrString,
+        RequestId,
+    };
 
     use super::*;
 

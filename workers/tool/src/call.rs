@@ -283,7 +283,8 @@ async fn give_up_or_retry(
 }
 
 /// Calls `tool` within `AY_TOOL_TIMEOUT`: on the session to the built-in server this process
-/// shares, or on a session of its own to another server (which may not tell calls apart).
+/// shares; on a pooled process of a stdio server (one per server and organization, one call at
+/// a time); or on a session of its own to another server (which may not tell calls apart).
 async fn execute(
     ctx: &Ctx,
     call: &PendingCall,
@@ -299,6 +300,12 @@ async fn execute(
     {
         let invocation = call.id.to_string();
         return ctx.builtin.call(token, &invocation, as_broker, tool, arguments, timeout).await;
+    }
+    if matches!(server, ServerConfig::Stdio { .. }) {
+        // A process per server and organization, kept for the next call.
+        let key = format!("{}/{}", call.server, call.org_id);
+        let sampler = ctx.sampler.clone();
+        return ctx.stdio.call(&key, server, as_broker, sampler, tool, arguments, timeout).await;
     }
     let client = Client::connect(server, Some(as_broker), ctx.sampler.clone(), timeout).await?;
     let out = match tokio::time::timeout(timeout, client.call(tool, arguments)).await {

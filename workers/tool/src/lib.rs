@@ -84,7 +84,13 @@ pub(crate) struct Ctx {
     sampler: Option<Arc<dyn agentyard_mcp::Sampler>>,
     /// The session to the built-in server every call of this process shares.
     builtin: Arc<agentyard_mcp::SharedSession>,
+    /// Stdio servers' processes between calls, by server and organization.
+    stdio: Arc<agentyard_mcp::Pool>,
 }
+
+/// Idle processes kept per stdio server and organization, and for how long.
+const STDIO_IDLE: usize = 4;
+const STDIO_IDLE_FOR: Duration = Duration::from_secs(300);
 
 /// How long the shared session to the built-in server lives before the next call opens
 /// another (its session token lives this plus the call timeout plus two minutes).
@@ -179,12 +185,15 @@ pub async fn run(
         breakers: Arc::default(),
         sampler,
         builtin,
+        stdio: Arc::new(agentyard_mcp::Pool::new(STDIO_IDLE, STDIO_IDLE_FOR)),
     };
     tokio::spawn(refresh::platform_tools(ctx.clone(), shutdown.clone()));
     tracing::info!(concurrency = runner.concurrency, builtin = %ctx.settings.mcp_url,
         servers = ctx.servers.0.len(), "tool worker started");
+    let stdio = ctx.stdio.clone();
     let handler = Arc::new(call::ToolCalls(ctx));
     agentyard_bus::runner::run(bus, vec![consumer], runner, shutdown, handler).await?;
+    stdio.close_all().await;
     tracing::info!("tool worker stopped");
     Ok(())
 }
