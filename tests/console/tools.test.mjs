@@ -126,18 +126,51 @@ try {
   await page.locator('.server[data-server="dead"]').waitFor();
   assert.equal(await page.locator('.server[data-server="yard"]').count(), 0);
 
-  // The audit log: every call at first (more than one tool), then filtered by one tool.
+  // The audit log: every call at first (more than one tool), a page of 50, then the next
+  // pages by "More calls" (by keyboard), until the API says there are no more.
   const calls = page.locator('.calls .call');
   await calls.first().waitFor();
   const allTools = new Set(await calls.evaluateAll((els) => els.map((e) => e.dataset.tool)));
   assert.ok(allTools.size > 1, `the unfiltered log has several tools: ${[...allTools]}`);
+  assert.equal(await calls.count(), 50, 'a first page of 50');
+  const more = page.getByRole('button', {name: 'More calls'});
+  await more.waitFor();
+  await shot(page, 'tools-more');
+  let pages = 1;
+  while (await more.count()) {
+    const shown = await calls.count();
+    await more.focus();
+    await page.keyboard.press('Enter');
+    await page.waitForFunction((n) => document.querySelectorAll('.calls .call').length > n, shown);
+    pages += 1;
+    // The focus goes on to the first call of the new page.
+    const focused = await page.evaluate(() => document.activeElement.closest('.call')?.dataset.id);
+    assert.equal(focused, await calls.nth(shown).getAttribute('data-id'));
+  }
+  const pagedIds = await calls.evaluateAll((els) => els.map((e) => e.dataset.id));
+  assert.equal(new Set(pagedIds).size, pagedIds.length, 'no call shown twice');
+  assert.match(await page.locator('.calls-count').textContent(), new RegExp(`^${pagedIds.length} calls, newest first$`));
+
+  // By outcome: the failed calls only, each shown as an error.
+  await page.getByLabel('Outcome').selectOption('error');
+  await page.getByRole('button', {name: 'Filter'}).click();
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll('.calls .call')];
+    return rows.length && rows.every((r) => r.querySelector('.badge').textContent === 'error');
+  });
+  assert.match(page.url(), /#\/tools\?outcome=error$/);
+  const errorIds = await calls.evaluateAll((els) => els.map((e) => e.dataset.id));
+  await page.getByLabel('Outcome').selectOption('');
+
+  // By tool and server: one tool of the built-in server.
   await page.getByLabel('Tool', {exact: true}).fill('get_active_integrations');
+  await page.getByLabel('Server', {exact: true}).fill('builtin');
   await page.getByRole('button', {name: 'Filter'}).click();
   await page.waitForFunction(() => {
     const rows = [...document.querySelectorAll('.calls .call')];
     return rows.length && rows.every((r) => r.dataset.tool === 'get_active_integrations');
   });
-  assert.match(page.url(), /#\/tools\?tool=get_active_integrations$/);
+  assert.match(page.url(), /#\/tools\?tool=get_active_integrations&server=builtin$/);
   const filtered = await calls.count();
   // Open the newest: its arguments, result and duration, and its run.
   const first = calls.first();
@@ -160,10 +193,11 @@ try {
   await page.goBack();
   await page.locator('.calls .call').first().waitFor();
   assert.equal(await page.getByLabel('Tool', {exact: true}).inputValue(), 'get_active_integrations');
+  assert.equal(await page.getByLabel('Server', {exact: true}).inputValue(), 'builtin');
 
   assert.deepEqual(problems, []);
   console.log(`RESULT ${JSON.stringify({serverId, tools, refreshedAt: refresh.tools_refreshed_at,
-    deadError, filtered, args, result, duration, runId})}`);
+    deadError, pages, pagedIds, errorIds, filtered, args, result, duration, runId})}`);
 } catch (err) {
   // What the page showed and said when it went wrong.
   await shot(page, 'tools-failure').catch(() => {});

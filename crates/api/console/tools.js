@@ -5,9 +5,11 @@
 import {get, post, request} from './api.js';
 import {errorBox, fill, h, loading, when} from './dom.js';
 
-// The audit log has no cursor: "More" asks again for a longer page, up to the API's maximum.
+// Calls of the audit log per page; "More calls" asks for the next page (the API's cursor).
 const PAGE = 50;
-const MAX_PAGE = 500;
+
+// The audit log's outcome filter: the API's values and what the page calls them.
+const OUTCOMES = [['', 'Any'], ['ok', 'OK'], ['error', 'Error'], ['pending', 'Not finished']];
 
 // A line for the list page to show after the server page navigated to it (a deletion).
 let notice = null;
@@ -119,14 +121,7 @@ async function serverPage(root, id) {
   fill(root, back, loading('Loading the server…'));
   let server;
   try {
-    // There is no GET of one server: it is found in the list.
-    const {data} = await get('/v1/mcp-servers');
-    server = data.find((s) => s.id === id);
-    if (!server) {
-      // The tools route answers the API's own "not found" for an unknown id.
-      await get(`/v1/mcp-servers/${encodeURIComponent(id)}/tools`);
-      throw new Error('No such server.');
-    }
+    server = await get(`/v1/mcp-servers/${encodeURIComponent(id)}`);
   } catch (err) {
     return fill(root, back, errorBox(err));
   }
@@ -230,26 +225,35 @@ function typeName(s) {
   return s.type || (s.enum ? 'enum' : 'any');
 }
 
-/** The audit log: filtered by tool, user and time (what the API accepts), newest first. */
+/** The audit log: filtered by tool, server, outcome, user and time (what the API accepts),
+ * newest first, a page at a time. */
 function auditLog() {
   const params = new URLSearchParams(location.hash.split('?')[1] || '');
   const tool = h('input', {id: 'f-tool', name: 'tool', list: 'f-tools', autocomplete: 'off',
     spellcheck: 'false', value: params.get('tool') || ''});
-  const names = h('datalist', {id: 'f-tools'});
+  const toolNames = h('datalist', {id: 'f-tools'});
+  const server = h('input', {id: 'f-server', name: 'server', list: 'f-servers', autocomplete: 'off',
+    spellcheck: 'false', value: params.get('server') || ''});
+  const serverNames = h('datalist', {id: 'f-servers'}, h('option', {value: 'builtin'}));
+  const outcome = h('select', {id: 'f-outcome', name: 'outcome'}, OUTCOMES.map(([value, label]) =>
+    h('option', {value, selected: params.get('outcome') === value}, label)));
   const user = h('select', {id: 'f-user', name: 'user'}, h('option', {value: ''}, 'Anyone'));
   const since = h('input', {id: 'f-since', name: 'since', type: 'datetime-local',
     value: params.get('since') || ''});
+  const until = h('input', {id: 'f-until', name: 'until', type: 'datetime-local',
+    value: params.get('until') || ''});
   const results = h('div', {'aria-live': 'polite'});
-  let limit = PAGE;
+  // Each new filtering counts one: a page that arrives for an older one is dropped.
+  let generation = 0;
 
   const form = h('form', {class: 'filters', onsubmit: (e) => {
     e.preventDefault();
-    limit = PAGE;
     load();
   }},
-    h('label', {for: 'f-tool'}, 'Tool'), tool, names,
-    h('label', {for: 'f-user'}, 'User'), user,
-    h('label', {for: 'f-since'}, 'Since'), since,
+    // Each label with its control, so that they wrap together on a narrow screen.
+    [['Tool', tool, toolNames], ['Server', server, serverNames], ['Outcome', outcome],
+      ['User', user], ['Since', since], ['Until', until]].map(([text, control, list]) =>
+      h('span', {class: 'filter'}, h('label', {for: control.id}, text), control, list)),
     h('button', {type: 'submit'}, 'Filter'));
 
   // The users come from an admin route: without it the filter stays at "Anyone".
@@ -259,49 +263,93 @@ function auditLog() {
         u.name || u.email || u.external_id || u.id));
     }
   }).catch(() => { user.disabled = true; });
+  // Server names to pick from; a deleted server's calls stay findable by typing its name.
+  get('/v1/mcp-servers').then(({data}) => suggest(serverNames, data.map((s) => s.name)))
+    .catch(() => {});
 
-  async function load() {
-    const q = new URLSearchParams({limit: String(limit)});
+  /** The filters as the API's query (`q`) and as the page's address (`f`). */
+  function filters() {
+    const q = new URLSearchParams({limit: String(PAGE)});
     const f = new URLSearchParams();
-    if (tool.value.trim()) { q.set('tool', tool.value.trim()); f.set('tool', tool.value.trim()); }
-    if (user.value) { q.set('user_id', user.value); f.set('user', user.value); }
-    if (since.value) {
-      q.set('since', new Date(since.value).toISOString());
-      f.set('since', since.value);
+    for (const [name, input] of [['tool', tool], ['server', server]]) {
+      if (input.value.trim()) { q.set(name, input.value.trim()); f.set(name, input.value.trim()); }
     }
+    if (outcome.value) { q.set('outcome', outcome.value); f.set('outcome', outcome.value); }
+    if (user.value) { q.set('user_id', user.value); f.set('user', user.value); }
+    // The pickers give local times; the API wants RFC 3339.
+    for (const [name, input] of [['since', since], ['until', until]]) {
+      if (input.value) { q.set(name, new Date(input.value).toISOString()); f.set(name, input.value); }
+    }
+    return {q, f};
+  }
+
+  /** The first page for the current filters. */
+  async function load() {
+    const mine = ++generation;
+    const {q, f} = filters();
     // Keep the filter in the address without reloading the page.
     history.replaceState(null, '', `#/tools${f.size ? `?${f}` : ''}`);
-    if (limit === PAGE) fill(results, loading('Loading tool calls…'));
-    const more = results.querySelector('.more');
-    if (more) more.disabled = true;
+    fill(results, loading('Loading tool calls…'));
     try {
-      const {data} = await get(`/v1/tool-invocations?${q}`);
-      for (const n of new Set(data.map((c) => c.tool))) {
-        if (![...names.options].some((o) => o.value === n)) names.append(h('option', {value: n}));
-      }
-      if (!data.length) return fill(results, h('p', {class: 'muted'}, 'No tool calls match.'));
-      fill(results, h('p', {class: 'muted'}, `${data.length} call${data.length === 1 ? '' : 's'}, newest first`),
-        h('ul', {class: 'calls'}, data.map(callItem)));
-      // A full page may have more behind it.
-      if (data.length === limit && limit < MAX_PAGE) {
-        results.append(h('button', {type: 'button', class: 'more secondary', onclick: () => {
-          limit = Math.min(limit + PAGE, MAX_PAGE);
-          load();
-        }}, 'More calls'));
-      }
+      const page = await get(`/v1/tool-invocations?${q}`);
+      if (mine !== generation) return;
+      if (!page.data.length) return fill(results, h('p', {class: 'muted'}, 'No tool calls match.'));
+      const count = h('p', {class: 'muted calls-count'});
+      const list = h('ul', {class: 'calls'});
+      fill(results, count, list);
+      show(page, q, count, list);
     } catch (err) {
-      fill(results, errorBox(err));
+      if (mine === generation) fill(results, errorBox(err));
     }
   }
+
+  /** Appends a page's calls, and a "More calls" button when the API says more follow. */
+  function show(page, q, count, list) {
+    const items = page.data.map(callItem);
+    list.append(...items);
+    suggest(toolNames, page.data.map((c) => c.tool));
+    suggest(serverNames, page.data.map((c) => c.server));
+    const n = list.children.length;
+    count.textContent = `${n} call${n === 1 ? '' : 's'}, newest first${page.next_cursor ? '; more follow' : ''}`;
+    if (!page.next_cursor) return;
+    const mine = generation;
+    const status = h('div', {});
+    const more = h('button', {type: 'button', class: 'more secondary', onclick: async () => {
+      more.disabled = true;
+      fill(status, loading('Loading more calls…'));
+      try {
+        q.set('cursor', page.next_cursor);
+        const next = await get(`/v1/tool-invocations?${q}`);
+        if (mine !== generation) return;
+        more.remove();
+        status.remove();
+        show(next, q, count, list);
+        // The button is gone: a keyboard user goes on from the first new call.
+        list.children[list.children.length - next.data.length]?.querySelector('summary')?.focus();
+      } catch (err) {
+        fill(status, errorBox(err));
+        more.disabled = false;
+      }
+    }}, 'More calls');
+    results.append(more, status);
+  }
+
   load();
   return [form, results];
+}
+
+/** Adds the names a datalist does not offer yet. */
+function suggest(datalist, names) {
+  for (const n of new Set(names)) {
+    if (![...datalist.options].some((o) => o.value === n)) datalist.append(h('option', {value: n}));
+  }
 }
 
 /** One call of the log: a summary line, and when opened its arguments, result and run. */
 function callItem(c) {
   const failed = c.is_error || c.error;
   const outcome = c.status !== 'completed' ? c.status : failed ? 'error' : 'ok';
-  return h('li', {class: 'call', 'data-tool': c.tool}, h('details', {class: `tool${failed ? ' failed' : ''}`},
+  return h('li', {class: 'call', 'data-tool': c.tool, 'data-id': c.id}, h('details', {class: `tool${failed ? ' failed' : ''}`},
     h('summary', {},
       h('span', {class: 'tool-name'}, c.tool), ' ',
       h('span', {class: `badge ${failed ? 'failed' : c.status}`}, outcome), ' ',

@@ -107,7 +107,7 @@ impl Modify for CommonErrors {
         agents::reset_config, agents::status, agents::configuration, agents::config_source,
         agents::tools, agents::put_tools, agents::stats, agents::performance,
         tools::run_invocations, tools::invocations, tools::register, tools::list,
-        tools::delete, tools::tools, tools::refresh,
+        tools::get, tools::delete, tools::tools, tools::refresh,
         domain::list_tasks, domain::create_task, domain::list_tickets, domain::list_integrations,
         domain::create_integration, domain::patch_integration,
         workflows::templates, workflows::list, workflows::create, workflows::get,
@@ -117,7 +117,12 @@ impl Modify for CommonErrors {
         orgs::audit_log, system::status, system::availability, system::health_report, system::performance_trends,
         system::alerts, system::alert, system::resolve_alert, dlq::list, dlq::get, dlq::replay, dlq::drop,
     ),
-    components(schemas(crate::error::ErrorBody, agentyard_core::run::Run))
+    components(schemas(
+        crate::error::ErrorBody,
+        agentyard_core::run::Run,
+        // Named only by a query parameter (the audit log's `outcome`), so not found by itself.
+        agentyard_store::tools::InvocationOutcome,
+    ))
 )]
 pub struct ApiDoc;
 

@@ -1,15 +1,29 @@
 //! MCP servers: those an organization registers (streamable HTTP, checked URL, token never
 //! shown) and those the operator declares for everyone (`config/mcp-servers.yaml`, listed with
-//! how their last `tools/list` went).
+//! how their last `tools/list` went); and the audit log of the calls made to them.
 
 use agentyard_core::tools::BUILTIN_SERVER;
-use agentyard_core::{McpServerId, OrgId};
+use agentyard_core::{InvocationId, McpServerId, OrgId, UserId};
 use agentyard_mcp::{Client, ServerConfig};
-use agentyard_store::tools::McpServer;
+use agentyard_store::tools::{Invocation, InvocationFilter, InvocationOutcome, McpServer};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Entity, Error, Principal, Result, Services};
+use crate::runs::{cursor, page};
+use crate::{Entity, Error, Page, Principal, Result, Services, page_limit};
+
+/// Which calls of the audit log to list (`GET /v1/tool-invocations`).
+#[derive(Clone, Debug, Default)]
+pub struct InvocationQuery {
+    pub tool: Option<String>,
+    pub server: Option<String>,
+    pub outcome: Option<InvocationOutcome>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub user_id: Option<UserId>,
+    pub cursor: Option<String>,
+    pub limit: Option<i64>,
+}
 
 /// Body of `POST /v1/mcp-servers`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -171,6 +185,33 @@ impl Services {
             });
         }
         Ok(out)
+    }
+
+    /// The org's tool calls matching `q`, newest first, a page at a time (the caller's own
+    /// for a caller limited to its user).
+    ///
+    /// # Errors
+    /// `invalid_query`, `invalid_cursor`.
+    pub async fn list_invocations(
+        &self,
+        who: &Principal,
+        q: InvocationQuery,
+    ) -> Result<Page<Invocation>> {
+        let limit = page_limit(q.limit, 50, 500)?;
+        let before = cursor::<InvocationId>(q.cursor.as_deref())?;
+        let Some(user) = who.user_filter(q.user_id) else {
+            return Ok(Page { data: Vec::new(), next_cursor: None });
+        };
+        let filter = InvocationFilter {
+            tool: q.tool.as_deref(),
+            server: q.server.as_deref(),
+            outcome: q.outcome,
+            since: q.since,
+            until: q.until,
+            user,
+        };
+        let mut data = self.store.org_invocations(who.org_id, &filter, before, limit + 1).await?;
+        Ok(page(&mut data, limit, |c| c.id.to_string()))
     }
 
     /// One of the org's servers.

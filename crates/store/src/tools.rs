@@ -132,13 +132,41 @@ const INVOCATION_COLUMNS: &str = "id, run_id, org_id, user_id, agent_id, token_i
     server, tool, arguments, status, result, is_error, error, attempt, created_at, started_at, \
     completed_at, duration_ms";
 
+/// How a call of the audit log ended, as a filter: read from a row's `status` and `is_error`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InvocationOutcome {
+    /// Completed, and neither `is_error` nor an `error`.
+    Ok,
+    /// Completed with `is_error` true or an `error` (the server's, or the platform's).
+    Error,
+    /// Not completed yet: `status` is `pending` or `requires_input`.
+    Pending,
+}
+
+impl InvocationOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Error => "error",
+            Self::Pending => "pending",
+        }
+    }
+}
+
 /// Which calls of the audit log to read.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct InvocationFilter<'a> {
     /// Calls of this tool (the name the model called).
     pub tool: Option<&'a str>,
-    /// Calls made since.
+    /// Calls to this server (`builtin`, or a server's name).
+    pub server: Option<&'a str>,
+    /// Calls that ended (or not yet) so.
+    pub outcome: Option<InvocationOutcome>,
+    /// Calls made at or after.
     pub since: Option<DateTime<Utc>>,
+    /// Calls made before.
+    pub until: Option<DateTime<Utc>>,
     /// Calls this user made: of runs they started, or with their API token.
     pub user: Option<UserId>,
 }
@@ -398,7 +426,8 @@ impl Store {
         .map_err(|e| StoreError::db("run_invocations", e))
     }
 
-    /// The org's audit log, newest first: of `tool` (when given), since `since`.
+    /// The org's audit log matching `filter`, newest first (by `created_at`, then `id`): at most
+    /// `limit` calls, those after the call `before` when given (a keyset cursor).
     ///
     /// # Errors
     /// Database failures.
@@ -406,12 +435,25 @@ impl Store {
         &self,
         org: OrgId,
         filter: &InvocationFilter<'_>,
+        before: Option<InvocationId>,
         limit: i64,
     ) -> Result<Vec<Invocation>> {
+        // The outcomes as `InvocationOutcome` documents them (`is_error` is null until the
+        // call completes).
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {INVOCATION_COLUMNS} FROM tool_invocations WHERE org_id = $1 \
              AND ($2::text IS NULL OR tool = $2) AND ($3::timestamptz IS NULL OR created_at >= $3) \
              AND ($5::uuid IS NULL OR user_id = $5) \
+             AND ($6::text IS NULL OR server = $6) \
+             AND ($7::timestamptz IS NULL OR created_at < $7) \
+             AND ($8::text IS NULL OR CASE $8 \
+                 WHEN 'pending' THEN status <> 'completed' \
+                 WHEN 'error' THEN status = 'completed' \
+                     AND (coalesce(is_error, false) OR error IS NOT NULL) \
+                 ELSE status = 'completed' AND NOT coalesce(is_error, false) AND error IS NULL \
+                 END) \
+             AND ($9::uuid IS NULL OR (created_at, id) < \
+                  (SELECT created_at, id FROM tool_invocations WHERE id = $9 AND org_id = $1)) \
              ORDER BY created_at DESC, id DESC LIMIT $4"
         )))
         .bind(org)
@@ -419,6 +461,10 @@ impl Store {
         .bind(filter.since)
         .bind(limit)
         .bind(filter.user)
+        .bind(filter.server)
+        .bind(filter.until)
+        .bind(filter.outcome.map(InvocationOutcome::as_str))
+        .bind(before)
         .fetch_all(&self.pool)
         .await
         .map_err(|e| StoreError::db("org_invocations", e))

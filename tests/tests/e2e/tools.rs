@@ -723,6 +723,39 @@ async fn external_servers_over_streamable_http_and_stdio_are_listed_called_and_l
             "{calls:?}"
         );
     }
+    // The stdio server's process is kept for the next calls of the organization; another
+    // organization gets a process of its own.
+    let stdio = || {
+        let pattern = format!("{} stdio", js.display());
+        let out = std::process::Command::new("pgrep").args(["-f", &pattern]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let first = stdio();
+    assert_eq!(first.len(), 1, "one process kept for the org: {first:?}");
+    for n in 0..3 {
+        let run =
+            ask(&app, None, &format!("call every-stdio__echo {{\"message\": \"again {n}\"}}"))
+                .await;
+        assert!(output(&run).contains(&format!("again {n}")), "{run}");
+    }
+    assert_eq!(stdio(), first, "the same process served the org's next calls");
+    let (_, other) = app.new_org("other").await;
+    let (_, agents) = app.call(Method::GET, "/v1/agents", &other, None).await;
+    let theirs = agents["data"][0]["id"].as_str().unwrap().to_owned();
+    let tools = json!({"tools_enabled": ["every-stdio__echo"], "tools_require_approval": []});
+    let (s, a) =
+        app.call(Method::PUT, &format!("/v1/agents/{theirs}/tools"), &other, Some(tools)).await;
+    assert_eq!(s, 200, "{a}");
+    tokio::time::sleep(Duration::from_secs(6)).await; // the agent workers' tool cache
+    let body = json!({"input": "call every-stdio__echo {\"message\": \"from elsewhere\"}"});
+    let (s, run) = app.call(Method::POST, "/v1/runs", &other, Some(body)).await;
+    assert_eq!(s, 202, "{run}");
+    let wait = format!("/v1/runs/{}?wait=30", run["id"].as_str().unwrap());
+    let (_, run) = app.call(Method::GET, &wait, &other, None).await;
+    assert!(output(&run).contains("from elsewhere"), "{run}");
+    let both = stdio();
+    assert_eq!(both.len(), 2, "a process per organization: {both:?}");
+    assert!(both.contains(&first[0]), "{both:?}");
     let _ = http.kill().await;
 }
 
@@ -748,6 +781,7 @@ async fn the_audit_log_is_filtered_by_user() {
 
     let (_, all) = app.get("/v1/tool-invocations").await;
     assert_eq!(all["data"].as_array().unwrap().len(), 2, "{all}");
+    assert!(all["next_cursor"].is_null(), "{all}");
     let ada_id = ada["id"].as_str().unwrap();
     let (s, mine) = app.get(&format!("/v1/tool-invocations?user_id={ada_id}")).await;
     assert_eq!(s, 200, "{mine}");
@@ -757,4 +791,166 @@ async fn the_audit_log_is_filtered_by_user() {
     assert_eq!(mine[0]["run_id"], run["id"]);
     let (s, e) = app.get("/v1/tool-invocations?user_id=nobody").await;
     assert_eq!(s, 422, "{e}");
+}
+
+/// The ids of the calls `GET /v1/tool-invocations?{query}` answers, and its `next_cursor`.
+async fn log_page(app: &TestApp, token: &str, query: &str) -> (Vec<String>, Value) {
+    let (s, page) =
+        app.call(Method::GET, &format!("/v1/tool-invocations?{query}"), token, None).await;
+    assert_eq!(s, 200, "{query}: {page}");
+    let ids = page["data"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_owned());
+    (ids.collect(), page["next_cursor"].clone())
+}
+
+/// Every call of the log matching `filter`, following `next_cursor` with pages of `limit`:
+/// each page at most `limit` long, every one but the last full.
+async fn every_page(app: &TestApp, token: &str, filter: &str, limit: usize) -> Vec<String> {
+    let mut all = Vec::new();
+    let mut cursor = Value::Null;
+    loop {
+        let mut query = format!("{filter}&limit={limit}");
+        if let Some(c) = cursor.as_str() {
+            query.push_str(&format!("&cursor={c}"));
+        }
+        let (ids, next) = log_page(app, token, &query).await;
+        assert!(ids.len() <= limit, "{query}: {ids:?}");
+        all.extend(ids.iter().cloned());
+        assert!(all.len() <= 100, "{filter}: the pages never end");
+        if next.is_null() {
+            return all;
+        }
+        assert_eq!(ids.len(), limit, "{query}: a page before the last is full");
+        assert_eq!(next.as_str(), ids.last().map(String::as_str), "the cursor is the last call");
+        cursor = next;
+    }
+}
+
+#[tokio::test]
+async fn the_audit_log_pages_newest_first_and_filters_by_server_outcome_and_time() {
+    let app = TestApp::spawn_with(TestOptions { workers: 0, ..Default::default() }).await;
+    let org: agentyard_core::OrgId = app.org_id.parse().unwrap();
+    let t0: chrono::DateTime<chrono::Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+    let at = |secs: i64| t0 + chrono::Duration::seconds(secs);
+    let rfc = |secs: i64| at(secs).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    // Calls as an MCP client makes them (no run behind them), written as stored: two pairs
+    // made at the same instant, so the id orders them.
+    // (name, server, tool, status, is_error, error, seconds after t0)
+    type S = &'static str;
+    type Row = (S, S, S, S, Option<bool>, Option<S>, i64);
+    let rows: [Row; 7] = [
+        ("a", "builtin", "list_tasks", "completed", Some(false), None, 0),
+        ("b", "builtin", "list_tasks", "completed", Some(true), Some("boom"), 1),
+        ("c", "docs", "search", "completed", Some(false), Some("the server timed out"), 2),
+        ("d", "docs", "search", "pending", None, None, 2),
+        ("e", "builtin", "add_task", "requires_input", None, None, 3),
+        ("f", "docs", "search", "completed", Some(false), None, 4),
+        ("g", "builtin", "list_tasks", "completed", Some(false), None, 4),
+    ];
+    let mut stored = Vec::new();
+    for (i, (name, server, tool, status, is_error, error, secs)) in rows.iter().enumerate() {
+        let id = uuid::Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO tool_invocations(id, org_id, token_id, step, call_index, call_id, \
+                server, tool, arguments, status, is_error, error, created_at) \
+             VALUES ($1, $2, $3, 0, $4, 'call', $5, $6, '{}', $7, $8, $9, $10)",
+        )
+        .bind(id)
+        .bind(org)
+        .bind(uuid::Uuid::now_v7())
+        .bind(i32::try_from(i).unwrap())
+        .bind(server)
+        .bind(tool)
+        .bind(status)
+        .bind(is_error)
+        .bind(error)
+        .bind(at(*secs))
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+        stored.push((*secs, id, *name));
+    }
+    // Newest first: by time, then by id.
+    stored.sort_by_key(|s| std::cmp::Reverse((s.0, s.1)));
+    let ids = |names: &str| -> Vec<String> {
+        stored.iter().filter(|s| names.contains(s.2)).map(|s| s.1.to_string()).collect()
+    };
+    let token = app.token.clone();
+
+    // Pages of 2 give every call once, newest first; so does a filtered log paged by 1.
+    assert_eq!(every_page(&app, &token, "", 2).await, ids("abcdefg"));
+    assert_eq!(every_page(&app, &token, "outcome=ok", 1).await, ids("afg"));
+    assert_eq!(every_page(&app, &token, "server=builtin", 3).await, ids("abeg"));
+    // A page holding the last call has no next one.
+    let (all, next) = log_page(&app, &token, "limit=7").await;
+    assert_eq!((all, next), (ids("abcdefg"), Value::Null));
+
+    for (query, expected) in [
+        ("server=docs".to_owned(), "cdf"),
+        ("server=builtin".to_owned(), "abeg"),
+        ("server=nosuch".to_owned(), ""),
+        ("outcome=ok".to_owned(), "afg"),
+        ("outcome=error".to_owned(), "bc"),
+        ("outcome=pending".to_owned(), "de"),
+        ("server=builtin&outcome=ok&tool=list_tasks".to_owned(), "ag"),
+        (format!("since={}", rfc(2)), "cdefg"),
+        (format!("until={}", rfc(2)), "ab"),
+        (format!("since={}&until={}", rfc(1), rfc(4)), "bcde"),
+        (format!("since={}&until={}&outcome=error", rfc(2), rfc(3)), "c"),
+    ] {
+        assert_eq!(log_page(&app, &token, &query).await.0, ids(expected), "{query}");
+    }
+
+    // Bad values: the API's own codes.
+    for (query, status, code) in [
+        ("outcome=done", 422, "invalid_query"),
+        ("outcome=OK", 422, "invalid_query"),
+        ("until=tomorrow", 422, "invalid_query"),
+        ("since=2026-13-01T00:00:00Z", 422, "invalid_query"),
+        ("cursor=nope", 422, "invalid_cursor"),
+        ("cursor=", 422, "invalid_cursor"),
+        ("limit=0", 400, "invalid_query"),
+        ("limit=501", 400, "invalid_query"),
+    ] {
+        let (s, e) = app.get(&format!("/v1/tool-invocations?{query}")).await;
+        assert_eq!((s, e["error"]["code"].as_str()), (status, Some(code)), "{query}: {e}");
+    }
+
+    // Another org sees none of it, not even through a cursor of this org's.
+    let (other_org, other_token) = app.new_org("other").await;
+    let (theirs, next) = log_page(&app, &other_token, "").await;
+    assert_eq!((theirs.len(), next), (0, Value::Null));
+    let cursor = ids("abcdefg")[0].clone();
+    assert!(log_page(&app, &other_token, &format!("cursor={cursor}")).await.0.is_empty());
+
+    // One server: as the list shows it; another org's (or none) is 404.
+    let ours = app
+        .store
+        .create_mcp_server(org, "docs", "https://mcp.example.com/mcp", None)
+        .await
+        .unwrap()
+        .unwrap();
+    let theirs = app
+        .store
+        .create_mcp_server(other_org.parse().unwrap(), "docs", "https://mcp.example.org/mcp", None)
+        .await
+        .unwrap()
+        .unwrap();
+    let (s, one) = app.get(&format!("/v1/mcp-servers/{}", ours.id)).await;
+    assert_eq!(s, 200, "{one}");
+    let (_, list) = app.get("/v1/mcp-servers").await;
+    let listed = list["data"].as_array().unwrap().iter().find(|s| s["id"] == one["id"]);
+    assert_eq!(Some(&one), listed, "{list}");
+    assert_eq!((&one["name"], &one["source"]), (&json!("docs"), &json!("org")));
+    for (token, id) in [
+        (&token, theirs.id.to_string()),
+        (&other_token, ours.id.to_string()),
+        (&token, uuid::Uuid::now_v7().to_string()),
+        (&token, "nope".to_owned()),
+    ] {
+        let (s, e) = app.call(Method::GET, &format!("/v1/mcp-servers/{id}"), token, None).await;
+        assert_eq!((s, e["error"]["code"].as_str()), (404, Some("server_not_found")), "{id}: {e}");
+    }
+    let (s, mine) =
+        app.call(Method::GET, &format!("/v1/mcp-servers/{}", theirs.id), &other_token, None).await;
+    assert_eq!((s, &mine["url"]), (200, &json!("https://mcp.example.org/mcp")), "{mine}");
 }

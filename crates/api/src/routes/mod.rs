@@ -43,7 +43,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/events", get(events::org_events))
         .route("/v1/tool-invocations", get(tools::invocations))
         .route("/v1/mcp-servers", post(tools::register).get(tools::list))
-        .route("/v1/mcp-servers/{id}", axum::routing::delete(tools::delete))
+        .route("/v1/mcp-servers/{id}", get(tools::get).delete(tools::delete))
         .route("/v1/mcp-servers/{id}/tools", get(tools::tools))
         .route("/v1/mcp-servers/{id}/refresh", post(tools::refresh))
         .route("/v1/tasks", get(domain::list_tasks).post(domain::create_task))

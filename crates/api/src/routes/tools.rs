@@ -3,7 +3,7 @@
 
 use agentyard_core::{McpServerId, RunId, Scope};
 use agentyard_services::mcp::{RegisterServer, ServerView};
-use agentyard_store::tools::Invocation;
+use agentyard_store::tools::{Invocation, InvocationOutcome};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -15,7 +15,7 @@ use crate::auth::Auth;
 use crate::error::{ErrorBody, JsonBody, PathId, QueryNumber, QueryParams, query_limit};
 use crate::{ApiError, AppState};
 
-/// Tool calls, oldest first for a run, newest first for the org.
+/// A run's tool calls, oldest first.
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct InvocationList {
     data: Vec<Invocation>,
@@ -41,33 +41,57 @@ pub(crate) async fn run_invocations(
 pub(crate) struct InvocationQuery {
     /// Only calls of this tool (the name the model called).
     tool: Option<String>,
-    /// RFC 3339: only calls made since.
+    /// Only calls to this server: `builtin`, or an MCP server's name.
+    server: Option<String>,
+    /// Only calls that ended so: `ok` (completed, no error), `error` (completed with
+    /// `is_error` or an `error`), `pending` (not completed: `status` `pending` or
+    /// `requires_input`).
+    outcome: Option<InvocationOutcome>,
+    /// RFC 3339: only calls made at or after.
     since: Option<DateTime<Utc>>,
+    /// RFC 3339: only calls made before.
+    until: Option<DateTime<Utc>>,
     /// Only calls of runs this user started.
     user_id: Option<agentyard_core::UserId>,
+    /// The previous page's `next_cursor`.
+    cursor: Option<String>,
     /// 1 to 500 (default 50).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
     limit: Option<QueryNumber>,
 }
 
-/// The organization's tool calls, newest first (a token limited to its user: its own).
+/// A page of the org's tool calls, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct InvocationPage {
+    data: Vec<Invocation>,
+    /// Pass as `cursor` for the next page; null at the end.
+    next_cursor: Option<String>,
+}
+
+/// The organization's tool calls, newest first, a page at a time (a token limited to its user:
+/// its own).
 #[utoipa::path(get, path = "/v1/tool-invocations", tag = "tools", params(InvocationQuery),
-    responses((status = 200, body = InvocationList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 200, body = InvocationPage), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "invalid_query (a bad `outcome`, time or `user_id`), invalid_cursor")),
     security(("bearer" = [])))]
 pub(crate) async fn invocations(
     State(state): State<AppState>,
     auth: Auth,
     QueryParams(q): QueryParams<InvocationQuery>,
-) -> Result<Json<InvocationList>, ApiError> {
+) -> Result<Json<InvocationPage>, ApiError> {
     let who = auth.require(Scope::RunsRead)?;
-    let limit = agentyard_services::page_limit(query_limit(q.limit.as_ref())?, 50, 500)?;
-    let Some(user) = who.user_filter(q.user_id) else {
-        return Ok(Json(InvocationList { data: Vec::new() }));
+    let query = agentyard_services::mcp::InvocationQuery {
+        tool: q.tool,
+        server: q.server,
+        outcome: q.outcome,
+        since: q.since,
+        until: q.until,
+        user_id: q.user_id,
+        cursor: q.cursor,
+        limit: query_limit(q.limit.as_ref())?,
     };
-    let filter =
-        agentyard_store::tools::InvocationFilter { tool: q.tool.as_deref(), since: q.since, user };
-    let data = state.services.store.org_invocations(who.org_id, &filter, limit).await?;
-    Ok(Json(InvocationList { data }))
+    let page = state.services.list_invocations(who, query).await?;
+    Ok(Json(InvocationPage { data: page.data, next_cursor: page.next_cursor }))
 }
 
 /// The org's MCP servers, then the operator's.
@@ -108,6 +132,19 @@ pub(crate) async fn list(
 ) -> Result<Json<ServerList>, ApiError> {
     let who = auth.require(Scope::AgentsRead)?;
     Ok(Json(ServerList { data: state.services.list_mcp_servers(who).await? }))
+}
+
+/// One of the org's MCP servers (never its token), as listed.
+#[utoipa::path(get, path = "/v1/mcp-servers/{id}", tag = "tools", params(("id" = String, Path)),
+    responses((status = 200, body = ServerView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody, description = "server_not_found")),
+    security(("bearer" = [])))]
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    auth: Auth,
+    PathId(id): PathId<McpServerId>,
+) -> Result<Json<ServerView>, ApiError> {
+    let who = auth.require(Scope::AgentsRead)?;
+    Ok(Json(state.services.get_mcp_server(who, id).await?.into()))
 }
 
 /// A server's tools (its cached `tools/list`).

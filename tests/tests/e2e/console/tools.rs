@@ -1,7 +1,8 @@
 //! The console's tools page in a real Chromium: see `tests/console/tools.test.mjs`. Against a
 //! real `agentyard dev`: the page registers the dev's own built-in tool server (and one where
-//! nothing listens), shows its tools, refreshes and deletes it, and filters the tool audit log
-//! of runs made here; the API then shows that all of it really happened.
+//! nothing listens), shows its tools, refreshes and deletes it, and pages through and filters
+//! (by outcome, tool and server) the tool audit log of runs made here and of older calls
+//! written for it; the API then shows that all of it really happened.
 
 use std::time::Duration;
 
@@ -54,6 +55,29 @@ async fn a_browser_registers_refreshes_and_deletes_a_server_and_filters_the_tool
     }
     let other = run(&dev, "call list_tickets {}").await;
     assert_eq!(other["tools_used"], json!(["list_tickets"]), "{other}");
+    // And older calls, more than a page of the log: an MCP client's (no run behind them), of a
+    // server since removed, every fourth one failed.
+    let org: uuid::Uuid = sqlx::query_scalar("SELECT org_id FROM tool_invocations LIMIT 1")
+        .fetch_one(app.store.pool())
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO tool_invocations(id, org_id, token_id, step, call_index, call_id, server, \
+            tool, arguments, status, result, is_error, error, created_at, started_at, \
+            completed_at, duration_ms) \
+         SELECT gen_random_uuid(), $1, $2, 0, i, 'call-' || i, 'archive', 'lookup', \
+            jsonb_build_object('n', i), 'completed', 'found ' || i, i % 4 = 0, \
+            CASE WHEN i % 4 = 0 THEN 'not found' END, \
+            now() - interval '1 day' + i * interval '1 second', \
+            now() - interval '1 day' + i * interval '1 second', \
+            now() - interval '1 day' + i * interval '1 second', 5 \
+         FROM generate_series(1, 52) i",
+    )
+    .bind(org)
+    .bind(uuid::Uuid::now_v7())
+    .execute(app.store.pool())
+    .await
+    .unwrap();
     // What the API answers to a malformed URL, which the page must show as it is.
     let (s, bad) = dev
         .call(Method::POST, "/v1/mcp-servers", Some(json!({"name": "broken", "url": "not a url"})))
@@ -107,9 +131,27 @@ async fn a_browser_registers_refreshes_and_deletes_a_server_and_filters_the_tool
     assert_eq!(dead["last_error"], result["deadError"], "{dead}");
     assert!(server(&dev, "broken").await.is_none());
 
-    // The filtered log showed this tool's calls, all of them, and the opened one as stored.
-    let (_, calls) =
-        dev.call(Method::GET, "/v1/tool-invocations?tool=get_active_integrations", None).await;
+    // The log, paged: every call once, newest first, as the API lists them; 56 calls are two
+    // pages of 50.
+    let ids = |page: &Value| -> Vec<Value> {
+        page["data"].as_array().unwrap().iter().map(|c| c["id"].clone()).collect()
+    };
+    let (_, all) = dev.call(Method::GET, "/v1/tool-invocations?limit=500", None).await;
+    assert_eq!(ids(&all).len(), 56, "{all}");
+    assert_eq!(result["pagedIds"], json!(ids(&all)), "{result}");
+    assert_eq!(result["pages"], 2, "{result}");
+    // The outcome filter showed the failed calls, all of them.
+    let (_, failed) =
+        dev.call(Method::GET, "/v1/tool-invocations?outcome=error&limit=500", None).await;
+    assert_eq!(ids(&failed).len(), 13, "{failed}");
+    assert_eq!(result["errorIds"], json!(ids(&failed)), "{result}");
+    assert!(failed["data"].as_array().unwrap().iter().all(|c| c["is_error"] == true));
+
+    // The log filtered by tool and server showed this tool's calls, all of them, and the
+    // opened one as stored.
+    let (_, calls) = dev
+        .call(Method::GET, "/v1/tool-invocations?tool=get_active_integrations&server=builtin", None)
+        .await;
     let calls = calls["data"].as_array().unwrap();
     assert_eq!(calls.len(), 3);
     assert_eq!(result["filtered"], 3, "{result}");
@@ -119,5 +161,5 @@ async fn a_browser_registers_refreshes_and_deletes_a_server_and_filters_the_tool
     assert_eq!(newest["arguments"], result["args"]);
     assert_eq!(newest["result"], result["result"]);
     assert_eq!(result["duration"], format!("{} ms", newest["duration_ms"]).as_str());
-    assert_screenshots(&["tools", "tools-server", "tools-audit", "tools-375"]);
+    assert_screenshots(&["tools", "tools-server", "tools-more", "tools-audit", "tools-375"]);
 }
