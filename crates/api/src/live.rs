@@ -2,8 +2,7 @@
 //! events (replayed from a sequence, then live, ending after the terminal one), an
 //! organization's events, and a long-poll for a run's end.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use agentyard_bus::Bus;
@@ -16,7 +15,7 @@ use agentyard_store::Store;
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
-use crate::hub::{Delivery, StreamPermit, Subscription};
+use crate::hub::{Delivery, EventHub, StreamPermit, Subscription};
 use crate::{ApiError, AppState};
 
 /// Events a stream keeps ready for a slow client before it waits for it.
@@ -48,32 +47,26 @@ fn with_run_id(e: &SeqEvent) -> Item {
     Item { run: e.run, seq: e.seq, kind: e.kind, data }
 }
 
-/// Only the events of `owner`'s runs (an org stream of a token limited to its user). Whose a run
-/// is is read once per run and remembered for the stream's life (a run's user never changes).
+/// Only the events of `owner`'s runs (an org stream of a token limited to its user, subscribed
+/// with [`EventHub::subscribe_user`], which already leaves out most others). Whose a run is
+/// comes from the hub's memory, shared by every stream, or is read once and remembered there
+/// (a run's user never changes).
 pub(crate) fn owned_by(
     events: impl Stream<Item = Item> + Send + 'static,
     store: Store,
+    hub: Arc<EventHub>,
     org: OrgId,
     owner: UserId,
 ) -> impl Stream<Item = Item> + Send + 'static {
-    /// Runs remembered at most; forgetting only costs a read again.
-    const REMEMBER: usize = 10_000;
-    let known = Arc::new(Mutex::new(HashMap::<RunId, bool>::new()));
     events.filter_map(move |item| {
-        let (known, store) = (known.clone(), store.clone());
+        let (hub, store) = (hub.clone(), store.clone());
         async move {
-            let cached = known.lock().expect("owner cache poisoned").get(&item.run).copied();
-            let mine = match cached {
-                Some(mine) => mine,
+            let mine = match hub.owner(item.run) {
+                Some(user) => user == Some(owner),
                 None => match store.run_user(org, item.run).await {
                     Ok(user) => {
-                        let mine = user == Some(owner);
-                        let mut known = known.lock().expect("owner cache poisoned");
-                        if known.len() >= REMEMBER {
-                            known.clear();
-                        }
-                        known.insert(item.run, mine);
-                        mine
+                        hub.remember_owner(item.run, user);
+                        user == Some(owner)
                     }
                     // Unknown is not shown; the next event of the run asks again.
                     Err(e) => {

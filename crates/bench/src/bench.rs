@@ -30,6 +30,10 @@ pub(crate) async fn run(scenario: Scenario, common: Common) -> anyhow::Result<()
     if let Scenario::Spans { iterations } = scenario {
         return spans(iterations, &common);
     }
+    if let Scenario::Streams { streams, .. } = scenario {
+        // Before the stack starts: its processes inherit the limit.
+        crate::streams::raise_fd_limit(streams)?;
+    }
     // One rustls crypto provider for the process, as in the `agentyard` binary.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut stack = Stack::new(stack_options(&scenario, &common)?)?;
@@ -119,6 +123,17 @@ fn stack_options(scenario: &Scenario, c: &Common) -> anyhow::Result<StackOptions
             }
             (*workers, 0, c.agent_concurrency)
         }
+        Scenario::Streams {
+            streams, users, rate, duration, workers, connect_concurrency, ..
+        } => {
+            if *streams == 0 || *users == 0 || *duration == 0 || *connect_concurrency == 0 {
+                bail!("--streams, --users, --duration and --connect-concurrency must be positive");
+            }
+            if !(rate.is_finite() && *rate > 0.0) {
+                bail!("--rate must be positive");
+            }
+            (*workers, 0, c.agent_concurrency)
+        }
         Scenario::Priority { runs, answer_ms, workers } => {
             if *runs == 0 {
                 bail!("--runs must be positive");
@@ -135,6 +150,15 @@ fn stack_options(scenario: &Scenario, c: &Common) -> anyhow::Result<StackOptions
     if workers == 0 {
         bail!("--workers must be at least 1");
     }
+    let mut env = Vec::new();
+    if let Scenario::Streams { streams, .. } = scenario {
+        // Every stream on one token would be allowed; the connection cap above the streams.
+        // `--env` given by the caller comes later and wins.
+        env.push(("AY_MAX_STREAMS_PER_TOKEN".to_owned(), streams.to_string()));
+        let connections = (*streams + 1024).max(20_000);
+        env.push(("AY_HTTP_MAX_CONNECTIONS".to_owned(), connections.to_string()));
+    }
+    env.extend(c.env.iter().cloned());
     Ok(StackOptions {
         bin,
         postgres_url: c.postgres_url.clone(),
@@ -148,7 +172,7 @@ fn stack_options(scenario: &Scenario, c: &Common) -> anyhow::Result<StackOptions
         tools: matches!(scenario, Scenario::Tools { .. } | Scenario::Workflow { .. }),
         orchestrator: matches!(scenario, Scenario::Workflow { .. }),
         monitor: c.monitor,
-        env: c.env.clone(),
+        env,
     })
 }
 
@@ -172,12 +196,14 @@ async fn measure(
         load: None,
         poll: None,
         concurrent: None,
+        streams: None,
         processes: Vec::new(),
         machine_cpu_pct: None,
         cores: std::thread::available_parallelism().map_or(0, usize::from),
         notes: Vec::new(),
     };
     let mut concurrent = None;
+    let mut streams_usage = None;
     match scenario.clone() {
         Scenario::Spans { .. } => bail!("`spans` measures in this process and starts no stack"),
         Scenario::Throughput { clients, duration, workers } => {
@@ -260,6 +286,38 @@ async fn measure(
                 "workers": workers, "tool_workers": 1, "orchestrators": 1, "tool_steps": tool_steps});
             report.notes.extend(lines);
         }
+        Scenario::Streams {
+            streams,
+            users,
+            rate,
+            duration,
+            workers,
+            connect_concurrency,
+            grace,
+        } => {
+            eprintln!(
+                "streams: {streams} streams over {users} users, {rate} runs/s for {duration}s, \
+                 {workers} worker(s)"
+            );
+            let api_pid = stack.pid("api").context("the API is not running")?;
+            let opts = crate::streams::Options {
+                streams,
+                users,
+                rate,
+                duration: Duration::from_secs(duration),
+                connect_concurrency,
+                grace: Duration::from_secs(grace),
+            };
+            let (s, processes, cpu) =
+                crate::streams::run(http, &stack.api_url(), &token, api_pid, &watched, &opts)
+                    .await?;
+            report.scenario = "streams";
+            report.params = json!({"streams": streams, "users": users, "rate": rate,
+                "duration_s": duration, "workers": workers,
+                "connect_concurrency": connect_concurrency, "grace_s": grace});
+            report.streams = Some(s);
+            streams_usage = Some((processes, cpu));
+        }
         Scenario::Priority { runs, answer_ms, workers } => {
             let slots = common.agent_concurrency.unwrap_or(8);
             eprintln!(
@@ -279,6 +337,10 @@ async fn measure(
     }
     let after = procfs::snapshot(&watched);
     (report.processes, report.machine_cpu_pct) = procfs::usage(&watched, &before, &after);
+    if let Some(load_phase) = streams_usage {
+        // CPU of the load phase only, not of making users and opening streams.
+        (report.processes, report.machine_cpu_pct) = load_phase;
+    }
     if let (Some(c), Scenario::Concurrent { runs, .. }) = (concurrent, scenario) {
         let rss = report
             .processes

@@ -192,6 +192,30 @@ impl Api {
         self.post_run_at(input, "normal").await
     }
 
+    /// Posts `input` without streaming; the run's id once accepted (202).
+    ///
+    /// # Errors
+    /// A short description of what went wrong (transport error or HTTP status and code).
+    pub(crate) async fn create_run(&self, input: String) -> Result<uuid::Uuid, String> {
+        let resp = self
+            .http
+            .post(&*self.runs_url)
+            .bearer_auth(&self.token)
+            .json(&json!({"input": input}))
+            .timeout(POST_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| transport_error(&e))?;
+        if resp.status() != reqwest::StatusCode::ACCEPTED {
+            return Err(http_error(resp).await);
+        }
+        let run: Value = resp.json().await.map_err(|e| transport_error(&e))?;
+        run["id"]
+            .as_str()
+            .and_then(|id| uuid::Uuid::parse_str(id).ok())
+            .ok_or_else(|| "no run id in the 202".to_owned())
+    }
+
     /// Posts a run of `priority`; Ok once accepted.
     pub(crate) async fn post_run_at(&self, input: String, priority: &str) -> Result<(), String> {
         let resp = self
@@ -214,7 +238,7 @@ impl Api {
 
 /// `connect error: Connection refused (os error 111)` and the like: the kind plus the innermost
 /// cause, which is stable across requests (the URL is not).
-fn transport_error(e: &reqwest::Error) -> String {
+pub(crate) fn transport_error(e: &reqwest::Error) -> String {
     let kind = if e.is_connect() {
         "connect"
     } else if e.is_timeout() {
@@ -232,7 +256,7 @@ fn transport_error(e: &reqwest::Error) -> String {
 }
 
 /// `HTTP 503 service_unavailable`, using the API's `{"error": {"code"}}` body when present.
-async fn http_error(resp: reqwest::Response) -> String {
+pub(crate) async fn http_error(resp: reqwest::Response) -> String {
     let status = resp.status();
     let body: Value = resp.json().await.unwrap_or_default();
     match body["error"]["code"].as_str() {

@@ -7,6 +7,7 @@
 //! - `scenarios`: closed loop, open loop and the concurrency burst.
 //! - `bench`: one benchmark from start to [`report::Report`]; `report`: Markdown and JSON.
 //! - `workflow`: the workflow scenario (a 5-step DAG, open then closed loop).
+//! - `streams`: many concurrent org event streams kept live by runs.
 //! - `stats`: percentiles; `procfs`: peak RSS and CPU from `/proc`.
 
 mod bench;
@@ -16,6 +17,7 @@ mod report;
 mod scenarios;
 mod stack;
 mod stats;
+mod streams;
 mod workflow;
 
 use std::path::PathBuf;
@@ -173,6 +175,30 @@ pub(crate) enum Scenario {
         /// Iterations of a job span with a model-call span inside it.
         #[arg(long, default_value_t = 100_000)]
         iterations: usize,
+    },
+    /// Many concurrent `GET /v1/events` streams on the API, spread over `users` users (each
+    /// with a token limited to it), kept live by runs posted (202) at `rate` from random users:
+    /// the API's RSS (before, idle with the streams open, peak) and the delay from each POST to
+    /// its `run.completed` on every stream of its user.
+    Streams {
+        #[arg(long, default_value_t = 10_000)]
+        streams: usize,
+        #[arg(long, default_value_t = 100)]
+        users: usize,
+        /// Runs per second.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        /// Seconds of posting runs.
+        #[arg(long, default_value_t = 30)]
+        duration: u64,
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// Streams being opened at once.
+        #[arg(long, default_value_t = 64)]
+        connect_concurrency: usize,
+        /// Seconds after the last POST for every expected `run.completed` to arrive.
+        #[arg(long, default_value_t = 30)]
+        grace: u64,
     },
     /// Saturated workers: `runs` low-priority runs are posted, then `runs` high-priority ones;
     /// how long does each priority wait for a worker?

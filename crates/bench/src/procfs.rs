@@ -89,13 +89,23 @@ pub(crate) fn usage(
 
 /// `VmHWM` of a process, in MiB.
 fn peak_rss_mib(target: &Target) -> Option<f64> {
+    status_mib(target, "VmHWM:")
+}
+
+/// `VmRSS` of a process now, in MiB.
+pub(crate) fn rss_mib(target: &Target) -> Option<f64> {
+    status_mib(target, "VmRSS:")
+}
+
+/// A `kB` line of `/proc/<pid>/status`, in MiB.
+fn status_mib(target: &Target, field: &str) -> Option<f64> {
     let path = match target {
         Target::Pid(pid) => format!("/proc/{pid}/status"),
         Target::Myself => "/proc/self/status".to_owned(),
         Target::Comm(_) => return None,
     };
     let status = std::fs::read_to_string(path).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
 }
@@ -173,6 +183,7 @@ mod tests {
     #[test]
     fn the_benchmark_can_read_its_own_usage() {
         assert!(peak_rss_mib(&Target::Myself).is_some_and(|m| m > 0.0));
+        assert!(rss_mib(&Target::Myself).is_some_and(|m| m > 0.0));
         assert!(cpu_ticks(&Target::Myself).is_some());
     }
 }

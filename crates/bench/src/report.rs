@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::procfs::ProcessUsage;
 use crate::scenarios::{Concurrent, Load};
 use crate::stats::Summary;
+use crate::streams::StreamsReport;
 
 /// Everything one scenario measured.
 #[derive(Debug, Serialize)]
@@ -22,6 +23,9 @@ pub(crate) struct Report {
     pub(crate) poll: Option<LoadReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) concurrent: Option<ConcurrentReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) streams: Option<StreamsReport>,
+    /// For `streams`: of the load phase only (POSTs until the last delivery).
     pub(crate) processes: Vec<ProcessUsage>,
     /// Busy share of all cores during the scenario.
     pub(crate) machine_cpu_pct: Option<f64>,
@@ -144,6 +148,10 @@ impl Report {
         if let Some(c) = &self.concurrent {
             concurrent_markdown(&mut md, c);
         }
+        if let Some(s) = &self.streams {
+            streams_markdown(&mut md, s);
+            md.push_str("CPU of the load phase (first POST → last delivery):\n\n");
+        }
         md.push_str("| process | peak RSS (MiB) | CPU % (100 = 1 core) |\n|---|---:|---:|\n");
         for p in &self.processes {
             let _ = writeln!(md, "| {} | {} | {} |", p.name, opt(p.peak_rss_mib), opt(p.cpu_pct));
@@ -226,6 +234,57 @@ fn concurrent_markdown(md: &mut String, c: &ConcurrentReport) {
         let _ = writeln!(md, "| {k} | {v} |");
     }
     failures_markdown(md, "POST failure", &c.post_failures);
+    md.push('\n');
+}
+
+fn streams_markdown(md: &mut String, s: &StreamsReport) {
+    md.push_str("| metric | value |\n|---|---:|\n");
+    let rows = [
+        ("users (a token each, not admin)", s.users.to_string()),
+        ("streams requested", s.streams_requested.to_string()),
+        ("streams opened", s.streams_opened.to_string()),
+        ("streams that failed to open", s.open_failures.values().sum::<usize>().to_string()),
+        ("opening them all (s)", format!("{:.1}", s.open_s)),
+        ("streams still open at the end", s.streams_open_at_end.to_string()),
+        ("API RSS before the streams (MiB)", opt(s.api_rss_before_mib)),
+        ("API RSS, every stream open, idle (MiB)", opt(s.api_rss_idle_mib)),
+        ("… per stream (KiB)", opt(s.api_kib_per_stream)),
+        ("API CPU, every stream open, idle (%)", opt(s.api_cpu_idle_pct)),
+        ("API RSS at the end of the load (MiB)", opt(s.api_rss_end_mib)),
+        ("API peak RSS, whole scenario (MiB)", opt(s.api_peak_rss_mib)),
+        ("runs posted (202)", s.runs_posted.to_string()),
+        ("POST failures", s.post_failures.values().sum::<usize>().to_string()),
+        ("achieved arrival rate (runs/s)", format!("{:.1}", s.offered_per_s)),
+        ("runs completed (seen on a stream)", s.runs_completed.to_string()),
+        ("completed runs/s", format!("{:.1}", s.completed_per_s)),
+        ("events received by the streams per s (every kind)", format!("{:.0}", s.events_per_s)),
+        ("run.completed deliveries expected", s.deliveries_expected.to_string()),
+        ("delivered", s.delivered.to_string()),
+        ("missed (must be 0)", s.missed.to_string()),
+        ("to a stream of another user (must be 0)", s.foreign.to_string()),
+        ("duplicates", s.duplicates.to_string()),
+    ];
+    for (k, v) in rows {
+        let _ = writeln!(md, "| {k} | {v} |");
+    }
+    md.push_str("\n| latency (ms) | n | p50 | p90 | p99 | max | mean |\n");
+    md.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
+    let name = "post → run.completed on each stream of the run's user";
+    match &s.delivery_latency {
+        Some(l) => {
+            let _ = writeln!(
+                md,
+                "| {name} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                l.count, l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms, l.mean_ms
+            );
+        }
+        None => {
+            let _ = writeln!(md, "| {name} | 0 | – | – | – | – | – |");
+        }
+    }
+    failures_markdown(md, "failed to open", &s.open_failures);
+    failures_markdown(md, "stream ended early", &s.streams_ended);
+    failures_markdown(md, "POST failure", &s.post_failures);
     md.push('\n');
 }
 

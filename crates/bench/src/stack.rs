@@ -193,6 +193,11 @@ impl Stack {
         w
     }
 
+    /// The process id of the child named `name` (`api`, `worker-1`, ...).
+    pub(crate) fn pid(&self, name: &str) -> Option<u32> {
+        self.procs.iter().find(|p| p.name == name).map(|p| p.pid)
+    }
+
     /// Children that have exited, with their status and log file.
     pub(crate) fn exited(&mut self) -> Vec<String> {
         self.procs

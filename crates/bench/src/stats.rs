@@ -24,6 +24,7 @@ pub(crate) struct Summary {
     /// How many samples it summarises.
     pub(crate) count: usize,
     pub(crate) p50_ms: f64,
+    pub(crate) p90_ms: f64,
     pub(crate) p95_ms: f64,
     pub(crate) p99_ms: f64,
     pub(crate) max_ms: f64,
@@ -43,6 +44,7 @@ impl Summary {
         (count > 0).then(|| Self {
             count,
             p50_ms: ms(50.0),
+            p90_ms: ms(90.0),
             p95_ms: ms(95.0),
             p99_ms: ms(99.0),
             max_ms: ms(100.0),
@@ -81,6 +83,7 @@ mod tests {
         let s = Summary::of(vec![ms(30), ms(10), ms(20)]).expect("three samples");
         assert_eq!(s.count, 3);
         assert_eq!(s.p50_ms, 20.0);
+        assert_eq!(s.p90_ms, 30.0);
         assert_eq!(s.max_ms, 30.0);
         assert!((s.mean_ms - 20.0).abs() < 1e-9);
         assert!(Summary::of(Vec::new()).is_none());

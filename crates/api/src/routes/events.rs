@@ -43,13 +43,19 @@ pub(crate) async fn org_events(
     let filter = KindFilter::parse(q.kind.as_deref())?;
     let after = resume_from(&headers, q.after.as_ref())?;
     let permit = open_stream(&state, who)?;
-    let sub = state.hub.subscribe_org(who.org_id);
+    // A token limited to its user hears of its user's runs only (and of runs the hub cannot
+    // place yet, which `owned_by` checks).
+    let sub = match who.owner() {
+        None => state.hub.subscribe_org(who.org_id),
+        Some(owner) => state.hub.subscribe_user(who.org_id, owner),
+    };
     let events =
         live::org_events(state.services.bus.clone(), who.org_id, after, filter, sub, permit);
     Ok(match who.owner() {
         None => sse::respond(events).into_response(),
         Some(owner) => {
-            let mine = live::owned_by(events, state.services.store, who.org_id, owner);
+            let hub = state.hub.clone();
+            let mine = live::owned_by(events, state.services.store, hub, who.org_id, owner);
             sse::respond(mine).into_response()
         }
     })
