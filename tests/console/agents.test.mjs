@@ -8,40 +8,11 @@
 //   AY_NEW_TYPE        an agent type the org has no agent of yet, created from the page
 //   AY_SHOTS           where to write the screenshots (console-agents*.png, console-agent*.png)
 // It prints one JSON line, `RESULT {...}`, for the Rust test to check against the API.
-import {createRequire} from 'node:module';
-import path from 'node:path';
-import assert from 'node:assert/strict';
+import {assert, fits, refused, run, shot, url} from './browser.mjs';
 
-const require = createRequire(path.join(process.env.AY_TEST_NPM_DIR, 'node_modules', 'x.js'));
-const {chromium} = require('playwright-core');
-
-const url = process.env.AY_CONSOLE_URL;
-const shots = process.env.AY_SHOTS;
 const agentId = process.env.AY_AGENT;
-// Readable at 375 px: nothing wider than the screen.
-async function fits(page) {
-  const wide = await page.evaluate(() => document.documentElement.scrollWidth);
-  assert.ok(wide <= 375, `the page is ${wide} px wide at 375 px`);
-}
-const shot = (page, name) => page.screenshot({path: path.join(shots, `console-${name}.png`), fullPage: true});
 
-const browser = await chromium.launch({executablePath: '/usr/bin/chromium', args: ['--no-sandbox']});
-const problems = [];
-/** Drops the one console line of a request the API was meant to refuse with `status`. */
-function refused(status) {
-  const i = problems.findIndex((p) => p.includes(`status of ${status} `));
-  assert.ok(i >= 0, `no refused request (${status}) in ${JSON.stringify(problems)}`);
-  problems.splice(i, 1);
-}
-const page = await browser.newPage({viewport: {width: 1280, height: 800}});
-try {
-  // A CSP violation or a script error shows up here: the console must have none.
-  page.on('console', (m) => {
-    if (m.type() === 'error') problems.push(`console: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.setDefaultTimeout(30_000);
-
+await run('agents', async ({page, problems}) => {
   await page.goto(url);
   await page.getByLabel('API token').fill(process.env.AY_TOKEN);
   await page.getByRole('button', {name: 'Log in'}).click();
@@ -70,7 +41,7 @@ try {
   await page.getByRole('button', {name: 'Create agent'}).click();
   const exists = await page.locator('.new-agent .error').textContent();
   assert.match(exists, /already has/);
-  refused(409);
+  refused(problems, 409);
 
   // One agent: its effective configuration, every field the type's default.
   await row.getByRole('link').click();
@@ -129,7 +100,7 @@ try {
   assert.equal(await page.evaluate(() => document.activeElement.id), 'cfg-temperature');
   assert.equal(await source('temperature'), 'default');
   await shot(page, 'agent-invalid');
-  refused(422);
+  refused(problems, 422);
 
   // Deactivate, then activate again, with the keyboard.
   await page.getByRole('button', {name: 'Deactivate'}).focus();
@@ -139,13 +110,5 @@ try {
   await page.locator('.summary .badge.active').waitFor();
   await page.getByRole('button', {name: 'Deactivate'}).waitFor();
 
-  assert.deepEqual(problems, []);
-  console.log(`RESULT ${JSON.stringify({newAgent, saved, defaults, successRate, charts})}`);
-} catch (err) {
-  // What the page showed and said when it went wrong.
-  await shot(page, 'agents-failure').catch(() => {});
-  console.error(`page problems: ${JSON.stringify(problems)}\nat ${page.url()}`);
-  throw err;
-} finally {
-  await browser.close();
-}
+  return {newAgent, saved, defaults, successRate, charts};
+});

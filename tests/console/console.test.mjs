@@ -1,5 +1,6 @@
 // Drives the web console in the system Chromium (playwright-core, no browser download) against
-// a running stack. Run by tests/tests/e2e/console.rs, which passes:
+// a running stack (tests/console/browser.mjs). Run by tests/tests/e2e/console/mod.rs, which
+// passes:
 //   AY_CONSOLE_URL   the API's /console address
 //   AY_TOKEN         a valid token
 //   AY_BAD_TOKEN_MESSAGE  what the API answers to a bad token
@@ -7,31 +8,9 @@
 //   AY_TASK_AGENT    an agent with the task tools (delete_task waits for approval)
 //   AY_SHOTS         where to write the screenshots (console-*.png)
 // It prints one JSON line, `RESULT {...}`, for the Rust test to check against the API.
-import {createRequire} from 'node:module';
-import path from 'node:path';
-import assert from 'node:assert/strict';
+import {assert, fits, run, shot, url} from './browser.mjs';
 
-const require = createRequire(path.join(process.env.AY_TEST_NPM_DIR, 'node_modules', 'x.js'));
-const {chromium} = require('playwright-core');
-
-const url = process.env.AY_CONSOLE_URL;
-const shots = process.env.AY_SHOTS;
-// Readable at 375 px: nothing wider than the screen.
-async function fits(page) {
-  const wide = await page.evaluate(() => document.documentElement.scrollWidth);
-  assert.ok(wide <= 375, `the page is ${wide} px wide at 375 px`);
-}
-const shot = (page, name) => page.screenshot({path: path.join(shots, `console-${name}.png`), fullPage: true});
-
-const browser = await chromium.launch({executablePath: '/usr/bin/chromium', args: ['--no-sandbox']});
-const problems = [];
-const page = await browser.newPage({viewport: {width: 1280, height: 800}});
-try {
-  // A CSP violation or a script error shows up here: the console must have none.
-  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.setDefaultTimeout(60_000);
-
+await run('chat', async ({page, problems}) => {
   // Login: a bad token shows the API's message, a good one opens the chat.
   await page.goto(url);
   const tokenField = page.getByLabel('API token');
@@ -195,14 +174,6 @@ try {
   await fits(page);
   await shot(page, 'run-375');
 
-  assert.deepEqual(problems, []);
-  console.log(`RESULT ${JSON.stringify({threadId, text, toolResult, deltas, events, runError, cancelled,
-    slowThread, slowText, lastEventId: resumes[0]})}`);
-} catch (err) {
-  // What the page showed and said when it went wrong.
-  await shot(page, 'failure').catch(() => {});
-  console.error(`page problems: ${JSON.stringify(problems)}\nat ${page.url()}`);
-  throw err;
-} finally {
-  await browser.close();
-}
+  return {threadId, text, toolResult, deltas, events, runError, cancelled,
+    slowThread, slowText, lastEventId: resumes[0]};
+});

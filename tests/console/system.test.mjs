@@ -9,35 +9,12 @@
 //   AY_FORBIDDEN_MESSAGE  what the API answers that token for GET /v1/system/status
 //   AY_SHOTS              where to write the screenshots (console-system*.png)
 // It prints one JSON line, `RESULT {...}`, for the Rust test to check against the API.
-import {createRequire} from 'node:module';
 import fs from 'node:fs';
-import path from 'node:path';
-import assert from 'node:assert/strict';
 
-const require = createRequire(path.join(process.env.AY_TEST_NPM_DIR, 'node_modules', 'x.js'));
-const {chromium} = require('playwright-core');
+import {assert, fits, refused, run, shot, url} from './browser.mjs';
 
-const url = process.env.AY_CONSOLE_URL;
-const shots = process.env.AY_SHOTS;
-// Readable at 375 px: nothing wider than the screen.
-async function fits(page) {
-  const wide = await page.evaluate(() => document.documentElement.scrollWidth);
-  assert.ok(wide <= 375, `the page is ${wide} px wide at 375 px`);
-}
-const shot = (page, name) => page.screenshot({path: path.join(shots, `console-${name}.png`), fullPage: true});
-
-const browser = await chromium.launch({executablePath: '/usr/bin/chromium', args: ['--no-sandbox']});
-let problems = [];
-
-/** A fresh tab (its own sessionStorage) logged in with `token`, on the System page. */
-async function open(token) {
-  const page = await (await browser.newContext({viewport: {width: 1280, height: 900}})).newPage();
-  // A CSP violation or a script error shows up here: the console must have none.
-  page.on('console', (m) => {
-    if (m.type() === 'error') problems.push(`console: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.setDefaultTimeout(60_000);
+/** `page` (a fresh tab: its own sessionStorage) logged in with `token`, on the System page. */
+async function open(page, token) {
   await page.goto(url);
   await page.getByLabel('API token').fill(token);
   await page.getByRole('button', {name: 'Log in'}).click();
@@ -47,10 +24,10 @@ async function open(token) {
   return page;
 }
 
-let page;
-try {
+await run('system', async ({page: first, tab, problems}) => {
+  let page = first;
   // The operator's view: every probe up, each role with its worker, no alert yet.
-  page = await open(process.env.AY_TOKEN);
+  await open(page, process.env.AY_TOKEN);
   const health = page.locator('.sys-section-health');
   await health.locator('tr[data-probe]').first().waitFor();
   const probes = (await health.locator('tr[data-probe]').evaluateAll((rows) =>
@@ -108,7 +85,8 @@ try {
   // An organization's admin: its organization's health report and alerts; the operators'
   // sections show the API's refusal (the browser logs each 403 as a failed load; nothing else
   // may show up).
-  page = await open(process.env.AY_ORG_TOKEN);
+  page = await tab();
+  await open(page, process.env.AY_ORG_TOKEN);
   const forbidden = process.env.AY_FORBIDDEN_MESSAGE;
   for (const s of ['workers', 'queues', 'availability']) {
     await page.locator(`.sys-section-${s} .error`, {hasText: forbidden}).waitFor();
@@ -118,15 +96,6 @@ try {
   await page.locator('.alerts-open', {hasText: 'No open alerts.'}).waitFor();
   await page.locator('.sys-section-trends figcaption', {hasText: 'Run latency'}).waitFor();
   await shot(page, 'system-org');
-  problems = problems.filter((p) => !/status of 403/.test(p));
-  assert.deepEqual(problems, []);
-
-  console.log(`RESULT ${JSON.stringify({alertId, resolvedBy, agentUp: agentUpShown, orgScope, runs, observed})}`);
-} catch (err) {
-  // What the page showed and said when it went wrong.
-  if (page) await shot(page, 'system-failure').catch(() => {});
-  console.error(`page problems: ${JSON.stringify(problems)}\nat ${page?.url()}`);
-  throw err;
-} finally {
-  await browser.close();
-}
+  refused(problems, 403);
+  return {alertId, resolvedBy, agentUp: agentUpShown, orgScope, runs, observed};
+});

@@ -7,33 +7,9 @@
 //   AY_BAD_URL_MESSAGE  what the API answers to a registration with the URL "not a url"
 //   AY_SHOTS            where to write the screenshots (console-tools*.png)
 // It prints one JSON line, `RESULT {...}`, for the Rust test to check against the API.
-import {createRequire} from 'node:module';
-import path from 'node:path';
-import assert from 'node:assert/strict';
+import {assert, fits, run, shot, url} from './browser.mjs';
 
-const require = createRequire(path.join(process.env.AY_TEST_NPM_DIR, 'node_modules', 'x.js'));
-const {chromium} = require('playwright-core');
-
-const url = process.env.AY_CONSOLE_URL;
-const shots = process.env.AY_SHOTS;
-// Readable at 375 px: nothing wider than the screen.
-async function fits(page) {
-  const wide = await page.evaluate(() => document.documentElement.scrollWidth);
-  assert.ok(wide <= 375, `the page is ${wide} px wide at 375 px at ${page.url()}`);
-}
-const shot = (page, name) => page.screenshot({path: path.join(shots, `console-${name}.png`), fullPage: true});
-
-const browser = await chromium.launch({executablePath: '/usr/bin/chromium', args: ['--no-sandbox']});
-const problems = [];
-const page = await browser.newPage({viewport: {width: 1280, height: 800}});
-try {
-  // A CSP violation or a script error shows up here: the console must have none.
-  page.on('console', (m) => {
-    if (m.type() === 'error') problems.push(`console: ${m.text()} ${m.location().url}`);
-  });
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.setDefaultTimeout(60_000);
-
+await run('tools', async ({page, problems}) => {
   await page.goto(url);
   await page.getByLabel('API token').fill(process.env.AY_TOKEN);
   await page.getByRole('button', {name: 'Log in'}).click();
@@ -195,14 +171,6 @@ try {
   assert.equal(await page.getByLabel('Tool', {exact: true}).inputValue(), 'get_active_integrations');
   assert.equal(await page.getByLabel('Server', {exact: true}).inputValue(), 'builtin');
 
-  assert.deepEqual(problems, []);
-  console.log(`RESULT ${JSON.stringify({serverId, tools, refreshedAt: refresh.tools_refreshed_at,
-    deadError, pages, pagedIds, errorIds, filtered, args, result, duration, runId})}`);
-} catch (err) {
-  // What the page showed and said when it went wrong.
-  await shot(page, 'tools-failure').catch(() => {});
-  console.error(`page problems: ${JSON.stringify(problems)}\nat ${page.url()}`);
-  throw err;
-} finally {
-  await browser.close();
-}
+  return {serverId, tools, refreshedAt: refresh.tools_refreshed_at,
+    deadError, pages, pagedIds, errorIds, filtered, args, result, duration, runId};
+});

@@ -5,38 +5,13 @@
 // and has defined `gate` (an approval, then a task; inputs who/count/urgent), `long` (a 5 min
 // wait) and `flaky` (a lookup of an unknown customer, which fails).
 // It prints one JSON line, `RESULT {...}`, for the Rust test to check against the API.
-import {createRequire} from 'node:module';
-import path from 'node:path';
-import assert from 'node:assert/strict';
+import {assert, fits, refused, run, shot, url} from './browser.mjs';
 
-const require = createRequire(path.join(process.env.AY_TEST_NPM_DIR, 'node_modules', 'x.js'));
-const {chromium} = require('playwright-core');
-
-const url = process.env.AY_CONSOLE_URL;
 // A customer that does not exist yet (onboarding refuses a known email).
 const email = process.env.AY_EMAIL || 'ada.lovelace@example.com';
-const shots = process.env.AY_SHOTS;
-async function fits(page) {
-  const wide = await page.evaluate(() => document.documentElement.scrollWidth);
-  assert.ok(wide <= 375, `the page is ${wide} px wide at 375 px`);
-}
-const shot = (page, name) => page.screenshot({path: path.join(shots, `console-${name}.png`), fullPage: true});
 const executionId = (page) => decodeURIComponent(new URL(page.url()).hash.split('/')[2] || '');
 
-const browser = await chromium.launch({executablePath: '/usr/bin/chromium', args: ['--no-sandbox']});
-const problems = [];
-const page = await browser.newPage({viewport: {width: 1280, height: 800}});
-try {
-  page.on('console', (m) => {
-    // A CSP violation or a script error shows up here. Expected, and not counted: the refused
-    // start below (a 422 the browser logs).
-    const where = m.location().url || '';
-    if (m.type() !== 'error' || /status of 422/.test(m.text())) return;
-    problems.push(`console: ${m.text()} (${where})`);
-  });
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.setDefaultTimeout(60_000);
-
+await run('workflows', async ({page, problems}) => {
   await page.goto(url);
   await page.getByLabel('API token').fill(process.env.AY_TOKEN);
   await page.getByRole('button', {name: 'Log in'}).click();
@@ -165,13 +140,8 @@ try {
   await page.setViewportSize({width: 375, height: 800});
   await fits(page);
 
-  assert.deepEqual(problems, []);
-  console.log(`RESULT ${JSON.stringify({onboarding, steps, recordOutput, welcome, invalid, gate, sent,
-    long, flaky, failedError, firstRun, secondRun})}`);
-} catch (err) {
-  await shot(page, 'workflows-failure').catch(() => {});
-  console.error(`page problems: ${JSON.stringify(problems)}\nat ${page.url()}`);
-  throw err;
-} finally {
-  await browser.close();
-}
+  // The refused start (a 422 the browser logs) was meant to be refused.
+  refused(problems, 422);
+  return {onboarding, steps, recordOutput, welcome, invalid, gate, sent,
+    long, flaky, failedError, firstRun, secondRun};
+});

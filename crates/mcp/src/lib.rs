@@ -263,18 +263,23 @@ fn http_transport(
     url: &str,
     bearer_token: Option<&str>,
 ) -> StreamableHttpClientTransport<reqwest::Client> {
-    StreamableHttpClientTransport::with_client(client, http_config(url, bearer_token))
+    StreamableHttpClientTransport::with_client(client, http_config(url, bearer_token, true))
 }
 
-/// The transport settings for `url`: the bearer token, our trace context, [`ResumeBriefly`].
-fn http_config(url: &str, bearer_token: Option<&str>) -> StreamableHttpClientTransportConfig {
+/// The transport settings for `url`: the bearer token, [`ResumeBriefly`], and with `trace` our
+/// trace context on every request (for a connection that serves one call).
+fn http_config(
+    url: &str,
+    bearer_token: Option<&str>,
+    trace: bool,
+) -> StreamableHttpClientTransportConfig {
     let mut config = StreamableHttpClientTransportConfig::with_uri(url);
     config.retry_config = Arc::new(ResumeBriefly);
     if let Some(t) = bearer_token {
         config = config.auth_header(t.to_owned());
     }
     // The server continues our trace (the tool call's span).
-    if let Some(tp) = agentyard_otel::current_traceparent()
+    if let Some(tp) = agentyard_otel::current_traceparent().filter(|_| trace)
         && let Ok(value) = tp.parse()
     {
         let name = reqwest::header::HeaderName::from_static("traceparent");

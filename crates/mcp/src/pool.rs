@@ -86,7 +86,14 @@ impl Pool {
             None => {
                 let slot = Arc::new(Mutex::new(None));
                 let brokers = Brokers::Slot(slot.clone());
-                let client = Client::open(server, brokers, sampler, timeout).await?;
+                // On a task of its own, outside the calling span: the process outlives the
+                // call (see `SharedSession`); each call carries its trace context in its `_meta`.
+                let server = server.clone();
+                let opening =
+                    tokio::spawn(
+                        async move { Client::open(&server, brokers, sampler, timeout).await },
+                    );
+                let client = opening.await.map_err(|e| McpError::Unreachable(e.to_string()))??;
                 Idle { client, slot, since: Instant::now() }
             }
         };

@@ -42,15 +42,32 @@ pub const INVOCATION_META: &str = "agentyard.dev/invocation_id";
 #[derive(Clone)]
 pub(crate) struct PerCallAuth(pub(crate) reqwest::Client);
 
-/// The call token a message carries, taken out of it.
-fn take_call_token(message: &mut ClientJsonRpcMessage) -> Option<String> {
-    let JsonRpcMessage::Request(request) = message else { return None };
-    let ClientRequest::CallToolRequest(call) = &mut request.request else { return None };
-    let meta = call.params.meta.as_mut()?;
-    match meta.remove(CALL_TOKEN_META)? {
-        serde_json::Value::String(token) => Some(token),
+/// The call token a message carries, taken out of it, and the call's trace context (its
+/// `_meta.traceparent`, also sent as the request's `traceparent` header, which the server's
+/// HTTP span continues).
+fn take_call_token(message: &mut ClientJsonRpcMessage) -> (Option<String>, Option<HeaderValue>) {
+    let JsonRpcMessage::Request(request) = message else { return (None, None) };
+    let ClientRequest::CallToolRequest(call) = &mut request.request else { return (None, None) };
+    let Some(meta) = call.params.meta.as_mut() else { return (None, None) };
+    let trace = meta.get("traceparent").and_then(|t| t.as_str()).and_then(|t| t.parse().ok());
+    let token = match meta.remove(CALL_TOKEN_META) {
+        Some(serde_json::Value::String(token)) => Some(token),
         _ => None,
+    };
+    (token, trace)
+}
+
+/// The call's token as the bearer (else the session's) and its trace context as a header.
+fn per_call(
+    message: &mut ClientJsonRpcMessage,
+    auth_header: Option<String>,
+    mut custom_headers: HashMap<HeaderName, HeaderValue>,
+) -> (Option<String>, HashMap<HeaderName, HeaderValue>) {
+    let (token, trace) = take_call_token(message);
+    if let Some(tp) = trace {
+        custom_headers.insert(HeaderName::from_static("traceparent"), tp);
     }
+    (token.or(auth_header), custom_headers)
 }
 
 impl StreamableHttpClient for PerCallAuth {
@@ -64,8 +81,8 @@ impl StreamableHttpClient for PerCallAuth {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
-        let auth = take_call_token(&mut message).or(auth_header);
-        self.0.post_message(uri, message, session_id, auth, custom_headers).await
+        let (auth, headers) = per_call(&mut message, auth_header, custom_headers);
+        self.0.post_message(uri, message, session_id, auth, headers).await
     }
 
     async fn post_message_with_max_sse_event_size(
@@ -77,14 +94,14 @@ impl StreamableHttpClient for PerCallAuth {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
-        let auth = take_call_token(&mut message).or(auth_header);
+        let (auth, headers) = per_call(&mut message, auth_header, custom_headers);
         self.0
             .post_message_with_max_sse_event_size(
                 uri,
                 message,
                 session_id,
                 auth,
-                custom_headers,
+                headers,
                 max_sse_event_size,
             )
             .await
@@ -182,13 +199,19 @@ impl SharedSession {
         let brokers = Arc::new(Mutex::new(HashMap::new()));
         let handler = handler(Brokers::ByCall(brokers.clone()), self.sampler.clone());
         let token = (self.session_token)();
-        let transport = StreamableHttpClientTransport::with_client(
-            PerCallAuth(crate::http()),
-            http_config(&self.url, Some(&token)),
-        );
-        let service = tokio::time::timeout(timeout, handler.serve(transport))
+        // On a task of its own, outside the calling span: the session outlives the call (its
+        // tasks would keep the call's span open, so never exported) and belongs to no call's
+        // trace.
+        let config = http_config(&self.url, Some(&token), false);
+        let opening = tokio::spawn(async move {
+            let transport =
+                StreamableHttpClientTransport::with_client(PerCallAuth(crate::http()), config);
+            handler.serve(transport).await
+        });
+        let service = tokio::time::timeout(timeout, opening)
             .await
             .map_err(|_| McpError::Unreachable(format!("no answer within {timeout:?}")))?
+            .map_err(|e| McpError::Unreachable(e.to_string()))?
             .map_err(|e| McpError::Unreachable(e.to_string()))?;
         let fresh = Arc::new(Open { client: Client { service }, brokers, opened: Instant::now() });
         // The one it replaces ends once its last call has (when its last Arc goes).
@@ -284,11 +307,16 @@ mod tests {
         meta.insert(CALL_TOKEN_META.into(), "ayt.call".into());
         meta.insert("traceparent".into(), "00-x".into());
         let mut message = call_message(Some(RequestMetaObject(meta)));
-        assert_eq!(take_call_token(&mut message).as_deref(), Some("ayt.call"));
+        let (auth, headers) = per_call(&mut message, Some("session".into()), HashMap::new());
+        assert_eq!(auth.as_deref(), Some("ayt.call"));
+        assert_eq!(headers[&HeaderName::from_static("traceparent")], "00-x");
         let body = serde_json::to_value(&message).unwrap();
         assert_eq!(body["params"]["_meta"], serde_json::json!({"traceparent": "00-x"}));
         // Taken once; a message without one keeps the session's.
-        assert_eq!(take_call_token(&mut message), None);
-        assert_eq!(take_call_token(&mut call_message(None)), None);
+        assert_eq!(
+            per_call(&mut message, Some("session".into()), HashMap::new()).0.as_deref(),
+            Some("session")
+        );
+        assert_eq!(take_call_token(&mut call_message(None)), (None, None));
     }
 }
