@@ -143,18 +143,7 @@ impl Api {
         sample: &mut RunSample,
         long_waits: &mut usize,
     ) -> Result<(), String> {
-        let resp = self
-            .http
-            .post(&*self.runs_url)
-            .bearer_auth(&self.token)
-            .json(&json!({"input": input}))
-            .send()
-            .await
-            .map_err(|e| transport_error(&e))?;
-        if resp.status() != reqwest::StatusCode::ACCEPTED {
-            return Err(http_error(resp).await);
-        }
-        let run: Value = resp.json().await.map_err(|e| transport_error(&e))?;
+        let run = self.post_queued(input, None).await?;
         sample.first_event = Some(start.elapsed());
         let id = run["id"].as_str().ok_or("no run id in the 202")?.to_owned();
         let url = format!("{}/{id}?wait={wait}", self.runs_url);
@@ -197,23 +186,25 @@ impl Api {
     /// # Errors
     /// A short description of what went wrong (transport error or HTTP status and code).
     pub(crate) async fn create_run(&self, input: String) -> Result<uuid::Uuid, String> {
-        let resp = self
-            .http
-            .post(&*self.runs_url)
-            .bearer_auth(&self.token)
-            .json(&json!({"input": input}))
-            .timeout(POST_TIMEOUT)
-            .send()
-            .await
-            .map_err(|e| transport_error(&e))?;
-        if resp.status() != reqwest::StatusCode::ACCEPTED {
-            return Err(http_error(resp).await);
-        }
-        let run: Value = resp.json().await.map_err(|e| transport_error(&e))?;
+        let run = self.post_queued(&input, Some(POST_TIMEOUT)).await?;
         run["id"]
             .as_str()
             .and_then(|id| uuid::Uuid::parse_str(id).ok())
             .ok_or_else(|| "no run id in the 202".to_owned())
+    }
+
+    /// Posts `input` without streaming (within `timeout` when given); the run (202).
+    async fn post_queued(&self, input: &str, timeout: Option<Duration>) -> Result<Value, String> {
+        let mut req =
+            self.http.post(&*self.runs_url).bearer_auth(&self.token).json(&json!({"input": input}));
+        if let Some(t) = timeout {
+            req = req.timeout(t);
+        }
+        let resp = req.send().await.map_err(|e| transport_error(&e))?;
+        if resp.status() != reqwest::StatusCode::ACCEPTED {
+            return Err(http_error(resp).await);
+        }
+        resp.json().await.map_err(|e| transport_error(&e))
     }
 
     /// Posts a run of `priority`; Ok once accepted.
