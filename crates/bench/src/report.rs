@@ -194,21 +194,27 @@ fn load_markdown(md: &mut String, l: &LoadReport, polled: bool) {
         ]
     };
     for (name, s) in rows {
-        match s {
-            Some(s) => {
-                let _ = writeln!(
-                    md,
-                    "| {name} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
-                    s.count, s.p50_ms, s.p95_ms, s.p99_ms, s.max_ms, s.mean_ms
-                );
-            }
-            None => {
-                let _ = writeln!(md, "| {name} | 0 | – | – | – | – | – |");
-            }
-        }
+        latency_row(md, name, s.as_ref(), |s| s.p95_ms);
     }
     failures_markdown(md, "failure", &l.failures);
     md.push('\n');
+}
+
+/// One row of a latency table: count, p50, `middle` (the table's p90 or p95), p99, max, mean.
+fn latency_row(md: &mut String, name: &str, s: Option<&Summary>, middle: fn(&Summary) -> f64) {
+    let _ = match s {
+        Some(s) => writeln!(
+            md,
+            "| {name} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            s.count,
+            s.p50_ms,
+            middle(s),
+            s.p99_ms,
+            s.max_ms,
+            s.mean_ms
+        ),
+        None => writeln!(md, "| {name} | 0 | – | – | – | – | – |"),
+    };
 }
 
 fn concurrent_markdown(md: &mut String, c: &ConcurrentReport) {
@@ -270,18 +276,7 @@ fn streams_markdown(md: &mut String, s: &StreamsReport) {
     md.push_str("\n| latency (ms) | n | p50 | p90 | p99 | max | mean |\n");
     md.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
     let name = "post → run.completed on each stream of the run's user";
-    match &s.delivery_latency {
-        Some(l) => {
-            let _ = writeln!(
-                md,
-                "| {name} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
-                l.count, l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms, l.mean_ms
-            );
-        }
-        None => {
-            let _ = writeln!(md, "| {name} | 0 | – | – | – | – | – |");
-        }
-    }
+    latency_row(md, name, s.delivery_latency.as_ref(), |l| l.p90_ms);
     failures_markdown(md, "failed to open", &s.open_failures);
     failures_markdown(md, "stream ended early", &s.streams_ended);
     failures_markdown(md, "POST failure", &s.post_failures);
