@@ -32,6 +32,7 @@ pub mod audit;
 pub mod direct_calls;
 pub mod domain;
 pub mod error;
+mod group;
 pub mod monitor;
 pub mod orgs;
 pub mod outbox;
@@ -44,7 +45,7 @@ pub mod tools;
 pub mod usage;
 pub mod workflows;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -63,12 +64,34 @@ pub struct Store {
     /// The keys that seal and open the secrets stored here; none: reading or writing a secret
     /// fails with [`secrets::SecretError::NoKey`].
     keys: Option<Arc<secrets::Keyring>>,
+    /// The group commits of the hot transitions, started on first use.
+    groups: Arc<Groups>,
+}
+
+/// The transitions that commit in groups ([`group`]); each starts its loop on first use.
+#[derive(Default)]
+struct Groups {
+    create: OnceLock<group::Group<runs::NewRun, runs::CreateOutcome>>,
+    start: OnceLock<group::Group<runs::StartCall, Option<runs::StartedRun>>>,
+    finish: OnceLock<group::Group<runs::Finish, runs::FinishOutcome>>,
+}
+
+impl std::fmt::Debug for Groups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Groups").finish_non_exhaustive()
+    }
 }
 
 impl Store {
     /// Wraps an existing pool.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool, keys: None }
+        Self { pool, keys: None, groups: Arc::default() }
+    }
+
+    /// This store for a group's loop: the same pool and keys, and groups of its own (never
+    /// started), so the loop does not keep the groups that feed it alive.
+    fn detached(&self) -> Self {
+        Self { pool: self.pool.clone(), keys: self.keys.clone(), groups: Arc::default() }
     }
 
     /// This store with `keys` to seal and open secrets.

@@ -192,8 +192,17 @@ pub struct OverdueRun {
     pub allowed_secs: f64,
 }
 
+/// One call of [`Store::start_run`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StartCall {
+    id: RunId,
+    step: i32,
+    history_limit: i64,
+}
+
 #[derive(FromRow)]
 struct StartRow {
+    n: i64,
     run: serde_json::Value,
     org_id: OrgId,
     agent_type: String,
@@ -205,11 +214,76 @@ struct StartRow {
 }
 
 impl Store {
-    /// Creates a run following its multitask strategy (see [`CreateOutcome`]).
+    /// Creates a run following its multitask strategy (see [`CreateOutcome`]). Concurrent
+    /// creates commit together ([`crate::group`]).
     ///
     /// # Errors
     /// Database failures.
     pub async fn create_run(&self, new: &NewRun) -> Result<CreateOutcome> {
+        let group = self.groups.create.get_or_init(|| {
+            crate::group::Group::spawn(self.detached(), |store, batch| {
+                Box::pin(async move { store.create_runs(batch).await })
+            })
+        });
+        group.call("create_run", new.clone()).await
+    }
+
+    /// Creates `batch` in one statement and transaction, in order; when that fails as a whole,
+    /// one by one.
+    async fn create_runs(&self, batch: Vec<NewRun>) -> Vec<Result<CreateOutcome>> {
+        if let [one] = batch.as_slice() {
+            return vec![self.create_run_alone(one).await];
+        }
+        let mut cols = CreateColumns::default();
+        for new in &batch {
+            cols.push(new);
+        }
+        // Existing threads in id order, so batches lock threads in one order (no deadlock
+        // between them); the function calls run after the sort.
+        let res: std::result::Result<Vec<(i64, serde_json::Value)>, sqlx::Error> = sqlx::query_as(
+            "SELECT x.n, ay_create_run(x.o, x.t, x.r, x.a, x.u, x.i, x.s, x.m, x.k, x.h, x.nt, \
+                    x.nm, x.p, x.q, ARRAY(SELECT jsonb_array_elements_text(x.sc)), x.ow) \
+             FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], \
+                         $7::text[], $8::jsonb[], $9::text[], $10::bytea[], $11::uuid[], \
+                         $12::uuid[], $13::text[], $14::int4[], $15::jsonb[], $16::uuid[]) \
+                  WITH ORDINALITY AS x(o, t, r, a, u, i, s, m, k, h, nt, nm, p, q, sc, ow, n) \
+             ORDER BY x.t NULLS FIRST, x.n",
+        )
+        .bind(cols.org)
+        .bind(cols.thread)
+        .bind(cols.run)
+        .bind(cols.agent)
+        .bind(cols.user)
+        .bind(cols.input)
+        .bind(cols.strategy)
+        .bind(cols.metadata)
+        .bind(cols.key)
+        .bind(cols.hash)
+        .bind(cols.new_thread)
+        .bind(cols.message)
+        .bind(cols.priority)
+        .bind(cols.quota)
+        .bind(cols.scopes)
+        .bind(cols.owner)
+        .fetch_all(&self.pool)
+        .await;
+        match res {
+            Ok(rows) => in_order(rows, batch.len(), "create_run")
+                .into_iter()
+                .map(|v| v.and_then(create_outcome))
+                .collect(),
+            Err(e) => {
+                tracing::debug!(error = %e, calls = batch.len(), "a create batch failed: one by one");
+                let mut out = Vec::with_capacity(batch.len());
+                for new in &batch {
+                    out.push(self.create_run_alone(new).await);
+                }
+                out
+            }
+        }
+    }
+
+    async fn create_run_alone(&self, new: &NewRun) -> Result<CreateOutcome> {
         let (key, hash) = match &new.idempotency {
             Some((k, h)) => (Some(k.as_str()), Some(h.as_slice())),
             None => (None, None),
@@ -236,15 +310,15 @@ impl Store {
         .bind(new.owner)
         .fetch_one(&self.pool)
         .await;
-        let v = match res {
-            Ok(v) => v,
+        match res {
+            Ok(v) => create_outcome(v),
             Err(sqlx::Error::Database(db)) => {
                 let detail = || {
                     db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
                         .and_then(|e| e.detail())
                         .map(str::to_owned)
                 };
-                return match (db.code().as_deref(), db.message()) {
+                match (db.code().as_deref(), db.message()) {
                     (Some("AY404"), "agent_not_found") => Ok(CreateOutcome::AgentNotFound),
                     (Some("AY404"), _) => Ok(CreateOutcome::ThreadNotFound),
                     (Some("AY409"), "agent_inactive") => Ok(CreateOutcome::AgentInactive),
@@ -255,23 +329,9 @@ impl Store {
                         live: detail().and_then(|d| d.parse().ok()).unwrap_or(0),
                     }),
                     _ => Err(StoreError::db("create_run", sqlx::Error::Database(db))),
-                };
+                }
             }
-            Err(e) => return Err(StoreError::db("create_run", e)),
-        };
-        match v.get("outcome").and_then(|o| o.as_str()) {
-            Some("created") => Ok(CreateOutcome::Created {
-                run: decode("create_run", field(&v, "run"))?,
-                outbox: decode_rows("create_run", &field(&v, "outbox"))?,
-                interrupted: decode("create_run", field(&v, "interrupted"))?,
-            }),
-            Some("idempotent") => {
-                Ok(CreateOutcome::Idempotent(decode("create_run", field(&v, "run"))?))
-            }
-            Some("idempotency_mismatch") => Ok(CreateOutcome::IdempotencyMismatch),
-            other => {
-                Err(StoreError::Decode { op: "create_run", detail: format!("outcome {other:?}") })
-            }
+            Err(e) => Err(StoreError::db("create_run", e)),
         }
     }
 
@@ -442,32 +502,85 @@ impl Store {
         step: i32,
         history_limit: i64,
     ) -> Result<Option<StartedRun>> {
-        let row: Option<StartRow> = sqlx::query_as(
-            "WITH r AS ( \
+        let group = self.groups.start.get_or_init(|| {
+            crate::group::Group::spawn(self.detached(), |store, batch| {
+                Box::pin(async move { store.start_runs(batch).await })
+            })
+        });
+        group.call("start_run", StartCall { id, step, history_limit }).await
+    }
+
+    /// Starts `batch` in one statement (see [`Store::start_run`]); when that fails, one by one.
+    async fn start_runs(&self, batch: Vec<StartCall>) -> Vec<Result<Option<StartedRun>>> {
+        if let [one] = batch.as_slice() {
+            return vec![
+                self.start_runs_now(std::slice::from_ref(one)).await.map(|mut v| v.pop().flatten()),
+            ];
+        }
+        match self.start_runs_now(&batch).await {
+            Ok(v) => v.into_iter().map(Ok).collect(),
+            Err(e) => {
+                tracing::debug!(error = %e, calls = batch.len(), "a start batch failed: one by one");
+                let mut out = Vec::with_capacity(batch.len());
+                for call in &batch {
+                    out.push(
+                        self.start_runs_now(std::slice::from_ref(call))
+                            .await
+                            .map(|mut v| v.pop().flatten()),
+                    );
+                }
+                out
+            }
+        }
+    }
+
+    /// One statement for `calls`: their runs in call order (None: a stale job).
+    async fn start_runs_now(&self, calls: &[StartCall]) -> Result<Vec<Option<StartedRun>>> {
+        let ids: Vec<RunId> = calls.iter().map(|c| c.id).collect();
+        let steps: Vec<i32> = calls.iter().map(|c| c.step).collect();
+        let limits: Vec<i64> = calls.iter().map(|c| c.history_limit).collect();
+        // A run twice in one batch (a duplicate delivery) is updated once: the other call
+        // reads as stale, as it would have after the first one's commit. `id = ANY` keeps the
+        // runs' index in the plan: joined to `j` alone, the plan cached while the table was
+        // small scanned the whole table on every batch later (measured: 5.7 M rows read in
+        // 20 s). `OFFSET 0` keeps the tool call check a lookup per run, not a join that may
+        // scan every call ever made.
+        let rows: Vec<StartRow> = sqlx::query_as(
+            "WITH j AS (SELECT * FROM unnest($1::uuid[], $2::int4[], $3::int8[]) \
+                        WITH ORDINALITY AS j(id, step, lim, n)), \
+             r AS ( \
                 UPDATE runs SET status = 'in_progress', started_at = coalesce(started_at, now()), \
                     attempt = attempt + 1, progress_at = now() \
-                WHERE id = $1 AND step = $2 AND status IN ('queued', 'in_progress') \
-                  AND NOT EXISTS (SELECT 1 FROM tool_invocations WHERE run_id = $1 AND step = $2) \
-                RETURNING * \
+                FROM j \
+                WHERE runs.id = ANY($1) AND runs.id = j.id AND runs.step = j.step \
+                  AND runs.status IN ('queued', 'in_progress') \
+                  AND NOT EXISTS (SELECT 1 FROM tool_invocations t \
+                                  WHERE t.run_id = j.id AND t.step = j.step OFFSET 0) \
+                RETURNING runs AS row, j.n, j.lim \
              ) \
-             SELECT set_config('synchronous_commit', 'off', true) AS _async_commit, \
-                    to_jsonb(r) AS run, r.org_id, a.agent_type, r.attempt, \
-                    a.name AS agent_name, a.config AS agent_config, r.started_at = now() AS first_start, \
+             SELECT r.n, set_config('synchronous_commit', 'off', true) AS _async_commit, \
+                    to_jsonb(r.row) AS run, (r.row).org_id, a.agent_type, (r.row).attempt, \
+                    a.name AS agent_name, a.config AS agent_config, \
+                    (r.row).started_at = now() AS first_start, \
                     (SELECT coalesce(jsonb_agg(jsonb_build_object('role', m.role, 'content', m.content, \
                                                'tool_calls', m.tool_calls, 'tool_call_id', m.tool_call_id) \
                                                ORDER BY m.seq), '[]') \
-                     FROM (SELECT role, content, seq, tool_calls, tool_call_id FROM messages WHERE thread_id = r.thread_id \
-                           ORDER BY seq DESC LIMIT $3) m) AS history \
-             FROM r JOIN agents a ON a.id = r.agent_id",
+                     FROM (SELECT role, content, seq, tool_calls, tool_call_id FROM messages \
+                           WHERE thread_id = (r.row).thread_id ORDER BY seq DESC LIMIT r.lim) m) AS history \
+             FROM r JOIN agents a ON a.id = (r.row).agent_id",
         )
-        .bind(id)
-        .bind(step)
-        .bind(history_limit)
-        .fetch_optional(&self.pool)
+        .bind(ids)
+        .bind(steps)
+        .bind(limits)
+        .fetch_all(&self.pool)
         .await
         .map_err(|e| StoreError::db("start_run", e))?;
-        row.map(|r| {
-            Ok(StartedRun {
+        let mut out: Vec<Option<StartedRun>> = (0..calls.len()).map(|_| None).collect();
+        for r in rows {
+            let Some(slot) = usize::try_from(r.n - 1).ok().and_then(|i| out.get_mut(i)) else {
+                continue;
+            };
+            *slot = Some(StartedRun {
                 run: decode("start_run", r.run)?,
                 org_id: r.org_id,
                 agent_type: r.agent_type,
@@ -476,9 +589,9 @@ impl Store {
                 first_start: r.first_start,
                 attempt: u32::try_from(r.attempt).unwrap_or(1),
                 history: decode("start_run", r.history)?,
-            })
-        })
-        .transpose()
+            });
+        }
+        Ok(out)
     }
 
     /// Says that a live run (at `step`, when given) is still making progress (a long model
@@ -500,14 +613,70 @@ impl Store {
     }
 
     /// Ends a run (see [`Finish`]): stores the assistant message, frees the thread and
-    /// activates the thread's next waiting run, in one transaction.
+    /// activates the thread's next waiting run, in one transaction. Concurrent finishes commit
+    /// together ([`crate::group`]).
     ///
     /// # Errors
     /// Database failures.
     pub async fn finish_run(&self, f: &Finish) -> Result<FinishOutcome> {
-        let to_value = |v: Result<serde_json::Value, serde_json::Error>| {
-            v.map_err(|e| StoreError::Decode { op: "finish_run", detail: e.to_string() })
-        };
+        let group = self.groups.finish.get_or_init(|| {
+            crate::group::Group::spawn(self.detached(), |store, batch| {
+                Box::pin(async move { store.finish_runs(batch).await })
+            })
+        });
+        group.call("finish_run", f.clone()).await
+    }
+
+    /// Finishes `batch` in one statement and transaction, the runs' threads in id order (so
+    /// batches lock threads in one order); when that fails as a whole, one by one.
+    async fn finish_runs(&self, batch: Vec<Finish>) -> Vec<Result<FinishOutcome>> {
+        if let [one] = batch.as_slice() {
+            return vec![self.finish_run_alone(one).await];
+        }
+        let res = async {
+            let mut cols = FinishColumns::default();
+            for f in &batch {
+                cols.push(f)?;
+            }
+            sqlx::query_as::<_, (i64, serde_json::Value)>(
+                "SELECT x.n, ay_finish_run(x.r, x.st, ARRAY(SELECT jsonb_array_elements_text(x.fr)), \
+                        x.s, x.o, x.u, x.e, x.mi, x.c) \
+                 FROM unnest($1::uuid[], $2::int4[], $3::jsonb[], $4::text[], $5::jsonb[], \
+                             $6::jsonb[], $7::jsonb[], $8::uuid[], $9::text[]) \
+                      WITH ORDINALITY AS x(r, st, fr, s, o, u, e, mi, c, n) \
+                 ORDER BY (SELECT thread_id FROM runs WHERE id = x.r), x.n",
+            )
+            .bind(cols.run)
+            .bind(cols.step)
+            .bind(cols.from)
+            .bind(cols.status)
+            .bind(cols.output)
+            .bind(cols.usage)
+            .bind(cols.error)
+            .bind(cols.message)
+            .bind(cols.content)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| StoreError::db("finish_run", e))
+        }
+        .await;
+        match res {
+            Ok(rows) => in_order(rows, batch.len(), "finish_run")
+                .into_iter()
+                .map(|v| v.and_then(finish_outcome))
+                .collect(),
+            Err(e) => {
+                tracing::debug!(error = %e, calls = batch.len(), "a finish batch failed: one by one");
+                let mut out = Vec::with_capacity(batch.len());
+                for f in &batch {
+                    out.push(self.finish_run_alone(f).await);
+                }
+                out
+            }
+        }
+    }
+
+    async fn finish_run_alone(&self, f: &Finish) -> Result<FinishOutcome> {
         let output = f.output.as_ref().map(|o| to_value(serde_json::to_value(o))).transpose()?;
         let usage = f.usage.as_ref().map(|u| to_value(serde_json::to_value(u))).transpose()?;
         let error = f.error.as_ref().map(|e| to_value(serde_json::to_value(e))).transpose()?;
@@ -525,15 +694,7 @@ impl Store {
                 .fetch_one(&self.pool)
                 .await
                 .map_err(|e| StoreError::db("finish_run", e))?;
-        let run = match field(&v, "run") {
-            serde_json::Value::Null => None,
-            r => Some(decode("finish_run", r)?),
-        };
-        Ok(FinishOutcome {
-            applied: v.get("applied").and_then(|a| a.as_bool()).unwrap_or(false),
-            run,
-            outbox: decode_rows("finish_run", &field(&v, "outbox"))?,
-        })
+        finish_outcome(v)
     }
 
     /// Live runs that made no progress for longer than their agent allows: its
@@ -572,4 +733,126 @@ impl Store {
             .await
             .map_err(|e| StoreError::db("refill_live_runs", e))
     }
+}
+
+/// The parameters of a create batch, a column each.
+#[derive(Default)]
+struct CreateColumns {
+    org: Vec<OrgId>,
+    thread: Vec<Option<ThreadId>>,
+    run: Vec<RunId>,
+    agent: Vec<Option<AgentId>>,
+    user: Vec<Option<UserId>>,
+    input: Vec<String>,
+    strategy: Vec<&'static str>,
+    metadata: Vec<serde_json::Value>,
+    key: Vec<Option<String>>,
+    hash: Vec<Option<Vec<u8>>>,
+    new_thread: Vec<ThreadId>,
+    message: Vec<MessageId>,
+    priority: Vec<&'static str>,
+    quota: Vec<Option<i32>>,
+    scopes: Vec<serde_json::Value>,
+    owner: Vec<Option<UserId>>,
+}
+
+impl CreateColumns {
+    fn push(&mut self, new: &NewRun) {
+        self.org.push(new.org);
+        self.thread.push(new.thread);
+        self.run.push(new.id);
+        self.agent.push(new.agent);
+        self.user.push(new.user);
+        self.input.push(new.input.clone());
+        self.strategy.push(new.strategy.as_str());
+        self.metadata.push(new.metadata.clone());
+        self.key.push(new.idempotency.as_ref().map(|(k, _)| k.clone()));
+        self.hash.push(new.idempotency.as_ref().map(|(_, h)| h.clone()));
+        self.new_thread.push(ThreadId::new());
+        self.message.push(MessageId::new());
+        self.priority.push(new.priority.as_str());
+        self.quota.push(new.quota.map(|q| i32::try_from(q).unwrap_or(i32::MAX)));
+        self.scopes.push(serde_json::Value::Array(
+            new.scopes.iter().map(|s| serde_json::Value::from(s.as_str())).collect(),
+        ));
+        self.owner.push(new.owner);
+    }
+}
+
+fn create_outcome(v: serde_json::Value) -> Result<CreateOutcome> {
+    match v.get("outcome").and_then(|o| o.as_str()) {
+        Some("created") => Ok(CreateOutcome::Created {
+            run: decode("create_run", field(&v, "run"))?,
+            outbox: decode_rows("create_run", &field(&v, "outbox"))?,
+            interrupted: decode("create_run", field(&v, "interrupted"))?,
+        }),
+        Some("idempotent") => {
+            Ok(CreateOutcome::Idempotent(decode("create_run", field(&v, "run"))?))
+        }
+        Some("idempotency_mismatch") => Ok(CreateOutcome::IdempotencyMismatch),
+        other => Err(StoreError::Decode { op: "create_run", detail: format!("outcome {other:?}") }),
+    }
+}
+
+/// A batch's rows `(n, value)` (n from 1, any order) as one result per call, in call order; a
+/// call whose row is missing gets an error.
+fn in_order<T>(rows: Vec<(i64, T)>, calls: usize, op: &'static str) -> Vec<Result<T>> {
+    let mut out: Vec<Option<T>> = (0..calls).map(|_| None).collect();
+    for (n, v) in rows {
+        if let Some(slot) = usize::try_from(n - 1).ok().and_then(|i| out.get_mut(i)) {
+            *slot = Some(v);
+        }
+    }
+    out.into_iter()
+        .map(|v| v.ok_or_else(|| StoreError::Decode { op, detail: "no row for a call".into() }))
+        .collect()
+}
+
+fn to_value(
+    v: std::result::Result<serde_json::Value, serde_json::Error>,
+) -> Result<serde_json::Value> {
+    v.map_err(|e| StoreError::Decode { op: "finish_run", detail: e.to_string() })
+}
+
+/// The parameters of a finish batch, a column each.
+#[derive(Default)]
+struct FinishColumns {
+    run: Vec<RunId>,
+    step: Vec<Option<i32>>,
+    from: Vec<serde_json::Value>,
+    status: Vec<&'static str>,
+    output: Vec<Option<serde_json::Value>>,
+    usage: Vec<Option<serde_json::Value>>,
+    error: Vec<Option<serde_json::Value>>,
+    message: Vec<Option<MessageId>>,
+    content: Vec<Option<String>>,
+}
+
+impl FinishColumns {
+    fn push(&mut self, f: &Finish) -> Result<()> {
+        self.run.push(f.run);
+        self.step.push(f.step);
+        self.from.push(serde_json::Value::Array(
+            f.from.iter().map(|s| serde_json::Value::from(s.as_str())).collect(),
+        ));
+        self.status.push(f.status.as_str());
+        self.output.push(f.output.as_ref().map(|o| to_value(serde_json::to_value(o))).transpose()?);
+        self.usage.push(f.usage.as_ref().map(|u| to_value(serde_json::to_value(u))).transpose()?);
+        self.error.push(f.error.as_ref().map(|e| to_value(serde_json::to_value(e))).transpose()?);
+        self.message.push(f.message.as_ref().map(|(id, _)| *id));
+        self.content.push(f.message.as_ref().map(|(_, c)| c.clone()));
+        Ok(())
+    }
+}
+
+fn finish_outcome(v: serde_json::Value) -> Result<FinishOutcome> {
+    let run = match field(&v, "run") {
+        serde_json::Value::Null => None,
+        r => Some(decode("finish_run", r)?),
+    };
+    Ok(FinishOutcome {
+        applied: v.get("applied").and_then(|a| a.as_bool()).unwrap_or(false),
+        run,
+        outbox: decode_rows("finish_run", &field(&v, "outbox"))?,
+    })
 }

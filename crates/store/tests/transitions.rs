@@ -410,3 +410,102 @@ async fn runs_without_progress_are_overdue_and_live_runs_are_refilled_after_a_cr
     let still = db.store.get_run(org, waiting.id).await.unwrap().unwrap();
     assert_eq!(still.status, RunStatus::Queued);
 }
+
+/// How many transactions wrote `table`'s rows of these runs (rows one transaction wrote share
+/// its `xmin`).
+async fn transactions(store: &Store, table: &str, runs: &[RunId]) -> i64 {
+    let sql = format!("SELECT count(DISTINCT xmin::text) FROM {table} WHERE run_id = ANY($1)");
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(runs).fetch_one(store.pool()).await.unwrap()
+}
+
+#[tokio::test]
+async fn concurrent_creates_starts_and_finishes_commit_together_each_with_its_own_outcome() {
+    let db = Db::new().await;
+    let org = db.store.create_org("o").await.unwrap().org_id;
+    let (active, _) = create(&db.store, &new_run(org, None)).await;
+    let busy = Some(active.thread_id);
+
+    // 30 creates at once: fewer transactions than runs, each run with its own facts.
+    let news: Vec<NewRun> = (0..30).map(|_| new_run(org, None)).collect();
+    let made = futures::future::join_all(news.iter().map(|n| create(&db.store, n))).await;
+    let ids: Vec<RunId> = news.iter().map(|n| n.id).collect();
+    for ((run, outbox), new) in made.iter().zip(&news) {
+        assert_eq!(run.id, new.id);
+        assert_eq!(agent_steps(outbox), [(new.id, 0)]);
+    }
+    let created_in = transactions(&db.store, "messages", &ids).await;
+    assert!(created_in < 30, "30 creates in {created_in} transactions");
+
+    // A batch where some calls are refused: each still gets its own outcome, and the refused
+    // ones write nothing.
+    let mixed: Vec<NewRun> = (0..8)
+        .map(|i| match i % 3 {
+            0 => NewRun { strategy: MultitaskStrategy::Reject, ..new_run(org, busy) },
+            1 => new_run(org, busy),
+            _ => new_run(org, None),
+        })
+        .collect();
+    let outcomes = futures::future::join_all(mixed.iter().map(|n| db.store.create_run(n))).await;
+    let mut waiting = Vec::new();
+    for (new, outcome) in mixed.iter().zip(outcomes) {
+        match (new.strategy, new.thread, outcome.unwrap()) {
+            (MultitaskStrategy::Reject, _, CreateOutcome::ThreadBusy { active: a }) => {
+                assert_eq!(a, active.id);
+                assert!(db.store.get_run(org, new.id).await.unwrap().is_none());
+            }
+            (MultitaskStrategy::Enqueue, Some(_), CreateOutcome::Created { outbox, .. }) => {
+                assert_eq!(kinds(&outbox), ["run.queued"], "waits for the thread");
+                waiting.push(new.id);
+            }
+            (MultitaskStrategy::Enqueue, None, CreateOutcome::Created { outbox, .. }) => {
+                assert_eq!(agent_steps(&outbox), [(new.id, 0)]);
+            }
+            (s, t, other) => panic!("{s:?} on {t:?}: {other:?}"),
+        }
+    }
+
+    // Starts at once, one run twice (a duplicate delivery): it starts once.
+    let mut starts: Vec<RunId> = ids.clone();
+    starts.push(ids[0]);
+    let started =
+        futures::future::join_all(starts.iter().map(|id| db.store.start_run(*id, 0, 10))).await;
+    let started: Vec<_> = started.into_iter().map(Result::unwrap).collect();
+    for (id, s) in starts.iter().zip(&started).take(30) {
+        if *id != ids[0] {
+            let s = s.as_ref().expect("started");
+            assert_eq!((s.run.id, s.attempt, s.history.len()), (*id, 1, 1));
+        }
+    }
+    let firsts = started.iter().filter(|s| s.as_ref().is_some_and(|s| s.run.id == ids[0])).count();
+    assert_eq!(firsts, 1, "a run twice in one batch starts once");
+
+    // Finishes at once, with the busy thread's active run: its first waiting run takes over.
+    let mut finishes: Vec<Finish> =
+        ids.iter().map(|id| finish(*id, 0, RunStatus::Completed)).collect();
+    finishes.push(finish(active.id, 0, RunStatus::Completed));
+    let done = futures::future::join_all(finishes.iter().map(|f| db.store.finish_run(f))).await;
+    for (f, d) in finishes.iter().zip(done) {
+        let d = d.unwrap();
+        assert!(d.applied, "{:?}", f.run);
+        assert_eq!(d.run.as_ref().map(|r| (r.id, r.status)), Some((f.run, RunStatus::Completed)));
+        let steps = agent_steps(&d.outbox);
+        if f.run == active.id {
+            assert_eq!(steps, [(waiting[0], 0)], "the first waiting run takes the thread");
+        } else {
+            assert!(steps.is_empty());
+        }
+    }
+    let finished_in: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT xmin::text) FROM messages WHERE role = 'assistant' AND run_id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_one(db.store.pool())
+    .await
+    .unwrap();
+    assert!(finished_in < 30, "30 finishes in {finished_in} transactions");
+    let answers: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE role = 'assistant'")
+        .fetch_one(db.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(answers, 31);
+}
