@@ -134,6 +134,12 @@ fn stack_options(scenario: &Scenario, c: &Common) -> anyhow::Result<StackOptions
             }
             (*workers, 0, c.agent_concurrency)
         }
+        Scenario::History { sizes, runs, workers } => {
+            if *runs == 0 || sizes.is_empty() || !sizes.is_sorted() {
+                bail!("--runs must be positive and --sizes ascending");
+            }
+            (*workers, 0, c.agent_concurrency)
+        }
         Scenario::Priority { runs, answer_ms, workers } => {
             if *runs == 0 {
                 bail!("--runs must be positive");
@@ -317,6 +323,13 @@ async fn measure(
                 "connect_concurrency": connect_concurrency, "grace_s": grace});
             report.streams = Some(s);
             streams_usage = Some((processes, cpu));
+        }
+        Scenario::History { sizes, runs, workers } => {
+            eprintln!("history: one thread grown to {sizes:?} messages, {runs} runs at each");
+            let opts = crate::history::Options { sizes: sizes.clone(), runs };
+            report.notes.extend(crate::history::run(&api, &watched, &opts).await?);
+            report.scenario = "history";
+            report.params = json!({"sizes": sizes, "runs": runs, "workers": workers});
         }
         Scenario::Priority { runs, answer_ms, workers } => {
             let slots = common.agent_concurrency.unwrap_or(8);

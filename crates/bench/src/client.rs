@@ -61,14 +61,25 @@ impl Api {
 
     /// Posts `input` with `"stream": true` and reads the SSE stream to its terminal event.
     pub(crate) async fn streamed_run(&self, input: String) -> RunSample {
+        self.streamed_run_on(input, None).await.0
+    }
+
+    /// [`Api::streamed_run`] on `thread` (None: a new thread); also returns the run's thread.
+    pub(crate) async fn streamed_run_on(
+        &self,
+        input: String,
+        thread: Option<&str>,
+    ) -> (RunSample, Option<String>) {
         let start = Instant::now();
         let mut sample = RunSample::default();
-        match tokio::time::timeout(RUN_TIMEOUT, self.stream(&input, start, &mut sample)).await {
+        let mut thread_id = thread.map(str::to_owned);
+        let streamed = self.stream(&input, start, &mut sample, &mut thread_id);
+        match tokio::time::timeout(RUN_TIMEOUT, streamed).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => sample.error = Some(e),
             Err(_) => sample.error = Some(format!("timed out after {}s", RUN_TIMEOUT.as_secs())),
         }
-        sample
+        (sample, thread_id)
     }
 
     async fn stream(
@@ -76,12 +87,17 @@ impl Api {
         input: &str,
         start: Instant,
         sample: &mut RunSample,
+        thread: &mut Option<String>,
     ) -> Result<(), String> {
+        let body = match thread.as_deref() {
+            Some(t) => json!({"input": input, "stream": true, "thread_id": t}),
+            None => json!({"input": input, "stream": true}),
+        };
         let resp = self
             .http
             .post(&*self.runs_url)
             .bearer_auth(&self.token)
-            .json(&json!({"input": input, "stream": true}))
+            .json(&body)
             .send()
             .await
             .map_err(|e| transport_error(&e))?;
@@ -95,6 +111,11 @@ impl Api {
             for ev in parser.feed(&chunk) {
                 if sample.first_event.is_none() {
                     sample.first_event = Some(start.elapsed());
+                    if thread.is_none() {
+                        *thread = serde_json::from_str::<Value>(&ev.data)
+                            .ok()
+                            .and_then(|d| d["run"]["thread_id"].as_str().map(str::to_owned));
+                    }
                 }
                 match ev.event.as_str() {
                     "message.delta" if sample.first_delta.is_none() => {

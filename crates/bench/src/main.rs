@@ -12,6 +12,7 @@
 
 mod bench;
 mod client;
+mod history;
 mod procfs;
 mod report;
 mod scenarios;
@@ -199,6 +200,18 @@ pub(crate) enum Scenario {
         /// Seconds after the last POST for every expected `run.completed` to arrive.
         #[arg(long, default_value_t = 30)]
         grace: u64,
+    },
+    /// One thread grown run by run: at each size (messages in the thread), `runs` runs one
+    /// after another, with their latency and CPU per run.
+    History {
+        /// Thread sizes to measure at, in messages, ascending.
+        #[arg(long, value_delimiter = ',', default_value = "10,100,1000,10000")]
+        sizes: Vec<usize>,
+        /// Measured runs at each size.
+        #[arg(long, default_value_t = 50)]
+        runs: usize,
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
     },
     /// Saturated workers: `runs` low-priority runs are posted, then `runs` high-priority ones;
     /// how long does each priority wait for a worker?
