@@ -33,6 +33,7 @@ pub async fn connect_store(settings: &Settings, migrate: bool) -> anyhow::Result
     if migrate {
         store.migrate().await.context("cannot migrate the database")?;
     }
+    store = store.with_group_commit(settings.db_group_commit);
     if let Some(keys) = keys {
         store = store.with_keys(keys);
         let done = store

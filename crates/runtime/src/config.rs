@@ -69,6 +69,9 @@ pub struct Settings {
     pub history_tokens: usize,
     pub max_tokens: u32,
     pub db_pool_size: u32,
+    /// `AY_DB_GROUP_COMMIT=off`: every run create, start and finish commits alone (to measure
+    /// what grouping them gains).
+    pub db_group_commit: bool,
     pub home: PathBuf,
     pub log: Option<String>,
     /// A directory holding `agents.yaml` to use instead of the compiled-in one.
@@ -145,6 +148,7 @@ pub const KNOWN_AY_VARS: &[&str] = &[
     "AY_HISTORY_TOKENS",
     "AY_MAX_TOKENS",
     "AY_DB_POOL_SIZE",
+    "AY_DB_GROUP_COMMIT",
     "AY_HOME",
     "AY_LOG",
     "AY_CONFIG_DIR",
@@ -224,6 +228,7 @@ impl Settings {
             history_tokens: parse(&get, "AY_HISTORY_TOKENS", "8000", positive)?,
             max_tokens: parse(&get, "AY_MAX_TOKENS", "32768", positive)?,
             db_pool_size: parse(&get, "AY_DB_POOL_SIZE", "8", positive)?,
+            db_group_commit: parse(&get, "AY_DB_GROUP_COMMIT", "on", on_off)?,
             home: PathBuf::from(get("AY_HOME").unwrap_or(".agentyard")),
             log: get("AY_LOG").map(str::to_owned),
             config_dir: get("AY_CONFIG_DIR").map(PathBuf::from),
@@ -254,11 +259,7 @@ impl Settings {
             input_timeout: parse(&get, "AY_INPUT_TIMEOUT", "10m", parse_duration)?,
             tool_concurrency: parse(&get, "AY_TOOL_CONCURRENCY", "256", positive)?,
             max_streams_per_token: parse(&get, "AY_MAX_STREAMS_PER_TOKEN", "1000", positive)?,
-            metrics: parse(&get, "AY_METRICS", "on", |v| match v {
-                "on" | "1" | "true" | "yes" => Some(true),
-                "off" | "0" | "false" | "no" => Some(false),
-                _ => None,
-            })?,
+            metrics: parse(&get, "AY_METRICS", "on", on_off)?,
             metrics_addr: parse(&get, "AY_METRICS_ADDR", "127.0.0.1:0", |v| v.parse().ok())?,
             secret_key: get("AY_SECRET_KEY").map(|v| Secret(v.to_owned())),
             secret_key_old: get("AY_SECRET_KEY_OLD").map(|v| Secret(v.to_owned())),
@@ -322,6 +323,14 @@ fn parse<'a, T>(
 ) -> Result<T, ConfigError> {
     let raw = get(var).unwrap_or(default);
     f(raw).ok_or_else(|| invalid(var, &format!("invalid value {raw:?}")))
+}
+
+fn on_off(v: &str) -> Option<bool> {
+    match v {
+        "on" | "1" | "true" | "yes" => Some(true),
+        "off" | "0" | "false" | "no" => Some(false),
+        _ => None,
+    }
 }
 
 fn positive<T: std::str::FromStr + PartialOrd + Default>(v: &str) -> Option<T> {
@@ -406,6 +415,9 @@ mod tests {
         .unwrap();
         assert!(!s.metrics && s.unknown_vars.is_empty());
         assert_eq!(s.metrics_addr.port(), 9464);
+        assert!(Settings::from_vars(vars(&[])).unwrap().db_group_commit);
+        let s = Settings::from_vars(vars(&[("AY_DB_GROUP_COMMIT", "off")])).unwrap();
+        assert!(!s.db_group_commit && s.unknown_vars.is_empty());
         let err = Settings::from_vars(vars(&[("AY_METRICS", "maybe")])).unwrap_err();
         assert!(err.to_string().starts_with("AY_METRICS"), "{err}");
     }

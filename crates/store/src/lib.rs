@@ -66,6 +66,8 @@ pub struct Store {
     keys: Option<Arc<secrets::Keyring>>,
     /// The group commits of the hot transitions, started on first use.
     groups: Arc<Groups>,
+    /// False: the hot transitions commit one call at a time.
+    group_commit: bool,
 }
 
 /// The transitions that commit in groups ([`group`]); each starts its loop on first use.
@@ -85,13 +87,25 @@ impl std::fmt::Debug for Groups {
 impl Store {
     /// Wraps an existing pool.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool, keys: None, groups: Arc::default() }
+        Self { pool, keys: None, groups: Arc::default(), group_commit: true }
+    }
+
+    /// This store with group commit on or off (on by default; see [`group`]).
+    #[must_use]
+    pub fn with_group_commit(mut self, on: bool) -> Self {
+        self.group_commit = on;
+        self
     }
 
     /// This store for a group's loop: the same pool and keys, and groups of its own (never
     /// started), so the loop does not keep the groups that feed it alive.
     fn detached(&self) -> Self {
-        Self { pool: self.pool.clone(), keys: self.keys.clone(), groups: Arc::default() }
+        Self {
+            pool: self.pool.clone(),
+            keys: self.keys.clone(),
+            groups: Arc::default(),
+            group_commit: false,
+        }
     }
 
     /// This store with `keys` to seal and open secrets.

@@ -220,6 +220,9 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn create_run(&self, new: &NewRun) -> Result<CreateOutcome> {
+        if !self.group_commit {
+            return self.create_run_alone(new).await;
+        }
         let group = self.groups.create.get_or_init(|| {
             crate::group::Group::spawn(self.detached(), |store, batch| {
                 Box::pin(async move { store.create_runs(batch).await })
@@ -502,12 +505,16 @@ impl Store {
         step: i32,
         history_limit: i64,
     ) -> Result<Option<StartedRun>> {
+        let call = StartCall { id, step, history_limit };
+        if !self.group_commit {
+            return self.start_runs_now(&[call]).await.map(|mut v| v.pop().flatten());
+        }
         let group = self.groups.start.get_or_init(|| {
             crate::group::Group::spawn(self.detached(), |store, batch| {
                 Box::pin(async move { store.start_runs(batch).await })
             })
         });
-        group.call("start_run", StartCall { id, step, history_limit }).await
+        group.call("start_run", call).await
     }
 
     /// Starts `batch` in one statement (see [`Store::start_run`]); when that fails, one by one.
@@ -619,6 +626,9 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn finish_run(&self, f: &Finish) -> Result<FinishOutcome> {
+        if !self.group_commit {
+            return self.finish_run_alone(f).await;
+        }
         let group = self.groups.finish.get_or_init(|| {
             crate::group::Group::spawn(self.detached(), |store, batch| {
                 Box::pin(async move { store.finish_runs(batch).await })
