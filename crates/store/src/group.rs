@@ -80,3 +80,27 @@ async fn take_batches<Req: Send + 'static, Out: Send + 'static>(
         });
     }
 }
+
+/// The outcomes of a batch: `batched` (one per call, in order) when its statement succeeded;
+/// otherwise, as the failed transaction wrote nothing, each call of `batch` run `alone`.
+pub(crate) async fn or_alone<'a, Req, Out, Fut>(
+    op: &'static str,
+    batched: Result<Vec<Result<Out>>>,
+    batch: &'a [Req],
+    alone: impl Fn(&'a Req) -> Fut,
+) -> Vec<Result<Out>>
+where
+    Fut: Future<Output = Result<Out>>,
+{
+    match batched {
+        Ok(outs) => outs,
+        Err(e) => {
+            tracing::debug!(error = %e, calls = batch.len(), op, "a batch failed: one by one");
+            let mut outs = Vec::with_capacity(batch.len());
+            for req in batch {
+                outs.push(alone(req).await);
+            }
+            outs
+        }
+    }
+}

@@ -14,6 +14,7 @@ use agentyard_core::{AgentId, MessageId, OrgId, RunId, Scope, ThreadId, UserId};
 use serde::Deserialize;
 use sqlx::FromRow;
 
+use crate::group::or_alone;
 use crate::outbox::decode_rows;
 use crate::{OutboxRow, Result, Store, StoreError, decode, field};
 
@@ -243,7 +244,7 @@ impl Store {
         }
         // Existing threads in id order, so batches lock threads in one order (no deadlock
         // between them); the function calls run after the sort.
-        let res: std::result::Result<Vec<(i64, serde_json::Value)>, sqlx::Error> = sqlx::query_as(
+        let batched = sqlx::query_as::<_, (i64, serde_json::Value)>(
             "SELECT x.n, ay_create_run(x.o, x.t, x.r, x.a, x.u, x.i, x.s, x.m, x.k, x.h, x.nt, \
                     x.nm, x.p, x.q, ARRAY(SELECT jsonb_array_elements_text(x.sc)), x.ow) \
              FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], \
@@ -269,21 +270,15 @@ impl Store {
         .bind(cols.scopes)
         .bind(cols.owner)
         .fetch_all(&self.pool)
-        .await;
-        match res {
-            Ok(rows) => in_order(rows, batch.len(), "create_run")
+        .await
+        .map_err(|e| StoreError::db("create_run", e))
+        .map(|rows| {
+            in_order(rows, batch.len(), "create_run")
                 .into_iter()
                 .map(|v| v.and_then(create_outcome))
-                .collect(),
-            Err(e) => {
-                tracing::debug!(error = %e, calls = batch.len(), "a create batch failed: one by one");
-                let mut out = Vec::with_capacity(batch.len());
-                for new in &batch {
-                    out.push(self.create_run_alone(new).await);
-                }
-                out
-            }
-        }
+                .collect()
+        });
+        or_alone("create_run", batched, &batch, |new| self.create_run_alone(new)).await
     }
 
     async fn create_run_alone(&self, new: &NewRun) -> Result<CreateOutcome> {
@@ -507,7 +502,7 @@ impl Store {
     ) -> Result<Option<StartedRun>> {
         let call = StartCall { id, step, history_limit };
         if !self.group_commit {
-            return self.start_runs_now(&[call]).await.map(|mut v| v.pop().flatten());
+            return self.start_run_alone(&call).await;
         }
         let group = self.groups.start.get_or_init(|| {
             crate::group::Group::spawn(self.detached(), |store, batch| {
@@ -520,25 +515,14 @@ impl Store {
     /// Starts `batch` in one statement (see [`Store::start_run`]); when that fails, one by one.
     async fn start_runs(&self, batch: Vec<StartCall>) -> Vec<Result<Option<StartedRun>>> {
         if let [one] = batch.as_slice() {
-            return vec![
-                self.start_runs_now(std::slice::from_ref(one)).await.map(|mut v| v.pop().flatten()),
-            ];
+            return vec![self.start_run_alone(one).await];
         }
-        match self.start_runs_now(&batch).await {
-            Ok(v) => v.into_iter().map(Ok).collect(),
-            Err(e) => {
-                tracing::debug!(error = %e, calls = batch.len(), "a start batch failed: one by one");
-                let mut out = Vec::with_capacity(batch.len());
-                for call in &batch {
-                    out.push(
-                        self.start_runs_now(std::slice::from_ref(call))
-                            .await
-                            .map(|mut v| v.pop().flatten()),
-                    );
-                }
-                out
-            }
-        }
+        let batched = self.start_runs_now(&batch).await.map(|v| v.into_iter().map(Ok).collect());
+        or_alone("start_run", batched, &batch, |call| self.start_run_alone(call)).await
+    }
+
+    async fn start_run_alone(&self, call: &StartCall) -> Result<Option<StartedRun>> {
+        self.start_runs_now(std::slice::from_ref(call)).await.map(|mut v| v.pop().flatten())
     }
 
     /// One statement for `calls`: their runs in call order (None: a stale job).
@@ -643,7 +627,7 @@ impl Store {
         if let [one] = batch.as_slice() {
             return vec![self.finish_run_alone(one).await];
         }
-        let res = async {
+        let batched = async {
             let mut cols = FinishColumns::default();
             for f in &batch {
                 cols.push(f)?;
@@ -669,21 +653,14 @@ impl Store {
             .await
             .map_err(|e| StoreError::db("finish_run", e))
         }
-        .await;
-        match res {
-            Ok(rows) => in_order(rows, batch.len(), "finish_run")
+        .await
+        .map(|rows| {
+            in_order(rows, batch.len(), "finish_run")
                 .into_iter()
                 .map(|v| v.and_then(finish_outcome))
-                .collect(),
-            Err(e) => {
-                tracing::debug!(error = %e, calls = batch.len(), "a finish batch failed: one by one");
-                let mut out = Vec::with_capacity(batch.len());
-                for f in &batch {
-                    out.push(self.finish_run_alone(f).await);
-                }
-                out
-            }
-        }
+                .collect()
+        });
+        or_alone("finish_run", batched, &batch, |f| self.finish_run_alone(f)).await
     }
 
     async fn finish_run_alone(&self, f: &Finish) -> Result<FinishOutcome> {
