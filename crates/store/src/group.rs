@@ -26,7 +26,8 @@ pub(crate) const MAX_BATCH: usize = 64;
 pub(crate) const LANES: usize = 3;
 
 type Reply<Out> = oneshot::Sender<Result<Out>>;
-type Exec<Req, Out> = fn(Store, Vec<Req>) -> Pin<Box<dyn Future<Output = Vec<Result<Out>>> + Send>>;
+pub(crate) type Exec<Req, Out> =
+    fn(Store, Vec<Req>) -> Pin<Box<dyn Future<Output = Vec<Result<Out>>> + Send>>;
 
 /// The queue of one transition's calls.
 pub(crate) struct Group<Req, Out> {
@@ -81,18 +82,23 @@ async fn take_batches<Req: Send + 'static, Out: Send + 'static>(
     }
 }
 
-/// The outcomes of a batch: `batched` (one per call, in order) when its statement succeeded;
-/// otherwise, as the failed transaction wrote nothing, each call of `batch` run `alone`.
-pub(crate) async fn or_alone<'a, Req, Out, Fut>(
+/// The outcomes of `batch`, one per call in order: a lone call runs `alone`; several run
+/// `together` (one statement, one transaction) and, when that fails as a whole (it then wrote
+/// nothing), each `alone`.
+pub(crate) async fn together_or_alone<'a, Req, Out, T, A>(
     op: &'static str,
-    batched: Result<Vec<Result<Out>>>,
     batch: &'a [Req],
-    alone: impl Fn(&'a Req) -> Fut,
+    together: impl FnOnce(&'a [Req]) -> T,
+    alone: impl Fn(&'a Req) -> A,
 ) -> Vec<Result<Out>>
 where
-    Fut: Future<Output = Result<Out>>,
+    T: Future<Output = Result<Vec<Result<Out>>>>,
+    A: Future<Output = Result<Out>>,
 {
-    match batched {
+    if let [one] = batch {
+        return vec![alone(one).await];
+    }
+    match together(batch).await {
         Ok(outs) => outs,
         Err(e) => {
             tracing::debug!(error = %e, calls = batch.len(), op, "a batch failed: one by one");
@@ -103,4 +109,16 @@ where
             outs
         }
     }
+}
+
+/// A batch's rows `(n, value)` (n counts calls from 1, rows in any order) as one slot per
+/// call, in call order; a call no row answered has `None`.
+pub(crate) fn by_call<T>(rows: impl IntoIterator<Item = (i64, T)>, calls: usize) -> Vec<Option<T>> {
+    let mut out: Vec<Option<T>> = (0..calls).map(|_| None).collect();
+    for (n, v) in rows {
+        if let Some(slot) = usize::try_from(n - 1).ok().and_then(|i| out.get_mut(i)) {
+            *slot = Some(v);
+        }
+    }
+    out
 }

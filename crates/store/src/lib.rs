@@ -97,6 +97,15 @@ impl Store {
         self
     }
 
+    /// The group `cell` holds, started on first use with `exec` on its own store.
+    fn group<'s, Req: Send + 'static, Out: Send + 'static>(
+        &'s self,
+        cell: &'s OnceLock<group::Group<Req, Out>>,
+        exec: group::Exec<Req, Out>,
+    ) -> &'s group::Group<Req, Out> {
+        cell.get_or_init(|| group::Group::spawn(self.detached(), exec))
+    }
+
     /// This store for a group's loop: the same pool and keys, and groups of its own (never
     /// started), so the loop does not keep the groups that feed it alive.
     fn detached(&self) -> Self {

@@ -14,7 +14,7 @@ use agentyard_core::{AgentId, MessageId, OrgId, RunId, Scope, ThreadId, UserId};
 use serde::Deserialize;
 use sqlx::FromRow;
 
-use crate::group::or_alone;
+use crate::group::{by_call, together_or_alone};
 use crate::outbox::decode_rows;
 use crate::{OutboxRow, Result, Store, StoreError, decode, field};
 
@@ -224,27 +224,31 @@ impl Store {
         if !self.group_commit {
             return self.create_run_alone(new).await;
         }
-        let group = self.groups.create.get_or_init(|| {
-            crate::group::Group::spawn(self.detached(), |store, batch| {
-                Box::pin(async move { store.create_runs(batch).await })
-            })
-        });
-        group.call("create_run", new.clone()).await
+        let exec: crate::group::Exec<_, _> =
+            |store, batch| Box::pin(async move { store.create_runs(batch).await });
+        self.group(&self.groups.create, exec).call("create_run", new.clone()).await
     }
 
-    /// Creates `batch` in one statement and transaction, in order; when that fails as a whole,
-    /// one by one.
+    /// Creates `batch` (see [`crate::group::together_or_alone`]).
     async fn create_runs(&self, batch: Vec<NewRun>) -> Vec<Result<CreateOutcome>> {
-        if let [one] = batch.as_slice() {
-            return vec![self.create_run_alone(one).await];
-        }
+        together_or_alone(
+            "create_run",
+            &batch,
+            |b| self.create_together(b),
+            |n| self.create_run_alone(n),
+        )
+        .await
+    }
+
+    /// Creates `batch` in one statement and transaction, in order.
+    async fn create_together(&self, batch: &[NewRun]) -> Result<Vec<Result<CreateOutcome>>> {
         let mut cols = CreateColumns::default();
-        for new in &batch {
+        for new in batch {
             cols.push(new);
         }
         // Existing threads in id order, so batches lock threads in one order (no deadlock
         // between them); the function calls run after the sort.
-        let batched = sqlx::query_as::<_, (i64, serde_json::Value)>(
+        let rows = sqlx::query_as::<_, (i64, serde_json::Value)>(
             "SELECT x.n, ay_create_run(x.o, x.t, x.r, x.a, x.u, x.i, x.s, x.m, x.k, x.h, x.nt, \
                     x.nm, x.p, x.q, ARRAY(SELECT jsonb_array_elements_text(x.sc)), x.ow) \
              FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], \
@@ -271,14 +275,8 @@ impl Store {
         .bind(cols.owner)
         .fetch_all(&self.pool)
         .await
-        .map_err(|e| StoreError::db("create_run", e))
-        .map(|rows| {
-            in_order(rows, batch.len(), "create_run")
-                .into_iter()
-                .map(|v| v.and_then(create_outcome))
-                .collect()
-        });
-        or_alone("create_run", batched, &batch, |new| self.create_run_alone(new)).await
+        .map_err(|e| StoreError::db("create_run", e))?;
+        Ok(answered(rows, batch.len(), "create_run", create_outcome))
     }
 
     async fn create_run_alone(&self, new: &NewRun) -> Result<CreateOutcome> {
@@ -504,21 +502,16 @@ impl Store {
         if !self.group_commit {
             return self.start_run_alone(&call).await;
         }
-        let group = self.groups.start.get_or_init(|| {
-            crate::group::Group::spawn(self.detached(), |store, batch| {
-                Box::pin(async move { store.start_runs(batch).await })
-            })
-        });
-        group.call("start_run", call).await
+        let exec: crate::group::Exec<_, _> =
+            |store, batch| Box::pin(async move { store.start_runs(batch).await });
+        self.group(&self.groups.start, exec).call("start_run", call).await
     }
 
-    /// Starts `batch` in one statement (see [`Store::start_run`]); when that fails, one by one.
+    /// Starts `batch` (see [`Store::start_run`] and [`crate::group::together_or_alone`]).
     async fn start_runs(&self, batch: Vec<StartCall>) -> Vec<Result<Option<StartedRun>>> {
-        if let [one] = batch.as_slice() {
-            return vec![self.start_run_alone(one).await];
-        }
-        let batched = self.start_runs_now(&batch).await.map(|v| v.into_iter().map(Ok).collect());
-        or_alone("start_run", batched, &batch, |call| self.start_run_alone(call)).await
+        let together =
+            |b| async move { Ok(self.start_runs_now(b).await?.into_iter().map(Ok).collect()) };
+        together_or_alone("start_run", &batch, together, |c| self.start_run_alone(c)).await
     }
 
     async fn start_run_alone(&self, call: &StartCall) -> Result<Option<StartedRun>> {
@@ -566,23 +559,24 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| StoreError::db("start_run", e))?;
-        let mut out: Vec<Option<StartedRun>> = (0..calls.len()).map(|_| None).collect();
+        let mut started = Vec::with_capacity(rows.len());
         for r in rows {
-            let Some(slot) = usize::try_from(r.n - 1).ok().and_then(|i| out.get_mut(i)) else {
-                continue;
-            };
-            *slot = Some(StartedRun {
-                run: decode("start_run", r.run)?,
-                org_id: r.org_id,
-                agent_type: r.agent_type,
-                agent_name: r.agent_name,
-                agent_config: r.agent_config,
-                first_start: r.first_start,
-                attempt: u32::try_from(r.attempt).unwrap_or(1),
-                history: decode("start_run", r.history)?,
-            });
+            started.push((
+                r.n,
+                StartedRun {
+                    run: decode("start_run", r.run)?,
+                    org_id: r.org_id,
+                    agent_type: r.agent_type,
+                    agent_name: r.agent_name,
+                    agent_config: r.agent_config,
+                    first_start: r.first_start,
+                    attempt: u32::try_from(r.attempt).unwrap_or(1),
+                    history: decode("start_run", r.history)?,
+                },
+            ));
         }
-        Ok(out)
+        // A call no row answered is a stale job.
+        Ok(by_call(started, calls.len()))
     }
 
     /// Says that a live run (at `step`, when given) is still making progress (a long model
@@ -613,60 +607,54 @@ impl Store {
         if !self.group_commit {
             return self.finish_run_alone(f).await;
         }
-        let group = self.groups.finish.get_or_init(|| {
-            crate::group::Group::spawn(self.detached(), |store, batch| {
-                Box::pin(async move { store.finish_runs(batch).await })
-            })
-        });
-        group.call("finish_run", f.clone()).await
+        let exec: crate::group::Exec<_, _> =
+            |store, batch| Box::pin(async move { store.finish_runs(batch).await });
+        self.group(&self.groups.finish, exec).call("finish_run", f.clone()).await
+    }
+
+    /// Finishes `batch` (see [`crate::group::together_or_alone`]).
+    async fn finish_runs(&self, batch: Vec<Finish>) -> Vec<Result<FinishOutcome>> {
+        together_or_alone(
+            "finish_run",
+            &batch,
+            |b| self.finish_together(b),
+            |f| self.finish_run_alone(f),
+        )
+        .await
     }
 
     /// Finishes `batch` in one statement and transaction, the runs' threads in id order (so
-    /// batches lock threads in one order); when that fails as a whole, one by one.
-    async fn finish_runs(&self, batch: Vec<Finish>) -> Vec<Result<FinishOutcome>> {
-        if let [one] = batch.as_slice() {
-            return vec![self.finish_run_alone(one).await];
+    /// batches lock threads in one order).
+    async fn finish_together(&self, batch: &[Finish]) -> Result<Vec<Result<FinishOutcome>>> {
+        let mut cols = FinishColumns::default();
+        for f in batch {
+            cols.push(f)?;
         }
-        let batched = async {
-            let mut cols = FinishColumns::default();
-            for f in &batch {
-                cols.push(f)?;
-            }
-            sqlx::query_as::<_, (i64, serde_json::Value)>(
-                "SELECT x.n, ay_finish_run(x.r, x.st, ARRAY(SELECT jsonb_array_elements_text(x.fr)), \
+        let rows = sqlx::query_as::<_, (i64, serde_json::Value)>(
+            "SELECT x.n, ay_finish_run(x.r, x.st, ARRAY(SELECT jsonb_array_elements_text(x.fr)), \
                         x.s, x.o, x.u, x.e, x.mi, x.c) \
                  FROM unnest($1::uuid[], $2::int4[], $3::jsonb[], $4::text[], $5::jsonb[], \
                              $6::jsonb[], $7::jsonb[], $8::uuid[], $9::text[]) \
                       WITH ORDINALITY AS x(r, st, fr, s, o, u, e, mi, c, n) \
                  ORDER BY (SELECT thread_id FROM runs WHERE id = x.r), x.n",
-            )
-            .bind(cols.run)
-            .bind(cols.step)
-            .bind(cols.from)
-            .bind(cols.status)
-            .bind(cols.output)
-            .bind(cols.usage)
-            .bind(cols.error)
-            .bind(cols.message)
-            .bind(cols.content)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| StoreError::db("finish_run", e))
-        }
+        )
+        .bind(cols.run)
+        .bind(cols.step)
+        .bind(cols.from)
+        .bind(cols.status)
+        .bind(cols.output)
+        .bind(cols.usage)
+        .bind(cols.error)
+        .bind(cols.message)
+        .bind(cols.content)
+        .fetch_all(&self.pool)
         .await
-        .map(|rows| {
-            in_order(rows, batch.len(), "finish_run")
-                .into_iter()
-                .map(|v| v.and_then(finish_outcome))
-                .collect()
-        });
-        or_alone("finish_run", batched, &batch, |f| self.finish_run_alone(f)).await
+        .map_err(|e| StoreError::db("finish_run", e))?;
+        Ok(answered(rows, batch.len(), "finish_run", finish_outcome))
     }
 
     async fn finish_run_alone(&self, f: &Finish) -> Result<FinishOutcome> {
-        let output = f.output.as_ref().map(|o| to_value(serde_json::to_value(o))).transpose()?;
-        let usage = f.usage.as_ref().map(|u| to_value(serde_json::to_value(u))).transpose()?;
-        let error = f.error.as_ref().map(|e| to_value(serde_json::to_value(e))).transpose()?;
+        let [output, usage, error] = finish_documents(f)?;
         let v: serde_json::Value =
             sqlx::query_scalar("SELECT ay_finish_run($1, $2, $3, $4, $5, $6, $7, $8, $9)")
                 .bind(f.run)
@@ -781,24 +769,33 @@ fn create_outcome(v: serde_json::Value) -> Result<CreateOutcome> {
     }
 }
 
-/// A batch's rows `(n, value)` (n from 1, any order) as one result per call, in call order; a
-/// call whose row is missing gets an error.
-fn in_order<T>(rows: Vec<(i64, T)>, calls: usize, op: &'static str) -> Vec<Result<T>> {
-    let mut out: Vec<Option<T>> = (0..calls).map(|_| None).collect();
-    for (n, v) in rows {
-        if let Some(slot) = usize::try_from(n - 1).ok().and_then(|i| out.get_mut(i)) {
-            *slot = Some(v);
-        }
-    }
-    out.into_iter()
-        .map(|v| v.ok_or_else(|| StoreError::Decode { op, detail: "no row for a call".into() }))
+/// A batch's rows `(n, value)` decoded with `outcome`, one result per call in call order; a
+/// call no row answered gets an error.
+fn answered<T>(
+    rows: Vec<(i64, serde_json::Value)>,
+    calls: usize,
+    op: &'static str,
+    outcome: fn(serde_json::Value) -> Result<T>,
+) -> Vec<Result<T>> {
+    by_call(rows, calls)
+        .into_iter()
+        .map(|v| {
+            v.ok_or_else(|| StoreError::Decode { op, detail: "no row for a call".into() })
+                .and_then(outcome)
+        })
         .collect()
 }
 
-fn to_value(
-    v: std::result::Result<serde_json::Value, serde_json::Error>,
-) -> Result<serde_json::Value> {
-    v.map_err(|e| StoreError::Decode { op: "finish_run", detail: e.to_string() })
+/// A finish's output, usage and error as the JSON its function takes.
+fn finish_documents(f: &Finish) -> Result<[Option<serde_json::Value>; 3]> {
+    let json = |v: Option<std::result::Result<serde_json::Value, serde_json::Error>>| {
+        v.transpose().map_err(|e| StoreError::Decode { op: "finish_run", detail: e.to_string() })
+    };
+    Ok([
+        json(f.output.as_ref().map(serde_json::to_value))?,
+        json(f.usage.as_ref().map(serde_json::to_value))?,
+        json(f.error.as_ref().map(serde_json::to_value))?,
+    ])
 }
 
 /// The parameters of a finish batch, a column each.
@@ -823,9 +820,10 @@ impl FinishColumns {
             f.from.iter().map(|s| serde_json::Value::from(s.as_str())).collect(),
         ));
         self.status.push(f.status.as_str());
-        self.output.push(f.output.as_ref().map(|o| to_value(serde_json::to_value(o))).transpose()?);
-        self.usage.push(f.usage.as_ref().map(|u| to_value(serde_json::to_value(u))).transpose()?);
-        self.error.push(f.error.as_ref().map(|e| to_value(serde_json::to_value(e))).transpose()?);
+        let [output, usage, error] = finish_documents(f)?;
+        self.output.push(output);
+        self.usage.push(usage);
+        self.error.push(error);
         self.message.push(f.message.as_ref().map(|(id, _)| *id));
         self.content.push(f.message.as_ref().map(|(_, c)| c.clone()));
         Ok(())
