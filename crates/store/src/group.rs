@@ -2,7 +2,7 @@
 //!
 //! A transition's calls queue up; a lane takes every call queued when it frees up (at most
 //! [`MAX_BATCH`]) and runs them as one statement, one transaction: a lone call runs at once,
-//! alone, and under load the calls that arrived while the lanes were busy go together. No call
+//! alone, and under load the calls that arrived while the lane was busy go together. No call
 //! waits on a timer. Measured on the 2-core box: the create, start and finish statements of 16
 //! runs in one transaction each cost Postgres 0.48 ms of CPU per run, against 1.52 ms one run
 //! per transaction (BENCHMARKS.md, "Group commit").
@@ -21,9 +21,12 @@ use crate::{Result, Store, StoreError};
 /// At most this many calls share a statement.
 pub(crate) const MAX_BATCH: usize = 64;
 
-/// Statements of one transition in flight at once (the lanes). Calls arriving while all are
-/// busy wait for the next free lane, and go with the others that waited.
-pub(crate) const LANES: usize = 3;
+/// Statements of one transition in flight at once, per process (the lanes). Calls arriving
+/// while all are busy wait for the next free lane, and go with the others that waited. One
+/// lane: the next batch gathers while a statement runs. Measured against three with two agent
+/// workers, interleaved (BENCHMARKS.md, "One lane"): 24–36 % more chat runs/s in a slow window
+/// and 28 % in a fast one, with the same p99 at 300 runs/s.
+pub(crate) const LANES: usize = 1;
 
 type Reply<Out> = oneshot::Sender<Result<Out>>;
 pub(crate) type Exec<Req, Out> =
@@ -121,4 +124,21 @@ pub(crate) fn by_call<T>(rows: impl IntoIterator<Item = (i64, T)>, calls: usize)
         }
     }
     out
+}
+
+/// A batch's rows `(n, value)` decoded with `outcome`, one result per call in call order; a
+/// call no row answered gets an error.
+pub(crate) fn answered<T>(
+    rows: Vec<(i64, serde_json::Value)>,
+    calls: usize,
+    op: &'static str,
+    outcome: fn(serde_json::Value) -> Result<T>,
+) -> Vec<Result<T>> {
+    by_call(rows, calls)
+        .into_iter()
+        .map(|v| {
+            v.ok_or_else(|| StoreError::Decode { op, detail: "no row for a call".into() })
+                .and_then(outcome)
+        })
+        .collect()
 }

@@ -76,6 +76,8 @@ struct Groups {
     create: OnceLock<group::Group<runs::NewRun, runs::CreateOutcome>>,
     start: OnceLock<group::Group<runs::StartCall, Option<runs::StartedRun>>>,
     finish: OnceLock<group::Group<runs::Finish, runs::FinishOutcome>>,
+    tool_step: OnceLock<group::Group<tools::StepCall, tools::Transition>>,
+    tool_result: OnceLock<group::Group<tools::ResultCall, tools::Transition>>,
 }
 
 impl std::fmt::Debug for Groups {

@@ -14,7 +14,7 @@ use agentyard_core::{AgentId, MessageId, OrgId, RunId, Scope, ThreadId, UserId};
 use serde::Deserialize;
 use sqlx::FromRow;
 
-use crate::group::{by_call, together_or_alone};
+use crate::group::{answered, by_call, together_or_alone};
 use crate::outbox::decode_rows;
 use crate::{OutboxRow, Result, Store, StoreError, decode, field};
 
@@ -767,23 +767,6 @@ fn create_outcome(v: serde_json::Value) -> Result<CreateOutcome> {
         Some("idempotency_mismatch") => Ok(CreateOutcome::IdempotencyMismatch),
         other => Err(StoreError::Decode { op: "create_run", detail: format!("outcome {other:?}") }),
     }
-}
-
-/// A batch's rows `(n, value)` decoded with `outcome`, one result per call in call order; a
-/// call no row answered gets an error.
-fn answered<T>(
-    rows: Vec<(i64, serde_json::Value)>,
-    calls: usize,
-    op: &'static str,
-    outcome: fn(serde_json::Value) -> Result<T>,
-) -> Vec<Result<T>> {
-    by_call(rows, calls)
-        .into_iter()
-        .map(|v| {
-            v.ok_or_else(|| StoreError::Decode { op, detail: "no row for a call".into() })
-                .and_then(outcome)
-        })
-        .collect()
 }
 
 /// A finish's output, usage and error as the JSON its function takes.

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 
+use crate::group::{answered, together_or_alone};
 use crate::outbox::decode_rows;
 use crate::{OutboxRow, Result, Store, StoreError, decode, field};
 
@@ -214,6 +215,28 @@ pub struct PlatformServer {
 const SERVER_COLUMNS: &str = "id, name, url, bearer_token IS NOT NULL AS has_token, tools, \
     tools_refreshed_at, last_error, created_at";
 
+/// One [`Store::tool_step`] call, queued for its group.
+#[derive(Debug)]
+pub(crate) struct StepCall {
+    run: RunId,
+    step: i32,
+    message: MessageId,
+    content: String,
+    calls: serde_json::Value,
+    usage: serde_json::Value,
+}
+
+/// One [`Store::tool_result`] call, queued for its group.
+#[derive(Debug)]
+pub(crate) struct ResultCall {
+    invocation: InvocationId,
+    result: String,
+    is_error: bool,
+    error: Option<String>,
+    attempt: i32,
+    started_at: Option<DateTime<Utc>>,
+}
+
 fn transition(op: &'static str, v: &serde_json::Value) -> Result<Transition> {
     Ok(Transition {
         applied: v["applied"].as_bool().unwrap_or(false),
@@ -223,7 +246,8 @@ fn transition(op: &'static str, v: &serde_json::Value) -> Result<Transition> {
 }
 
 impl Store {
-    /// Stores a step that ended in tool calls (see `ay_tool_step`).
+    /// Stores a step that ended in tool calls (see `ay_tool_step`). Concurrent steps commit
+    /// together ([`crate::group`]).
     ///
     /// # Errors
     /// Database failures.
@@ -238,21 +262,69 @@ impl Store {
     ) -> Result<Transition> {
         let calls = serde_json::to_value(calls)
             .map_err(|e| StoreError::Decode { op: "tool_step", detail: e.to_string() })?;
+        let call = StepCall {
+            run,
+            step,
+            message,
+            content: content.to_owned(),
+            calls,
+            usage: usage.clone(),
+        };
+        if !self.group_commit {
+            return self.tool_step_alone(&call).await;
+        }
+        let exec: crate::group::Exec<_, _> = |store, batch| {
+            Box::pin(async move {
+                together_or_alone(
+                    "tool_step",
+                    &batch,
+                    |b| store.tool_steps_together(b),
+                    |c| store.tool_step_alone(c),
+                )
+                .await
+            })
+        };
+        self.group(&self.groups.tool_step, exec).call("tool_step", call).await
+    }
+
+    /// Stores `batch` in one statement and transaction, the runs' threads in id order (so
+    /// batches lock threads in one order).
+    async fn tool_steps_together(&self, batch: &[StepCall]) -> Result<Vec<Result<Transition>>> {
+        let rows = sqlx::query_as::<_, (i64, serde_json::Value)>(
+            "SELECT x.n, ay_tool_step(x.r, x.s, x.m, x.c, x.k, x.u) \
+             FROM unnest($1::uuid[], $2::int4[], $3::uuid[], $4::text[], $5::jsonb[], \
+                         $6::jsonb[]) WITH ORDINALITY AS x(r, s, m, c, k, u, n) \
+             ORDER BY (SELECT thread_id FROM runs WHERE id = x.r), x.n",
+        )
+        .bind(batch.iter().map(|c| c.run).collect::<Vec<_>>())
+        .bind(batch.iter().map(|c| c.step).collect::<Vec<_>>())
+        .bind(batch.iter().map(|c| c.message).collect::<Vec<_>>())
+        .bind(batch.iter().map(|c| c.content.as_str()).collect::<Vec<_>>())
+        .bind(batch.iter().map(|c| &c.calls).collect::<Vec<_>>())
+        .bind(batch.iter().map(|c| &c.usage).collect::<Vec<_>>())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("tool_step", e))?;
+        Ok(answered(rows, batch.len(), "tool_step", |v| transition("tool_step", &v)))
+    }
+
+    async fn tool_step_alone(&self, c: &StepCall) -> Result<Transition> {
         let v: serde_json::Value =
             sqlx::query_scalar("SELECT ay_tool_step($1, $2, $3, $4, $5, $6)")
-                .bind(run)
-                .bind(step)
-                .bind(message)
-                .bind(content)
-                .bind(calls)
-                .bind(usage)
+                .bind(c.run)
+                .bind(c.step)
+                .bind(c.message)
+                .bind(&c.content)
+                .bind(&c.calls)
+                .bind(&c.usage)
                 .fetch_one(&self.pool)
                 .await
                 .map_err(|e| StoreError::db("tool_step", e))?;
         transition("tool_step", &v)
     }
 
-    /// Records the end of a call (see `ay_tool_result`).
+    /// Records the end of a call (see `ay_tool_result`). Concurrent results commit together
+    /// ([`crate::group`]).
     ///
     /// # Errors
     /// Database failures.
@@ -265,14 +337,62 @@ impl Store {
         attempt: i32,
         started_at: Option<DateTime<Utc>>,
     ) -> Result<Transition> {
+        let call = ResultCall {
+            invocation,
+            result: result.to_owned(),
+            is_error,
+            error: error.map(str::to_owned),
+            attempt,
+            started_at,
+        };
+        if !self.group_commit {
+            return self.tool_result_alone(&call).await;
+        }
+        let exec: crate::group::Exec<_, _> = |store, batch| {
+            Box::pin(async move {
+                together_or_alone(
+                    "tool_result",
+                    &batch,
+                    |b| store.tool_results_together(b),
+                    |c| store.tool_result_alone(c),
+                )
+                .await
+            })
+        };
+        self.group(&self.groups.tool_result, exec).call("tool_result", call).await
+    }
+
+    /// Records `batch` in one statement and transaction, the calls' threads in id order (so
+    /// batches lock threads in one order). Two calls of one step in a batch: the second one
+    /// recorded sees the first one's end, and enqueues the next step.
+    async fn tool_results_together(&self, batch: &[ResultCall]) -> Result<Vec<Result<Transition>>> {
+        let rows = sqlx::query_as::<_, (i64, serde_json::Value)>(
+            "SELECT x.n, ay_tool_result(x.i, x.r, x.e, x.m, x.a, x.s) \
+             FROM unnest($1::uuid[], $2::text[], $3::bool[], $4::text[], $5::int4[], \
+                         $6::timestamptz[]) WITH ORDINALITY AS x(i, r, e, m, a, s, n) \
+             ORDER BY (SELECT thread_id FROM tool_invocations WHERE id = x.i), x.n",
+        )
+        .bind(batch.iter().map(|c| c.invocation).collect::<Vec<_>>())
+        .bind(batch.iter().map(|c| c.result.as_str()).collect::<Vec<_>>())
+        .bind(batch.iter().map(|c| c.is_error).collect::<Vec<_>>())
+        .bind(batch.iter().map(|c| c.error.as_deref()).collect::<Vec<_>>())
+        .bind(batch.iter().map(|c| c.attempt).collect::<Vec<_>>())
+        .bind(batch.iter().map(|c| c.started_at).collect::<Vec<_>>())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("tool_result", e))?;
+        Ok(answered(rows, batch.len(), "tool_result", |v| transition("tool_result", &v)))
+    }
+
+    async fn tool_result_alone(&self, c: &ResultCall) -> Result<Transition> {
         let v: serde_json::Value =
             sqlx::query_scalar("SELECT ay_tool_result($1, $2, $3, $4, $5, $6)")
-                .bind(invocation)
-                .bind(result)
-                .bind(is_error)
-                .bind(error)
-                .bind(attempt)
-                .bind(started_at)
+                .bind(c.invocation)
+                .bind(&c.result)
+                .bind(c.is_error)
+                .bind(c.error.as_deref())
+                .bind(c.attempt)
+                .bind(c.started_at)
                 .fetch_one(&self.pool)
                 .await
                 .map_err(|e| StoreError::db("tool_result", e))?;

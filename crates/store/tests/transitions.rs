@@ -509,3 +509,73 @@ async fn concurrent_creates_starts_and_finishes_commit_together_each_with_its_ow
         .unwrap();
     assert_eq!(answers, 31);
 }
+
+#[tokio::test]
+async fn concurrent_tool_steps_and_results_commit_together_each_with_its_own_outcome() {
+    let db = Db::new().await;
+    let org = db.store.create_org("o").await.unwrap().org_id;
+    let news: Vec<NewRun> = (0..20).map(|_| new_run(org, None)).collect();
+    futures::future::join_all(news.iter().map(|n| create(&db.store, n))).await;
+    let ids: Vec<RunId> = news.iter().map(|n| n.id).collect();
+    for id in &ids {
+        db.store.start_run(*id, 0, 10).await.unwrap().unwrap();
+    }
+
+    // 20 tool steps at once, two calls each, and one stale step (the run already has calls
+    // at that step) in the same batch: it changes nothing.
+    let calls: Vec<[NewCall; 2]> =
+        ids.iter().map(|_| [call("list_tasks"), call("get_ticket_stats")]).collect();
+    let usage = json!({});
+    let steps = futures::future::join_all(
+        ids.iter()
+            .zip(&calls)
+            .map(|(id, c)| db.store.tool_step(*id, 0, MessageId::new(), "", c, &usage)),
+    );
+    let stale = async {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        db.store.tool_step(ids[0], 0, MessageId::new(), "", &[call("x")], &json!({})).await
+    };
+    let (steps, stale) = tokio::join!(steps, stale);
+    for s in steps {
+        let s = s.unwrap();
+        assert!(s.applied);
+        assert_eq!(
+            kinds(&s.outbox),
+            ["tool_call.created", "tool_call", "tool_call.created", "tool_call"]
+        );
+    }
+    assert!(!stale.unwrap().applied);
+    let stepped_in = transactions(&db.store, "tool_invocations", &ids).await;
+    assert!(stepped_in < 20, "20 tool steps in {stepped_in} transactions");
+
+    // Every call's result at once, both calls of a run in one batch, one result twice: each
+    // run's next step is enqueued exactly once, by its last result; the duplicate applies once.
+    let mut results: Vec<InvocationId> = calls.iter().flatten().map(|c| c.invocation_id).collect();
+    results.push(calls[0][0].invocation_id);
+    let ended = futures::future::join_all(
+        results.iter().map(|inv| db.store.tool_result(*inv, "r", false, None, 1, None)),
+    )
+    .await;
+    let ended: Vec<_> = ended.into_iter().map(Result::unwrap).collect();
+    assert_eq!(ended.iter().filter(|t| t.applied).count(), 40, "the duplicate applies once");
+    let mut next: Vec<(RunId, u32)> = ended.iter().flat_map(|t| agent_steps(&t.outbox)).collect();
+    next.sort();
+    let mut expected: Vec<(RunId, u32)> = ids.iter().map(|id| (*id, 1)).collect();
+    expected.sort();
+    assert_eq!(next, expected, "each run's next step once");
+    assert_eq!(ended.iter().filter(|t| t.next_step).count(), 20);
+    let ended_in: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT xmin::text) FROM messages WHERE role = 'tool' AND run_id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_one(db.store.pool())
+    .await
+    .unwrap();
+    assert!(ended_in < 20, "40 results in {ended_in} transactions");
+    let tool_messages: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM messages WHERE role = 'tool'")
+            .fetch_one(db.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(tool_messages, 40);
+}
