@@ -247,19 +247,28 @@ async fn measure(
             report.params = json!({"rate": rate, "duration_s": duration, "workers": workers});
             report.load = Some(LoadReport::from_load(&load));
         }
-        Scenario::Concurrent { runs, answer_ms, workers, post_concurrency, timeout } => {
-            eprintln!("concurrent: {runs} runs of ~{answer_ms} ms, {workers} worker(s)");
+        Scenario::Concurrent { runs, answer_ms, workers, post_concurrency, timeout, backlog } => {
+            eprintln!(
+                "concurrent: {runs} runs of ~{answer_ms} ms, {workers} worker(s){}",
+                if backlog { ", posted as a backlog while the workers are paused" } else { "" }
+            );
+            let paused: Vec<u32> = if backlog {
+                (1..=workers).filter_map(|i| stack.pid(&format!("worker-{i}"))).collect()
+            } else {
+                Vec::new()
+            };
             let db = PgPoolOptions::new()
                 .max_connections(2)
                 .connect(&stack.database_url())
                 .await
                 .context("cannot connect to the bench database")?;
             let timeout = Duration::from_secs(timeout);
-            concurrent =
-                Some(scenarios::concurrent(&api, &db, runs, post_concurrency, timeout).await?);
+            concurrent = Some(
+                scenarios::concurrent(&api, &db, runs, post_concurrency, timeout, &paused).await?,
+            );
             report.scenario = "concurrent";
             report.params = json!({"runs": runs, "answer_ms": answer_ms, "workers": workers,
-                "post_concurrency": post_concurrency});
+                "post_concurrency": post_concurrency, "backlog": backlog});
         }
         Scenario::Tools { clients, duration, workers } => {
             eprintln!(

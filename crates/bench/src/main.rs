@@ -138,6 +138,11 @@ pub(crate) enum Scenario {
         /// Seconds to wait for all runs to end.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
+        /// Post every run while the agent workers are paused (`SIGSTOP`), then resume them
+        /// (`SIGCONT`): the runs meet the workers as a backlog, as after an outage, so the
+        /// in-flight peak is bounded by the worker, not by how fast the API creates runs.
+        #[arg(long)]
+        backlog: bool,
     },
     /// Closed loop of runs that each make one tool call (`get_ticket_stats` on the built-in
     /// server): runs/s and the tool round trip (dispatch → result stored).

@@ -201,7 +201,9 @@ pub(crate) async fn concurrent(
     runs: usize,
     in_flight: usize,
     timeout: Duration,
+    paused: &[u32],
 ) -> anyhow::Result<Concurrent> {
+    signal(paused, "STOP")?;
     let start = Instant::now();
     let poster = api.clone();
     let mut posting = tokio::spawn(async move {
@@ -248,6 +250,7 @@ pub(crate) async fn concurrent(
                 }
             }
             posted = true;
+            signal(paused, "CONT")?;
         }
         let done = usize::try_from(completed + failed).unwrap_or(0);
         if posted && active == 0 && done >= out.posted {
@@ -256,6 +259,7 @@ pub(crate) async fn concurrent(
         }
         if start.elapsed() > timeout {
             posting.abort();
+            signal(paused, "CONT")?;
             break;
         }
     }
@@ -264,6 +268,19 @@ pub(crate) async fn concurrent(
         sqlx::query_as(INTERVALS_SQL).fetch_all(db).await.context("cannot read run times")?;
     out.peak_overlap = peak_overlap(&intervals);
     Ok(out)
+}
+
+/// Sends `SIG<name>` to each of `pids` (`kill -<name>`).
+fn signal(pids: &[u32], name: &str) -> anyhow::Result<()> {
+    for pid in pids {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()
+            .context("cannot run kill")?;
+        anyhow::ensure!(status.success(), "kill -{name} {pid} failed ({status})");
+    }
+    Ok(())
 }
 
 /// The largest number of `[start, end]` intervals open at one instant; an interval without an
