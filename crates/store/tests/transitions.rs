@@ -418,6 +418,18 @@ async fn transactions(store: &Store, table: &str, runs: &[RunId]) -> i64 {
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(runs).fetch_one(store.pool()).await.unwrap()
 }
 
+/// How many transactions wrote these runs' messages of `role`.
+async fn message_transactions(store: &Store, role: &str, runs: &[RunId]) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(DISTINCT xmin::text) FROM messages WHERE role = $1 AND run_id = ANY($2)",
+    )
+    .bind(role)
+    .bind(runs)
+    .fetch_one(store.pool())
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn concurrent_creates_starts_and_finishes_commit_together_each_with_its_own_outcome() {
     let db = Db::new().await;
@@ -495,13 +507,7 @@ async fn concurrent_creates_starts_and_finishes_commit_together_each_with_its_ow
             assert!(steps.is_empty());
         }
     }
-    let finished_in: i64 = sqlx::query_scalar(
-        "SELECT count(DISTINCT xmin::text) FROM messages WHERE role = 'assistant' AND run_id = ANY($1)",
-    )
-    .bind(&ids)
-    .fetch_one(db.store.pool())
-    .await
-    .unwrap();
+    let finished_in = message_transactions(&db.store, "assistant", &ids).await;
     assert!(finished_in < 30, "30 finishes in {finished_in} transactions");
     let answers: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE role = 'assistant'")
         .fetch_one(db.store.pool())
@@ -564,13 +570,7 @@ async fn concurrent_tool_steps_and_results_commit_together_each_with_its_own_out
     expected.sort();
     assert_eq!(next, expected, "each run's next step once");
     assert_eq!(ended.iter().filter(|t| t.next_step).count(), 20);
-    let ended_in: i64 = sqlx::query_scalar(
-        "SELECT count(DISTINCT xmin::text) FROM messages WHERE role = 'tool' AND run_id = ANY($1)",
-    )
-    .bind(&ids)
-    .fetch_one(db.store.pool())
-    .await
-    .unwrap();
+    let ended_in = message_transactions(&db.store, "tool", &ids).await;
     assert!(ended_in < 20, "40 results in {ended_in} transactions");
     let tool_messages: i64 =
         sqlx::query_scalar("SELECT count(*) FROM messages WHERE role = 'tool'")
