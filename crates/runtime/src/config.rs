@@ -69,8 +69,8 @@ pub struct Settings {
     pub history_tokens: usize,
     pub max_tokens: u32,
     pub db_pool_size: u32,
-    /// `AY_DB_GROUP_COMMIT=off`: every run create, start and finish commits alone (to measure
-    /// what grouping them gains).
+    /// `AY_DB_GROUP_COMMIT=off`: every run create, start and finish, tool step and tool result
+    /// commits alone (to measure what grouping them gains).
     pub db_group_commit: bool,
     pub home: PathBuf,
     pub log: Option<String>,
