@@ -29,24 +29,34 @@ pub(crate) const MAX_BATCH: usize = 64;
 pub(crate) const LANES: usize = 1;
 
 type Reply<Out> = oneshot::Sender<Result<Out>>;
-pub(crate) type Exec<Req, Out> =
-    fn(Store, Vec<Req>) -> Pin<Box<dyn Future<Output = Vec<Result<Out>>> + Send>>;
+type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// A batch's outcome: an error (nothing written), or one result per call in order.
+type Outcomes<Out> = Result<Vec<Result<Out>>>;
+
+/// A transition that commits in groups: its name (in errors), its statement for a batch and
+/// its statement for one call.
+pub(crate) struct Transition<Req, Out> {
+    pub(crate) op: &'static str,
+    /// One statement and one transaction for the batch.
+    pub(crate) together: for<'a> fn(&'a Store, &'a [Req]) -> Boxed<'a, Outcomes<Out>>,
+    pub(crate) alone: for<'a> fn(&'a Store, &'a Req) -> Boxed<'a, Result<Out>>,
+}
 
 /// The queue of one transition's calls.
 pub(crate) struct Group<Req, Out> {
     calls: mpsc::UnboundedSender<(Req, Reply<Out>)>,
 }
 
-impl<Req: Send + 'static, Out: Send + 'static> Group<Req, Out> {
-    /// Starts the loop that hands queued calls to `exec` (which must return one result per
-    /// call, in order) on `store`. The loop ends when the group is dropped.
-    pub(crate) fn spawn(store: Store, exec: Exec<Req, Out>) -> Self {
+impl<Req: Send + Sync + 'static, Out: Send + 'static> Group<Req, Out> {
+    /// Starts the loop that hands queued calls to `t` on `store`. The loop ends when the group
+    /// is dropped.
+    pub(crate) fn spawn(store: Store, t: &'static Transition<Req, Out>) -> Self {
         let (calls, rx) = mpsc::unbounded_channel();
-        tokio::spawn(take_batches(store, rx, exec));
+        tokio::spawn(take_batches(store, rx, t));
         Self { calls }
     }
 
-    /// Queues `req` and waits for its outcome; `op` names the transition in errors.
+    /// Queues `req` and waits for its outcome.
     pub(crate) async fn call(&self, op: &'static str, req: Req) -> Result<Out> {
         let (tx, rx) = oneshot::channel();
         if self.calls.send((req, tx)).is_err() {
@@ -57,10 +67,10 @@ impl<Req: Send + 'static, Out: Send + 'static> Group<Req, Out> {
     }
 }
 
-async fn take_batches<Req: Send + 'static, Out: Send + 'static>(
+async fn take_batches<Req: Send + Sync + 'static, Out: Send + 'static>(
     store: Store,
     mut rx: mpsc::UnboundedReceiver<(Req, Reply<Out>)>,
-    exec: Exec<Req, Out>,
+    t: &'static Transition<Req, Out>,
 ) {
     let lanes = Arc::new(Semaphore::new(LANES));
     loop {
@@ -76,7 +86,7 @@ async fn take_batches<Req: Send + 'static, Out: Send + 'static>(
         let store = store.clone();
         tokio::spawn(async move {
             let (reqs, replies): (Vec<Req>, Vec<Reply<Out>>) = batch.into_iter().unzip();
-            let outs = exec(store, reqs).await;
+            let outs = together_or_alone(&store, t, &reqs).await;
             drop(lane);
             for (reply, out) in replies.into_iter().zip(outs) {
                 let _ = reply.send(out);
@@ -85,29 +95,25 @@ async fn take_batches<Req: Send + 'static, Out: Send + 'static>(
     }
 }
 
-/// The outcomes of `batch`, one per call in order: a lone call runs `alone`; several run
-/// `together` (one statement, one transaction) and, when that fails as a whole (it then wrote
-/// nothing), each `alone`.
-pub(crate) async fn together_or_alone<'a, Req, Out, T, A>(
-    op: &'static str,
-    batch: &'a [Req],
-    together: impl FnOnce(&'a [Req]) -> T,
-    alone: impl Fn(&'a Req) -> A,
-) -> Vec<Result<Out>>
-where
-    T: Future<Output = Result<Vec<Result<Out>>>>,
-    A: Future<Output = Result<Out>>,
-{
+/// The outcomes of `batch`, one per call in order: a lone call runs alone; several run
+/// together (one statement, one transaction) and, when that fails as a whole (it then wrote
+/// nothing), each alone.
+async fn together_or_alone<Req, Out>(
+    store: &Store,
+    t: &Transition<Req, Out>,
+    batch: &[Req],
+) -> Vec<Result<Out>> {
     if let [one] = batch {
-        return vec![alone(one).await];
+        return vec![(t.alone)(store, one).await];
     }
-    match together(batch).await {
+    match (t.together)(store, batch).await {
         Ok(outs) => outs,
         Err(e) => {
+            let op = t.op;
             tracing::debug!(error = %e, calls = batch.len(), op, "a batch failed: one by one");
             let mut outs = Vec::with_capacity(batch.len());
             for req in batch {
-                outs.push(alone(req).await);
+                outs.push((t.alone)(store, req).await);
             }
             outs
         }

@@ -99,13 +99,18 @@ impl Store {
         self
     }
 
-    /// The group `cell` holds, started on first use with `exec` on its own store.
-    fn group<'s, Req: Send + 'static, Out: Send + 'static>(
-        &'s self,
-        cell: &'s OnceLock<group::Group<Req, Out>>,
-        exec: group::Exec<Req, Out>,
-    ) -> &'s group::Group<Req, Out> {
-        cell.get_or_init(|| group::Group::spawn(self.detached(), exec))
+    /// Runs `req` through `t`: queued in the group `cell` holds (started on first use, on a
+    /// store of its own), or alone when group commit is off.
+    async fn commit<Req: Send + Sync + 'static, Out: Send + 'static>(
+        &self,
+        cell: &OnceLock<group::Group<Req, Out>>,
+        t: &'static group::Transition<Req, Out>,
+        req: Req,
+    ) -> Result<Out> {
+        if !self.group_commit {
+            return (t.alone)(self, &req).await;
+        }
+        cell.get_or_init(|| group::Group::spawn(self.detached(), t)).call(t.op, req).await
     }
 
     /// This store for a group's loop: the same pool and keys, and groups of its own (never

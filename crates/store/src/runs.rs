@@ -14,7 +14,7 @@ use agentyard_core::{AgentId, MessageId, OrgId, RunId, Scope, ThreadId, UserId};
 use serde::Deserialize;
 use sqlx::FromRow;
 
-use crate::group::{answered, by_call, together_or_alone};
+use crate::group::{Transition, answered, by_call};
 use crate::outbox::decode_rows;
 use crate::{OutboxRow, Result, Store, StoreError, decode, field};
 
@@ -221,23 +221,12 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn create_run(&self, new: &NewRun) -> Result<CreateOutcome> {
-        if !self.group_commit {
-            return self.create_run_alone(new).await;
-        }
-        let exec: crate::group::Exec<_, _> =
-            |store, batch| Box::pin(async move { store.create_runs(batch).await });
-        self.group(&self.groups.create, exec).call("create_run", new.clone()).await
-    }
-
-    /// Creates `batch` (see [`crate::group::together_or_alone`]).
-    async fn create_runs(&self, batch: Vec<NewRun>) -> Vec<Result<CreateOutcome>> {
-        together_or_alone(
-            "create_run",
-            &batch,
-            |b| self.create_together(b),
-            |n| self.create_run_alone(n),
-        )
-        .await
+        static CREATE: Transition<NewRun, CreateOutcome> = Transition {
+            op: "create_run",
+            together: |store, batch| Box::pin(store.create_together(batch)),
+            alone: |store, new| Box::pin(store.create_run_alone(new)),
+        };
+        self.commit(&self.groups.create, &CREATE, new.clone()).await
     }
 
     /// Creates `batch` in one statement and transaction, in order.
@@ -498,20 +487,16 @@ impl Store {
         step: i32,
         history_limit: i64,
     ) -> Result<Option<StartedRun>> {
-        let call = StartCall { id, step, history_limit };
-        if !self.group_commit {
-            return self.start_run_alone(&call).await;
-        }
-        let exec: crate::group::Exec<_, _> =
-            |store, batch| Box::pin(async move { store.start_runs(batch).await });
-        self.group(&self.groups.start, exec).call("start_run", call).await
-    }
-
-    /// Starts `batch` (see [`Store::start_run`] and [`crate::group::together_or_alone`]).
-    async fn start_runs(&self, batch: Vec<StartCall>) -> Vec<Result<Option<StartedRun>>> {
-        let together =
-            |b| async move { Ok(self.start_runs_now(b).await?.into_iter().map(Ok).collect()) };
-        together_or_alone("start_run", &batch, together, |c| self.start_run_alone(c)).await
+        static START: Transition<StartCall, Option<StartedRun>> = Transition {
+            op: "start_run",
+            together: |store, batch| {
+                Box::pin(async move {
+                    Ok(store.start_runs_now(batch).await?.into_iter().map(Ok).collect())
+                })
+            },
+            alone: |store, call| Box::pin(store.start_run_alone(call)),
+        };
+        self.commit(&self.groups.start, &START, StartCall { id, step, history_limit }).await
     }
 
     async fn start_run_alone(&self, call: &StartCall) -> Result<Option<StartedRun>> {
@@ -604,23 +589,12 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn finish_run(&self, f: &Finish) -> Result<FinishOutcome> {
-        if !self.group_commit {
-            return self.finish_run_alone(f).await;
-        }
-        let exec: crate::group::Exec<_, _> =
-            |store, batch| Box::pin(async move { store.finish_runs(batch).await });
-        self.group(&self.groups.finish, exec).call("finish_run", f.clone()).await
-    }
-
-    /// Finishes `batch` (see [`crate::group::together_or_alone`]).
-    async fn finish_runs(&self, batch: Vec<Finish>) -> Vec<Result<FinishOutcome>> {
-        together_or_alone(
-            "finish_run",
-            &batch,
-            |b| self.finish_together(b),
-            |f| self.finish_run_alone(f),
-        )
-        .await
+        static FINISH: Transition<Finish, FinishOutcome> = Transition {
+            op: "finish_run",
+            together: |store, batch| Box::pin(store.finish_together(batch)),
+            alone: |store, f| Box::pin(store.finish_run_alone(f)),
+        };
+        self.commit(&self.groups.finish, &FINISH, f.clone()).await
     }
 
     /// Finishes `batch` in one statement and transaction, the runs' threads in id order (so

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 
-use crate::group::{answered, together_or_alone};
+use crate::group::{self, answered};
 use crate::outbox::decode_rows;
 use crate::{OutboxRow, Result, Store, StoreError, decode, field};
 
@@ -270,21 +270,12 @@ impl Store {
             calls,
             usage: usage.clone(),
         };
-        if !self.group_commit {
-            return self.tool_step_alone(&call).await;
-        }
-        let exec: crate::group::Exec<_, _> = |store, batch| {
-            Box::pin(async move {
-                together_or_alone(
-                    "tool_step",
-                    &batch,
-                    |b| store.tool_steps_together(b),
-                    |c| store.tool_step_alone(c),
-                )
-                .await
-            })
+        static STEP: group::Transition<StepCall, Transition> = group::Transition {
+            op: "tool_step",
+            together: |store, batch| Box::pin(store.tool_steps_together(batch)),
+            alone: |store, call| Box::pin(store.tool_step_alone(call)),
         };
-        self.group(&self.groups.tool_step, exec).call("tool_step", call).await
+        self.commit(&self.groups.tool_step, &STEP, call).await
     }
 
     /// Stores `batch` in one statement and transaction, the runs' threads in id order (so
@@ -345,21 +336,12 @@ impl Store {
             attempt,
             started_at,
         };
-        if !self.group_commit {
-            return self.tool_result_alone(&call).await;
-        }
-        let exec: crate::group::Exec<_, _> = |store, batch| {
-            Box::pin(async move {
-                together_or_alone(
-                    "tool_result",
-                    &batch,
-                    |b| store.tool_results_together(b),
-                    |c| store.tool_result_alone(c),
-                )
-                .await
-            })
+        static RESULT: group::Transition<ResultCall, Transition> = group::Transition {
+            op: "tool_result",
+            together: |store, batch| Box::pin(store.tool_results_together(batch)),
+            alone: |store, call| Box::pin(store.tool_result_alone(call)),
         };
-        self.group(&self.groups.tool_result, exec).call("tool_result", call).await
+        self.commit(&self.groups.tool_result, &RESULT, call).await
     }
 
     /// Records `batch` in one statement and transaction, the calls' threads in id order (so
