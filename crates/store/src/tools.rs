@@ -1,5 +1,5 @@
 //! Tool calls: the step machine's transitions (Postgres functions of
-//! `migrations/0004_tools.sql`), the audit log, the tool definitions offered to models, and
+//! `migrations/0003_tools.sql`), the audit log, the tool definitions offered to models, and
 //! the MCP servers organizations register.
 
 use agentyard_core::run::{InputAnswer, RequiredInput, Run};
