@@ -78,6 +78,7 @@ struct Groups {
     finish: OnceLock<group::Group<runs::Finish, runs::FinishOutcome>>,
     tool_step: OnceLock<group::Group<tools::StepCall, tools::Transition>>,
     tool_result: OnceLock<group::Group<tools::ResultCall, tools::Transition>>,
+    claim: OnceLock<group::Group<tools::ClaimCall, Option<tools::PendingCall>>>,
 }
 
 impl std::fmt::Debug for Groups {

@@ -52,6 +52,7 @@ pub struct PendingCall {
     pub arguments: serde_json::Value,
     /// `pending`, `requires_input` or `completed`.
     pub status: String,
+    /// Attempts counted so far: a claimed call's includes its own.
     pub attempt: i32,
     /// How many times the call was dispatched (a job of another round is stale).
     pub round: i32,
@@ -214,6 +215,34 @@ pub struct PlatformServer {
 
 const SERVER_COLUMNS: &str = "id, name, url, bearer_token IS NOT NULL AS has_token, tools, \
     tools_refreshed_at, last_error, created_at";
+
+/// The update that claims a call: one more attempt, started now unless it started before.
+const CLAIM_UPDATE: &str = "UPDATE tool_invocations t SET attempt = t.attempt + 1, \
+    started_at = coalesce(t.started_at, clock_timestamp())";
+
+/// A claimed call `i` (with its batch position `n`) as a [`Claimed`] row.
+const CLAIMED_SELECT: &str = "SELECT i.n, i.id, i.org_id, i.run_id, i.user_id, i.agent_id, \
+    i.step, i.call_id, i.server, i.tool, i.arguments, i.status, i.attempt, i.round, \
+    i.input_response, r.status AS run_status, r.step AS run_step, r.scopes, a.agent_type, \
+    a.name AS agent_name, a.config AS agent_config, \
+    EXISTS (SELECT 1 FROM workflow_step_runs w WHERE w.run_id = i.run_id AND w.kind = 'tool') \
+        AS workflow_step \
+    FROM i JOIN runs r ON r.id = i.run_id LEFT JOIN agents a ON a.id = i.agent_id";
+
+/// One [`Store::claim_call`] call, queued for its group.
+#[derive(Debug)]
+pub(crate) struct ClaimCall {
+    invocation: InvocationId,
+    round: i32,
+}
+
+/// A claimed call and the position of its claim in the batch (from 1).
+#[derive(FromRow)]
+struct Claimed {
+    n: i64,
+    #[sqlx(flatten)]
+    call: PendingCall,
+}
 
 /// One [`Store::tool_step`] call, queued for its group.
 #[derive(Debug)]
@@ -458,52 +487,68 @@ impl Store {
         .map_err(|e| StoreError::db("due_inputs", e))
     }
 
-    /// An invocation with its run's state, principal and agent.
+    /// Takes call `invocation` for dispatch `round`: counts an attempt (and marks it started)
+    /// when it is still `pending` in that round, and returns it with its run's state, principal
+    /// and agent, the attempt included. `None`: the call is done, waits for a human, or belongs
+    /// to another round (a stale job). A call the worker then does not run gives the attempt
+    /// back ([`Store::release_attempt`]). Concurrent claims commit together ([`crate::group`]).
     ///
     /// # Errors
     /// Database failures.
-    pub async fn pending_call(&self, invocation: InvocationId) -> Result<Option<PendingCall>> {
-        sqlx::query_as(
-            "SELECT i.id, i.org_id, i.run_id, i.user_id, i.agent_id, i.step, i.call_id, i.server, \
-                i.tool, i.arguments, i.status, i.attempt, i.round, i.input_response, \
-                r.status AS run_status, r.step AS run_step, r.scopes, a.agent_type, \
-                a.name AS agent_name, a.config AS agent_config, \
-                EXISTS (SELECT 1 FROM workflow_step_runs w \
-                        WHERE w.run_id = i.run_id AND w.kind = 'tool') AS workflow_step \
-             FROM tool_invocations i JOIN runs r ON r.id = i.run_id \
-             LEFT JOIN agents a ON a.id = i.agent_id WHERE i.id = $1",
-        )
-        .bind(invocation)
+    pub async fn claim_call(
+        &self,
+        invocation: InvocationId,
+        round: i32,
+    ) -> Result<Option<PendingCall>> {
+        static CLAIM: group::Transition<ClaimCall, Option<PendingCall>> = group::Transition {
+            op: "claim_call",
+            together: |store, batch| Box::pin(store.claim_calls_together(batch)),
+            alone: |store, call| Box::pin(store.claim_call_alone(call)),
+        };
+        self.commit(&self.groups.claim, &CLAIM, ClaimCall { invocation, round }).await
+    }
+
+    /// Claims `batch` in one statement and transaction (a call named twice is claimed once).
+    async fn claim_calls_together(
+        &self,
+        batch: &[ClaimCall],
+    ) -> Result<Vec<Result<Option<PendingCall>>>> {
+        let rows: Vec<Claimed> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "WITH x AS (SELECT * FROM unnest($1::uuid[], $2::int4[])                         WITH ORDINALITY AS x(id, round, n)),              i AS ({CLAIM_UPDATE} FROM x WHERE t.id = x.id AND t.round = x.round                    RETURNING x.n, t.*)              {CLAIMED_SELECT}"
+        )))
+        .bind(batch.iter().map(|c| c.invocation).collect::<Vec<_>>())
+        .bind(batch.iter().map(|c| c.round).collect::<Vec<_>>())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("claim_call", e))?;
+        let rows = rows.into_iter().map(|c| (c.n, c.call));
+        Ok(group::by_call(rows, batch.len()).into_iter().map(Ok).collect())
+    }
+
+    async fn claim_call_alone(&self, c: &ClaimCall) -> Result<Option<PendingCall>> {
+        let row: Option<Claimed> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "WITH i AS ({CLAIM_UPDATE} WHERE t.id = $1 AND t.round = $2 RETURNING 1::int8 AS n, t.*)              {CLAIMED_SELECT}"
+        )))
+        .bind(c.invocation)
+        .bind(c.round)
         .fetch_optional(&self.pool)
         .await
-        .map_err(|e| StoreError::db("pending_call", e))
+        .map_err(|e| StoreError::db("claim_call", e))?;
+        Ok(row.map(|c| c.call))
     }
 
-    /// Counts an attempt of a call (before it runs); returns the attempt number.
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn start_attempt(&self, invocation: InvocationId) -> Result<i32> {
-        sqlx::query_scalar(
-            "UPDATE tool_invocations SET attempt = attempt + 1, \
-                started_at = coalesce(started_at, clock_timestamp()) \
-             WHERE id = $1 RETURNING attempt",
-        )
-        .bind(invocation)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| StoreError::db("start_attempt", e))
-    }
-
-    /// Takes back the attempt [`Store::start_attempt`] counted, for a call that did not run
-    /// because the platform's own tool server could not serve it (an outage, which spends no
-    /// attempt).
+    /// Takes back the attempt [`Store::claim_call`] counted, for a call that did not run: a
+    /// check refused it, it waits for a human's approval, its server's breaker is open, or the
+    /// platform's own tool server could not serve it (an outage, which spends no attempt). A
+    /// call back at no attempt is not started either.
     ///
     /// # Errors
     /// Database failures.
     pub async fn release_attempt(&self, invocation: InvocationId) -> Result<()> {
         sqlx::query(
-            "UPDATE tool_invocations SET attempt = attempt - 1 WHERE id = $1 AND attempt > 0",
+            "UPDATE tool_invocations SET attempt = attempt - 1, \
+                started_at = CASE WHEN attempt = 1 THEN NULL ELSE started_at END \
+             WHERE id = $1 AND attempt > 0",
         )
         .bind(invocation)
         .execute(&self.pool)

@@ -358,7 +358,7 @@ async fn input_waits_are_states_answered_one_call_at_a_time() {
     assert_eq!(kinds(&outbox), ["tool_call", "run.input_received", "run.requires_input"]);
     let Fact::Job { job: Job::ToolCall(job) } = facts(&outbox)[0] else { panic!() };
     assert_eq!((job.invocation_id, job.round), (calls[0].invocation_id, 1));
-    let pending = db.store.pending_call(calls[0].invocation_id).await.unwrap().unwrap();
+    let pending = db.store.claim_call(calls[0].invocation_id, 1).await.unwrap().unwrap();
     assert_eq!(pending.answer("tool_approval"), Some(approve.clone()));
     // Past its deadline, the second is due for the sweeper's timeout answer.
     sqlx::query(
@@ -517,7 +517,7 @@ async fn concurrent_creates_starts_and_finishes_commit_together_each_with_its_ow
 }
 
 #[tokio::test]
-async fn concurrent_tool_steps_and_results_commit_together_each_with_its_own_outcome() {
+async fn concurrent_tool_steps_claims_and_results_commit_together_each_with_its_own_outcome() {
     let db = Db::new().await;
     let org = db.store.create_org("o").await.unwrap().org_id;
     let news: Vec<NewRun> = (0..20).map(|_| new_run(org, None)).collect();
@@ -553,6 +553,41 @@ async fn concurrent_tool_steps_and_results_commit_together_each_with_its_own_out
     assert!(!stale.unwrap().applied);
     let stepped_in = transactions(&db.store, "tool_invocations", &ids).await;
     assert!(stepped_in < 20, "20 tool steps in {stepped_in} transactions");
+
+    // Every call claimed at once, with a job of another round and one claim twice: each call
+    // gets its attempt and its run's state; the stale job claims nothing.
+    let invocations: Vec<InvocationId> = calls.iter().flatten().map(|c| c.invocation_id).collect();
+    let claims = futures::future::join_all(invocations.iter().map(|i| db.store.claim_call(*i, 0)));
+    let others = async {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        tokio::join!(db.store.claim_call(invocations[1], 7), db.store.claim_call(invocations[0], 0))
+    };
+    let (claims, (stale_round, twice)) = tokio::join!(claims, others);
+    for (claim, inv) in claims.into_iter().zip(&invocations) {
+        let claimed = claim.unwrap().expect("claimed");
+        assert_eq!(
+            (claimed.id, claimed.status.as_str(), claimed.run_status, claimed.run_step),
+            (*inv, "pending", RunStatus::InProgress, 0)
+        );
+        assert!(claimed.attempt == 1 || claimed.id == invocations[0], "{}", claimed.attempt);
+        assert!(!claimed.workflow_step);
+    }
+    assert!(stale_round.unwrap().is_none(), "a job of another round claims nothing");
+    // Claimed twice in one batch it is claimed once; in two, the second counts attempt 2.
+    if let Some(again) = twice.unwrap() {
+        assert_eq!(again.attempt, 2);
+    }
+    let claimed_in = transactions(&db.store, "tool_invocations", &ids).await;
+    assert!(claimed_in < 40, "40 claims in {claimed_in} transactions");
+    // A call that does not run gives its attempt back, and is not started at no attempt.
+    db.store.release_attempt(invocations[2]).await.unwrap();
+    let (attempt, started): (i32, Option<chrono::DateTime<chrono::Utc>>) =
+        sqlx::query_as("SELECT attempt, started_at FROM tool_invocations WHERE id = $1")
+            .bind(invocations[2])
+            .fetch_one(db.store.pool())
+            .await
+            .unwrap();
+    assert_eq!((attempt, started), (0, None));
 
     // Every call's result at once, both calls of a run in one batch, one result twice: each
     // run's next step is enqueued exactly once, by its last result; the duplicate applies once.

@@ -85,21 +85,20 @@ fn store_failure(ctx: &Ctx, e: &StoreError) -> Verdict {
 }
 
 async fn try_call(ctx: &Ctx, job: &ToolCall) -> Result<Verdict, StoreError> {
-    let Some(call) = ctx.store.pending_call(job.invocation_id).await? else {
+    // Claiming counts the attempt before the checks, in the statement that reads the call: a
+    // call that does not run then gives it back.
+    let Ok(round) = i32::try_from(job.round) else { return Ok(Verdict::Ack) };
+    let Some(call) = ctx.store.claim_call(job.invocation_id, round).await? else {
+        // Done, waiting for a human, or owned by another round: this delivery is stale.
+        tracing::debug!("stale tool job: skipping");
         return Ok(Verdict::Ack);
     };
-    if call.status != "pending" || u32::try_from(call.round).ok() != Some(job.round) {
-        // Done, waiting for a human, or owned by a later round: this delivery is stale.
-        tracing::debug!(status = call.status, round = call.round, "stale tool job: skipping");
-        return Ok(Verdict::Ack);
-    }
     if !matches!(
         call.run_status,
         RunStatus::Queued | RunStatus::InProgress | RunStatus::RequiresInput
     ) || call.run_step != call.step
     {
-        record(ctx, &call, "the run ended before this call ran; it was not run", true, 0).await?;
-        return Ok(Verdict::Ack);
+        return refuse(ctx, &call, "the run ended before this call ran; it was not run").await;
     }
     let agent = ctx.catalog.effective(
         call.agent_type.as_deref().unwrap_or_default(),
@@ -108,8 +107,7 @@ async fn try_call(ctx: &Ctx, job: &ToolCall) -> Result<Verdict, StoreError> {
     );
     if !call.workflow_step && !agentyard_agents::tool_enabled(&agent.tools_enabled, &call.tool) {
         let m = format!("the tool `{}` is not enabled for this agent; it was not run", call.tool);
-        record(ctx, &call, &m, true, 0).await?;
-        return Ok(Verdict::Ack);
+        return refuse(ctx, &call, &m).await;
     }
     let scope = required_scope(&call.tool);
     if !call.scopes.contains(&scope) {
@@ -117,18 +115,14 @@ async fn try_call(ctx: &Ctx, job: &ToolCall) -> Result<Verdict, StoreError> {
             "the user's token lacks the scope {scope} that `{}` needs; it was not run",
             call.tool
         );
-        record(ctx, &call, &m, true, 0).await?;
-        return Ok(Verdict::Ack);
+        return refuse(ctx, &call, &m).await;
     }
     let serde_json::Value::Object(arguments) = call.arguments.clone() else {
-        record(ctx, &call, "the arguments must be a JSON object; the call was not run", true, 0)
-            .await?;
-        return Ok(Verdict::Ack);
+        return refuse(ctx, &call, "the arguments must be a JSON object; the call was not run")
+            .await;
     };
     if arguments.contains_key("_raw") {
-        record(ctx, &call, "the arguments were not valid JSON; the call was not run", true, 0)
-            .await?;
-        return Ok(Verdict::Ack);
+        return refuse(ctx, &call, "the arguments were not valid JSON; the call was not run").await;
     }
     if !call.workflow_step && agent.tools_require_approval.iter().any(|t| t == &call.tool) {
         match call.answer(APPROVAL_KEY) {
@@ -136,8 +130,7 @@ async fn try_call(ctx: &Ctx, job: &ToolCall) -> Result<Verdict, StoreError> {
             Some(a) => {
                 let why = if a.timed_out { "no answer in time" } else { "denied" };
                 let m = format!("the user did not approve this call ({why}); it was not run");
-                record(ctx, &call, &m, true, 0).await?;
-                return Ok(Verdict::Ack);
+                return refuse(ctx, &call, &m).await;
             }
             None => {
                 let request = RequiredInput::ToolApproval {
@@ -146,16 +139,17 @@ async fn try_call(ctx: &Ctx, job: &ToolCall) -> Result<Verdict, StoreError> {
                     arguments: call.arguments.clone(),
                     message: format!("The agent wants to call `{}`. Approve or deny.", call.tool),
                 };
+                ctx.store.release_attempt(call.id).await?;
                 wait_for_human(ctx, &call, &request, APPROVAL_KEY).await?;
                 return Ok(Verdict::Ack);
             }
         }
     }
-    let attempt = call.attempt + 1;
+    let attempt = call.attempt;
     if let Some(open) = ctx.breakers.open_for(&call.server) {
+        ctx.store.release_attempt(call.id).await?;
         return give_up_or_retry(ctx, &call, attempt, "its circuit breaker is open", open).await;
     }
-    let attempt = ctx.store.start_attempt(call.id).await?;
     if i64::from(attempt) > ctx.settings.max_attempts + 1 {
         // Earlier attempts started and never ended (the worker died during the call).
         return Ok(Verdict::GiveUp {
@@ -241,6 +235,14 @@ async fn try_call(ctx: &Ctx, job: &ToolCall) -> Result<Verdict, StoreError> {
             give_up_or_retry(ctx, &call, attempt, &m, Duration::ZERO).await
         }
     }
+}
+
+/// A call a check refused: it gives back its attempt and ends with `message` as an error
+/// result the model sees, at no attempt.
+async fn refuse(ctx: &Ctx, call: &PendingCall, message: &str) -> Result<Verdict, StoreError> {
+    ctx.store.release_attempt(call.id).await?;
+    record(ctx, call, message, true, 0).await?;
+    Ok(Verdict::Ack)
 }
 
 /// Puts the call in `requires_input` until a human (or the deadline) answers.
