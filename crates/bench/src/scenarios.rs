@@ -399,12 +399,12 @@ pub(crate) async fn tool_round_trips(db: &PgPool) -> anyhow::Result<Vec<String>>
             f(rt99)
         ),
         format!(
-            "  dispatch → call started (job queue, pickup, checks): p50 {} ms, p99 {} ms",
+            "  dispatch → call started (job queue, pickup, claim): p50 {} ms, p99 {} ms",
             f(oh50),
             f(oh99)
         ),
         format!(
-            "  call started → result stored (token, connect, tools/call, store): p50 {} ms, p99 {} ms",
+            "  call started → result stored (checks, token, tools/call, store): p50 {} ms, p99 {} ms",
             f(own50),
             f(own99)
         ),
