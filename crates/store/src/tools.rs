@@ -220,6 +220,10 @@ const SERVER_COLUMNS: &str = "id, name, url, bearer_token IS NOT NULL AS has_tok
 const CLAIM_UPDATE: &str = "UPDATE tool_invocations t SET attempt = t.attempt + 1, \
     started_at = coalesce(t.started_at, clock_timestamp())";
 
+/// Only a call still waiting for a worker is claimed: one that ended, or waits for a human, is
+/// not run again by a duplicate or late delivery.
+const CLAIMABLE: &str = "t.status = 'pending'";
+
 /// A claimed call `i` (with its batch position `n`) as a [`Claimed`] row.
 const CLAIMED_SELECT: &str = "SELECT i.n, i.id, i.org_id, i.run_id, i.user_id, i.agent_id, \
     i.step, i.call_id, i.server, i.tool, i.arguments, i.status, i.attempt, i.round, \
@@ -514,7 +518,11 @@ impl Store {
         batch: &[ClaimCall],
     ) -> Result<Vec<Result<Option<PendingCall>>>> {
         let rows: Vec<Claimed> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "WITH x AS (SELECT * FROM unnest($1::uuid[], $2::int4[])                         WITH ORDINALITY AS x(id, round, n)),              i AS ({CLAIM_UPDATE} FROM x WHERE t.id = x.id AND t.round = x.round                    RETURNING x.n, t.*)              {CLAIMED_SELECT}"
+            "WITH x AS (SELECT * FROM unnest($1::uuid[], $2::int4[]) \
+                        WITH ORDINALITY AS x(id, round, n)), \
+             i AS ({CLAIM_UPDATE} FROM x WHERE t.id = x.id AND t.round = x.round \
+                   AND {CLAIMABLE} RETURNING x.n, t.*) \
+             {CLAIMED_SELECT}"
         )))
         .bind(batch.iter().map(|c| c.invocation).collect::<Vec<_>>())
         .bind(batch.iter().map(|c| c.round).collect::<Vec<_>>())
@@ -527,7 +535,9 @@ impl Store {
 
     async fn claim_call_alone(&self, c: &ClaimCall) -> Result<Option<PendingCall>> {
         let row: Option<Claimed> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "WITH i AS ({CLAIM_UPDATE} WHERE t.id = $1 AND t.round = $2 RETURNING 1::int8 AS n, t.*)              {CLAIMED_SELECT}"
+            "WITH i AS ({CLAIM_UPDATE} WHERE t.id = $1 AND t.round = $2 AND {CLAIMABLE} \
+                        RETURNING 1::int8 AS n, t.*) \
+             {CLAIMED_SELECT}"
         )))
         .bind(c.invocation)
         .bind(c.round)

@@ -344,6 +344,10 @@ async fn input_waits_are_states_answered_one_call_at_a_time() {
         .await
         .unwrap();
     assert!(second.applied && second.outbox.is_empty(), "the run still shows the first request");
+    assert!(
+        db.store.claim_call(calls[1].invocation_id, 0).await.unwrap().is_none(),
+        "a call waiting for a human is not claimed"
+    );
     let shown = db.store.get_run(org, run.id).await.unwrap().unwrap();
     assert_eq!(shown.status, RunStatus::RequiresInput);
     assert_eq!(shown.required_input, Some(request(0)));
@@ -613,4 +617,11 @@ async fn concurrent_tool_steps_claims_and_results_commit_together_each_with_its_
             .await
             .unwrap();
     assert_eq!(tool_messages, 40);
+
+    // A late or duplicate job of a call that ended claims nothing, alone or in a batch: the
+    // call does not run again.
+    let late =
+        futures::future::join_all(invocations.iter().map(|i| db.store.claim_call(*i, 0))).await;
+    assert!(late.into_iter().all(|c| c.unwrap().is_none()), "an ended call is not claimed");
+    assert!(db.store.claim_call(invocations[0], 0).await.unwrap().is_none());
 }
