@@ -57,10 +57,17 @@ pub use outbox::OutboxRow;
 /// The schema migrations, embedded in every binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
+/// Connections of [`Store::generic_pool`] at most: one per grouped transition (each has one
+/// lane) and one for the outbox's deletes.
+const GENERIC_CONNECTIONS: u32 = 7;
+
 /// Handle to the database.
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: PgPool,
+    /// Connections to the same database where every statement runs its generic plan: the
+    /// group commits' lanes and the outbox's deletes use them (see [`Store::generic_pool`]).
+    generic: PgPool,
     /// The keys that seal and open the secrets stored here; none: reading or writing a secret
     /// fails with [`secrets::SecretError::NoKey`].
     keys: Option<Arc<secrets::Keyring>>,
@@ -90,7 +97,28 @@ impl std::fmt::Debug for Groups {
 impl Store {
     /// Wraps an existing pool.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool, keys: None, groups: Arc::default(), group_commit: true }
+        let generic = Self::generic_pool(&pool);
+        Self { pool, generic, keys: None, groups: Arc::default(), group_commit: true }
+    }
+
+    /// A pool like `pool` whose connections plan every prepared statement once, generically
+    /// (`plan_cache_mode = force_generic_plan`), opened as they are needed.
+    ///
+    /// The hot transitions take their calls as arrays, so Postgres's default plan cache costs
+    /// a custom plan (knowing the arrays' lengths) against the generic one (assuming ten
+    /// elements), finds the custom one cheaper, and plans the statement again on every batch:
+    /// measured in `agentyard-bench tools`, planning was a tenth of Postgres's CPU, and the
+    /// run start's statement took longer to plan than to run. Every statement run here is a
+    /// lookup by key, whose plan does not depend on the values; the queries whose plan does
+    /// (lists with optional filters) stay on the main pool.
+    fn generic_pool(pool: &PgPool) -> PgPool {
+        let options =
+            (*pool.connect_options()).clone().options([("plan_cache_mode", "force_generic_plan")]);
+        PgPoolOptions::new()
+            .max_connections(GENERIC_CONNECTIONS)
+            .test_before_acquire(false)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(options)
     }
 
     /// This store with group commit on or off (on by default; see [`group`]).
@@ -114,11 +142,13 @@ impl Store {
         cell.get_or_init(|| group::Group::spawn(self.detached(), t)).call(t.op, req).await
     }
 
-    /// This store for a group's loop: the same pool and keys, and groups of its own (never
-    /// started), so the loop does not keep the groups that feed it alive.
+    /// This store for a group's loop: the generic-plan pool as its pool, the same keys, and
+    /// groups of its own (never started), so the loop does not keep the groups that feed it
+    /// alive.
     fn detached(&self) -> Self {
         Self {
-            pool: self.pool.clone(),
+            pool: self.generic.clone(),
+            generic: self.generic.clone(),
             keys: self.keys.clone(),
             groups: Arc::default(),
             group_commit: false,
@@ -170,6 +200,11 @@ impl Store {
     /// The pool, for health checks and tests.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The pool whose connections run generic plans (see [`Store::generic_pool`]), for tests.
+    pub fn generic(&self) -> &PgPool {
+        &self.generic
     }
 
     /// True when Postgres answers a trivial query.

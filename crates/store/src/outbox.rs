@@ -93,13 +93,14 @@ impl Store {
             return Ok(0);
         }
         // A lost delete only means one more (deduplicated) publish by the relay, so this
-        // commit need not wait for the WAL flush.
+        // commit need not wait for the WAL flush. The ids come as an array: planned once
+        // (`Store::generic_pool`).
         sqlx::query(
             "DELETE FROM outbox WHERE id = ANY($1) \
              AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL",
         )
         .bind(ids)
-        .execute(&self.pool)
+        .execute(&self.generic)
         .await
         .map(|r| r.rows_affected())
         .map_err(|e| StoreError::db("outbox_delete", e))
