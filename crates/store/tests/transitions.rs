@@ -434,6 +434,88 @@ async fn message_transactions(store: &Store, role: &str, runs: &[RunId]) -> i64 
     .unwrap()
 }
 
+/// For every connection the generic pool holds: its `plan_cache_mode` and, per prepared
+/// statement containing `like`, (generic plans, custom plans).
+async fn plans(store: &Store, like: &str) -> Vec<(String, Vec<(i64, i64)>)> {
+    let pool = store.generic();
+    // Wait for the lanes to return their connections, then hold every one at once.
+    for _ in 0..100 {
+        if pool.num_idle() == pool.size() as usize {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut held = Vec::new();
+    for _ in 0..pool.size() {
+        held.push(pool.acquire().await.unwrap());
+    }
+    let mut out = Vec::new();
+    for conn in &mut held {
+        let mode: String =
+            sqlx::query_scalar("SHOW plan_cache_mode").fetch_one(&mut **conn).await.unwrap();
+        let counts: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements \
+             WHERE statement LIKE '%' || $1 || '%' AND statement NOT LIKE '%pg_prepared%'",
+        )
+        .bind(like)
+        .fetch_all(&mut **conn)
+        .await
+        .unwrap();
+        out.push((mode, counts));
+    }
+    out
+}
+
+#[tokio::test]
+async fn grouped_transitions_and_outbox_deletes_are_planned_once_and_states_are_checked() {
+    let db = Db::new().await;
+    let org = db.store.create_org("o").await.unwrap().org_id;
+
+    // Batches of creates of many sizes: with Postgres's default plan cache each batch would be
+    // planned again (a custom plan per array length).
+    let mut ids = Vec::new();
+    for size in [2, 5, 9, 3, 12, 7, 4] {
+        let news: Vec<NewRun> = (0..size).map(|_| new_run(org, None)).collect();
+        for (_, outbox) in
+            futures::future::join_all(news.iter().map(|n| create(&db.store, n))).await
+        {
+            ids.extend(outbox.iter().map(|r| r.id));
+        }
+    }
+    let creates = plans(&db.store, "ay_create_run").await;
+    assert!(!creates.is_empty(), "the create lane used the generic pool");
+    let counts: Vec<(i64, i64)> = creates.iter().flat_map(|(_, c)| c.clone()).collect();
+    assert!(counts.iter().any(|(generic, _)| *generic > 0), "{creates:?}");
+    for (mode, c) in &creates {
+        assert_eq!(mode, "force_generic_plan");
+        assert!(c.iter().all(|(_, custom)| *custom == 0), "{creates:?}");
+    }
+
+    // The outbox's deletes, of arrays of every length, on the same pool.
+    for chunk in ids.chunks(3).chain(ids.chunks(5)).chain(ids.chunks(1)) {
+        db.store.outbox_delete(chunk).await.unwrap();
+    }
+    assert_eq!(db.store.outbox_len().await.unwrap(), 0);
+    let deletes = plans(&db.store, "DELETE FROM outbox").await;
+    let counts: Vec<(i64, i64)> = deletes.iter().flat_map(|(_, c)| c.clone()).collect();
+    assert!(counts.iter().map(|(g, _)| g).sum::<i64>() >= 6, "{deletes:?}");
+    assert!(counts.iter().all(|(_, custom)| *custom == 0), "{deletes:?}");
+
+    // The state columns refuse values outside their domains, as their CHECKs did.
+    for sql in [
+        "UPDATE runs SET status = 'done' WHERE org_id = $1",
+        "UPDATE runs SET priority = 'urgent' WHERE org_id = $1",
+        "UPDATE messages SET role = 'robot' WHERE org_id = $1",
+        "INSERT INTO tool_invocations(id, org_id, token_id, step, call_index, call_id, server, \
+         tool, arguments, status) VALUES (gen_random_uuid(), $1, gen_random_uuid(), 0, 0, 'c', \
+         's', 't', '{}', 'running')",
+    ] {
+        let err = sqlx::query(sql).bind(org).execute(db.store.pool()).await.unwrap_err();
+        let code = err.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+        assert_eq!(code.as_deref(), Some("23514"), "{sql}: {err}");
+    }
+}
+
 #[tokio::test]
 async fn concurrent_creates_starts_and_finishes_commit_together_each_with_its_own_outcome() {
     let db = Db::new().await;
