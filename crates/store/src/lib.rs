@@ -117,6 +117,17 @@ impl Store {
         PgPoolOptions::new()
             .max_connections(GENERIC_CONNECTIONS)
             .test_before_acquire(false)
+            // A lane's connection may sit idle through a Postgres restart, and its next batch
+            // would fail on it: one that rested over a second is pinged first (a busy lane's
+            // never is), and replaced when the ping fails.
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > Duration::from_secs(1) {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .acquire_timeout(Duration::from_secs(5))
             .connect_lazy_with(options)
     }
