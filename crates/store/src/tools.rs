@@ -216,23 +216,6 @@ pub struct PlatformServer {
 const SERVER_COLUMNS: &str = "id, name, url, bearer_token IS NOT NULL AS has_token, tools, \
     tools_refreshed_at, last_error, created_at";
 
-/// The update that claims a call: one more attempt, started now unless it started before.
-const CLAIM_UPDATE: &str = "UPDATE tool_invocations t SET attempt = t.attempt + 1, \
-    started_at = coalesce(t.started_at, clock_timestamp())";
-
-/// Only a call still waiting for a worker is claimed: one that ended, or waits for a human, is
-/// not run again by a duplicate or late delivery.
-const CLAIMABLE: &str = "t.status = 'pending'";
-
-/// A claimed call `i` (with its batch position `n`) as a [`Claimed`] row.
-const CLAIMED_SELECT: &str = "SELECT i.n, i.id, i.org_id, i.run_id, i.user_id, i.agent_id, \
-    i.step, i.call_id, i.server, i.tool, i.arguments, i.status, i.attempt, i.round, \
-    i.input_response, r.status AS run_status, r.step AS run_step, r.scopes, a.agent_type, \
-    a.name AS agent_name, a.config AS agent_config, \
-    EXISTS (SELECT 1 FROM workflow_step_runs w WHERE w.run_id = i.run_id AND w.kind = 'tool') \
-        AS workflow_step \
-    FROM i JOIN runs r ON r.id = i.run_id LEFT JOIN agents a ON a.id = i.agent_id";
-
 /// One [`Store::claim_call`] call, queued for its group.
 #[derive(Debug)]
 pub(crate) struct ClaimCall {
@@ -513,17 +496,27 @@ impl Store {
     }
 
     /// Claims `batch` in one statement and transaction (a call named twice is claimed once).
+    /// Only a call still `pending` in its round is claimed: one that ended, or waits for a
+    /// human, is not run again by a duplicate or late delivery.
     async fn claim_calls_together(
         &self,
         batch: &[ClaimCall],
     ) -> Result<Vec<Result<Option<PendingCall>>>> {
-        let rows: Vec<Claimed> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let rows: Vec<Claimed> = sqlx::query_as(
             "WITH x AS (SELECT * FROM unnest($1::uuid[], $2::int4[]) \
                         WITH ORDINALITY AS x(id, round, n)), \
-             i AS ({CLAIM_UPDATE} FROM x WHERE t.id = x.id AND t.round = x.round \
-                   AND {CLAIMABLE} RETURNING x.n, t.*) \
-             {CLAIMED_SELECT}"
-        )))
+             i AS (UPDATE tool_invocations t SET attempt = t.attempt + 1, \
+                          started_at = coalesce(t.started_at, clock_timestamp()) \
+                   FROM x WHERE t.id = x.id AND t.round = x.round AND t.status = 'pending' \
+                   RETURNING x.n, t.*) \
+             SELECT i.n, i.id, i.org_id, i.run_id, i.user_id, i.agent_id, i.step, i.call_id, \
+                    i.server, i.tool, i.arguments, i.status, i.attempt, i.round, \
+                    i.input_response, r.status AS run_status, r.step AS run_step, r.scopes, \
+                    a.agent_type, a.name AS agent_name, a.config AS agent_config, \
+                    EXISTS (SELECT 1 FROM workflow_step_runs w \
+                            WHERE w.run_id = i.run_id AND w.kind = 'tool') AS workflow_step \
+             FROM i JOIN runs r ON r.id = i.run_id LEFT JOIN agents a ON a.id = i.agent_id",
+        )
         .bind(batch.iter().map(|c| c.invocation).collect::<Vec<_>>())
         .bind(batch.iter().map(|c| c.round).collect::<Vec<_>>())
         .fetch_all(&self.pool)
@@ -534,17 +527,8 @@ impl Store {
     }
 
     async fn claim_call_alone(&self, c: &ClaimCall) -> Result<Option<PendingCall>> {
-        let row: Option<Claimed> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "WITH i AS ({CLAIM_UPDATE} WHERE t.id = $1 AND t.round = $2 AND {CLAIMABLE} \
-                        RETURNING 1::int8 AS n, t.*) \
-             {CLAIMED_SELECT}"
-        )))
-        .bind(c.invocation)
-        .bind(c.round)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| StoreError::db("claim_call", e))?;
-        Ok(row.map(|c| c.call))
+        let mut one = self.claim_calls_together(std::slice::from_ref(c)).await?;
+        one.pop().unwrap_or(Ok(None))
     }
 
     /// Takes back the attempt [`Store::claim_call`] counted, for a call that did not run: a
