@@ -517,6 +517,88 @@ async fn grouped_transitions_and_outbox_deletes_are_planned_once_and_states_are_
 }
 
 #[tokio::test]
+async fn on_a_new_database_the_transitions_look_rows_up_by_index_not_by_scanning_tables() {
+    // Generic plans are made once per connection, with the tables as they are then. Made on a
+    // new database's empty tables, a plan may scan the whole table, and would keep doing so on
+    // every call as the table grows: the lanes' connections must look rows up by index.
+    let mut db = Db::new().await;
+    let org = db.store.create_org("o").await.unwrap().org_id;
+    // The migrations' own scans must not count: their connections are closed (which reports
+    // their statistics) before the counters are reset.
+    db.store.pool().close().await;
+    let (base, _) = db.admin.rsplit_once('/').unwrap();
+    db.store = Store::connect(&format!("{base}/{}", db.name), 8).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sqlx::query("SELECT pg_stat_reset()").execute(db.store.pool()).await.unwrap();
+
+    // Whole tool runs, a few at a time and then more once the tables hold rows: create, start,
+    // tool step, claim, result, second start, finish; and a sweep after each round.
+    let mut runs = 0;
+    for size in [1, 3, 8, 16] {
+        let news: Vec<NewRun> = (0..size).map(|_| new_run(org, None)).collect();
+        let ids: Vec<RunId> = news.iter().map(|n| n.id).collect();
+        futures::future::join_all(news.iter().map(|n| create(&db.store, n))).await;
+        let starts = futures::future::join_all(ids.iter().map(|id| db.store.start_run(*id, 0, 10)));
+        assert!(starts.await.into_iter().all(|s| s.unwrap().is_some()));
+        let calls: Vec<NewCall> = ids.iter().map(|_| call("get_ticket_stats")).collect();
+        let usage = json!({});
+        let steps = futures::future::join_all(ids.iter().zip(&calls).map(|(id, c)| {
+            db.store.tool_step(*id, 0, MessageId::new(), "", std::slice::from_ref(c), &usage)
+        }));
+        assert!(steps.await.into_iter().all(|s| s.unwrap().applied));
+        let claims = futures::future::join_all(
+            calls.iter().map(|c| db.store.claim_call(c.invocation_id, 0)),
+        );
+        assert!(claims.await.into_iter().all(|c| c.unwrap().is_some()));
+        let results = futures::future::join_all(
+            calls.iter().map(|c| db.store.tool_result(c.invocation_id, "r", false, None, 1, None)),
+        );
+        assert!(results.await.into_iter().all(|t| t.unwrap().next_step));
+        let starts = futures::future::join_all(ids.iter().map(|id| db.store.start_run(*id, 1, 10)));
+        assert!(starts.await.into_iter().all(|s| s.unwrap().is_some()));
+        let ends: Vec<Finish> = ids.iter().map(|id| finish(*id, 1, RunStatus::Completed)).collect();
+        let finishes = futures::future::join_all(ends.iter().map(|f| db.store.finish_run(f)));
+        assert!(finishes.await.into_iter().all(|f| f.unwrap().applied));
+        // The sweeper's statements, which join the live runs to every run.
+        let overdue = db.store.overdue_runs(&usage, 3, Duration::from_secs(60), 100).await;
+        assert!(overdue.unwrap().is_empty());
+        assert_eq!(db.store.refill_live_runs().await.unwrap(), 0);
+        runs += size;
+    }
+
+    // Each connection reports its statistics within a second or two of going idle: wait until
+    // every lane's writes are counted (4 messages, 5 run updates and 2 call updates a run).
+    let counted = |table: &'static str| {
+        let pool = db.store.pool().clone();
+        async move {
+            sqlx::query_as::<_, (i64, i64, i64, i64)>(
+                "SELECT seq_scan, n_tup_ins, n_tup_upd, coalesce(idx_scan, 0) \
+                 FROM pg_stat_user_tables WHERE relname = $1",
+            )
+            .bind(table)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, messages, _, _) = counted("messages").await;
+        let (_, _, run_updates, _) = counted("runs").await;
+        let (_, _, call_updates, _) = counted("tool_invocations").await;
+        if messages >= 4 * runs && run_updates >= 5 * runs && call_updates >= 2 * runs {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "statistics not reported in time");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for table in ["runs", "threads", "messages", "tool_invocations", "live_runs", "outbox"] {
+        let (seq_scans, _, _, index_scans) = counted(table).await;
+        assert_eq!(seq_scans, 0, "{table}: {seq_scans} sequential scans, {index_scans} by index");
+    }
+}
+
+#[tokio::test]
 async fn concurrent_creates_starts_and_finishes_commit_together_each_with_its_own_outcome() {
     let db = Db::new().await;
     let org = db.store.create_org("o").await.unwrap().org_id;
