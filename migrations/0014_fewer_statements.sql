@@ -61,7 +61,7 @@ CREATE OR REPLACE FUNCTION ay_finish_run(p_run uuid, p_step integer, p_from text
         RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     r runs; v_thread uuid; v_org uuid; v_active uuid; v_seq bigint;
-    v_facts jsonb := '[]'::jsonb; m messages; v_outbox_id bigint; v_run jsonb;
+    v_facts jsonb := '[]'::jsonb; m messages; v_outbox_id bigint; v_run jsonb; v_fact jsonb;
 BEGIN
     SELECT id, org_id, active_run_id, last_seq INTO v_thread, v_org, v_active, v_seq
         FROM threads WHERE id = (SELECT thread_id FROM runs WHERE id = p_run) FOR UPDATE;
@@ -85,12 +85,10 @@ BEGIN
         v_facts := jsonb_build_array(ay_fact_event(v_org, p_run, 'message:' || p_message_id,
             'message.completed', jsonb_build_object('message', to_jsonb(m))));
     END IF;
-    v_run := to_jsonb(r);
-    -- ay_fact_run(r, 'run.' || p_status, 'terminal'), with the run's JSON built once.
-    v_facts := v_facts || jsonb_build_array(ay_fact_event(r.org_id, r.id,
-            CASE WHEN r.replays = 0 THEN 'terminal' ELSE 'terminal:replay' || r.replays END,
-            'run.' || p_status, jsonb_build_object('run', v_run)))
-        || ay_run_ended(r);
+    v_fact := ay_fact_run(r, 'run.' || p_status, 'terminal');
+    -- The answer's run is the one in the event: its JSON is built once.
+    v_run := v_fact #> '{event,data,run}';
+    v_facts := v_facts || jsonb_build_array(v_fact) || ay_run_ended(r);
     IF v_active = p_run THEN
         v_facts := v_facts || ay_hand_over(v_thread, v_seq);
     ELSIF p_content IS NOT NULL THEN

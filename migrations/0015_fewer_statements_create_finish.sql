@@ -105,26 +105,22 @@ BEGIN
         END IF;
     END IF;
 
+    -- A run that holds the thread (no active run) has its input stored as the next message in
+    -- the same statement; one that waits for the thread gets its message when its turn comes.
+    WITH msg AS (
+        INSERT INTO messages(id, org_id, thread_id, seq, role, content, run_id, created_at)
+            SELECT p_message, p_org, p_thread, v_seq, 'user', p_input, p_run, clock_timestamp()
+            WHERE v_active IS NULL)
+    INSERT INTO runs(id, org_id, thread_id, agent_id, user_id, status, input,
+                     multitask_strategy, metadata, created_at, priority, scopes, progress_at)
+        VALUES (p_run, p_org, p_thread, p_agent, p_user, 'queued', p_input, p_strategy,
+                p_metadata, clock_timestamp(), p_priority, p_scopes, clock_timestamp())
+        RETURNING * INTO r;
+    v_facts := v_facts || jsonb_build_array(ay_fact_run(r, 'run.queued', 'queued'));
     IF v_active IS NULL THEN
-        -- This run holds the thread: its input is the next message and its job goes out now.
-        WITH msg AS (
-            INSERT INTO messages(id, org_id, thread_id, seq, role, content, run_id, created_at)
-                VALUES (p_message, p_org, p_thread, v_seq, 'user', p_input, p_run,
-                        clock_timestamp()))
-        INSERT INTO runs(id, org_id, thread_id, agent_id, user_id, status, input,
-                         multitask_strategy, metadata, created_at, priority, scopes, progress_at)
-            VALUES (p_run, p_org, p_thread, p_agent, p_user, 'queued', p_input, p_strategy,
-                    p_metadata, clock_timestamp(), p_priority, p_scopes, clock_timestamp())
-            RETURNING * INTO r;
-        v_facts := v_facts || jsonb_build_array(ay_fact_run(r, 'run.queued', 'queued'),
-            ay_fact_agent_step(p_run, 0, p_priority));
+        -- Its job goes out now.
+        v_facts := v_facts || jsonb_build_array(ay_fact_agent_step(p_run, 0, p_priority));
     ELSE
-        INSERT INTO runs(id, org_id, thread_id, agent_id, user_id, status, input,
-                         multitask_strategy, metadata, created_at, priority, scopes, progress_at)
-            VALUES (p_run, p_org, p_thread, p_agent, p_user, 'queued', p_input, p_strategy,
-                    p_metadata, clock_timestamp(), p_priority, p_scopes, clock_timestamp())
-            RETURNING * INTO r;
-        v_facts := v_facts || jsonb_build_array(ay_fact_run(r, 'run.queued', 'queued'));
         INSERT INTO run_queue(thread_id, created_at, run_id) VALUES (p_thread, r.created_at, p_run);
     END IF;
     INSERT INTO outbox(facts) VALUES (v_facts) RETURNING id INTO v_outbox_id;

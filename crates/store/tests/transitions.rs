@@ -560,7 +560,8 @@ async fn on_a_new_database_the_transitions_look_rows_up_by_index_not_by_scanning
         let finishes = futures::future::join_all(ends.iter().map(|f| db.store.finish_run(f)));
         assert!(finishes.await.into_iter().all(|f| f.unwrap().applied));
         // The sweeper's statements, which join the live runs to every run.
-        let overdue = db.store.overdue_runs(&usage, 3, Duration::from_secs(60), 100).await;
+        let no_timeouts = json!({});
+        let overdue = db.store.overdue_runs(&no_timeouts, 3, Duration::from_secs(60), 100).await;
         assert!(overdue.unwrap().is_empty());
         assert_eq!(db.store.refill_live_runs().await.unwrap(), 0);
         runs += size;
