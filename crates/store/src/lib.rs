@@ -118,11 +118,14 @@ impl Store {
         // lookup, and the connection would keep scanning the whole table on every call as it
         // grows (seen in `agentyard-bench tools`: 1,121 scans of `tool_invocations` and
         // 1,678 of `runs` in 12 s, 10 % of Postgres's CPU). Every statement here has an
-        // index to look its rows up by, so the planner is told to use it.
+        // index to look its rows up by, so the planner is told to use it. A plan that has to
+        // scan anyway then costs more than `jit_above_cost`, and would be compiled on every
+        // call (70 ms): nothing here is worth compiling.
         let options = (*pool.connect_options()).clone().options([
             ("plan_cache_mode", "force_generic_plan"),
             ("enable_seqscan", "off"),
             ("enable_bitmapscan", "off"),
+            ("jit", "off"),
         ]);
         PgPoolOptions::new()
             .max_connections(GENERIC_CONNECTIONS)
