@@ -498,6 +498,11 @@ impl Store {
     /// Claims `batch` in one statement and transaction (a call named twice is claimed once).
     /// Only a call still `pending` in its round is claimed: one that ended, or waits for a
     /// human, is not run again by a duplicate or late delivery.
+    ///
+    /// The commit does not wait for the WAL flush. A claim lost in a crash of Postgres only
+    /// undercounts one attempt of a call that is then run again; the call's status stays
+    /// `pending` until its result, and any later commit that waits (the result's) flushes the
+    /// claim's WAL before its own.
     async fn claim_calls_together(
         &self,
         batch: &[ClaimCall],
@@ -509,7 +514,8 @@ impl Store {
                           started_at = coalesce(t.started_at, clock_timestamp()) \
                    FROM x WHERE t.id = x.id AND t.round = x.round AND t.status = 'pending' \
                    RETURNING x.n, t.*) \
-             SELECT i.n, i.id, i.org_id, i.run_id, i.user_id, i.agent_id, i.step, i.call_id, \
+             SELECT i.n, set_config('synchronous_commit', 'off', true) AS _async_commit, \
+                    i.id, i.org_id, i.run_id, i.user_id, i.agent_id, i.step, i.call_id, \
                     i.server, i.tool, i.arguments, i.status, i.attempt, i.round, \
                     i.input_response, r.status AS run_status, r.step AS run_step, r.scopes, \
                     a.agent_type, a.name AS agent_name, a.config AS agent_config, \
