@@ -568,6 +568,7 @@ async fn on_a_new_database_the_transitions_look_rows_up_by_index_not_by_scanning
         let overdue = db.store.overdue_runs(&no_timeouts, 3, Duration::from_secs(60), 100).await;
         assert!(overdue.unwrap().is_empty());
         assert_eq!(db.store.refill_live_runs().await.unwrap(), 0);
+        assert!(db.store.due_inputs(100).await.unwrap().is_empty());
         runs += size;
     }
 
