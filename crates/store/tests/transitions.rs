@@ -434,8 +434,8 @@ async fn message_transactions(store: &Store, role: &str, runs: &[RunId]) -> i64 
     .unwrap()
 }
 
-/// For every connection the generic pool holds: its `plan_cache_mode` and `jit` and, per prepared
-/// statement containing `like`, (generic plans, custom plans).
+/// For every connection the generic pool holds: its `plan_cache_mode` and `jit` and, per
+/// prepared statement containing `like`, (generic plans, custom plans).
 async fn plans(store: &Store, like: &str) -> Vec<(String, Vec<(i64, i64)>)> {
     let pool = store.generic();
     // Wait for the lanes to return their connections, then hold every one at once.
@@ -611,8 +611,8 @@ async fn on_a_new_database_the_transitions_look_rows_up_by_index_not_by_scanning
 
 #[tokio::test]
 async fn the_sweeper_reads_the_live_runs_not_every_run() {
-    // The sweeper runs twice a second on every process: what it reads must grow with the live
-    // runs, not with every run ever made. A thousand ended runs, then three live ones.
+    // Every worker sweeps every 2 s: what a sweep reads must grow with the live runs, not
+    // with every run ever made. A thousand ended runs, then three live ones.
     let db = Db::new().await;
     let org = db.store.create_org("o").await.unwrap().org_id;
     for _ in 0..10 {
