@@ -193,6 +193,26 @@ fn free_port() -> u16 {
         .unwrap_or(0)
 }
 
+/// Whether process `pid` has a socket listening on `127.0.0.1:port` (or any address): one of
+/// its file descriptors is the inode of a listening entry of `/proc/net/tcp` on that port.
+fn listens(pid: u32, port: u16) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else { return false };
+    let port = format!(":{port:04X}");
+    // Columns: sl, local_address, rem_address, st (0A: LISTEN), ..., inode (the tenth).
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|c| c.len() > 9 && c[1].ends_with(&port) && c[3] == "0A")
+        .map(|c| format!("socket:[{}]", c[9]))
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .is_ok_and(|l| inodes.iter().any(|i| l.as_os_str() == i.as_str()))
+    })
+}
+
 fn log_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/e2e-logs");
     let _ = std::fs::create_dir_all(&dir);
@@ -283,7 +303,7 @@ impl TestApp {
             api: None,
             workers: Vec::new(),
         };
-        app.api = Some(app.start("api", &["api"])?);
+        app.api = Some(app.start_listening("api", &["api"], "AY_HTTP_ADDR").await?);
         app.wait_ready().await?;
         for _ in 0..opts.workers {
             app.start_worker()?;
@@ -348,11 +368,47 @@ impl TestApp {
     /// # Errors
     /// When a process cannot start or the server does not listen.
     pub async fn start_tools(&mut self) -> anyhow::Result<()> {
-        let child = self.start("mcp", &["mcp-server"])?;
+        let child = self.start_listening("mcp", &["mcp-server"], "AY_MCP_ADDR").await?;
         self.workers.push(Some(child));
-        self.wait_port(self.env["AY_MCP_ADDR"].clone()).await?;
         self.start_tool_worker()?;
         Ok(())
+    }
+
+    /// Starts a process that listens on the address in the variable `addr_var`, and waits
+    /// until that process itself listens there. The port was free when it was picked, but
+    /// another test's process may take it first: then this one cannot bind and exits (and the
+    /// other one answers on the port), so it is started again on another free port (the
+    /// variable changes for every process started from then on).
+    async fn start_listening(
+        &mut self,
+        name: &str,
+        args: &[&str],
+        addr_var: &str,
+    ) -> anyhow::Result<Child> {
+        for _ in 0..5 {
+            let addr = self.env[addr_var].clone();
+            let port: u16 =
+                addr.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).context("port")?;
+            let mut child = self.start(name, args)?;
+            let pid = child.id().context("pid")?;
+            for _ in 0..600 {
+                if child.try_wait()?.is_some() {
+                    break;
+                }
+                if listens(pid, port) {
+                    if addr_var == "AY_HTTP_ADDR" {
+                        self.api_url = format!("http://{addr}");
+                    }
+                    return Ok(child);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            eprintln!("{name} did not listen on {addr} (taken by another test?): another port");
+            self.env.insert(addr_var.to_owned(), format!("127.0.0.1:{}", free_port()));
+        }
+        bail!("{name} did not listen; see target/e2e-logs/{}-{name}.log", self.prefix)
     }
 
     /// `kill -9` of every process but the API.
@@ -385,16 +441,6 @@ impl TestApp {
         let child = self.start(&format!("orchestrator{i}"), &["worker", "orchestrator"])?;
         self.workers.push(Some(child));
         Ok(i)
-    }
-
-    async fn wait_port(&self, addr: String) -> anyhow::Result<()> {
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(&addr).await.is_ok() {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        bail!("nothing listens on {addr}; see target/e2e-logs/{}-mcp.log", self.prefix)
     }
 
     /// Waits until a tool worker has listed the built-in server's tools (models see them).
