@@ -80,7 +80,7 @@ pub enum Command {
 pub enum WorkerKind {
     /// Consumes agent steps: calls the model, streams deltas, completes runs.
     Agent,
-    /// Consumes tool calls: runs them on MCP servers (the built-in one at `AY_MCP_URL`).
+    /// Consumes tool calls: runs them on MCP servers (the built-in tools in this process).
     Tool,
     /// Advances workflow executions: starts their steps, fires their timers and schedules.
     Orchestrator,

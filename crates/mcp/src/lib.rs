@@ -7,8 +7,8 @@
 //! When given a [`Sampler`], it also declares sampling and answers a server's
 //! `sampling/createMessage` with the client's model.
 //!
-//! A [`SharedSession`] keeps one session open for many calls to a server that authorizes each
-//! request on its own (the built-in server).
+//! A [`SharedSession`] keeps one session open for every call of the process to a server in the
+//! same process (the built-in tools in a tool worker), each call carrying its own token.
 //!
 //! Also: the operator's `config/mcp-servers.yaml` ([`ConfigServers`]) and the checks on URLs
 //! organizations register ([`check_url`]).
@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 
 pub use config::{ConfigServers, ServerConfig, valid_name};
 pub use pool::Pool;
-pub use session::{CALL_TOKEN_META, INVOCATION_META, SharedSession};
+pub use session::{CALL_TOKEN_META, INVOCATION_META, LocalEnds, SharedSession, take_call_token};
 pub use url_check::{TenantResolver, check_literal, check_url, special_purpose};
 
 /// A tool as a server lists it.
@@ -263,23 +263,19 @@ fn http_transport(
     url: &str,
     bearer_token: Option<&str>,
 ) -> StreamableHttpClientTransport<reqwest::Client> {
-    StreamableHttpClientTransport::with_client(client, http_config(url, bearer_token, true))
+    StreamableHttpClientTransport::with_client(client, http_config(url, bearer_token))
 }
 
-/// The transport settings for `url`: the bearer token, [`ResumeBriefly`], and with `trace` our
-/// trace context on every request (for a connection that serves one call).
-fn http_config(
-    url: &str,
-    bearer_token: Option<&str>,
-    trace: bool,
-) -> StreamableHttpClientTransportConfig {
+/// The transport settings for `url`: the bearer token, [`ResumeBriefly`], and our trace context
+/// on every request (the connection serves one call).
+fn http_config(url: &str, bearer_token: Option<&str>) -> StreamableHttpClientTransportConfig {
     let mut config = StreamableHttpClientTransportConfig::with_uri(url);
     config.retry_config = Arc::new(ResumeBriefly);
     if let Some(t) = bearer_token {
         config = config.auth_header(t.to_owned());
     }
     // The server continues our trace (the tool call's span).
-    if let Some(tp) = agentyard_otel::current_traceparent().filter(|_| trace)
+    if let Some(tp) = agentyard_otel::current_traceparent()
         && let Ok(value) = tp.parse()
     {
         let name = reqwest::header::HeaderName::from_static("traceparent");

@@ -94,7 +94,8 @@ pub struct Settings {
     pub org_max_active_runs: u32,
     /// Where `agentyard mcp-server` (the built-in tool server) listens.
     pub mcp_addr: SocketAddr,
-    /// The built-in tool server's MCP endpoint, as tool workers reach it.
+    /// The built-in tool server's MCP endpoint, as the monitor probes it (tool workers run the
+    /// built-in tools in their own process).
     pub mcp_url: String,
     /// Let organizations register MCP servers at private or loopback addresses.
     pub mcp_allow_private: bool,

@@ -333,7 +333,8 @@ pub fn config_source(svc: &Services, row: &AgentRow) -> BTreeMap<&'static str, S
 }
 
 /// Whether the agent can answer now: asks the agent workers (core NATS request, one second)
-/// and probes the HTTP servers its tools come from (any HTTP answer within a second counts).
+/// and probes the HTTP servers its tools come from (any HTTP answer within a second counts); the
+/// built-in tools and stdio servers count as reachable when a tool worker last listed them well.
 pub async fn status(svc: &Services, who: &Principal, row: AgentRow) -> Result<AgentStatus, Error> {
     let agent = view(svc, row);
     let tools = agent.configuration.tools_enabled.clone();
@@ -355,8 +356,10 @@ pub async fn status(svc: &Services, who: &Principal, row: AgentRow) -> Result<Ag
     let urls: Vec<(String, Result<String, Option<bool>>)> = names
         .into_iter()
         .map(|n| {
+            // The built-in tools run in the tool workers, like a stdio server's process:
+            // reachable when the last listing by a tool worker went well.
             let url = if n == "builtin" {
-                Ok(svc.settings.mcp_url.clone())
+                Err(listed(&n))
             } else if let Some(s) = org_servers.iter().find(|s| s.name == n) {
                 Ok(s.url.clone())
             } else {

@@ -20,6 +20,7 @@
 //!   `reports`: the tools, one group per file.
 //! - `data`: the demo business data's rows, reads and writes (tasks, tickets and integrations
 //!   are the store's).
+//! - `local`: the tools served in the caller's process (a tool worker's), on channels.
 //! - `elicit`: asking the user for a missing value, the way the negotiated protocol does it.
 //! - `classify`: a ticket's category and priority from its text.
 
@@ -31,6 +32,7 @@ mod data;
 mod direct;
 mod elicit;
 mod integrations;
+mod local;
 mod messages;
 mod metadata;
 mod reply;

@@ -149,9 +149,14 @@ async fn every_role_serves_metrics_that_promtool_accepts_and_prometheus_scrapes(
     let polled = [("route", "/v1/runs/{id}"), ("method", "GET"), ("status", "200")];
     assert!(sum(api, "agentyard_http_requests_total", &polled) >= 4.0, "{api}");
 
-    let mcp = &scrapes["mcp-server"];
+    // The built-in server's endpoint serves MCP clients (the tool worker runs the built-in
+    // tools in its own process): one request of an MCP client.
+    let listing = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    let r = app.http.post(app.mcp_url()).bearer_auth(&app.token).json(&listing).send().await;
+    assert!(r.is_ok(), "{r:?}");
+    let mcp = scrape(&app, &addrs["mcp-server"]).await;
     let calls = [("route", "/mcp"), ("method", "POST")];
-    assert!(sum(mcp, "agentyard_http_requests_total", &calls) >= 1.0, "{mcp}");
+    assert!(sum(&mcp, "agentyard_http_requests_total", &calls) >= 1.0, "{mcp}");
 
     prometheus_scrapes_every_role(&app, &addrs).await;
 }

@@ -157,7 +157,7 @@ async fn try_call(ctx: &Ctx, job: &ToolCall) -> Result<Verdict, StoreError> {
             reason: format!("the call was started {} times without ending", attempt - 1),
         });
     }
-    let Some(server) = resolve(ctx, &call).await? else {
+    let Some(target) = resolve(ctx, &call).await? else {
         let m = format!("no MCP server named `{}`; the call was not run", call.server);
         record(ctx, &call, &m, true, attempt).await?;
         return Ok(Verdict::Ack);
@@ -178,7 +178,7 @@ async fn try_call(ctx: &Ctx, job: &ToolCall) -> Result<Verdict, StoreError> {
         agentyard.tool.attempt = attempt,
         error.type = tracing::field::Empty,
     );
-    let result = execute(ctx, &call, &server, tool, arguments, broker.clone())
+    let result = execute(ctx, &call, &target, tool, arguments, broker.clone())
         .instrument(span.clone())
         .await;
     match &result {
@@ -284,25 +284,34 @@ async fn give_up_or_retry(
     Ok(Verdict::Ack)
 }
 
-/// Calls `tool` within `AY_TOOL_TIMEOUT`: on the session to the built-in server this process
+/// Where a call runs.
+enum Target {
+    /// The built-in tools, in this process, as the holder of this tool token.
+    Builtin { token: String },
+    /// An MCP server: one of the organization's or of the operator's.
+    Server(ServerConfig),
+}
+
+/// Calls `tool` within `AY_TOOL_TIMEOUT`: on the session to the built-in tools this process
 /// shares; on a pooled process of a stdio server (one per server and organization, one call at
 /// a time); or on a session of its own to another server (which may not tell calls apart).
 async fn execute(
     ctx: &Ctx,
     call: &PendingCall,
-    server: &ServerConfig,
+    target: &Target,
     tool: &str,
     arguments: serde_json::Map<String, serde_json::Value>,
     broker: Broker,
 ) -> Result<agentyard_mcp::Output, McpError> {
     let timeout = ctx.settings.tool_timeout;
     let as_broker: Arc<dyn agentyard_mcp::InputBroker> = Arc::new(broker);
-    if let (true, ServerConfig::Http { bearer_token: Some(token), .. }) =
-        (call.server == BUILTIN_SERVER, server)
-    {
-        let invocation = call.id.to_string();
-        return ctx.builtin.call(token, &invocation, as_broker, tool, arguments, timeout).await;
-    }
+    let server = match target {
+        Target::Builtin { token } => {
+            let invocation = call.id.to_string();
+            return ctx.builtin.call(token, &invocation, as_broker, tool, arguments, timeout).await;
+        }
+        Target::Server(server) => server,
+    };
     if matches!(server, ServerConfig::Stdio { .. }) {
         // A process per server and organization, kept for the next call.
         let key = format!("{}/{}", call.server, call.org_id);
@@ -318,9 +327,9 @@ async fn execute(
     out
 }
 
-/// How to reach the call's server: the built-in one (with a token for the run's principal),
-/// one of the org's, or one of the operator's.
-async fn resolve(ctx: &Ctx, call: &PendingCall) -> Result<Option<ServerConfig>, StoreError> {
+/// Where the call runs: the built-in tools (with a token for the run's principal), one of the
+/// org's servers, or one of the operator's.
+async fn resolve(ctx: &Ctx, call: &PendingCall) -> Result<Option<Target>, StoreError> {
     if call.server == BUILTIN_SERVER {
         let exp = chrono::Utc::now().timestamp()
             + i64::try_from(ctx.settings.tool_timeout.as_secs()).unwrap_or(3600)
@@ -334,19 +343,16 @@ async fn resolve(ctx: &Ctx, call: &PendingCall) -> Result<Option<ServerConfig>, 
             scopes: call.scopes.clone(),
             exp,
         };
-        let token = tool_tokens::mint(&ctx.key, &claims);
-        return Ok(Some(ServerConfig::Http {
-            url: ctx.settings.mcp_url.clone(),
-            bearer_token: Some(token),
-        }));
+        return Ok(Some(Target::Builtin { token: tool_tokens::mint(&ctx.key, &claims) }));
     }
     if let Some((url, bearer_token)) =
         ctx.store.mcp_server_endpoint(call.org_id, &call.server).await?
     {
         let allow_private = ctx.settings.mcp_allow_private;
-        return Ok(Some(ServerConfig::Registered { url, bearer_token, allow_private }));
+        let server = ServerConfig::Registered { url, bearer_token, allow_private };
+        return Ok(Some(Target::Server(server)));
     }
-    Ok(ctx.servers.0.get(&call.server).cloned())
+    Ok(ctx.servers.0.get(&call.server).cloned().map(Target::Server))
 }
 
 /// The tool's name on its server.

@@ -82,7 +82,7 @@ pub(crate) struct Ctx {
     breakers: Arc<Breakers>,
     /// Answers servers' sampling requests; None: sampling is not offered.
     sampler: Option<Arc<dyn agentyard_mcp::Sampler>>,
-    /// The session to the built-in server every call of this process shares.
+    /// The session to the built-in tools, served in this process, that every call shares.
     builtin: Arc<agentyard_mcp::SharedSession>,
     /// Stdio servers' processes between calls, by server and organization.
     stdio: Arc<agentyard_mcp::Pool>,
@@ -91,28 +91,6 @@ pub(crate) struct Ctx {
 /// Idle processes kept per stdio server and organization, and for how long.
 const STDIO_IDLE: usize = 4;
 const STDIO_IDLE_FOR: Duration = Duration::from_secs(300);
-
-/// How long the shared session to the built-in server lives before the next call opens
-/// another (its session token lives this plus the call timeout plus two minutes).
-const BUILTIN_SESSION_AGE: Duration = Duration::from_secs(600);
-
-/// The shared session to the built-in server: opened with a token that can call nothing (a
-/// listing token), each call sending its own.
-fn builtin_session(
-    settings: &Settings,
-    key: Arc<Vec<u8>>,
-    sampler: Option<Arc<dyn agentyard_mcp::Sampler>>,
-) -> agentyard_mcp::SharedSession {
-    let lives = BUILTIN_SESSION_AGE + settings.tool_timeout + Duration::from_secs(120);
-    let lives = i64::try_from(lives.as_secs()).unwrap_or(i64::MAX / 2);
-    agentyard_mcp::SharedSession::new(&settings.mcp_url, sampler, BUILTIN_SESSION_AGE, move || {
-        let claims = agentyard_store::tool_tokens::ToolClaims {
-            exp: chrono::Utc::now().timestamp() + lives,
-            ..agentyard_store::tool_tokens::ToolClaims::listing()
-        };
-        agentyard_store::tool_tokens::mint(&key, &claims)
-    })
-}
 
 /// Sampling with the platform's model (the one agent workers use).
 struct ModelSampler(agentyard_llm::Llm);
@@ -174,7 +152,11 @@ pub async fn run(
     let (every, jobs) = (settings.heartbeat_every, Some(runner.in_flight.clone()));
     agentyard_bus::heartbeat::spawn(bus.clone(), "tool", capacity, jobs, every, shutdown.clone());
     let sampler = llm.map(|l| Arc::new(ModelSampler(l)) as Arc<dyn agentyard_mcp::Sampler>);
-    let builtin = Arc::new(builtin_session(&settings, key.clone(), sampler.clone()));
+    // The built-in tools run here, on the worker's own store and bus: a call to one costs no
+    // request to another process.
+    let tools = agentyard_tools_server::ToolServer::new(store.clone(), bus.clone());
+    let builtin =
+        Arc::new(agentyard_mcp::SharedSession::new(tools.in_process(key.clone()), sampler.clone()));
     let ctx = Ctx {
         store,
         outbox,
@@ -188,8 +170,11 @@ pub async fn run(
         stdio: Arc::new(agentyard_mcp::Pool::new(STDIO_IDLE, STDIO_IDLE_FOR)),
     };
     tokio::spawn(refresh::platform_tools(ctx.clone(), shutdown.clone()));
-    tracing::info!(concurrency = runner.concurrency, builtin = %ctx.settings.mcp_url,
-        servers = ctx.servers.0.len(), "tool worker started");
+    tracing::info!(
+        concurrency = runner.concurrency,
+        servers = ctx.servers.0.len(),
+        "tool worker started"
+    );
     let stdio = ctx.stdio.clone();
     let handler = Arc::new(call::ToolCalls(ctx));
     agentyard_bus::runner::run(bus, vec![consumer], runner, shutdown, handler).await?;

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use agentyard_core::tools::BUILTIN_SERVER;
 use agentyard_mcp::{Client, ServerConfig};
-use agentyard_store::tool_tokens::{self, ToolClaims};
 use agentyard_store::tools::ToolSpec;
 use tokio_util::sync::CancellationToken;
 
@@ -30,22 +29,20 @@ pub(crate) async fn platform_tools(ctx: Ctx, shutdown: CancellationToken) {
     }
 }
 
-/// Lists every platform server that is due, at once.
+/// Lists every platform server that is due, at once: the built-in tools (served in this
+/// process) and the operator's servers.
 async fn refresh_due(ctx: &Ctx) {
-    let claims = ToolClaims::listing();
-    let builtin = ServerConfig::Http {
-        url: ctx.settings.mcp_url.clone(),
-        bearer_token: Some(tool_tokens::mint(&ctx.key, &claims)),
-    };
-    let servers = std::iter::once((BUILTIN_SERVER, &builtin))
-        .chain(ctx.servers.0.iter().map(|(n, c)| (n.as_str(), c)));
+    let servers = std::iter::once((BUILTIN_SERVER, None))
+        .chain(ctx.servers.0.iter().map(|(n, c)| (n.as_str(), Some(c))));
     futures::future::join_all(servers.map(|(name, config)| refresh(ctx, name, config))).await;
 }
 
-async fn refresh(ctx: &Ctx, name: &str, server: &ServerConfig) {
+/// Lists `server` (None: the built-in tools) if it is due.
+async fn refresh(ctx: &Ctx, name: &str, server: Option<&ServerConfig>) {
     let transport = match server {
-        ServerConfig::Http { .. } | ServerConfig::Registered { .. } => "http",
-        ServerConfig::Stdio { .. } => "stdio",
+        None => "in-process",
+        Some(ServerConfig::Http { .. } | ServerConfig::Registered { .. }) => "http",
+        Some(ServerConfig::Stdio { .. }) => "stdio",
     };
     match ctx.store.claim_platform_refresh(name, transport).await {
         Ok(true) => {}
@@ -55,13 +52,21 @@ async fn refresh(ctx: &Ctx, name: &str, server: &ServerConfig) {
             return;
         }
     }
-    let listed = async {
-        let client = Client::connect(server, None, None, ctx.settings.tool_timeout).await?;
-        let tools = client.list_tools().await;
-        client.close().await;
-        tools
-    }
-    .await;
+    let timeout = ctx.settings.tool_timeout;
+    let listed = match server {
+        None => ctx.builtin.list_tools(timeout).await,
+        Some(server) => {
+            let client = Client::connect(server, None, None, timeout).await;
+            match client {
+                Ok(client) => {
+                    let tools = client.list_tools().await;
+                    client.close().await;
+                    tools
+                }
+                Err(e) => Err(e),
+            }
+        }
+    };
     let specs: Result<Vec<ToolSpec>, String> = listed
         .map(|tools| {
             tools

@@ -91,6 +91,11 @@ impl TestServer {
         self.mint(&claims(org, scopes))
     }
 
+    /// The platform's tool-token key.
+    pub(crate) fn key(&self) -> Vec<u8> {
+        self.key.clone()
+    }
+
     /// A token carrying `claims`.
     pub(crate) fn mint(&self, claims: &ToolClaims) -> String {
         tool_tokens::mint(&self.key, claims)

@@ -4,6 +4,7 @@
 mod access;
 mod customers;
 mod harness;
+mod in_process;
 mod revenue;
 mod tasks;
 mod tickets;
