@@ -294,6 +294,12 @@ async fn stopped_processes_raise_alerts_that_signed_webhooks_hear_of_and_that_re
         probe(r, "mcp:builtin").is_some_and(|p| p["status"] == "up")
     })
     .await;
+    // The monitor counts a role down only once it has heard an instance of it: its first
+    // heartbeats may have gone out before the monitor listened.
+    wait_for(&app, &platform, "/v1/system/status", "the agent worker seen up", |s| {
+        s["roles"]["agent"]["up"] == 1
+    })
+    .await;
     assert_eq!(get(&app, &platform, alerts).await, json!([]));
 
     // The agent worker is killed: its role is down, an alert opens once.
