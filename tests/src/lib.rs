@@ -304,6 +304,7 @@ impl TestApp {
             workers: Vec::new(),
         };
         app.api = Some(app.start_listening("api", &["api"], "AY_HTTP_ADDR").await?);
+        app.api_url = format!("http://{}", app.env["AY_HTTP_ADDR"]);
         app.wait_ready().await?;
         for _ in 0..opts.workers {
             app.start_worker()?;
@@ -396,9 +397,6 @@ impl TestApp {
                     break;
                 }
                 if listens(pid, port) {
-                    if addr_var == "AY_HTTP_ADDR" {
-                        self.api_url = format!("http://{addr}");
-                    }
                     return Ok(child);
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;

@@ -19,12 +19,11 @@ use std::time::Duration;
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use rmcp::ServiceExt;
 use rmcp::model::{
-    ClientJsonRpcMessage, ClientRequest, JsonRpcMessage, RequestMetaObject, ServerJsonRpcMessage,
+    CallToolRequestParams, ClientJsonRpcMessage, ClientRequest, JsonRpcMessage, RequestMetaObject,
+    ServerJsonRpcMessage,
 };
 
-use crate::{
-    Brokers, Client, InputBroker, McpError, Output, Sampler, Tool, call_params_with_trace, handler,
-};
+use crate::{Brokers, Client, InputBroker, McpError, Output, Sampler, Tool, handler};
 
 /// The `_meta` key of a call's own token on a shared session (taken out by the server's end).
 pub const CALL_TOKEN_META: &str = "agentyard.dev/authorization";
@@ -123,9 +122,12 @@ impl SharedSession {
     ) -> Result<Output, McpError> {
         let open = self.session(timeout).await?;
         let registered = Registered::new(&open.brokers, invocation, broker);
-        let mut params = call_params_with_trace(tool, arguments);
-        let meta = params.meta.get_or_insert_with(RequestMetaObject::default);
+        // Only the token goes in `_meta`: the server runs in this process, and the call's trace
+        // span is the caller's own (`execute_tool`).
+        let mut meta = rmcp::model::MetaObject::default();
         meta.insert(CALL_TOKEN_META.into(), token.into());
+        let mut params = CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments);
+        params.meta = Some(RequestMetaObject(meta));
         let out = match tokio::time::timeout(timeout, open.client.call_params(params)).await {
             Ok(r) => r,
             Err(_) => Err(McpError::Unreachable(format!("no answer within {timeout:?}"))),

@@ -1,7 +1,7 @@
 //! OpenTelemetry traces across processes: one chat run whose model calls a built-in tool,
 //! with the API, an agent worker and a tool worker (which runs the built-in tools itself) as
-//! real processes exporting to a real OTLP receiver (tests/otlp_receiver.py, which decodes every request
-//! with the official `opentelemetry-proto` package).
+//! real processes exporting to a real OTLP receiver (tests/otlp_receiver.py, which decodes
+//! every request with the official `opentelemetry-proto` package).
 
 use std::collections::HashMap;
 use std::path::PathBuf;

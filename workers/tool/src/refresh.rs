@@ -56,15 +56,13 @@ async fn refresh(ctx: &Ctx, name: &str, server: Option<&ServerConfig>) {
     let listed = match server {
         None => ctx.builtin.list_tools(timeout).await,
         Some(server) => {
-            let client = Client::connect(server, None, None, timeout).await;
-            match client {
-                Ok(client) => {
-                    let tools = client.list_tools().await;
-                    client.close().await;
-                    tools
-                }
-                Err(e) => Err(e),
+            async {
+                let client = Client::connect(server, None, None, timeout).await?;
+                let tools = client.list_tools().await;
+                client.close().await;
+                tools
             }
+            .await
         }
     };
     let specs: Result<Vec<ToolSpec>, String> = listed
