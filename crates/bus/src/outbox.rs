@@ -69,6 +69,22 @@ impl Outbox {
         first_err.map_or(Ok(()), Err)
     }
 
+    /// Publishes `facts` that no outbox row holds (any longer): a job that was kept back from
+    /// its row's dispatch and must go out after all.
+    ///
+    /// # Errors
+    /// The first publish failure.
+    pub async fn publish_now(&self, facts: &[Fact]) -> Result<(), BusError> {
+        if !self.bus.is_connected() {
+            return Err(BusError::Publish {
+                subject: String::new(),
+                source: "not connected to NATS".into(),
+            });
+        }
+        let sent = self.publish(std::iter::once((0, facts))).await;
+        sent.into_iter().find_map(|(_, r)| r.err()).map_or(Ok(()), Err)
+    }
+
     /// Publishes each row's facts; returns, per fact, its row and how it went.
     async fn publish<'a>(
         &self,

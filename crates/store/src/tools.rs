@@ -541,6 +541,29 @@ impl Store {
         one.pop().unwrap_or(Ok(None))
     }
 
+    /// The built-in calls of `run`'s step `step` still pending in their first round, in call
+    /// order: an agent worker that runs its built-in calls itself (and sends them to no tool
+    /// worker) died before they ended, when its job comes back and finds the step stored.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn unfinished_builtin_calls(
+        &self,
+        run: RunId,
+        step: i32,
+    ) -> Result<Vec<InvocationId>> {
+        sqlx::query_scalar(
+            "SELECT id FROM tool_invocations WHERE run_id = $1 AND step = $2 AND server = $3 \
+             AND round = 0 AND status = 'pending' ORDER BY call_index",
+        )
+        .bind(run)
+        .bind(step)
+        .bind(agentyard_core::tools::BUILTIN_SERVER)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("unfinished_builtin_calls", e))
+    }
+
     /// Takes back the attempt [`Store::claim_call`] counted, for a call that did not run: a
     /// check refused it, it waits for a human's approval, its server's breaker is open, or the
     /// platform's own tool server could not serve it (an outage, which spends no attempt). A

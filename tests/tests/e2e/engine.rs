@@ -223,8 +223,8 @@ async fn runs_whose_jobs_are_lost_or_never_taken_expire_with_a_reason() {
         .patch(&format!("/v1/agents/{agent}"), json!({"configuration": {"timeout_seconds": 1, "tools_enabled": ["add_task"], "tools_require_approval": []}}))
         .await;
     assert_eq!(s, 200, "{a}");
-    // A tool call no tool worker ever takes (none runs here).
-    let stuck_tool = app.start_run("rogue add buy milk").await;
+    // A call to another server's tool, which no tool worker ever takes (none runs here).
+    let stuck_tool = app.start_run("rogue call elsewhere__lookup").await;
     wait_status(&app, stuck_tool["id"].as_str().unwrap(), "in_progress").await;
     // Runs whose agent jobs are lost: no worker while they are posted, the jobs purged.
     app.kill_worker(0).await;

@@ -77,7 +77,7 @@ async fn every_role_serves_metrics_that_promtool_accepts_and_prometheus_scrapes(
         );
         let failed: f64 =
             all.values().map(|t| sum(t, "agentyard_runs_total", &[("status", "failed")])).sum();
-        let tool_calls = sum(&all["tool"], "agentyard_tool_calls_total", &[]);
+        let tool_calls = sum(&all["agent"], "agentyard_tool_calls_total", &[]);
         (completed == 4.0 && failed == 1.0 && chats == 5.0 && tool_calls == 1.0).then_some(all)
     })
     .await;
@@ -129,10 +129,12 @@ async fn every_role_serves_metrics_that_promtool_accepts_and_prometheus_scrapes(
         assert!(has(agent, "agentyard_queue_oldest_job_age_seconds", &c), "{consumer}");
     }
 
-    let tool = &scrapes["tool"];
+    // The built-in call ran in the agent worker; the tool worker ran none.
     let ok = [("tool", "add_task"), ("outcome", "ok")];
-    assert_eq!(sum(tool, "agentyard_tool_calls_total", &ok), 1.0, "{tool}");
-    assert_eq!(sum(tool, "agentyard_tool_call_duration_seconds_count", &ok), 1.0);
+    assert_eq!(sum(agent, "agentyard_tool_calls_total", &ok), 1.0, "{agent}");
+    assert_eq!(sum(agent, "agentyard_tool_call_duration_seconds_count", &ok), 1.0);
+    let tool = &scrapes["tool"];
+    assert_eq!(sum(tool, "agentyard_tool_calls_total", &[]), 0.0, "{tool}");
     assert!(has(tool, "agentyard_jobs_in_flight", &[("kind", "tool_call")]), "{tool}");
     assert!(has(tool, "agentyard_queue_pending_jobs", &[("consumer", "tool")]), "{tool}");
 

@@ -109,14 +109,18 @@ async fn mcp_requests(app: &TestApp) -> std::collections::HashMap<String, f64> {
 }
 
 #[tokio::test]
-async fn a_tool_worker_runs_the_built_in_tools_in_its_own_process_each_call_as_its_own_run() {
-    let app = tools_app(&[]).await;
+async fn the_agent_worker_runs_the_built_in_calls_itself_each_as_its_own_run() {
+    let mut app = tools_app(&[]).await;
     seed(&app).await;
+    // No tool worker from here on (0: agent worker, 1: mcp-server, 2: tool worker): the
+    // built-in calls never go to one.
+    app.kill_worker(2).await;
     let run = ask(&app, None, "What integrations are active?").await;
     assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(invocations(&app, &run).await[0]["status"], "completed", "{run}");
     let before = mcp_requests(&app).await;
-    // Ten more, by two users: none is a request to the built-in server's process (the tool
-    // worker serves the built-in tools itself, each call with its run's own token).
+    // Ten more, by two users: none is a request to the built-in server's process (the agent
+    // worker runs the built-in tools itself, each call with its run's own token).
     let (s, agent) = app.post("/v1/agents", json!({"agent_type": "task_assistant"})).await;
     assert_eq!(s, 201, "{agent}");
     let agent = agent["id"].as_str().unwrap();
@@ -249,36 +253,50 @@ async fn two_calls_in_one_turn_both_run_and_the_next_step_is_enqueued_once() {
 }
 
 #[tokio::test]
-async fn a_tool_worker_killed_during_add_task_leaves_one_task_and_one_answer() {
-    let mut app = tools_app(&[]).await;
-    let agent = agent_of_type(&app, "task_assistant").await;
-    let (s, r) = app
-        .post("/v1/runs", json!({"input": "add a task to survive a crash", "agent_id": agent}))
-        .await;
+async fn an_agent_worker_killed_during_a_built_in_call_leaves_it_to_a_tool_worker_and_one_ticket() {
+    // A slow model: the call, which asks the model to classify the ticket (MCP sampling), is
+    // still running when its worker is killed. Jobs not acked come back after 2 s.
+    let mut app = TestApp::spawn_with(TestOptions {
+        tools: true,
+        token_delay_ms: 150,
+        env: vec![("AY_ACK_WAIT".into(), "2s".into())],
+        ..Default::default()
+    })
+    .await;
+    app.wait_tools().await;
+    let input = r#"call create_ticket_with_ai {"text": "I was charged twice this month. Please refund me, it is urgent."}"#;
+    let (s, r) = app.post("/v1/runs", json!({"input": input})).await;
     assert_eq!(s, 202, "{r}");
-    // Kill the tool worker the moment the task is written: before or after it recorded the
-    // result, its job comes back to another worker.
-    let tool_worker = 2; // 0: agent worker, 1: mcp-server, 2: tool worker
-    for _ in 0..2000 {
-        if app.count("SELECT count(*) FROM tasks").await > 0 {
+    let id = r["id"].as_str().unwrap().to_owned();
+    // The agent worker took the call itself (no tool worker got a job for it) and waits for
+    // the model's classification.
+    let started = "SELECT count(*) FROM tool_invocations WHERE attempt = 1 AND status = 'pending'";
+    for _ in 0..3000 {
+        if app.count(started).await == 1 {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    app.kill_worker(tool_worker).await;
-    app.start_tool_worker().unwrap();
-    let done = app.wait_terminal(r["id"].as_str().unwrap(), T).await;
+    assert_eq!(app.count(started).await, 1, "the call never started");
+    app.kill_worker(0).await;
+    assert_eq!(
+        app.count("SELECT count(*) FROM tickets").await,
+        0,
+        "the call ended before the kill"
+    );
+    // The step's job comes back to a new agent worker, finds the step stored, and hands the
+    // unfinished call to the tool worker, which runs it again.
+    app.start_worker().unwrap();
+    let done = app.wait_terminal(&id, T).await;
     assert_eq!(done["status"], "completed", "{done}");
-    assert_eq!(app.count("SELECT count(*) FROM tasks").await, 1, "exactly one task");
-    assert_eq!(done["tools_used"], json!(["add_task"]));
-    let answers: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM messages WHERE run_id = $1::uuid AND role = 'assistant' AND tool_calls IS NULL",
-    )
-    .bind(r["id"].as_str().unwrap())
-    .fetch_one(app.store.pool())
-    .await
-    .unwrap();
-    assert_eq!(answers, 1, "the run completed once");
+    assert!(output(&done).contains("The model chose category billing and priority high"), "{done}");
+    assert_eq!(app.count("SELECT count(*) FROM tickets").await, 1, "exactly one ticket");
+    let calls = invocations(&app, &done).await;
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(
+        (calls[0]["status"].as_str(), calls[0]["attempt"].as_i64()),
+        (Some("completed"), Some(2))
+    );
 }
 
 #[tokio::test]

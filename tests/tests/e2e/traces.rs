@@ -1,5 +1,5 @@
 //! OpenTelemetry traces across processes: one chat run whose model calls a built-in tool,
-//! with the API, an agent worker and a tool worker (which runs the built-in tools itself) as
+//! with the API, an agent worker (which runs the built-in calls itself) and a tool worker as
 //! real processes exporting to a real OTLP receiver (tests/otlp_receiver.py, which decodes
 //! every request with the official `opentelemetry-proto` package).
 
@@ -134,7 +134,7 @@ async fn one_trace_spans_the_api_and_the_workers() {
         trace.iter().map(|s| s["service"].as_str().unwrap()).collect();
     assert_eq!(
         services.into_iter().collect::<Vec<_>>(),
-        ["agentyard-api", "agentyard-worker-agent", "agentyard-worker-tool"],
+        ["agentyard-api", "agentyard-worker-agent"],
         "{dump}"
     );
 
@@ -160,23 +160,21 @@ async fn one_trace_spans_the_api_and_the_workers() {
     assert!(attr(&chat, "gen_ai.usage.input_tokens").as_i64().unwrap() > 0, "{chat}");
     assert!(attr(&chat, "gen_ai.usage.output_tokens").as_i64().is_some(), "{chat}");
 
-    // Agent worker -> tool worker, which runs the built-in tool in its own process (the
-    // built-in server's process, also running, takes no part).
-    let tool_job = one("tool job", &|s| {
-        s["service"] == "agentyard-worker-tool" && s["kind"] == "SPAN_KIND_CONSUMER"
-    });
-    assert_eq!(tool_job["parent_span_id"], step0["span_id"]);
+    // The agent worker runs the built-in call itself, in the first job's trace (no tool
+    // worker, no built-in server's process take part).
     let execute = one("execute_tool", &|s| attr(s, "gen_ai.operation.name") == "execute_tool");
     assert_eq!(execute["name"], "execute_tool get_active_integrations");
-    assert_eq!(execute["service"], "agentyard-worker-tool");
-    assert_eq!(execute["parent_span_id"], tool_job["span_id"]);
+    assert_eq!(execute["service"], "agentyard-worker-agent");
+    assert_eq!(execute["parent_span_id"], step0["span_id"]);
     assert_eq!(attr(&execute, "gen_ai.tool.name"), "get_active_integrations");
     assert!(!attr(&execute, "gen_ai.tool.call.id").as_str().unwrap().is_empty(), "{execute}");
     assert!(attr(&execute, "error.type").is_null(), "{execute}");
 
-    // Tool worker -> agent worker: the second model turn, with the tool's result.
+    // The call's result enqueued the second model turn, from the first job.
     let step1 = one("second agent job", &|s| {
-        s["service"] == "agentyard-worker-agent" && s["parent_span_id"] == tool_job["span_id"]
+        s["service"] == "agentyard-worker-agent"
+            && s["parent_span_id"] == step0["span_id"]
+            && s["kind"] == "SPAN_KIND_CONSUMER"
     });
     one("second chat", &|s| s["parent_span_id"] == step1["span_id"]);
 }

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use agentyard_bus::runner::{GiveUpFailed, Handler, Verdict};
 use agentyard_core::events::Event;
-use agentyard_core::jobs::AgentStep;
+use agentyard_core::jobs::{AgentStep, Job, ToolCall};
+use agentyard_core::outbox::Fact;
 use agentyard_core::run::{RunError, RunOutput, RunStatus, Usage, error_codes};
+use agentyard_core::tools::BUILTIN_SERVER;
 use agentyard_core::{InvocationId, MessageId, OrgId, RunId};
 use agentyard_llm::{ChatRequest, LlmError};
 use agentyard_store::StoreError;
@@ -35,8 +37,7 @@ impl Handler for AgentSteps {
     }
 
     async fn handle(&self, job: &AgentStep, delivered: i64) -> Verdict {
-        let _ = delivered;
-        step(&self.0, job).await
+        step(&self.0, job, delivered).await
     }
 
     async fn give_up(
@@ -62,9 +63,10 @@ fn step_number(job: &AgentStep) -> i32 {
     i32::try_from(job.step).unwrap_or(i32::MAX)
 }
 
-async fn step(ctx: &Ctx, job: &AgentStep) -> Verdict {
+async fn step(ctx: &Ctx, job: &AgentStep, delivered: i64) -> Verdict {
     let started = match ctx.store.start_run(job.run_id, step_number(job), HISTORY_MESSAGES).await {
         Ok(Some(s)) => s,
+        Ok(None) if delivered > 1 => return hand_over_unfinished(ctx, job).await,
         Ok(None) => {
             tracing::debug!(run_id = %job.run_id, "stale or duplicate job: skipping");
             return Verdict::Ack;
@@ -287,8 +289,10 @@ async fn await_acks(acks: Vec<PublishAckFuture>) {
     }
 }
 
-/// The model answered with tool calls: store them with their jobs, in one transaction; the
-/// tool workers take it from there (this worker never waits for a tool).
+/// The model answered with tool calls: store them with their jobs, in one transaction. The
+/// built-in calls this worker runs itself, right away (a call to the platform's own tools costs
+/// no trip through the queue and no other process); the others go to the tool workers, and
+/// this worker never waits for them.
 async fn store_tool_calls(
     ctx: &Ctx,
     job: &AgentStep,
@@ -338,11 +342,81 @@ async fn store_tool_calls(
             }
             let names: Vec<&str> = calls.iter().map(|c| c.name.as_str()).collect();
             tracing::info!(run_id = %job.run_id, tools = ?names, "tool calls dispatched");
-            let _ = ctx.outbox.dispatch(&t.outbox).await;
-            Verdict::Ack
+            let mut rows = t.outbox;
+            let ids = calls.iter().filter(|c| c.server == BUILTIN_SERVER).map(|c| c.invocation_id);
+            let builtin = keep_back(&mut rows, &ids.collect::<Vec<_>>());
+            // The built-in calls start (their claims queue first), and the other facts go out
+            // while they run: each call's `created` event is sent long before its result.
+            let (ran, _) = futures::future::join(
+                join_all(builtin.iter().map(|c| ctx.builtin.run(c))),
+                ctx.outbox.dispatch(&rows),
+            )
+            .await;
+            // A call that did not end here (a retry or a give-up is due) goes to a tool worker.
+            let left: Vec<Fact> = (builtin.into_iter().zip(ran))
+                .filter(|(_, done)| !done)
+                .map(|(c, _)| Fact::Job { job: Job::ToolCall(c) })
+                .collect();
+            if left.is_empty() {
+                return Verdict::Ack;
+            }
+            hand_over(ctx, job.run_id, &left, attempt).await
         }
         Err(e) => store_failure(ctx, &e, attempt),
     }
+}
+
+/// Takes the jobs of the calls `builtin` out of `rows` (the rows' other facts are published
+/// without them) and returns them: this worker runs those calls itself. Should it die before
+/// they end, the job it is running comes back ([`hand_over_unfinished`]).
+fn keep_back(rows: &mut [agentyard_store::OutboxRow], builtin: &[InvocationId]) -> Vec<ToolCall> {
+    let mut kept = Vec::new();
+    for row in rows {
+        row.facts.retain(|f| match f {
+            Fact::Job { job: Job::ToolCall(c) } if builtin.contains(&c.invocation_id) => {
+                kept.push(c.clone());
+                false
+            }
+            _ => true,
+        });
+    }
+    kept
+}
+
+/// Sends the jobs of calls this worker did not end to the tool workers; when NATS cannot take
+/// them, this job is retried and hands them over then ([`hand_over_unfinished`]).
+async fn hand_over(ctx: &Ctx, run: RunId, jobs: &[Fact], attempt: u32) -> Verdict {
+    match ctx.outbox.publish_now(jobs).await {
+        Ok(()) => {
+            tracing::info!(run_id = %run, calls = jobs.len(), "built-in calls handed to the tool workers");
+            Verdict::Ack
+        }
+        Err(e) => {
+            let delay = backoff(ctx, attempt.max(2));
+            tracing::warn!(run_id = %run, error = %e, ?delay, "cannot hand built-in calls over; retrying");
+            Verdict::Retry(delay)
+        }
+    }
+}
+
+/// A step job delivered again found its step stored: the worker that ran it stored the model's
+/// calls and may have died running the built-in ones, whose jobs it never sent. Those still
+/// pending go to the tool workers now (a job sent twice within the stream's dedupe window is
+/// stored once; a built-in call run twice writes once, its writes being idempotent per call).
+async fn hand_over_unfinished(ctx: &Ctx, job: &AgentStep) -> Verdict {
+    let calls = match ctx.store.unfinished_builtin_calls(job.run_id, step_number(job)).await {
+        Ok(c) => c,
+        Err(e) => return store_failure(ctx, &e, 2),
+    };
+    if calls.is_empty() {
+        tracing::debug!(run_id = %job.run_id, "stale or duplicate job: skipping");
+        return Verdict::Ack;
+    }
+    let jobs: Vec<Fact> = calls
+        .into_iter()
+        .map(|id| Fact::Job { job: Job::ToolCall(ToolCall::new(id, job.run_id)) })
+        .collect();
+    hand_over(ctx, job.run_id, &jobs, 2).await
 }
 
 /// Usage with the model alias and its estimated cost.

@@ -1,5 +1,7 @@
 //! The agent worker: consumes `AgentStep` jobs, calls the model with streaming, publishes
-//! `message.delta` events as tokens arrive and completes the run in one transaction.
+//! `message.delta` events as tokens arrive and completes the run in one transaction. When the
+//! model calls tools, it stores the calls; it runs the built-in ones itself, as a tool worker
+//! would (`agentyard_tool_worker::InlineCalls`), and sends the others to the tool workers.
 //!
 //! Stateless: any number of processes share the durable `agent` consumer, and each handles up
 //! to `AY_AGENT_CONCURRENCY` jobs at once (model calls are I/O-bound).
@@ -33,6 +35,9 @@ pub enum WorkerError {
     Bus(#[from] BusError),
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The built-in calls cannot be set up (their configuration, the tool token key).
+    #[error(transparent)]
+    Tools(#[from] agentyard_tool_worker::WorkerError),
 }
 
 /// Cancel tokens by run: those of this process's generations, and those of signals that came
@@ -60,6 +65,8 @@ pub(crate) struct Ctx {
     cancels: Cancels,
     catalog: Arc<Catalog>,
     tools: Arc<tools::ToolCache>,
+    /// Runs the built-in calls of this worker's model turns (as a tool worker would).
+    builtin: Arc<agentyard_tool_worker::InlineCalls>,
 }
 
 /// Runs the agent worker until `shutdown`, then finishes the jobs in flight.
@@ -88,7 +95,17 @@ pub async fn run(
     let (every, jobs) = (settings.heartbeat_every, Some(runner.in_flight.clone()));
     agentyard_bus::heartbeat::spawn(bus.clone(), "agent", capacity, jobs, every, shutdown.clone());
     let tools = Arc::new(tools::ToolCache::default());
-    let ctx = Ctx { store, bus: bus.clone(), outbox, llm, settings, cancels, catalog, tools };
+    let builtin = agentyard_tool_worker::InlineCalls::new(
+        settings.clone(),
+        store.clone(),
+        bus.clone(),
+        outbox.clone(),
+        Some(llm.clone()),
+    )
+    .await?;
+    let builtin = Arc::new(builtin);
+    let ctx =
+        Ctx { store, bus: bus.clone(), outbox, llm, settings, cancels, catalog, tools, builtin };
     tracing::info!(
         concurrency = runner.concurrency,
         model = ctx.llm.model(),

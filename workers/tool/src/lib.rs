@@ -3,6 +3,10 @@
 //! result or error; the transaction recording a step's last result enqueues the next
 //! `AgentStep`. Stateless: any number of processes share the durable `tool` consumer.
 //!
+//! The agent worker runs the first round of its built-in calls itself, with this crate's
+//! [`InlineCalls`]; the tool workers get those calls that it hands over (a retry is due, or it
+//! died running them), their later rounds (after an answer), and every call to another server.
+//!
 //! Before a call runs: the tool must be enabled for the agent and allowed by the run's scopes
 //! (else an error result goes back to the model and nothing runs); a tool that needs approval
 //! waits for a human (`requires_input`), as a state, not in a worker slot. During a call, a
@@ -88,6 +92,71 @@ pub(crate) struct Ctx {
     stdio: Arc<agentyard_mcp::Pool>,
 }
 
+impl Ctx {
+    async fn new(
+        settings: Arc<Settings>,
+        store: Store,
+        bus: Bus,
+        outbox: Outbox,
+        llm: Option<agentyard_llm::Llm>,
+    ) -> Result<Self, WorkerError> {
+        let catalog =
+            Arc::new(Catalog::load(settings.config_dir.as_deref()).map_err(WorkerError::Config)?);
+        let servers = Arc::new(
+            ConfigServers::load(settings.config_dir.as_deref()).map_err(WorkerError::Config)?,
+        );
+        let key = Arc::new(store.tool_token_key().await?);
+        let sampler = llm.map(|l| Arc::new(ModelSampler(l)) as Arc<dyn agentyard_mcp::Sampler>);
+        // The built-in tools run here, on the worker's own store and bus: a call to one costs
+        // no request to another process.
+        let tools = agentyard_tools_server::ToolServer::new(store.clone(), bus);
+        let builtin = Arc::new(agentyard_mcp::SharedSession::new(
+            tools.in_process(key.clone()),
+            sampler.clone(),
+        ));
+        Ok(Self {
+            store,
+            outbox,
+            settings,
+            catalog,
+            servers,
+            key,
+            breakers: Arc::default(),
+            sampler,
+            builtin,
+            stdio: Arc::new(agentyard_mcp::Pool::new(STDIO_IDLE, STDIO_IDLE_FOR)),
+        })
+    }
+}
+
+/// The tool worker's handling of a call, in another role's process: the agent worker runs the
+/// built-in calls of its model's turns with it, right after storing them, instead of sending
+/// them to a tool worker (docs/decisions.md, "Built-in calls run where the model asked for
+/// them").
+pub struct InlineCalls(call::ToolCalls);
+
+impl InlineCalls {
+    /// # Errors
+    /// When the configuration is broken or the tool token key cannot be read.
+    pub async fn new(
+        settings: Arc<Settings>,
+        store: Store,
+        bus: Bus,
+        outbox: Outbox,
+        llm: Option<agentyard_llm::Llm>,
+    ) -> Result<Self, WorkerError> {
+        Ok(Self(call::ToolCalls(Ctx::new(settings, store, bus, outbox, llm).await?)))
+    }
+
+    /// Runs `job` as a tool worker's first delivery would: claim, checks, the call, its result
+    /// stored. False when it did not end here (a retry or a give-up is due: the tool workers
+    /// must take the job, with their backoff and dead letters).
+    pub async fn run(&self, job: &agentyard_core::jobs::ToolCall) -> bool {
+        use agentyard_bus::runner::{Handler, Verdict};
+        matches!(self.0.handle(job, 1).await, Verdict::Ack)
+    }
+}
+
 /// Idle processes kept per stdio server and organization, and for how long.
 const STDIO_IDLE: usize = 4;
 const STDIO_IDLE_FOR: Duration = Duration::from_secs(300);
@@ -137,38 +206,16 @@ pub async fn run(
     llm: Option<agentyard_llm::Llm>,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
-    let catalog =
-        Arc::new(Catalog::load(settings.config_dir.as_deref()).map_err(WorkerError::Config)?);
-    let servers =
-        Arc::new(ConfigServers::load(settings.config_dir.as_deref()).map_err(WorkerError::Config)?);
-    let key = Arc::new(store.tool_token_key().await?);
     let settings = Arc::new(settings);
     let outbox = Outbox::start(bus.clone(), store.clone(), shutdown.clone());
+    let ctx = Ctx::new(settings.clone(), store.clone(), bus.clone(), outbox.clone(), llm).await?;
     use agentyard_services::sweeper::{Sweeper, runner_settings};
-    Sweeper::spawn(store.clone(), outbox.clone(), settings.clone(), &catalog, shutdown.clone());
+    Sweeper::spawn(store.clone(), outbox, settings.clone(), &ctx.catalog, shutdown.clone());
     let consumer = bus.tool_consumer().await?;
     let runner = runner_settings(&settings, settings.tool_concurrency);
     let capacity = u64::try_from(settings.tool_concurrency).ok();
     let (every, jobs) = (settings.heartbeat_every, Some(runner.in_flight.clone()));
     agentyard_bus::heartbeat::spawn(bus.clone(), "tool", capacity, jobs, every, shutdown.clone());
-    let sampler = llm.map(|l| Arc::new(ModelSampler(l)) as Arc<dyn agentyard_mcp::Sampler>);
-    // The built-in tools run here, on the worker's own store and bus: a call to one costs no
-    // request to another process.
-    let tools = agentyard_tools_server::ToolServer::new(store.clone(), bus.clone());
-    let builtin =
-        Arc::new(agentyard_mcp::SharedSession::new(tools.in_process(key.clone()), sampler.clone()));
-    let ctx = Ctx {
-        store,
-        outbox,
-        settings,
-        catalog,
-        servers,
-        key,
-        breakers: Arc::default(),
-        sampler,
-        builtin,
-        stdio: Arc::new(agentyard_mcp::Pool::new(STDIO_IDLE, STDIO_IDLE_FOR)),
-    };
     tokio::spawn(refresh::platform_tools(ctx.clone(), shutdown.clone()));
     tracing::info!(
         concurrency = runner.concurrency,
