@@ -29,10 +29,11 @@ pub(crate) const MAX_BATCH: usize = 64;
 /// and 28 % in a fast one, with the same p99 at 300 runs/s.
 pub(crate) const LANES: usize = 1;
 
-/// While a transition is busy (its last batch had several calls), its lane yields to the
-/// runtime this many times before it takes a batch, and the calls queued meanwhile go too.
-/// Measured with two agent workers, interleaved (BENCHMARKS.md, "Claimed tool calls"): 19 %
-/// fewer transition statements per tool run at 32 clients, and 9–15 % more chat runs/s.
+/// While a transition that gathers ([`Transition::gather`]) is busy (its last batch had
+/// several calls), its lane yields to the runtime this many times before it takes a batch, and
+/// the calls queued meanwhile go too. Measured with two agent workers, interleaved
+/// (BENCHMARKS.md, "Claimed tool calls"): 19 % fewer transition statements per tool run at 32
+/// clients, and 9–15 % more chat runs/s.
 pub(crate) const GATHER_YIELDS: usize = 4;
 
 type Reply<Out> = oneshot::Sender<Result<Out>>;
@@ -47,6 +48,10 @@ pub(crate) struct Transition<Req, Out> {
     /// One statement and one transaction for the batch.
     pub(crate) together: for<'a> fn(&'a Store, &'a [Req]) -> Boxed<'a, Outcomes<Out>>,
     pub(crate) alone: for<'a> fn(&'a Store, &'a Req) -> Boxed<'a, Result<Out>>,
+    /// Whether a busy lane yields to gather more calls ([`GATHER_YIELDS`]): each yield lets
+    /// every ready task of a busy process run first, which a call whose latency matters more
+    /// than its statement's cost should not wait for.
+    pub(crate) gather: bool,
 }
 
 /// The queue of one transition's calls.
@@ -86,7 +91,7 @@ async fn take_batches<Req: Send + Sync + 'static, Out: Send + 'static>(
         let Some(first) = rx.recv().await else { return };
         let mut batch = vec![first];
         drain(&mut rx, &mut batch);
-        if busy {
+        if busy && t.gather {
             // Under load, calls of tasks that are ready to run in this process join the batch
             // (no timer: an idle system never waits here).
             for _ in 0..GATHER_YIELDS {

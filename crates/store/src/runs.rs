@@ -225,6 +225,7 @@ impl Store {
             op: "create_run",
             together: |store, batch| Box::pin(store.create_together(batch)),
             alone: |store, new| Box::pin(store.create_run_alone(new)),
+            gather: true,
         };
         self.commit(&self.groups.create, &CREATE, new.clone()).await
     }
@@ -495,6 +496,7 @@ impl Store {
                 })
             },
             alone: |store, call| Box::pin(store.start_run_alone(call)),
+            gather: true,
         };
         self.commit(&self.groups.start, &START, StartCall { id, step, history_limit }).await
     }
@@ -593,6 +595,7 @@ impl Store {
             op: "finish_run",
             together: |store, batch| Box::pin(store.finish_together(batch)),
             alone: |store, f| Box::pin(store.finish_run_alone(f)),
+            gather: true,
         };
         self.commit(&self.groups.finish, &FINISH, f.clone()).await
     }

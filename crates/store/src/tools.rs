@@ -290,6 +290,7 @@ impl Store {
             op: "tool_step",
             together: |store, batch| Box::pin(store.tool_steps_together(batch)),
             alone: |store, call| Box::pin(store.tool_step_alone(call)),
+            gather: true,
         };
         self.commit(&self.groups.tool_step, &STEP, call).await
     }
@@ -356,6 +357,7 @@ impl Store {
             op: "tool_result",
             together: |store, batch| Box::pin(store.tool_results_together(batch)),
             alone: |store, call| Box::pin(store.tool_result_alone(call)),
+            gather: true,
         };
         self.commit(&self.groups.tool_result, &RESULT, call).await
     }
@@ -482,7 +484,10 @@ impl Store {
     /// when it is still `pending` in that round, and returns it with its run's state, principal
     /// and agent, the attempt included. `None`: the call is done, waits for a human, or belongs
     /// to another round (a stale job). A call the worker then does not run gives the attempt
-    /// back ([`Store::release_attempt`]). Concurrent claims commit together ([`crate::group`]).
+    /// back ([`Store::release_attempt`]). Concurrent claims commit together ([`crate::group`]),
+    /// without gathering: a claim is the last step before a call starts, and measured with
+    /// `tools --clients 32` (BENCHMARKS.md, "Built-in calls in the agent worker") the lane's
+    /// yields to a busy agent worker cost its p99 about 3 ms for no more runs/s.
     ///
     /// # Errors
     /// Database failures.
@@ -495,6 +500,7 @@ impl Store {
             op: "claim_call",
             together: |store, batch| Box::pin(store.claim_calls_together(batch)),
             alone: |store, call| Box::pin(store.claim_call_alone(call)),
+            gather: false,
         };
         self.commit(&self.groups.claim, &CLAIM, ClaimCall { invocation, round }).await
     }
