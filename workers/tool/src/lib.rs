@@ -92,8 +92,16 @@ pub(crate) struct Ctx {
     stdio: Arc<agentyard_mcp::Pool>,
 }
 
-impl Ctx {
-    async fn new(
+/// The tool worker's handling of a call, in another role's process: the agent worker runs the
+/// built-in calls of its model's turns with it, right after storing them, instead of sending
+/// them to a tool worker (docs/decisions.md, "Built-in calls run where the model asked for
+/// them").
+pub struct InlineCalls(call::ToolCalls);
+
+impl InlineCalls {
+    /// # Errors
+    /// When the configuration is broken or the tool token key cannot be read.
+    pub async fn new(
         settings: Arc<Settings>,
         store: Store,
         bus: Bus,
@@ -114,7 +122,7 @@ impl Ctx {
             tools.in_process(key.clone()),
             sampler.clone(),
         ));
-        Ok(Self {
+        let ctx = Ctx {
             store,
             outbox,
             settings,
@@ -125,27 +133,8 @@ impl Ctx {
             sampler,
             builtin,
             stdio: Arc::new(agentyard_mcp::Pool::new(STDIO_IDLE, STDIO_IDLE_FOR)),
-        })
-    }
-}
-
-/// The tool worker's handling of a call, in another role's process: the agent worker runs the
-/// built-in calls of its model's turns with it, right after storing them, instead of sending
-/// them to a tool worker (docs/decisions.md, "Built-in calls run where the model asked for
-/// them").
-pub struct InlineCalls(call::ToolCalls);
-
-impl InlineCalls {
-    /// # Errors
-    /// When the configuration is broken or the tool token key cannot be read.
-    pub async fn new(
-        settings: Arc<Settings>,
-        store: Store,
-        bus: Bus,
-        outbox: Outbox,
-        llm: Option<agentyard_llm::Llm>,
-    ) -> Result<Self, WorkerError> {
-        Ok(Self(call::ToolCalls(Ctx::new(settings, store, bus, outbox, llm).await?)))
+        };
+        Ok(Self(call::ToolCalls(ctx)))
     }
 
     /// Runs `job` as a tool worker's first delivery would: claim, checks, the call, its result
@@ -208,7 +197,11 @@ pub async fn run(
 ) -> Result<(), WorkerError> {
     let settings = Arc::new(settings);
     let outbox = Outbox::start(bus.clone(), store.clone(), shutdown.clone());
-    let ctx = Ctx::new(settings.clone(), store.clone(), bus.clone(), outbox.clone(), llm).await?;
+    // The same handling the agent worker borrows for its built-in calls.
+    let call::ToolCalls(ctx) =
+        InlineCalls::new(settings.clone(), store.clone(), bus.clone(), outbox.clone(), llm)
+            .await?
+            .0;
     use agentyard_services::sweeper::{Sweeper, runner_settings};
     Sweeper::spawn(store.clone(), outbox, settings.clone(), &ctx.catalog, shutdown.clone());
     let consumer = bus.tool_consumer().await?;
