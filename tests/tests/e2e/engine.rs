@@ -255,8 +255,10 @@ async fn runs_whose_jobs_are_lost_or_never_taken_expire_with_a_reason() {
 }
 
 #[tokio::test]
-async fn runs_waiting_for_approval_hold_no_tool_worker_slot() {
-    let app = tools_app(&[("AY_TOOL_CONCURRENCY", "2")]).await;
+async fn runs_waiting_for_approval_hold_no_worker_slot() {
+    // The approval is asked for by the agent worker (the call's first round) and the answered
+    // call runs in the tool worker (its next round): two slots each.
+    let app = tools_app(&[("AY_TOOL_CONCURRENCY", "2"), ("AY_AGENT_CONCURRENCY", "2")]).await;
     let agent = agent_of_type(&app, "task_assistant").await;
     set_tools(&app, &agent, &["add_task", "list_tasks", "delete_task"], &["delete_task"]).await;
     let mut waiting = Vec::new();

@@ -460,7 +460,7 @@ async fn an_answer_given_while_the_tool_worker_is_down_is_used_by_the_redelivere
         .await;
     let id = r["id"].as_str().unwrap().to_owned();
     wait_status(&app, &id, "requires_input").await;
-    app.kill_worker(2).await; // the tool worker waiting for the answer
+    app.kill_worker(2).await; // the tool worker, which would take the answered call
     let (s, _) = app
         .post(
             &format!("/v1/runs/{id}/input"),

@@ -86,9 +86,24 @@ async fn step(ctx: &Ctx, job: &AgentStep, delivered: i64) -> Verdict {
         };
     }
     let cancel = crate::cancel_token(&ctx.cancels, job.run_id);
-    let verdict = generate(ctx, job, &started, &cancel).await;
+    let turn = generate(ctx, job, &started, &cancel).await;
+    // Forgotten before the calls run: their result enqueues the next step, which may start in
+    // this process and must get a token of its own.
     ctx.cancels.lock().expect("cancel map poisoned").remove(&job.run_id);
-    verdict
+    match turn {
+        Turn::Done(verdict) => verdict,
+        Turn::Calls(completion, model) => {
+            store_tool_calls(ctx, job, completion, &model, started.attempt).await
+        }
+    }
+}
+
+/// What a model turn came to.
+enum Turn {
+    /// Settled: the run ended, or the turn is retried or given up.
+    Done(Verdict),
+    /// The model called tools (with the agent's model alias): they are stored next.
+    Calls(agentyard_llm::Completion, String),
 }
 
 async fn generate(
@@ -96,7 +111,7 @@ async fn generate(
     job: &AgentStep,
     started: &StartedRun,
     cancel: &CancellationToken,
-) -> Verdict {
+) -> Turn {
     let (run, org) = (job.run_id, started.org_id);
     let mut acks: Vec<PublishAckFuture> = Vec::new();
     if started.first_start {
@@ -114,16 +129,17 @@ async fn generate(
         await_acks(acks).await;
         let message = format!("the run took {} model turns, its agent's max_steps", job.step);
         // Not a job failure: nothing goes to the dead letters.
-        return match fail_run(ctx, run, Some(step_number(job)), error_codes::MAX_STEPS, &message)
-            .await
-        {
-            Ok(()) => Verdict::Ack,
-            Err(e) => store_failure(ctx, &e, started.attempt),
-        };
+        return Turn::Done(
+            match fail_run(ctx, run, Some(step_number(job)), error_codes::MAX_STEPS, &message).await
+            {
+                Ok(()) => Verdict::Ack,
+                Err(e) => store_failure(ctx, &e, started.attempt),
+            },
+        );
     }
     let tools = match ctx.tools.offered(&ctx.store, org, &agent.tools_enabled).await {
         Ok(t) => t,
-        Err(e) => return store_failure(ctx, &e, started.attempt),
+        Err(e) => return Turn::Done(store_failure(ctx, &e, started.attempt)),
     };
     let model = ctx.catalog.models().get(&agent.model);
     let request = ChatRequest {
@@ -148,7 +164,7 @@ async fn generate(
     let completion = match result {
         None => {
             await_acks(acks).await;
-            return Verdict::Ack; // the API recorded the cancellation already
+            return Turn::Done(Verdict::Ack); // the API recorded the cancellation already
         }
         Some(Ok(c)) => c,
         Some(Err(e)) => {
@@ -156,13 +172,13 @@ async fn generate(
                 publish(ctx, org, run, &Event::MessageReset {}, &mut acks).await;
             }
             await_acks(acks).await;
-            return llm_failure(ctx, &e, started.attempt);
+            return Turn::Done(llm_failure(ctx, &e, started.attempt));
         }
     };
     // Every delta is stored before the run completes, so a replay shows the whole answer.
     await_acks(acks).await;
     if !completion.tool_calls.is_empty() {
-        return store_tool_calls(ctx, job, completion, &agent.model, started.attempt).await;
+        return Turn::Calls(completion, agent.model.clone());
     }
     let content = storable_text(completion.content);
     let finish = Finish {
@@ -176,7 +192,7 @@ async fn generate(
         error: None,
         message: Some((MessageId::new(), content)),
     };
-    match ctx.store.finish_run(&finish).await {
+    Turn::Done(match ctx.store.finish_run(&finish).await {
         Ok(done) => {
             if !done.applied {
                 tracing::info!(run_id = %run, "run moved on (cancelled?); answer discarded");
@@ -185,7 +201,7 @@ async fn generate(
             Verdict::Ack
         }
         Err(e) => store_failure(ctx, &e, started.attempt),
-    }
+    })
 }
 
 async fn stream_answer(
@@ -339,6 +355,9 @@ async fn store_tool_calls(
         Ok(t) => {
             if !t.applied {
                 tracing::info!(run_id = %job.run_id, "run moved on (cancelled?); tool calls discarded");
+                // Another delivery of this job may have stored the turn and be running its
+                // built-in calls: this job, acked now, was their only keeper.
+                return hand_over_unfinished(ctx, job).await;
             }
             let names: Vec<&str> = calls.iter().map(|c| c.name.as_str()).collect();
             tracing::info!(run_id = %job.run_id, tools = ?names, "tool calls dispatched");
