@@ -49,10 +49,7 @@ impl Outbox {
         if !rows.is_empty() && !self.bus.is_connected() {
             // NATS is away: the rows wait for the relay rather than the caller waiting for
             // acks that cannot come (a request answers at once; nothing is lost).
-            return Err(BusError::Publish {
-                subject: String::new(),
-                source: "not connected to NATS; the outbox relay will publish".into(),
-            });
+            return Err(not_connected("the outbox relay will publish"));
         }
         let mut failed = Vec::new();
         let mut first_err = None;
@@ -76,10 +73,7 @@ impl Outbox {
     /// The first publish failure.
     pub async fn publish_now(&self, facts: &[Fact]) -> Result<(), BusError> {
         if !self.bus.is_connected() {
-            return Err(BusError::Publish {
-                subject: String::new(),
-                source: "not connected to NATS".into(),
-            });
+            return Err(not_connected("the caller retries"));
         }
         let sent = self.publish(std::iter::once((0, facts))).await;
         sent.into_iter().find_map(|(_, r)| r.err()).map_or(Ok(()), Err)
@@ -193,6 +187,14 @@ fn truncate(s: &str, max: usize) -> &str {
         cut -= 1;
     }
     &s[..cut]
+}
+
+/// Why nothing was published: NATS is away (`then`: who publishes later).
+fn not_connected(then: &str) -> BusError {
+    BusError::Publish {
+        subject: String::new(),
+        source: format!("not connected to NATS; {then}").into(),
+    }
 }
 
 async fn delete_loop(store: Store, mut rx: mpsc::UnboundedReceiver<i64>) {

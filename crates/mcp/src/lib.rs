@@ -8,7 +8,7 @@
 //! `sampling/createMessage` with the client's model.
 //!
 //! A [`SharedSession`] keeps one session open for every call of the process to a server in the
-//! same process (the built-in tools in a tool worker), each call carrying its own token.
+//! same process (the built-in tools in a worker), each call carrying its own token.
 //!
 //! Also: the operator's `config/mcp-servers.yaml` ([`ConfigServers`]) and the checks on URLs
 //! organizations register ([`check_url`]).

@@ -1,5 +1,5 @@
 //! One MCP session kept open for every call of a process ([`SharedSession`]), to a server in the
-//! same process (the built-in tools in a tool worker): its two ends are channels of messages
+//! same process (the built-in tools in a worker): its two ends are channels of messages
 //! ([`LocalEnds`]), so a call costs no HTTP request, no socket and no JSON encoding.
 //!
 //! How each call keeps its own identity on the shared session: each call carries its own token

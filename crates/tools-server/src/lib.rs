@@ -20,7 +20,7 @@
 //!   `reports`: the tools, one group per file.
 //! - `data`: the demo business data's rows, reads and writes (tasks, tickets and integrations
 //!   are the store's).
-//! - `local`: the tools served in the caller's process (a tool worker's), on channels.
+//! - `local`: the tools served in the caller's process (a worker's), on channels.
 //! - `elicit`: asking the user for a missing value, the way the negotiated protocol does it.
 //! - `classify`: a ticket's category and priority from its text.
 

@@ -1,4 +1,4 @@
-//! The built-in tools served in the caller's own process: a tool worker calls them on one MCP
+//! The built-in tools served in the caller's own process: a worker (agent or tool) calls them on one MCP
 //! session whose two ends are channels of messages ([`agentyard_mcp::LocalEnds`]), with no HTTP
 //! request, socket or JSON encoding in between.
 //!

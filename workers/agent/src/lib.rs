@@ -100,6 +100,7 @@ pub async fn run(
         store.clone(),
         bus.clone(),
         outbox.clone(),
+        catalog.clone(),
         Some(llm.clone()),
     )
     .await?;

@@ -99,6 +99,8 @@ pub(crate) struct Ctx {
 pub struct InlineCalls(call::ToolCalls);
 
 impl InlineCalls {
+    /// With the agent catalog the caller loaded.
+    ///
     /// # Errors
     /// When the configuration is broken or the tool token key cannot be read.
     pub async fn new(
@@ -106,10 +108,9 @@ impl InlineCalls {
         store: Store,
         bus: Bus,
         outbox: Outbox,
+        catalog: Arc<Catalog>,
         llm: Option<agentyard_llm::Llm>,
     ) -> Result<Self, WorkerError> {
-        let catalog =
-            Arc::new(Catalog::load(settings.config_dir.as_deref()).map_err(WorkerError::Config)?);
         let servers = Arc::new(
             ConfigServers::load(settings.config_dir.as_deref()).map_err(WorkerError::Config)?,
         );
@@ -198,10 +199,18 @@ pub async fn run(
     let settings = Arc::new(settings);
     let outbox = Outbox::start(bus.clone(), store.clone(), shutdown.clone());
     // The same handling the agent worker borrows for its built-in calls.
-    let call::ToolCalls(ctx) =
-        InlineCalls::new(settings.clone(), store.clone(), bus.clone(), outbox.clone(), llm)
-            .await?
-            .0;
+    let catalog =
+        Arc::new(Catalog::load(settings.config_dir.as_deref()).map_err(WorkerError::Config)?);
+    let call::ToolCalls(ctx) = InlineCalls::new(
+        settings.clone(),
+        store.clone(),
+        bus.clone(),
+        outbox.clone(),
+        catalog,
+        llm,
+    )
+    .await?
+    .0;
     use agentyard_services::sweeper::{Sweeper, runner_settings};
     Sweeper::spawn(store.clone(), outbox, settings.clone(), &ctx.catalog, shutdown.clone());
     let consumer = bus.tool_consumer().await?;
