@@ -120,7 +120,11 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// Connects to NATS and provisions streams and consumers.
+/// How long a starting process goes on trying to provision JetStream: a request can time out
+/// while a new cluster elects its leaders, or while other processes provision the same streams.
+const PROVISION_FOR: Duration = Duration::from_secs(30);
+
+/// Connects to NATS and provisions streams and consumers, trying again for [`PROVISION_FOR`].
 ///
 /// # Errors
 /// When NATS cannot be reached or JetStream refuses the configuration.
@@ -129,14 +133,29 @@ pub async fn connect_bus(settings: &Settings) -> anyhow::Result<Bus> {
         .await
         .with_context(|| format!("cannot connect to NATS (NATS_URL={})", settings.nats_url))?;
     let bus = Bus::connect(&settings.nats_url, &settings.subject_prefix).await?;
-    bus.provision(&BusSettings {
+    let wanted = BusSettings {
         events_max_age: settings.events_max_age,
         ack_wait: settings.ack_wait,
         replicas: settings.nats_replicas,
-    })
-    .await
-    .context("cannot provision JetStream (is it enabled? nats-server -js)")?;
-    Ok(bus)
+    };
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(250);
+    loop {
+        let e = match bus.provision(&wanted).await {
+            Ok(()) => return Ok(bus),
+            Err(e) => anyhow::Error::new(e),
+        };
+        if started.elapsed() + delay >= PROVISION_FOR {
+            return Err(e.context("cannot provision JetStream (is it enabled? nats-server -js)"));
+        }
+        tracing::warn!(
+            error = format!("{e:#}"),
+            ?delay,
+            "cannot provision JetStream yet; retrying"
+        );
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(4));
+    }
 }
 
 /// Fails first thing when `agents.yaml` is broken (the message names its line and field).
