@@ -370,7 +370,8 @@ type RoundTrips =
 
 /// Report lines on the tool calls of the measured runs: the round trip from dispatch (the
 /// model's tool call stored with its job) to the result stored, the part of it before the
-/// call started, and the rest (connect, `tools/call` with the tool's own time, storing).
+/// call started (for a built-in call, which its agent worker runs, the start that worker saw),
+/// and the rest (checks, `tools/call` with the tool's own time, storing).
 ///
 /// # Errors
 /// When Postgres cannot be queried.
@@ -399,7 +400,7 @@ pub(crate) async fn tool_round_trips(db: &PgPool) -> anyhow::Result<Vec<String>>
             f(rt99)
         ),
         format!(
-            "  dispatch → call started (job queue, pickup, claim): p50 {} ms, p99 {} ms",
+            "  dispatch → call started (the turn's commit, pickup; a tool worker's call: queue, claim): p50 {} ms, p99 {} ms",
             f(oh50),
             f(oh99)
         ),

@@ -134,6 +134,8 @@ pub struct StartedRun {
     pub agent_name: String,
     /// The agent's overrides of its type's defaults.
     pub agent_config: serde_json::Value,
+    /// The scopes of the token that started the run (its tool calls act with them).
+    pub scopes: Vec<Scope>,
     /// True the first time the run starts (false on a redelivery).
     pub first_start: bool,
     /// The model call this is for the current step, from 1 (a retry after a model failure or
@@ -209,6 +211,7 @@ struct StartRow {
     agent_type: String,
     agent_name: String,
     agent_config: serde_json::Value,
+    scopes: Vec<Scope>,
     first_start: bool,
     attempt: i32,
     history: serde_json::Value,
@@ -531,7 +534,7 @@ impl Store {
              ) \
              SELECT r.n, set_config('synchronous_commit', 'off', true) AS _async_commit, \
                     to_jsonb(r.row) AS run, (r.row).org_id, a.agent_type, (r.row).attempt, \
-                    a.name AS agent_name, a.config AS agent_config, \
+                    a.name AS agent_name, a.config AS agent_config, (r.row).scopes, \
                     (r.row).started_at = now() AS first_start, \
                     (SELECT coalesce(jsonb_agg(jsonb_build_object('role', m.role, 'content', m.content, \
                                                'tool_calls', m.tool_calls, 'tool_call_id', m.tool_call_id) \
@@ -556,6 +559,7 @@ impl Store {
                     agent_type: r.agent_type,
                     agent_name: r.agent_name,
                     agent_config: r.agent_config,
+                    scopes: r.scopes,
                     first_start: r.first_start,
                     attempt: u32::try_from(r.attempt).unwrap_or(1),
                     history: decode("start_run", r.history)?,

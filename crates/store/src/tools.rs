@@ -25,6 +25,9 @@ pub struct NewCall {
     /// Parsed arguments (`{"_raw": text}` when the model wrote invalid JSON).
     pub arguments: serde_json::Value,
     pub raw_arguments: String,
+    /// The turn's transaction claims the call (counts its first attempt): the agent worker
+    /// runs it right after, with no claim of its own ([`PendingCall::claimed_by_turn`]).
+    pub claimed: bool,
 }
 
 /// A transition's result.
@@ -67,9 +70,43 @@ pub struct PendingCall {
     /// The call is a workflow's tool step: the definition named the tool, so the agent's tool
     /// settings (enabled tools, approvals) do not apply; scopes still do.
     pub workflow_step: bool,
+    /// When the worker started a call its turn claimed (whose row has no `started_at` until
+    /// its result); None for a call a claim started (the claim set `started_at`).
+    #[sqlx(skip)]
+    pub started: Option<DateTime<Utc>>,
 }
 
 impl PendingCall {
+    /// A call `run`'s turn at `step` stored and claimed ([`NewCall::claimed`]), as the claim
+    /// would have read it, started now: the run is in progress at that step, and a model's
+    /// call is never a workflow's tool step.
+    pub fn claimed_by_turn(run: &crate::runs::StartedRun, step: i32, call: &NewCall) -> Self {
+        Self {
+            id: call.invocation_id,
+            org_id: run.org_id,
+            run_id: run.run.id,
+            user_id: run.run.user_id,
+            agent_id: run.run.agent_id,
+            step,
+            call_id: call.call_id.clone(),
+            server: call.server.clone(),
+            tool: call.name.clone(),
+            arguments: call.arguments.clone(),
+            status: "pending".to_owned(),
+            attempt: 1,
+            round: 0,
+            input_response: None,
+            run_status: agentyard_core::run::RunStatus::InProgress,
+            run_step: step,
+            scopes: run.scopes.clone(),
+            agent_type: Some(run.agent_type.clone()),
+            agent_name: Some(run.agent_name.clone()),
+            agent_config: Some(run.agent_config.clone()),
+            workflow_step: false,
+            started: Some(Utc::now()),
+        }
+    }
+
     /// The answer stored under `key`, if a human (or the input timeout) gave one.
     pub fn answer(&self, key: &str) -> Option<InputAnswer> {
         let v = self.input_response.as_ref()?.get(key)?;

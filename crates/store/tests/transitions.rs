@@ -12,7 +12,7 @@ use agentyard_core::run::{
 };
 use agentyard_core::{InvocationId, MessageId, OrgId, RunId, Scope, ThreadId};
 use agentyard_store::runs::{CancelOutcome, CreateOutcome, Finish, NewRun};
-use agentyard_store::tools::{AnswerOutcome, NewCall};
+use agentyard_store::tools::{AnswerOutcome, NewCall, PendingCall};
 use agentyard_store::{OutboxRow, Store};
 use serde_json::json;
 
@@ -233,6 +233,7 @@ fn call(name: &str) -> NewCall {
         server: "builtin".into(),
         arguments: json!({}),
         raw_arguments: "{}".into(),
+        claimed: false,
     }
 }
 
@@ -280,6 +281,64 @@ async fn the_last_tool_result_enqueues_the_next_step_once_and_duplicates_are_ign
             .await
             .unwrap();
     assert_eq!(tool_messages, ["a", "b"]);
+}
+
+/// The agent worker runs its built-in calls with no claim of its own: the turn's transaction
+/// counts their first attempt, the worker reads them as a claim would have, and their result
+/// takes the start the worker saw.
+#[tokio::test]
+async fn a_turn_claims_the_calls_its_worker_runs_as_a_claim_would() {
+    let db = Db::new().await;
+    let org = db.store.create_org("o").await.unwrap().org_id;
+    let (run, _) = create(&db.store, &new_run(org, None)).await;
+    let started = db.store.start_run(run.id, 0, 10).await.unwrap().unwrap();
+    assert_eq!(started.scopes, [Scope::RunsRead, Scope::RunsWrite]);
+    let mut claimed = call("list_tasks");
+    claimed.claimed = true;
+    let other = call("get_ticket_stats");
+    let step = db
+        .store
+        .tool_step(run.id, 0, MessageId::new(), "", &[claimed.clone(), other.clone()], &json!({}))
+        .await
+        .unwrap();
+    assert!(step.applied);
+    let rows: Vec<(i32, bool)> = sqlx::query_as(
+        "SELECT attempt, started_at IS NULL FROM tool_invocations WHERE run_id = $1 \
+         ORDER BY call_index",
+    )
+    .bind(run.id)
+    .fetch_all(db.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(rows, [(1, true), (0, true)], "only the claimed call counts an attempt");
+
+    // What the worker builds in memory is what a claim reads from the rows.
+    let by_claim = db.store.claim_call(other.invocation_id, 0).await.unwrap().unwrap();
+    let mut by_turn = PendingCall::claimed_by_turn(&started, 0, &other);
+    assert!(by_turn.started.is_some());
+    by_turn.started = None;
+    assert_eq!(format!("{by_turn:?}"), format!("{by_claim:?}"));
+
+    // Its result takes the worker's start; the attempt stays the turn's.
+    let worker_start = PendingCall::claimed_by_turn(&started, 0, &claimed).started.unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let t = db
+        .store
+        .tool_result(claimed.invocation_id, "a", false, None, 1, Some(worker_start))
+        .await
+        .unwrap();
+    assert!(t.applied);
+    let (attempt, started_at, duration_ms): (i32, chrono::DateTime<chrono::Utc>, i32) =
+        sqlx::query_as(
+            "SELECT attempt, started_at, duration_ms FROM tool_invocations WHERE id = $1",
+        )
+        .bind(claimed.invocation_id)
+        .fetch_one(db.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(attempt, 1);
+    assert!((started_at - worker_start).num_microseconds().unwrap().abs() <= 1);
+    assert!(duration_ms >= 30, "from the worker's start to the result: {duration_ms} ms");
 }
 
 #[tokio::test]

@@ -138,6 +138,16 @@ async fn the_agent_worker_runs_the_built_in_calls_itself_each_as_its_own_run() {
         let (_, tasks) = app.call(Method::GET, "/v1/tasks", token, None).await;
         assert_eq!(tasks["data"].as_array().unwrap().len(), 5, "{tasks}");
     }
+    // The turn claimed each call (one attempt, no claim of its own), and each started after it
+    // was stored and before its result: the start the agent worker saw.
+    let calls: Vec<(i32, bool)> = sqlx::query_as(
+        "SELECT attempt, created_at <= started_at AND started_at <= completed_at \
+         FROM tool_invocations",
+    )
+    .fetch_all(app.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(calls, vec![(1, true); 11]);
 }
 
 #[tokio::test]

@@ -93,7 +93,7 @@ async fn step(ctx: &Ctx, job: &AgentStep, delivered: i64) -> Verdict {
     match turn {
         Turn::Done(verdict) => verdict,
         Turn::Calls(completion, model) => {
-            store_tool_calls(ctx, job, completion, &model, started.attempt).await
+            store_tool_calls(ctx, job, completion, &model, &started).await
         }
     }
 }
@@ -314,9 +314,10 @@ async fn store_tool_calls(
     job: &AgentStep,
     completion: agentyard_llm::Completion,
     model: &str,
-    attempt: u32,
+    started: &StartedRun,
 ) -> Verdict {
-    use agentyard_store::tools::NewCall;
+    use agentyard_store::tools::{NewCall, PendingCall};
+    let attempt = started.attempt;
     let calls: Vec<NewCall> = completion
         .tool_calls
         .iter()
@@ -331,6 +332,7 @@ async fn store_tool_calls(
                     .filter(|v| agentyard_core::storable::check_json("arguments", v).is_ok())
                     .unwrap_or_else(|| serde_json::json!({ "_raw": raw }))
             };
+            let server = agentyard_core::tools::server_of(&c.name).to_owned();
             NewCall {
                 invocation_id: InvocationId::new(),
                 call_id: if c.id.is_empty() {
@@ -339,7 +341,9 @@ async fn store_tool_calls(
                     storable_text(c.id.clone())
                 },
                 name: storable_text(c.name.clone()),
-                server: agentyard_core::tools::server_of(&c.name).to_owned(),
+                // This worker runs the built-in calls: the turn claims them.
+                claimed: server == BUILTIN_SERVER,
+                server,
                 arguments,
                 raw_arguments: raw,
             }
@@ -362,19 +366,25 @@ async fn store_tool_calls(
             let names: Vec<&str> = calls.iter().map(|c| c.name.as_str()).collect();
             tracing::info!(run_id = %job.run_id, tools = ?names, "tool calls dispatched");
             let mut rows = t.outbox;
-            let ids = calls.iter().filter(|c| c.server == BUILTIN_SERVER).map(|c| c.invocation_id);
-            let builtin = keep_back(&mut rows, &ids.collect::<Vec<_>>());
-            // The built-in calls start (their claims queue first), and the other facts go out
-            // while they run: each call's `created` event is sent long before its result.
+            let step = step_number(job);
+            let claimed: Vec<PendingCall> = (calls.iter().filter(|c| c.claimed))
+                .map(|c| PendingCall::claimed_by_turn(started, step, c))
+                .collect();
+            let ids: Vec<InvocationId> = claimed.iter().map(|c| c.id).collect();
+            let builtin = keep_back(&mut rows, &ids);
+            // The built-in calls start, and the other facts go out while they run: each call's
+            // `created` event is sent long before its result.
             let (ran, _) = futures::future::join(
-                join_all(builtin.iter().map(|c| ctx.builtin.run(c))),
+                join_all(claimed.into_iter().map(|c| ctx.builtin.run(c))),
                 ctx.outbox.dispatch(&rows),
             )
             .await;
             // A call that did not end here (a retry or a give-up is due) goes to a tool worker.
-            let left: Vec<Fact> = (builtin.into_iter().zip(ran))
-                .filter(|(_, done)| !done)
-                .map(|(c, _)| Fact::Job { job: Job::ToolCall(c) })
+            let ended: Vec<InvocationId> =
+                ids.into_iter().zip(ran).filter(|(_, done)| *done).map(|(id, _)| id).collect();
+            let left: Vec<Fact> = (builtin.into_iter())
+                .filter(|c| !ended.contains(&c.invocation_id))
+                .map(|c| Fact::Job { job: Job::ToolCall(c) })
                 .collect();
             if left.is_empty() {
                 return Verdict::Ack;

@@ -58,7 +58,7 @@ impl Handler for ToolCalls {
         reason: &str,
     ) -> Result<(), GiveUpFailed> {
         let text = format!("this tool call could not be completed ({code}: {reason})");
-        record_id(&self.0, job.invocation_id, &text, true, 0)
+        record_id(&self.0, job.invocation_id, &text, true, 0, None)
             .await
             .map(|_| ())
             .map_err(|e| GiveUpFailed(agentyard_services::error::cause_chain(&e)))
@@ -93,6 +93,11 @@ async fn try_call(ctx: &Ctx, job: &ToolCall) -> Result<Verdict, StoreError> {
         tracing::debug!("stale tool job: skipping");
         return Ok(Verdict::Ack);
     };
+    run_claimed(ctx, call).await
+}
+
+/// Runs a claimed call: checks, approval, the call on its server, its result stored.
+pub(crate) async fn run_claimed(ctx: &Ctx, call: PendingCall) -> Result<Verdict, StoreError> {
     if !matches!(
         call.run_status,
         RunStatus::Queued | RunStatus::InProgress | RunStatus::RequiresInput
@@ -375,7 +380,10 @@ pub(crate) async fn record(
     is_error: bool,
     attempt: i32,
 ) -> Result<(), StoreError> {
-    record_id(ctx, call.id, text, is_error, attempt).await.map(|next| {
+    // A call that did not run (at no attempt) has no start; the claim's, when it ran, is on
+    // its row; a call its turn claimed brings its own.
+    let started = if attempt > 0 { call.started } else { None };
+    record_id(ctx, call.id, text, is_error, attempt, started).await.map(|next| {
         if next {
             tracing::info!(run_id = %call.run_id, "last call of the step: next step enqueued");
         }
@@ -390,10 +398,11 @@ async fn record_id(
     text: &str,
     is_error: bool,
     attempt: i32,
+    started: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<bool, StoreError> {
     let result = truncate(&text.replace('\0', "\u{FFFD}"));
     let error = is_error.then_some(result.as_str());
-    let t = ctx.store.tool_result(invocation, &result, is_error, error, attempt, None).await?;
+    let t = ctx.store.tool_result(invocation, &result, is_error, error, attempt, started).await?;
     let _ = ctx.outbox.dispatch(&t.outbox).await;
     Ok(t.next_step)
 }

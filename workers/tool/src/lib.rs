@@ -138,12 +138,21 @@ impl InlineCalls {
         Ok(Self(call::ToolCalls(ctx)))
     }
 
-    /// Runs `job` as a tool worker's first delivery would: claim, checks, the call, its result
-    /// stored. False when it did not end here (a retry or a give-up is due: the tool workers
-    /// must take the job, with their backoff and dead letters).
-    pub async fn run(&self, job: &agentyard_core::jobs::ToolCall) -> bool {
-        use agentyard_bus::runner::{Handler, Verdict};
-        matches!(self.0.handle(job, 1).await, Verdict::Ack)
+    /// Runs `call`, which its turn claimed, as a tool worker's first delivery would after the
+    /// claim: checks, the call, its result stored. False when it did not end here (a retry or
+    /// a give-up is due, or the store failed: the tool workers must take the call, with their
+    /// backoff and dead letters).
+    pub async fn run(&self, call: agentyard_store::tools::PendingCall) -> bool {
+        use agentyard_bus::runner::Verdict;
+        match call::run_claimed(&self.0.0, call).await {
+            Ok(Verdict::Ack) => true,
+            Ok(_) => false,
+            Err(e) => {
+                tracing::warn!(error = %agentyard_services::error::cause_chain(&e),
+                    "a built-in call could not be stored; a tool worker takes it");
+                false
+            }
+        }
     }
 }
 
