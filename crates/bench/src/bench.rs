@@ -111,7 +111,7 @@ fn stack_options(scenario: &Scenario, c: &Common) -> anyhow::Result<StackOptions
             }
             (*workers, 0, c.agent_concurrency)
         }
-        Scenario::Tools { clients, duration, workers } => {
+        Scenario::Tools { clients, duration, workers, .. } => {
             if *clients == 0 || *duration == 0 {
                 bail!("--clients and --duration must be positive");
             }
@@ -226,7 +226,8 @@ async fn measure(
             );
             let secs = Duration::from_secs(duration);
             let stream = scenarios::closed_loop(&api, clients, secs, "benchmark").await?;
-            let (poll, long_waits) = scenarios::poll_loop(&api, clients, secs, wait).await?;
+            let (poll, long_waits) =
+                scenarios::poll_loop(&api, clients, secs, wait, "polled").await?;
             report.scenario = "poll";
             report.params = json!({"clients": clients, "duration_s": duration, "workers": workers,
                 "wait_s": wait});
@@ -270,16 +271,28 @@ async fn measure(
             report.params = json!({"runs": runs, "answer_ms": answer_ms, "workers": workers,
                 "post_concurrency": post_concurrency, "backlog": backlog});
         }
-        Scenario::Tools { clients, duration, workers } => {
+        Scenario::Tools { clients, duration, workers, poll } => {
+            let how = poll.map_or("streamed".to_owned(), |w| format!("long-polled (?wait={w})"));
             eprintln!(
-                "tools: {clients} clients for {duration}s, {workers} agent worker(s), 1 tool worker"
+                "tools: {clients} clients for {duration}s, runs {how}, {workers} agent worker(s), \
+                 1 tool worker"
             );
             let secs = Duration::from_secs(duration);
-            let load = scenarios::closed_loop(&api, clients, secs, "show ticket stats").await?;
+            const INPUT: &str = "show ticket stats";
             report.scenario = "tools";
             report.params = json!({"clients": clients, "duration_s": duration, "workers": workers,
-                "tool_workers": 1, "tool": "get_ticket_stats"});
-            report.load = Some(LoadReport::from_load(&load));
+                "tool_workers": 1, "tool": "get_ticket_stats", "poll_wait_s": poll});
+            if let Some(wait) = poll {
+                let (load, long_waits) =
+                    scenarios::poll_loop(&api, clients, secs, wait, INPUT).await?;
+                report.poll = Some(LoadReport::from_load(&load));
+                report.notes.push(format!(
+                    "{long_waits} polls came back before their run ended (their ?wait= ran out)"
+                ));
+            } else {
+                let load = scenarios::closed_loop(&api, clients, secs, INPUT).await?;
+                report.load = Some(LoadReport::from_load(&load));
+            }
             let db = PgPoolOptions::new()
                 .max_connections(2)
                 .connect(&stack.database_url())

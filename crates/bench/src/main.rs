@@ -154,6 +154,10 @@ pub(crate) enum Scenario {
         duration: u64,
         #[arg(long, default_value_t = 2)]
         workers: usize,
+        /// Post each run (202) and long-poll it to its end with `?wait=<POLL>` seconds, instead
+        /// of streaming it.
+        #[arg(long, value_name = "WAIT")]
+        poll: Option<u64>,
     },
     /// Executions of a 5-step DAG with two parallel branches (tool and agent steps), started
     /// at `rate` per second, then by `clients` in a closed loop; the step transition overhead

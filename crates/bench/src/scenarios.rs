@@ -73,9 +73,10 @@ pub(crate) async fn poll_loop(
     clients: usize,
     duration: Duration,
     wait: u64,
+    label: &'static str,
 ) -> anyhow::Result<(Load, usize)> {
     drive(api, clients, duration, move |api, n| async move {
-        api.polled_run(format!("polled message {n}"), wait).await
+        api.polled_run(format!("{label} message {n}"), wait).await
     })
     .await
 }
