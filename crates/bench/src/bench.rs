@@ -134,7 +134,7 @@ fn stack_options(scenario: &Scenario, c: &Common) -> anyhow::Result<StackOptions
             }
             (*workers, 0, c.agent_concurrency)
         }
-        Scenario::History { sizes, runs, workers } => {
+        Scenario::History { sizes, runs, workers, .. } => {
             if *runs == 0 || sizes.is_empty() || !sizes.is_sorted() {
                 bail!("--runs must be positive and --sizes ascending");
             }
@@ -175,7 +175,12 @@ fn stack_options(scenario: &Scenario, c: &Common) -> anyhow::Result<StackOptions
         agent_concurrency: concurrency,
         db_pool_size: c.db_pool_size,
         keep: c.keep,
-        tools: matches!(scenario, Scenario::Tools { .. } | Scenario::Workflow { .. }),
+        tools: matches!(
+            scenario,
+            Scenario::Tools { .. }
+                | Scenario::Workflow { .. }
+                | Scenario::History { tools: true, .. }
+        ),
         orchestrator: matches!(scenario, Scenario::Workflow { .. }),
         monitor: c.monitor,
         env,
@@ -346,12 +351,14 @@ async fn measure(
             report.streams = Some(s);
             streams_usage = Some((processes, cpu));
         }
-        Scenario::History { sizes, runs, workers } => {
-            eprintln!("history: one thread grown to {sizes:?} messages, {runs} runs at each");
-            let opts = crate::history::Options { sizes: sizes.clone(), runs };
+        Scenario::History { sizes, runs, workers, tools } => {
+            let kind = if tools { "tool runs" } else { "runs" };
+            eprintln!("history: one thread grown to {sizes:?} messages, {runs} {kind} at each");
+            let opts = crate::history::Options { sizes: sizes.clone(), runs, tools };
             report.notes.extend(crate::history::run(&api, &watched, &opts).await?);
             report.scenario = "history";
-            report.params = json!({"sizes": sizes, "runs": runs, "workers": workers});
+            report.params =
+                json!({"sizes": sizes, "runs": runs, "workers": workers, "tools": tools});
         }
         Scenario::Priority { runs, answer_ms, workers } => {
             let slots = common.agent_concurrency.unwrap_or(8);

@@ -2,7 +2,8 @@
 //! at each size the cost of a run on it: latency post → `run.completed` and CPU per run, by
 //! process, over `runs` runs one after another. A run reads the thread's newest messages only
 //! (`HISTORY_MESSAGES` in the agent worker, then the token budget), so every column should stay
-//! flat from 10 to 10,000 messages.
+//! flat from 10 to 10,000 messages. With `tools`, each run makes one tool call and adds four
+//! messages (the user's, the model's call, the tool's result, the answer).
 
 use std::time::Duration;
 
@@ -19,6 +20,8 @@ pub(crate) struct Options {
     pub(crate) sizes: Vec<usize>,
     /// Measured runs at each size.
     pub(crate) runs: usize,
+    /// Each run makes one tool call (`get_ticket_stats`).
+    pub(crate) tools: bool,
 }
 
 /// One size's row.
@@ -46,11 +49,12 @@ pub(crate) async fn run(
     let mut messages = 0usize;
     let mut rows = Vec::new();
     let mut grown = Duration::ZERO;
+    let per_run = if opts.tools { 4 } else { 2 };
     for &size in &opts.sizes {
         let started = std::time::Instant::now();
         while messages < size {
-            one_run(api, &mut thread, messages).await?;
-            messages += 2;
+            one_run(api, &mut thread, messages, opts.tools).await?;
+            messages += per_run;
         }
         grown += started.elapsed();
         eprintln!("history: {messages} messages; measuring {} runs", opts.runs);
@@ -59,8 +63,8 @@ pub(crate) async fn run(
         let mut latencies = Vec::with_capacity(opts.runs);
         let at = messages;
         for _ in 0..opts.runs {
-            latencies.push(one_run(api, &mut thread, messages).await?);
-            messages += 2;
+            latencies.push(one_run(api, &mut thread, messages, opts.tools).await?);
+            messages += per_run;
         }
         let wall = wall.elapsed().as_secs_f64();
         let after = procfs::snapshot(watched);
@@ -105,9 +109,17 @@ pub(crate) async fn run(
     Ok(lines)
 }
 
-/// One streamed run on the thread (creating it on the first run); its post → completed.
-async fn one_run(api: &Api, thread: &mut Option<String>, n: usize) -> anyhow::Result<Duration> {
-    let (sample, t) = api.streamed_run_on(format!("history message {n}"), thread.as_deref()).await;
+/// One streamed run on the thread (creating it on the first run), with a tool call when
+/// `tools`; its post → completed.
+async fn one_run(
+    api: &Api,
+    thread: &mut Option<String>,
+    n: usize,
+    tools: bool,
+) -> anyhow::Result<Duration> {
+    let input =
+        if tools { format!("show ticket stats {n}") } else { format!("history message {n}") };
+    let (sample, t) = api.streamed_run_on(input, thread.as_deref()).await;
     if let Some(e) = sample.error {
         bail!("a run on the thread failed: {e}");
     }

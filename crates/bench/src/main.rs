@@ -221,6 +221,10 @@ pub(crate) enum Scenario {
         runs: usize,
         #[arg(long, default_value_t = 1)]
         workers: usize,
+        /// Every run makes one tool call (`get_ticket_stats`, as in `tools`): four messages a
+        /// run instead of two.
+        #[arg(long)]
+        tools: bool,
     },
     /// Saturated workers: `runs` low-priority runs are posted, then `runs` high-priority ones;
     /// how long does each priority wait for a worker?
