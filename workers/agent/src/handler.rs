@@ -371,7 +371,7 @@ async fn store_tool_calls(
                 .map(|c| PendingCall::claimed_by_turn(started, step, c))
                 .collect();
             let ids: Vec<InvocationId> = claimed.iter().map(|c| c.id).collect();
-            let builtin = keep_back(&mut rows, &ids);
+            keep_back(&mut rows, &ids);
             // The built-in calls start, and the other facts go out while they run: each call's
             // `created` event is sent long before its result.
             let (ran, _) = futures::future::join(
@@ -380,12 +380,8 @@ async fn store_tool_calls(
             )
             .await;
             // A call that did not end here (a retry or a give-up is due) goes to a tool worker.
-            let ended: Vec<InvocationId> =
-                ids.into_iter().zip(ran).filter(|(_, done)| *done).map(|(id, _)| id).collect();
-            let left: Vec<Fact> = (builtin.into_iter())
-                .filter(|c| !ended.contains(&c.invocation_id))
-                .map(|c| Fact::Job { job: Job::ToolCall(c) })
-                .collect();
+            let left: Vec<InvocationId> =
+                ids.into_iter().zip(ran).filter(|(_, done)| !done).map(|(id, _)| id).collect();
             if left.is_empty() {
                 return Verdict::Ack;
             }
@@ -396,26 +392,23 @@ async fn store_tool_calls(
 }
 
 /// Takes the jobs of the calls `builtin` out of `rows` (the rows' other facts are published
-/// without them) and returns them: this worker runs those calls itself. Should it die before
-/// they end, the job it is running comes back ([`hand_over_unfinished`]).
-fn keep_back(rows: &mut [agentyard_store::OutboxRow], builtin: &[InvocationId]) -> Vec<ToolCall> {
-    let mut kept = Vec::new();
+/// without them): this worker runs those calls itself. Should it die before they end, the job
+/// it is running comes back ([`hand_over_unfinished`]).
+fn keep_back(rows: &mut [agentyard_store::OutboxRow], builtin: &[InvocationId]) {
     for row in rows {
-        row.facts.retain(|f| match f {
-            Fact::Job { job: Job::ToolCall(c) } if builtin.contains(&c.invocation_id) => {
-                kept.push(c.clone());
-                false
-            }
-            _ => true,
+        row.facts.retain(|f| {
+            !matches!(f, Fact::Job { job: Job::ToolCall(c) } if builtin.contains(&c.invocation_id))
         });
     }
-    kept
 }
 
-/// Sends the jobs of calls this worker did not end to the tool workers; when NATS cannot take
-/// them, this job is retried and hands them over then ([`hand_over_unfinished`]).
-async fn hand_over(ctx: &Ctx, run: RunId, jobs: &[Fact], attempt: u32) -> Verdict {
-    match ctx.outbox.publish_now(jobs).await {
+/// Sends the jobs of `run`'s calls `calls` (first round), which this worker did not end, to
+/// the tool workers; when NATS cannot take them, this job is retried and hands them over then
+/// ([`hand_over_unfinished`]).
+async fn hand_over(ctx: &Ctx, run: RunId, calls: &[InvocationId], attempt: u32) -> Verdict {
+    let jobs: Vec<Fact> =
+        calls.iter().map(|&id| Fact::Job { job: Job::ToolCall(ToolCall::new(id, run)) }).collect();
+    match ctx.outbox.publish_now(&jobs).await {
         Ok(()) => {
             tracing::info!(run_id = %run, calls = jobs.len(), "built-in calls handed to the tool workers");
             Verdict::Ack
@@ -441,11 +434,7 @@ async fn hand_over_unfinished(ctx: &Ctx, job: &AgentStep) -> Verdict {
         tracing::debug!(run_id = %job.run_id, "stale or duplicate job: skipping");
         return Verdict::Ack;
     }
-    let jobs: Vec<Fact> = calls
-        .into_iter()
-        .map(|id| Fact::Job { job: Job::ToolCall(ToolCall::new(id, job.run_id)) })
-        .collect();
-    hand_over(ctx, job.run_id, &jobs, 2).await
+    hand_over(ctx, job.run_id, &calls, 2).await
 }
 
 /// Usage with the model alias and its estimated cost.

@@ -92,18 +92,10 @@ pub(crate) struct Ctx {
     stdio: Arc<agentyard_mcp::Pool>,
 }
 
-/// The tool worker's handling of a call, in another role's process: the agent worker runs the
-/// built-in calls of its model's turns with it, right after storing them, instead of sending
-/// them to a tool worker (docs/decisions.md, "Built-in calls run where the model asked for
-/// them").
-pub struct InlineCalls(call::ToolCalls);
-
-impl InlineCalls {
-    /// With the agent catalog the caller loaded.
-    ///
-    /// # Errors
-    /// When the configuration is broken or the tool token key cannot be read.
-    pub async fn new(
+impl Ctx {
+    /// What a call needs, with the agent catalog the caller loaded: the operator's MCP servers,
+    /// the tool token key, the built-in tools on an in-process session, the stdio pool.
+    async fn load(
         settings: Arc<Settings>,
         store: Store,
         bus: Bus,
@@ -123,7 +115,7 @@ impl InlineCalls {
             tools.in_process(key.clone()),
             sampler.clone(),
         ));
-        let ctx = Ctx {
+        Ok(Self {
             store,
             outbox,
             settings,
@@ -134,7 +126,30 @@ impl InlineCalls {
             sampler,
             builtin,
             stdio: Arc::new(agentyard_mcp::Pool::new(STDIO_IDLE, STDIO_IDLE_FOR)),
-        };
+        })
+    }
+}
+
+/// The tool worker's handling of a call, in another role's process: the agent worker runs the
+/// built-in calls of its model's turns with it, right after storing them, instead of sending
+/// them to a tool worker (docs/decisions.md, "Built-in calls run where the model asked for
+/// them").
+pub struct InlineCalls(call::ToolCalls);
+
+impl InlineCalls {
+    /// With the agent catalog the caller loaded.
+    ///
+    /// # Errors
+    /// When the configuration is broken or the tool token key cannot be read.
+    pub async fn new(
+        settings: Arc<Settings>,
+        store: Store,
+        bus: Bus,
+        outbox: Outbox,
+        catalog: Arc<Catalog>,
+        llm: Option<agentyard_llm::Llm>,
+    ) -> Result<Self, WorkerError> {
+        let ctx = Ctx::load(settings, store, bus, outbox, catalog, llm).await?;
         Ok(Self(call::ToolCalls(ctx)))
     }
 
@@ -207,19 +222,10 @@ pub async fn run(
 ) -> Result<(), WorkerError> {
     let settings = Arc::new(settings);
     let outbox = Outbox::start(bus.clone(), store.clone(), shutdown.clone());
-    // The same handling the agent worker borrows for its built-in calls.
     let catalog =
         Arc::new(Catalog::load(settings.config_dir.as_deref()).map_err(WorkerError::Config)?);
-    let call::ToolCalls(ctx) = InlineCalls::new(
-        settings.clone(),
-        store.clone(),
-        bus.clone(),
-        outbox.clone(),
-        catalog,
-        llm,
-    )
-    .await?
-    .0;
+    let ctx = Ctx::load(settings.clone(), store.clone(), bus.clone(), outbox.clone(), catalog, llm)
+        .await?;
     use agentyard_services::sweeper::{Sweeper, runner_settings};
     Sweeper::spawn(store.clone(), outbox, settings.clone(), &ctx.catalog, shutdown.clone());
     let consumer = bus.tool_consumer().await?;
