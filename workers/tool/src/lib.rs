@@ -92,10 +92,20 @@ pub(crate) struct Ctx {
     stdio: Arc<agentyard_mcp::Pool>,
 }
 
-impl Ctx {
-    /// What a call needs, with the agent catalog the caller loaded: the operator's MCP servers,
-    /// the tool token key, the built-in tools on an in-process session, the stdio pool.
-    async fn load(
+/// The tool worker's handling of a call, in another role's process: the agent worker runs the
+/// built-in calls of its model's turns with it, right after storing them, instead of sending
+/// them to a tool worker (docs/decisions.md, "Built-in calls run where the model asked for
+/// them").
+pub struct InlineCalls(call::ToolCalls);
+
+impl InlineCalls {
+    /// With the agent catalog the caller loaded: the operator's MCP servers, the tool token
+    /// key, the built-in tools on an in-process session, the stdio pool. The tool worker builds
+    /// its own handling here too.
+    ///
+    /// # Errors
+    /// When the configuration is broken or the tool token key cannot be read.
+    pub async fn new(
         settings: Arc<Settings>,
         store: Store,
         bus: Bus,
@@ -115,7 +125,7 @@ impl Ctx {
             tools.in_process(key.clone()),
             sampler.clone(),
         ));
-        Ok(Self {
+        Ok(Self(call::ToolCalls(Ctx {
             store,
             outbox,
             settings,
@@ -126,31 +136,7 @@ impl Ctx {
             sampler,
             builtin,
             stdio: Arc::new(agentyard_mcp::Pool::new(STDIO_IDLE, STDIO_IDLE_FOR)),
-        })
-    }
-}
-
-/// The tool worker's handling of a call, in another role's process: the agent worker runs the
-/// built-in calls of its model's turns with it, right after storing them, instead of sending
-/// them to a tool worker (docs/decisions.md, "Built-in calls run where the model asked for
-/// them").
-pub struct InlineCalls(call::ToolCalls);
-
-impl InlineCalls {
-    /// With the agent catalog the caller loaded.
-    ///
-    /// # Errors
-    /// When the configuration is broken or the tool token key cannot be read.
-    pub async fn new(
-        settings: Arc<Settings>,
-        store: Store,
-        bus: Bus,
-        outbox: Outbox,
-        catalog: Arc<Catalog>,
-        llm: Option<agentyard_llm::Llm>,
-    ) -> Result<Self, WorkerError> {
-        let ctx = Ctx::load(settings, store, bus, outbox, catalog, llm).await?;
-        Ok(Self(call::ToolCalls(ctx)))
+        })))
     }
 
     /// Runs `call`, which its turn claimed, as a tool worker's first delivery would after the
@@ -224,8 +210,16 @@ pub async fn run(
     let outbox = Outbox::start(bus.clone(), store.clone(), shutdown.clone());
     let catalog =
         Arc::new(Catalog::load(settings.config_dir.as_deref()).map_err(WorkerError::Config)?);
-    let ctx = Ctx::load(settings.clone(), store.clone(), bus.clone(), outbox.clone(), catalog, llm)
-        .await?;
+    // The same handling the agent worker borrows for its built-in calls.
+    let InlineCalls(call::ToolCalls(ctx)) = InlineCalls::new(
+        settings.clone(),
+        store.clone(),
+        bus.clone(),
+        outbox.clone(),
+        catalog,
+        llm,
+    )
+    .await?;
     use agentyard_services::sweeper::{Sweeper, runner_settings};
     Sweeper::spawn(store.clone(), outbox, settings.clone(), &ctx.catalog, shutdown.clone());
     let consumer = bus.tool_consumer().await?;
