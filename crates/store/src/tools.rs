@@ -332,14 +332,11 @@ impl Store {
         self.commit(&self.groups.tool_step, &STEP, call).await
     }
 
-    /// Stores `batch` in one statement and transaction, the runs' threads in id order (so
-    /// batches lock threads in one order).
+    /// Stores `batch` in one statement and transaction (`ay_tool_steps`: a few statements for
+    /// the whole batch, its threads locked in id order).
     async fn tool_steps_together(&self, batch: &[StepCall]) -> Result<Vec<Result<Transition>>> {
         let rows = sqlx::query_as::<_, (i64, serde_json::Value)>(
-            "SELECT x.n, ay_tool_step(x.r, x.s, x.m, x.c, x.k, x.u) \
-             FROM unnest($1::uuid[], $2::int4[], $3::uuid[], $4::text[], $5::jsonb[], \
-                         $6::jsonb[]) WITH ORDINALITY AS x(r, s, m, c, k, u, n) \
-             ORDER BY (SELECT thread_id FROM runs WHERE id = x.r), x.n",
+            "SELECT turn, outcome FROM ay_tool_steps($1, $2, $3, $4, $5, $6)",
         )
         .bind(batch.iter().map(|c| c.run).collect::<Vec<_>>())
         .bind(batch.iter().map(|c| c.step).collect::<Vec<_>>())

@@ -811,6 +811,163 @@ async fn concurrent_creates_starts_and_finishes_commit_together_each_with_its_ow
     assert_eq!(answers, 31);
 }
 
+/// One turn as the store passes it to Postgres.
+struct Turn {
+    run: RunId,
+    step: i32,
+    message: MessageId,
+    calls: Vec<NewCall>,
+    usage: serde_json::Value,
+}
+
+/// What `turns` wrote, stored in a transaction that is rolled back: the outcomes (outbox ids
+/// left out) and every row they touched (timestamps left out), as JSON.
+async fn stored_turns(
+    store: &Store,
+    org: OrgId,
+    turns: &[Turn],
+    together: bool,
+) -> serde_json::Value {
+    let mut tx = store.pool().begin().await.unwrap();
+    let outcomes: Vec<serde_json::Value> = if together {
+        let rows: Vec<(i64, serde_json::Value)> =
+            sqlx::query_as("SELECT turn, outcome FROM ay_tool_steps($1, $2, $3, $4, $5, $6)")
+                .bind(turns.iter().map(|t| t.run).collect::<Vec<_>>())
+                .bind(turns.iter().map(|t| t.step).collect::<Vec<_>>())
+                .bind(turns.iter().map(|t| t.message).collect::<Vec<_>>())
+                .bind(turns.iter().map(|_| "thinking").collect::<Vec<_>>())
+                .bind(turns.iter().map(|t| json!(t.calls)).collect::<Vec<_>>())
+                .bind(turns.iter().map(|t| t.usage.clone()).collect::<Vec<_>>())
+                .fetch_all(&mut *tx)
+                .await
+                .unwrap();
+        let mut rows: Vec<(i64, serde_json::Value)> = rows;
+        rows.sort_by_key(|(n, _)| *n);
+        assert_eq!(rows.iter().map(|(n, _)| *n).collect::<Vec<_>>(), (1..=7).collect::<Vec<_>>());
+        rows.into_iter().map(|(_, v)| v).collect()
+    } else {
+        let mut out = Vec::new();
+        for t in turns {
+            let v: serde_json::Value =
+                sqlx::query_scalar("SELECT ay_tool_step($1, $2, $3, $4, $5, $6)")
+                    .bind(t.run)
+                    .bind(t.step)
+                    .bind(t.message)
+                    .bind("thinking")
+                    .bind(json!(t.calls))
+                    .bind(&t.usage)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .unwrap();
+            out.push(v);
+        }
+        out
+    };
+    let outcomes: Vec<serde_json::Value> = outcomes
+        .into_iter()
+        .map(|mut v| {
+            for row in v["outbox"].as_array_mut().unwrap() {
+                row.as_object_mut().unwrap().remove("id");
+            }
+            v
+        })
+        .collect();
+    let mut rows = json!({ "outcomes": outcomes });
+    for (name, sql) in [
+        (
+            "calls",
+            "SELECT jsonb_agg(to_jsonb(t) - 'created_at' ORDER BY id) FROM tool_invocations t WHERE org_id = $1",
+        ),
+        (
+            "messages",
+            "SELECT jsonb_agg(to_jsonb(m) - 'created_at' ORDER BY thread_id, seq) FROM messages m WHERE org_id = $1",
+        ),
+        (
+            "threads",
+            "SELECT jsonb_agg(jsonb_build_array(id, last_seq) ORDER BY id) FROM threads WHERE org_id = $1",
+        ),
+        (
+            "runs",
+            "SELECT jsonb_agg(jsonb_build_array(id, status, step, usage) ORDER BY id) FROM runs WHERE org_id = $1",
+        ),
+        (
+            "outbox",
+            "SELECT jsonb_agg(facts ORDER BY id) FROM outbox WHERE facts::text LIKE '%tool_call.created%' AND facts::text LIKE '%' || $1::text || '%'",
+        ),
+    ] {
+        let v: Option<serde_json::Value> =
+            sqlx::query_scalar(sql).bind(org).fetch_one(&mut *tx).await.unwrap();
+        rows[name] = v.unwrap_or_default();
+    }
+    tx.rollback().await.unwrap();
+    rows
+}
+
+#[tokio::test]
+async fn a_batch_of_turns_stores_what_the_turns_one_by_one_would() {
+    let db = Db::new().await;
+    let org = db.store.create_org("o").await.unwrap().org_id;
+    let mut news: Vec<NewRun> = (0..6).map(|_| new_run(org, None)).collect();
+    let (a, b, d, e, f) = (news[0].id, news[1].id, news[2].id, news[3].id, news[4].id);
+    let (first, _) = create(&db.store, &news[0]).await;
+    // `c` waits behind `a` on its thread, queued at step 0.
+    news[5].thread = Some(first.thread_id);
+    let c = news[5].id;
+    for n in &news[1..] {
+        create(&db.store, n).await;
+    }
+    for id in [a, b, d, e, f] {
+        db.store.start_run(id, 0, 10).await.unwrap().unwrap();
+    }
+    // `e` has stored its step 0 already.
+    db.store.tool_step(e, 0, MessageId::new(), "", &[call("x")], &json!({})).await.unwrap();
+
+    let usage = json!({"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10});
+    let turn = |run, step, calls: Vec<NewCall>| Turn {
+        run,
+        step,
+        message: MessageId::new(),
+        calls,
+        usage: usage.clone(),
+    };
+    let claimed = NewCall { claimed: true, ..call("get_ticket_stats") };
+    let turns = [
+        turn(b, 0, vec![claimed, call("list_tasks")]),
+        turn(a, 0, vec![call("list_tasks")]),
+        turn(c, 0, vec![call("add_task")]),
+        turn(a, 0, vec![call("again")]),
+        turn(d, 0, vec![]),
+        turn(e, 0, vec![call("stale")]),
+        turn(f, 3, vec![call("wrong_step")]),
+    ];
+    let alone = stored_turns(&db.store, org, &turns, false).await;
+    let together = stored_turns(&db.store, org, &turns, true).await;
+    assert_eq!(together, alone);
+
+    // What they store: the second turn of `a`, the stored step of `e` and `f`'s wrong step
+    // change nothing; `c` follows `a` on their thread.
+    let applied: Vec<bool> =
+        alone["outcomes"].as_array().unwrap().iter().map(|o| o["applied"] == true).collect();
+    assert_eq!(applied, [true, true, true, false, true, false, false]);
+    assert_eq!(alone["calls"].as_array().unwrap().len(), 5, "{alone}");
+    let seqs: Vec<(String, i64)> = alone["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "assistant")
+        .map(|m| (m["run_id"].as_str().unwrap().to_owned(), m["seq"].as_i64().unwrap()))
+        .collect();
+    assert!(seqs.contains(&(a.to_string(), 2)) && seqs.contains(&(c.to_string(), 3)), "{seqs:?}");
+    let attempts: Vec<i64> = alone["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["run_id"] == json!(b))
+        .map(|c| c["attempt"].as_i64().unwrap())
+        .collect();
+    assert_eq!(attempts.iter().sum::<i64>(), 1, "only the claimed call counts an attempt");
+}
+
 #[tokio::test]
 async fn concurrent_tool_steps_claims_and_results_commit_together_each_with_its_own_outcome() {
     let db = Db::new().await;
