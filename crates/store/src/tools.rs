@@ -396,15 +396,12 @@ impl Store {
         self.commit(&self.groups.tool_result, &RESULT, call).await
     }
 
-    /// Records `batch` in one statement and transaction, the calls' threads in id order (so
-    /// batches lock threads in one order). Two calls of one step in a batch: the second one
-    /// recorded sees the first one's end, and enqueues the next step.
+    /// Records `batch` in one statement and transaction (`ay_tool_results`: a few statements
+    /// for the whole batch, its threads locked in id order). Two calls of one step in a batch:
+    /// the later one ends the step, and enqueues the next one.
     async fn tool_results_together(&self, batch: &[ResultCall]) -> Result<Vec<Result<Transition>>> {
         let rows = sqlx::query_as::<_, (i64, serde_json::Value)>(
-            "SELECT x.n, ay_tool_result(x.i, x.r, x.e, x.m, x.a, x.s) \
-             FROM unnest($1::uuid[], $2::text[], $3::bool[], $4::text[], $5::int4[], \
-                         $6::timestamptz[]) WITH ORDINALITY AS x(i, r, e, m, a, s, n) \
-             ORDER BY (SELECT thread_id FROM tool_invocations WHERE id = x.i), x.n",
+            "SELECT result, outcome FROM ay_tool_results($1, $2, $3, $4, $5, $6)",
         )
         .bind(batch.iter().map(|c| c.invocation).collect::<Vec<_>>())
         .bind(batch.iter().map(|c| c.result.as_str()).collect::<Vec<_>>())

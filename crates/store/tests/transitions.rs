@@ -811,6 +811,73 @@ async fn concurrent_creates_starts_and_finishes_commit_together_each_with_its_ow
     assert_eq!(answers, 31);
 }
 
+/// What a test's transitions wrote in `org`, as JSON, with what differs from one run of
+/// them to the next left out: timestamps, durations, generated message and outbox ids.
+async fn rows_of(tx: &mut sqlx::PgConnection, org: OrgId) -> serde_json::Value {
+    let mut rows = json!({});
+    for (name, sql) in [
+        (
+            "calls",
+            "SELECT jsonb_agg(to_jsonb(t) ORDER BY id) FROM tool_invocations t WHERE org_id = $1",
+        ),
+        (
+            "messages",
+            "SELECT jsonb_agg(to_jsonb(m) ORDER BY thread_id, seq) FROM messages m WHERE org_id = $1",
+        ),
+        (
+            "threads",
+            "SELECT jsonb_agg(jsonb_build_array(id, last_seq, active_run_id) ORDER BY id) FROM threads WHERE org_id = $1",
+        ),
+        ("runs", "SELECT jsonb_agg(to_jsonb(r) ORDER BY id) FROM runs r WHERE org_id = $1"),
+        (
+            "outbox",
+            "SELECT jsonb_agg(facts ORDER BY id) FROM outbox WHERE facts::text LIKE '%' || $1::text || '%'",
+        ),
+    ] {
+        let v: Option<serde_json::Value> =
+            sqlx::query_scalar(sql).bind(org).fetch_one(&mut *tx).await.unwrap();
+        rows[name] = v.unwrap_or_default();
+    }
+    if let Some(messages) = rows["messages"].as_array_mut() {
+        for m in messages {
+            m.as_object_mut().unwrap().remove("id");
+        }
+    }
+    let mut rows = stable(rows);
+    if let Some(outbox) = rows["outbox"].as_array_mut() {
+        outbox.sort_by_key(ToString::to_string);
+    }
+    rows
+}
+
+/// `v` without the keys whose values differ from one run of the same transitions to the next.
+fn stable(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .filter(|(k, _)| !(k.ends_with("_at") || k == "duration_ms"))
+                .map(|(k, v)| (k, stable(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(stable).collect()),
+        other => other,
+    }
+}
+
+/// Outcomes of transitions, their outbox rows' ids left out.
+fn without_outbox_ids(outcomes: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+    outcomes
+        .into_iter()
+        .map(|mut v| {
+            for row in v["outbox"].as_array_mut().unwrap() {
+                row.as_object_mut().unwrap().remove("id");
+            }
+            stable(v)
+        })
+        .collect()
+}
+
 /// One turn as the store passes it to Postgres.
 struct Turn {
     run: RunId,
@@ -863,42 +930,8 @@ async fn stored_turns(
         }
         out
     };
-    let outcomes: Vec<serde_json::Value> = outcomes
-        .into_iter()
-        .map(|mut v| {
-            for row in v["outbox"].as_array_mut().unwrap() {
-                row.as_object_mut().unwrap().remove("id");
-            }
-            v
-        })
-        .collect();
-    let mut rows = json!({ "outcomes": outcomes });
-    for (name, sql) in [
-        (
-            "calls",
-            "SELECT jsonb_agg(to_jsonb(t) - 'created_at' ORDER BY id) FROM tool_invocations t WHERE org_id = $1",
-        ),
-        (
-            "messages",
-            "SELECT jsonb_agg(to_jsonb(m) - 'created_at' ORDER BY thread_id, seq) FROM messages m WHERE org_id = $1",
-        ),
-        (
-            "threads",
-            "SELECT jsonb_agg(jsonb_build_array(id, last_seq) ORDER BY id) FROM threads WHERE org_id = $1",
-        ),
-        (
-            "runs",
-            "SELECT jsonb_agg(jsonb_build_array(id, status, step, usage) ORDER BY id) FROM runs WHERE org_id = $1",
-        ),
-        (
-            "outbox",
-            "SELECT jsonb_agg(facts ORDER BY id) FROM outbox WHERE facts::text LIKE '%tool_call.created%' AND facts::text LIKE '%' || $1::text || '%'",
-        ),
-    ] {
-        let v: Option<serde_json::Value> =
-            sqlx::query_scalar(sql).bind(org).fetch_one(&mut *tx).await.unwrap();
-        rows[name] = v.unwrap_or_default();
-    }
+    let rows =
+        json!({ "outcomes": without_outbox_ids(outcomes), "rows": rows_of(&mut tx, org).await });
     tx.rollback().await.unwrap();
     rows
 }
@@ -949,8 +982,8 @@ async fn a_batch_of_turns_stores_what_the_turns_one_by_one_would() {
     let applied: Vec<bool> =
         alone["outcomes"].as_array().unwrap().iter().map(|o| o["applied"] == true).collect();
     assert_eq!(applied, [true, true, true, false, true, false, false]);
-    assert_eq!(alone["calls"].as_array().unwrap().len(), 5, "{alone}");
-    let seqs: Vec<(String, i64)> = alone["messages"]
+    assert_eq!(alone["rows"]["calls"].as_array().unwrap().len(), 5, "{alone}");
+    let seqs: Vec<(String, i64)> = alone["rows"]["messages"]
         .as_array()
         .unwrap()
         .iter()
@@ -958,7 +991,7 @@ async fn a_batch_of_turns_stores_what_the_turns_one_by_one_would() {
         .map(|m| (m["run_id"].as_str().unwrap().to_owned(), m["seq"].as_i64().unwrap()))
         .collect();
     assert!(seqs.contains(&(a.to_string(), 2)) && seqs.contains(&(c.to_string(), 3)), "{seqs:?}");
-    let attempts: Vec<i64> = alone["calls"]
+    let attempts: Vec<i64> = alone["rows"]["calls"]
         .as_array()
         .unwrap()
         .iter()
@@ -966,6 +999,115 @@ async fn a_batch_of_turns_stores_what_the_turns_one_by_one_would() {
         .map(|c| c["attempt"].as_i64().unwrap())
         .collect();
     assert_eq!(attempts.iter().sum::<i64>(), 1, "only the claimed call counts an attempt");
+}
+
+/// One result as the store passes it to Postgres: the call, its result, whether it is an error.
+type Ended = (InvocationId, &'static str, bool);
+
+/// What `results` wrote, stored in a transaction that is rolled back: one statement of
+/// `ay_tool_result` per result (in thread order, then in the order given: the batch statement
+/// before `ay_tool_results`), or `ay_tool_results`.
+async fn stored_results(
+    store: &Store,
+    org: OrgId,
+    results: &[Ended],
+    together: bool,
+) -> serde_json::Value {
+    let sql = if together {
+        "SELECT result, outcome FROM ay_tool_results($1, $2, $3, $4, $5, $6)"
+    } else {
+        "SELECT x.n, ay_tool_result(x.i, x.r, x.e, x.m, x.a, x.s) \
+         FROM unnest($1::uuid[], $2::text[], $3::bool[], $4::text[], $5::int4[], \
+                     $6::timestamptz[]) WITH ORDINALITY AS x(i, r, e, m, a, s, n) \
+         ORDER BY (SELECT thread_id FROM tool_invocations WHERE id = x.i), x.n"
+    };
+    let mut tx = store.pool().begin().await.unwrap();
+    let mut rows: Vec<(i64, serde_json::Value)> = sqlx::query_as(sql)
+        .bind(results.iter().map(|r| r.0).collect::<Vec<_>>())
+        .bind(results.iter().map(|r| r.1).collect::<Vec<_>>())
+        .bind(results.iter().map(|r| r.2).collect::<Vec<_>>())
+        .bind(results.iter().map(|r| r.2.then_some("boom")).collect::<Vec<_>>())
+        .bind(results.iter().map(|_| 1).collect::<Vec<i32>>())
+        .bind(results.iter().map(|_| None).collect::<Vec<Option<chrono::DateTime<chrono::Utc>>>>())
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    rows.sort_by_key(|(n, _)| *n);
+    let outcomes: Vec<serde_json::Value> = rows.into_iter().map(|(_, v)| v).collect();
+    let rows =
+        json!({ "outcomes": without_outbox_ids(outcomes), "rows": rows_of(&mut tx, org).await });
+    tx.rollback().await.unwrap();
+    rows
+}
+
+#[tokio::test]
+async fn a_batch_of_results_stores_what_the_results_one_by_one_would() {
+    let db = Db::new().await;
+    let org = db.store.create_org("o").await.unwrap().org_id;
+    // Runs with their step 0's calls: a and b two each, the others one; e is a workflow's
+    // tool step; f's call has its result already.
+    let news: Vec<NewRun> = (0..6).map(|_| new_run(org, None)).collect();
+    let mut calls: Vec<Vec<NewCall>> = Vec::new();
+    for (i, n) in news.iter().enumerate() {
+        create(&db.store, n).await;
+        db.store.start_run(n.id, 0, 10).await.unwrap().unwrap();
+        let made: Vec<NewCall> =
+            (0..if i < 2 { 2 } else { 1 }).map(|k| call(&format!("tool_{i}_{k}"))).collect();
+        db.store.tool_step(n.id, 0, MessageId::new(), "", &made, &json!({})).await.unwrap();
+        calls.push(made);
+    }
+    for c in &calls[0] {
+        db.store.claim_call(c.invocation_id, 0).await.unwrap().unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO workflow_step_runs(run_id, execution_id, step_id, attempt, kind) \
+         VALUES ($1, gen_random_uuid(), 'lookup', 1, 'tool')",
+    )
+    .bind(news[4].id)
+    .execute(db.store.pool())
+    .await
+    .unwrap();
+    let f = calls[5][0].invocation_id;
+    assert!(db.store.tool_result(f, "early", false, None, 1, None).await.unwrap().next_step);
+
+    let id = |run: usize, k: usize| calls[run][k].invocation_id;
+    let results: [Ended; 8] = [
+        (id(0, 0), "a0", false),
+        (id(1, 0), "b0", false),
+        (id(2, 0), "c0", false),
+        (id(0, 1), "a1", false),
+        (id(2, 0), "c0 again", false),
+        (id(3, 0), "d0 failed", true),
+        (id(4, 0), "e0", false),
+        (f, "late", false),
+    ];
+    let alone = stored_results(&db.store, org, &results, false).await;
+    let together = stored_results(&db.store, org, &results, true).await;
+    assert_eq!(together, alone);
+
+    // What they store: a's second result, c's first, d's and e's end their steps (e ends its
+    // run); b still waits for a call; c's second result and f's late one change nothing.
+    let outcome = |k: &str| -> Vec<serde_json::Value> {
+        alone["outcomes"].as_array().unwrap().iter().map(|o| o[k].clone()).collect()
+    };
+    assert_eq!(outcome("applied"), [true, true, true, true, false, true, true, false]);
+    assert_eq!(outcome("next_step"), [false, false, true, true, false, true, false, false]);
+    let runs = alone["rows"]["runs"].as_array().unwrap();
+    let run = |i: usize| runs.iter().find(|r| r["id"] == json!(news[i].id)).unwrap();
+    let states: Vec<(serde_json::Value, serde_json::Value)> =
+        (0..6).map(|i| (run(i)["status"].clone(), run(i)["step"].clone())).collect();
+    assert_eq!(
+        states,
+        [
+            (json!("in_progress"), json!(1)),
+            (json!("in_progress"), json!(0)),
+            (json!("in_progress"), json!(1)),
+            (json!("in_progress"), json!(1)),
+            (json!("completed"), json!(0)),
+            (json!("in_progress"), json!(1)),
+        ]
+    );
+    assert_eq!(run(0)["tools_used"], json!(["tool_0_0", "tool_0_1"]));
 }
 
 #[tokio::test]
