@@ -878,6 +878,19 @@ fn without_outbox_ids(outcomes: Vec<serde_json::Value>) -> Vec<serde_json::Value
         .collect()
 }
 
+/// The outcomes of a test's transitions and what they wrote in `org` (see [`rows_of`]), as
+/// JSON; then `tx`, in which they ran, is rolled back.
+async fn written(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    org: OrgId,
+    outcomes: Vec<serde_json::Value>,
+) -> serde_json::Value {
+    let rows =
+        json!({ "outcomes": without_outbox_ids(outcomes), "rows": rows_of(&mut tx, org).await });
+    tx.rollback().await.unwrap();
+    rows
+}
+
 /// One turn as the store passes it to Postgres.
 struct Turn {
     run: RunId,
@@ -930,10 +943,7 @@ async fn stored_turns(
         }
         out
     };
-    let rows =
-        json!({ "outcomes": without_outbox_ids(outcomes), "rows": rows_of(&mut tx, org).await });
-    tx.rollback().await.unwrap();
-    rows
+    written(tx, org, outcomes).await
 }
 
 #[tokio::test]
@@ -1034,10 +1044,7 @@ async fn stored_results(
         .unwrap();
     rows.sort_by_key(|(n, _)| *n);
     let outcomes: Vec<serde_json::Value> = rows.into_iter().map(|(_, v)| v).collect();
-    let rows =
-        json!({ "outcomes": without_outbox_ids(outcomes), "rows": rows_of(&mut tx, org).await });
-    tx.rollback().await.unwrap();
-    rows
+    written(tx, org, outcomes).await
 }
 
 #[tokio::test]
