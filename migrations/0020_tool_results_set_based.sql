@@ -45,7 +45,7 @@ BEGIN
             FROM done GROUP BY done.run_id, done.step
     ),
     ended AS (
-        SELECT last.*, r.org_id, r.thread_id, r.priority,
+        SELECT last.*, r.org_id, r.thread_id,
                 EXISTS (SELECT 1 FROM workflow_step_runs w
                         WHERE w.run_id = last.run_id AND w.kind = 'tool') AS workflow
             FROM last JOIN runs r ON r.id = last.run_id

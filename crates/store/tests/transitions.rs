@@ -910,7 +910,7 @@ async fn stored_turns(
 ) -> serde_json::Value {
     let mut tx = store.pool().begin().await.unwrap();
     let outcomes: Vec<serde_json::Value> = if together {
-        let rows: Vec<(i64, serde_json::Value)> =
+        let mut rows: Vec<(i64, serde_json::Value)> =
             sqlx::query_as("SELECT turn, outcome FROM ay_tool_steps($1, $2, $3, $4, $5, $6)")
                 .bind(turns.iter().map(|t| t.run).collect::<Vec<_>>())
                 .bind(turns.iter().map(|t| t.step).collect::<Vec<_>>())
@@ -921,9 +921,12 @@ async fn stored_turns(
                 .fetch_all(&mut *tx)
                 .await
                 .unwrap();
-        let mut rows: Vec<(i64, serde_json::Value)> = rows;
         rows.sort_by_key(|(n, _)| *n);
-        assert_eq!(rows.iter().map(|(n, _)| *n).collect::<Vec<_>>(), (1..=7).collect::<Vec<_>>());
+        let turns = i64::try_from(turns.len()).unwrap();
+        assert_eq!(
+            rows.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            (1..=turns).collect::<Vec<_>>()
+        );
         rows.into_iter().map(|(_, v)| v).collect()
     } else {
         let mut out = Vec::new();
